@@ -1,0 +1,68 @@
+"""What every command shares: the context object, JSON output, opening the home."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import click
+
+from shadowstore.config import parse_size
+from shadowstore.errors import InvalidParameterError
+from shadowstore.home import ServerHome
+
+
+class CliContext:
+    """Per-invocation state: the server home path and whether output is JSON."""
+
+    last: ClassVar[CliContext | None] = None
+
+    def __init__(self, home: str) -> None:
+        self.home_path = home
+        self.json = False
+        CliContext.last = self
+
+    def open_home(self) -> ServerHome:
+        return ServerHome.open(self.home_path)
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def json_option(f: Any) -> Any:
+    """``--json``: print machine-readable output (and errors) on stdout."""
+
+    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value and isinstance(ctx.obj, CliContext):
+            ctx.obj.json = True
+        return value
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=set_json,
+        expose_value=True,
+        help="Print JSON for scripts.",
+    )(f)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+class SizeType(click.ParamType):
+    """A byte size: 8192, 64K, 1M."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except InvalidParameterError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+SIZE = SizeType()

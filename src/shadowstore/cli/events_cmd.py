@@ -1,0 +1,60 @@
+"""``shadowstore events``: print the application event log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.errors import InvalidParameterError
+
+
+def _parse_since(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        match_units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if text[-1:] in match_units and text[:-1].isdigit():
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * match_units[text[-1]])
+        raise InvalidParameterError(
+            f"--since {text!r} is not a time (use ISO 8601 like 2026-11-25T08:00:00 or an age like 30m, 2h, 1d)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@click.command()
+@click.option("--source", help="Only events of this source (ESE, MSExchangeIS, ShadowStore).")
+@click.option("--id", "event_id", type=int, help="Only events with this ID.")
+@click.option("--since", help="Only events at or after this time (ISO 8601, UTC unless stated) or age (30m, 2h).")
+@click.option("--sg", help="Only events of this storage group.")
+@click.option("--limit", type=int, help="Only the last N matching events.")
+@json_option
+@pass_ctx
+def events(
+    ctx: CliContext,
+    source: str | None,
+    event_id: int | None,
+    since: str | None,
+    sg: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Print the application event log, oldest first, in the event viewer's layout."""
+    home = ctx.open_home()
+    found = home.events.query(source=source, event_id=event_id, since=_parse_since(since), sg=sg)
+    if limit is not None:
+        found = found[-limit:] if limit > 0 else []
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    for index, event in enumerate(found):
+        if index:
+            click.echo("")
+        click.echo(event.render())
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(events)

@@ -1,0 +1,200 @@
+"""The server home configuration: ``<home>/shadowstore.toml``.
+
+Example::
+
+    format_version = 1
+    server_name = "mail01"
+
+    [[storage_group]]
+    name = "First Storage Group"
+    log_base = "E00"
+    log_dir = "First Storage Group"        # relative paths are relative to the server home
+    system_dir = "First Storage Group"
+    data_dir = "First Storage Group"
+    log_file_size = 1048576
+    page_size = 8192
+    circular_logging = false
+
+    [[storage_group.store]]
+    name = "Mailbox Store"
+    file = "priv1.edb"
+    dbid = 1
+
+The file is replaced atomically (temporary name, fsync, rename, directory fsync).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+
+from shadowstore.errors import InvalidParameterError, NotFoundError
+from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE
+from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE, MAX_LOG_FILE_SIZE, MIN_LOG_FILE_SIZE
+from shadowstore.io.fs import FileSystem, atomic_write, read_file
+
+CONFIG_NAME = "shadowstore.toml"
+FORMAT_VERSION = 1
+MAX_STORES_PER_SG = 5  # as in Exchange 2003
+MAX_STORAGE_GROUPS = 50
+
+
+@dataclass
+class StoreConfig:
+    name: str
+    file: str
+    dbid: int
+
+
+@dataclass
+class SgConfig:
+    name: str
+    log_base: str
+    log_dir: str
+    system_dir: str
+    data_dir: str
+    log_file_size: int = DEFAULT_LOG_FILE_SIZE
+    page_size: int = DEFAULT_PAGE_SIZE
+    circular_logging: bool = False
+    stores: list[StoreConfig] = field(default_factory=list)
+
+    def resolved(self, home: str) -> SgConfig:
+        """A copy whose directories are absolute (relative ones are taken from ``home``)."""
+        return SgConfig(
+            self.name,
+            self.log_base,
+            os.path.join(home, self.log_dir),
+            os.path.join(home, self.system_dir),
+            os.path.join(home, self.data_dir),
+            self.log_file_size,
+            self.page_size,
+            self.circular_logging,
+            list(self.stores),
+        )
+
+    def store_path(self, store: StoreConfig) -> str:
+        return os.path.join(self.data_dir, store.file)
+
+    def find_store(self, name: str) -> StoreConfig:
+        for store in self.stores:
+            if store.name == name or store.file == name:
+                return store
+        raise NotFoundError(
+            f"storage group {self.name!r} has no store {name!r} (it has: {', '.join(s.name for s in self.stores)})"
+        )
+
+
+@dataclass
+class HomeConfig:
+    server_name: str
+    storage_groups: list[SgConfig] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # other tables ([backup] ...), kept as they are
+
+    def find(self, name: str) -> SgConfig:
+        for sg in self.storage_groups:
+            if sg.name == name:
+                return sg
+        names = ", ".join(repr(s.name) for s in self.storage_groups) or "none"
+        raise NotFoundError(f"there is no storage group {name!r} (storage groups: {names})")
+
+
+def parse_size(text: str) -> int:
+    """``1M``, ``64K``, ``8192``, ``2MiB`` -> bytes. Raises InvalidParameterError."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise InvalidParameterError(f"{text!r} is not a size (examples: 8192, 64K, 1M)")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match.group(2).upper()]
+    return int(match.group(1)) * scale
+
+
+def validate_log_file_size(size: int) -> int:
+    if not MIN_LOG_FILE_SIZE <= size <= MAX_LOG_FILE_SIZE or size % 4096:
+        raise InvalidParameterError(
+            f"log file size {size} must be a multiple of 4 KiB from {MIN_LOG_FILE_SIZE // 1024} KiB "
+            f"to {MAX_LOG_FILE_SIZE // (1 << 20)} MiB"
+        )
+    return size
+
+
+def validate_page_size(size: int) -> int:
+    if size not in (4096, 8192, 16384, 32768):
+        raise InvalidParameterError(f"page size {size} must be one of 4096, 8192, 16384, 32768")
+    assert MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE
+    return size
+
+
+def next_log_base(config: HomeConfig) -> str:
+    used = {sg.log_base for sg in config.storage_groups}
+    for i in range(100):
+        base = f"E{i:02d}"
+        if base not in used:
+            return base
+    raise InvalidParameterError("every log base name E00-E99 is in use")
+
+
+def validate_name(name: str, what: str) -> str:
+    if not name or name != name.strip() or "/" in name or "\0" in name or len(name) > 64 or name in (".", ".."):
+        raise InvalidParameterError(f"{what} name {name!r} must be 1-64 characters without '/' or edge spaces")
+    return name
+
+
+def load(fs: FileSystem, home: str) -> HomeConfig:
+    """Read ``<home>/shadowstore.toml``. Raises NotFoundError or InvalidParameterError naming the problem."""
+    path = os.path.join(home, CONFIG_NAME)
+    if not fs.exists(path):
+        raise NotFoundError(
+            f"{home} is not a ShadowStore server home (no {CONFIG_NAME})",
+            hint=f"create one with 'shadowstore --home {home} init'",
+        )
+    try:
+        data = tomllib.loads(read_file(fs, path).decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"{path} is not valid TOML: {exc}") from None
+    if data.get("format_version") != FORMAT_VERSION:
+        raise InvalidParameterError(f"{path}: unsupported format_version {data.get('format_version')!r}")
+    try:
+        groups = [
+            SgConfig(
+                name=g["name"],
+                log_base=g["log_base"],
+                log_dir=g["log_dir"],
+                system_dir=g["system_dir"],
+                data_dir=g["data_dir"],
+                log_file_size=int(g.get("log_file_size", DEFAULT_LOG_FILE_SIZE)),
+                page_size=int(g.get("page_size", DEFAULT_PAGE_SIZE)),
+                circular_logging=bool(g.get("circular_logging", False)),
+                stores=[StoreConfig(s["name"], s["file"], int(s["dbid"])) for s in g.get("store", [])],
+            )
+            for g in data.get("storage_group", [])
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"{path}: a storage group entry is incomplete ({exc})") from None
+    settings = {k: v for k, v in data.items() if k not in ("format_version", "server_name", "storage_group")}
+    return HomeConfig(str(data.get("server_name", socket.gethostname())), groups, settings)
+
+
+def save(fs: FileSystem, home: str, config: HomeConfig) -> None:
+    """Replace ``<home>/shadowstore.toml`` atomically."""
+    data: dict[str, Any] = {"format_version": FORMAT_VERSION, "server_name": config.server_name}
+    data.update(config.settings)
+    data["storage_group"] = [
+        {
+            "name": g.name,
+            "log_base": g.log_base,
+            "log_dir": g.log_dir,
+            "system_dir": g.system_dir,
+            "data_dir": g.data_dir,
+            "log_file_size": g.log_file_size,
+            "page_size": g.page_size,
+            "circular_logging": g.circular_logging,
+            "store": [{"name": s.name, "file": s.file, "dbid": s.dbid} for s in g.stores],
+        }
+        for g in config.storage_groups
+    ]
+    atomic_write(fs, os.path.join(home, CONFIG_NAME), tomli_w.dumps(data).encode())

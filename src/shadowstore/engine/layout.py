@@ -1,0 +1,139 @@
+"""Creating the files of a storage group: a new log stream, reserve logs, new store files.
+
+Each file appears whole or not at all: it is written under a temporary name, synced, renamed into place, and
+its directory synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+
+from shadowstore.errors import DiskIOError, InvalidParameterError, LogDiskFullError
+from shadowstore.format.common import LgPos, Signature, now_us
+from shadowstore.format.dbheader import (
+    HEADER_PAGES,
+    STATE_CLEAN_SHUTDOWN,
+    DbHeader,
+)
+from shadowstore.format.logfile import (
+    FLAG_CIRCULAR,
+    LOG_HEADER_SIZE,
+    RESERVE_LOG_NAMES,
+    LogHeader,
+    current_log_name,
+)
+from shadowstore.io.fs import FileSystem
+
+_ZEROS = bytes(1 << 20)
+
+
+def write_zero_file(fs: FileSystem, path: str, size: int, head: bytes = b"") -> None:
+    """Create ``path`` (through ``path.tmp``) as ``head`` followed by zeros up to ``size``, durably.
+
+    Raises OSError (ENOSPC when the disk is full); the temporary file is removed on failure.
+    """
+    tmp = path + ".tmp"
+    handle = fs.open(tmp, create=True)
+    try:
+        handle.truncate(0)
+        offset = 0
+        while offset < size:
+            n = min(len(_ZEROS), size - offset)
+            handle.pwrite(_ZEROS[:n], offset)
+            offset += n
+        if head:
+            handle.pwrite(head, 0)
+        handle.fsync()
+    except BaseException:
+        handle.close()
+        with contextlib.suppress(OSError):
+            fs.unlink(tmp)
+        raise
+    handle.close()
+    fs.rename(tmp, path)
+    fs.fsync_dir(os.path.dirname(path))
+
+
+def create_log_stream(
+    fs: FileSystem,
+    log_dir: str,
+    base: str,
+    file_size: int,
+    page_size: int,
+    circular: bool,
+    first_gen: int = 1,
+) -> LogHeader:
+    """Write the first generation ``E00.log`` of a new stream with a new log signature."""
+    header = LogHeader(
+        generation=first_gen,
+        file_size=file_size,
+        page_size=page_size,
+        created_us=now_us(),
+        prev_created_us=0,
+        signature=Signature.new(),
+        checkpoint=LgPos(first_gen, LOG_HEADER_SIZE),
+        flags=FLAG_CIRCULAR if circular else 0,
+        base=base,
+        attached=[],
+    )
+    try:
+        write_zero_file(fs, os.path.join(log_dir, current_log_name(base)), file_size, header.pack())
+    except OSError as exc:
+        raise _disk_error(exc, f"creating the first log file in {log_dir}") from exc
+    return header
+
+
+def ensure_reserve_logs(fs: FileSystem, log_dir: str, file_size: int) -> list[str]:
+    """Create missing reserve logs; returns the names created. Raises LogDiskFullError when there is no room."""
+    created = []
+    for name in RESERVE_LOG_NAMES:
+        path = os.path.join(log_dir, name)
+        st = fs.stat(path)
+        if st is not None and st.size == file_size:
+            continue
+        try:
+            write_zero_file(fs, path, file_size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise LogDiskFullError(
+                    f"there is no room in {log_dir} for the reserve log {name} ({file_size} bytes)",
+                    hint="free space on the log disk, then mount again",
+                ) from exc
+            raise _disk_error(exc, f"creating reserve log {path}") from exc
+        created.append(name)
+    return created
+
+
+def create_store_file(
+    fs: FileSystem, path: str, page_size: int, dbid: int, log_signature: Signature, consistent_at: LgPos
+) -> DbHeader:
+    """A new, empty store in Clean Shutdown (no tables), bound to ``log_signature``."""
+    if fs.exists(path):
+        raise InvalidParameterError(f"{path} already exists; choose another file name or move it aside")
+    now = now_us()
+    header = DbHeader(
+        page_size=page_size,
+        state=STATE_CLEAN_SHUTDOWN,
+        sequence=1,
+        dbid=dbid,
+        db_signature=Signature.new(),
+        log_signature=log_signature,
+        last_consistent=consistent_at,
+        last_consistent_us=now,
+        page_count=HEADER_PAGES,
+        created_us=now,
+    )
+    page = header.pack()
+    try:
+        write_zero_file(fs, path, 0, page + page)
+    except OSError as exc:
+        raise _disk_error(exc, f"creating {path}") from exc
+    return header
+
+
+def _disk_error(exc: OSError, doing: str) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        return LogDiskFullError(f"no space left while {doing}")
+    return DiskIOError(f"I/O error while {doing}: {os.strerror(exc.errno or 0)}")

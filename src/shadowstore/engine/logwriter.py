@@ -1,0 +1,500 @@
+"""Appending to a storage group's log stream: group commit, log roll, prepared and reserve log files.
+
+Appending only lays a record out in memory (``append`` returns its exact log position at once); ``flush``
+makes everything appended so far durable. Group commit: committers append under a short lock and then call
+``flush``; the first one to find no flush running becomes the leader, writes every pending block and
+fdatasyncs, while the others wait and are woken when their position is durable. A flush writes one block per
+generation it touches, starting on a fresh sector, so no durable sector is ever rewritten.
+
+Log roll (when a record reaches the end of a file, or ``roll`` is called), by the flush leader:
+
+1. sync the current generation;
+2. take the prepared ``E00tmp.log`` (zero-filled ahead of time by a background thread), or prepare it now,
+   or, if the disk is full, a reserve log ``res1.log``/``res2.log``;
+3. write and sync the new generation's header (generation, signature, creation time, previous creation
+   time, checkpoint, attached stores) — crash point ``log.roll.after_new_header``;
+4. rename ``E00.log`` to its archived name — ``log.roll.after_archive_rename``;
+5. rename the new file to ``E00.log`` — ``log.roll.after_current_rename``;
+6. fsync the log folder — ``log.roll.after_dir_sync``.
+
+Mounting completes a roll cut between steps 4 and 5 (see StorageGroup). After a roll into a reserve log the
+writer refuses updates with -529 LogDiskFull (event 428) so that the storage group can dismount cleanly.
+Any I/O failure while flushing takes the writer offline for good (an fsync that failed cannot be retried
+safely); the storage group must be mounted again, which replays the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable
+
+from shadowstore.engine import layout
+from shadowstore.errors import LogDiskFullError, StorageGroupOfflineError
+from shadowstore.events import EventLog
+from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
+from shadowstore.format.logblock import (
+    BLOCK_HEADER,
+    FIRST,
+    FRAGMENT_HEADER,
+    FULL,
+    LAST,
+    MIDDLE,
+    MIN_FRAGMENT_DATA,
+    BlockHeader,
+    block_span,
+    pack_block_header,
+    pack_fragment,
+)
+from shadowstore.format.logfile import (
+    FLAG_CIRCULAR,
+    FLAG_RESERVE_LOG,
+    LOG_HEADER_SIZE,
+    MAX_GENERATION,
+    RESERVE_LOG_NAMES,
+    LogHeader,
+    archived_log_name,
+    current_log_name,
+    tmp_log_name,
+)
+from shadowstore.io.fs import FileHandle, FileSystem
+
+_ZEROS = bytes(1 << 20)
+
+
+class _Block:
+    __slots__ = ("fragments", "gen", "number", "offset", "payload")
+
+    def __init__(self, gen: int, offset: int, number: int) -> None:
+        self.gen = gen
+        self.offset = offset
+        self.number = number
+        self.payload = bytearray()
+        self.fragments = 0
+
+
+class _Roll:
+    """Queue marker: move to generation ``gen`` even if no record is written there yet."""
+
+    __slots__ = ("gen",)
+
+    def __init__(self, gen: int) -> None:
+        self.gen = gen
+
+
+class LogWriter:
+    """The appending side of one log stream. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        fs: FileSystem,
+        log_dir: str,
+        base: str,
+        signature: Signature,
+        file_size: int,
+        page_size: int,
+        circular: bool,
+        events: EventLog,
+        sg: str,
+        attached: Callable[[], list[AttachInfo]],
+        checkpoint: Callable[[], LgPos],
+    ) -> None:
+        self.fs = fs
+        self.log_dir = log_dir
+        self.base = base
+        self.signature = signature
+        self.file_size = file_size
+        self.page_size = page_size
+        self.circular = circular
+        self.events = events
+        self.sg = sg
+        self._attached = attached
+        self._checkpoint = checkpoint
+        self.on_roll: list[Callable[[int], None]] = []  # called by the flush leader after each roll
+        self.on_disk_full: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        # Layout state (under _lock).
+        self._gen = 0
+        self._next_offset = LOG_HEADER_SIZE
+        self._next_number = 0
+        self._block: _Block | None = None
+        self._queue: list[_Block | _Roll] = []
+        self._appended = LgPos(0, 0)
+        self._flushed = LgPos(0, 0)
+        self._flushing = False
+        self._failed: BaseException | None = None
+        self._refusing_updates = False
+        self.bytes_appended = 0
+        # Disk state (touched only by the flush leader).
+        self._disk_gen = 0
+        self._file: FileHandle | None = None
+        self._header: LogHeader | None = None
+        self._dirty = False
+        # Preparation of the next file.
+        self._prep_lock = threading.Lock()
+        self._prepared: FileHandle | None = None
+        self._prep_wanted = threading.Event()
+        self._prep_stop = False
+        self._prep_thread: threading.Thread | None = None
+
+    # --- life cycle -----------------------------------------------------------------------------------
+
+    def start(self, header: LogHeader, handle: FileHandle, end_offset: int, next_block: int) -> None:
+        """Continue the stream in ``handle`` (E00.log, generation ``header.generation``) at ``end_offset``."""
+        self._gen = self._disk_gen = header.generation
+        self._next_offset = end_offset
+        self._next_number = next_block
+        self._appended = self._flushed = LgPos(header.generation, end_offset)
+        self._file = handle
+        self._header = header
+        self._prep_thread = threading.Thread(target=self._prepare_loop, name=f"log-prepare {self.sg}", daemon=True)
+        self._prep_thread.start()
+        self._prep_wanted.set()
+
+    def close(self) -> None:
+        """Flush what was appended, stop the preparation thread and close the current file."""
+        try:
+            if self._failed is None:
+                self.flush()
+        finally:
+            self._prep_stop = True
+            self._prep_wanted.set()
+            if self._prep_thread is not None and self._prep_thread is not threading.current_thread():
+                self._prep_thread.join()
+            with self._prep_lock:
+                if self._prepared is not None:
+                    self._prepared.close()
+                    self._prepared = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    @property
+    def tail(self) -> LgPos:
+        """Position after the last appended record: where the stream continues."""
+        return self._appended
+
+    @property
+    def flushed(self) -> LgPos:
+        return self._flushed
+
+    @property
+    def generation(self) -> int:
+        """The generation new records go to (may be ahead of the file named E00.log until the next flush)."""
+        return self._gen
+
+    @property
+    def disk_generation(self) -> int:
+        return self._disk_gen
+
+    @property
+    def current_header(self) -> LogHeader | None:
+        return self._header
+
+    @property
+    def refusing_updates(self) -> bool:
+        return self._refusing_updates
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._failed
+
+    def current_file(self) -> FileHandle | None:
+        return self._file
+
+    # --- appending --------------------------------------------------------------------------------------
+
+    def append(self, record: bytes | bytearray, *, update: bool = True) -> tuple[LgPos, LgPos]:
+        """Lay ``record`` out in the stream; returns (start, end) positions. Not durable until ``flush``.
+
+        Raises StorageGroupOfflineError after an I/O failure, LogDiskFullError for an update while the log
+        disk is full.
+        """
+        with self._lock:
+            self._check_open(update)
+            view = memoryview(record)
+            start: LgPos | None = None
+            first = True
+            while True:
+                block = self._block or self._open_block()
+                used = block.offset + BLOCK_HEADER.size + len(block.payload)
+                room = self.file_size - used - FRAGMENT_HEADER.size
+                if room >= len(view):
+                    if start is None:
+                        start = LgPos(block.gen, used)
+                    block.payload += pack_fragment(FULL if first else LAST, view)
+                    block.fragments += 1
+                    end = LgPos(block.gen, used + FRAGMENT_HEADER.size + len(view))
+                    break
+                if room >= MIN_FRAGMENT_DATA:
+                    if start is None:
+                        start = LgPos(block.gen, used)
+                    block.payload += pack_fragment(FIRST if first else MIDDLE, view[:room])
+                    block.fragments += 1
+                    view = view[room:]
+                    first = False
+                self._seal_block()
+                self._advance_generation()
+            self._appended = end
+            self.bytes_appended += len(record)
+            return start, end
+
+    def roll(self) -> LgPos:
+        """Start a new generation now (the next flush performs the roll); returns the new tail."""
+        with self._lock:
+            self._check_open(update=False)
+            self._seal_block()
+            self._advance_generation()
+            self._queue.append(_Roll(self._gen))
+            self._appended = LgPos(self._gen, LOG_HEADER_SIZE)
+            return self._appended
+
+    def _check_open(self, update: bool) -> None:
+        if self._failed is not None:
+            raise StorageGroupOfflineError(
+                f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
+            )
+        if self._file is None:
+            raise StorageGroupOfflineError(f"the log stream of {self.sg} is closed")
+        if update and self._refusing_updates:
+            raise LogDiskFullError(
+                f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) is full and it is "
+                "running on a reserve log"
+            )
+
+    def _open_block(self) -> _Block:
+        if self._next_offset + BLOCK_HEADER.size + FRAGMENT_HEADER.size + MIN_FRAGMENT_DATA > self.file_size:
+            self._advance_generation()
+        self._block = _Block(self._gen, self._next_offset, self._next_number)
+        return self._block
+
+    def _seal_block(self) -> None:
+        block = self._block
+        if block is None:
+            return
+        self._queue.append(block)
+        self._block = None
+        self._next_offset = block.offset + block_span(len(block.payload))
+        self._next_number = block.number + 1
+
+    def _advance_generation(self) -> None:
+        if self._gen + 1 > MAX_GENERATION:
+            raise StorageGroupOfflineError(f"the log stream of {self.sg} has used every generation number")
+        self._gen += 1
+        self._next_offset = LOG_HEADER_SIZE
+        self._next_number = 0
+
+    # --- flushing ---------------------------------------------------------------------------------------
+
+    def flush(self, upto: LgPos | None = None) -> LgPos:
+        """Make the stream durable at least up to ``upto`` (default: everything appended). Group commit."""
+        self._cond.acquire()
+        try:
+            target = self._appended if upto is None else upto
+            while self._flushed < target:
+                if self._failed is not None:
+                    raise StorageGroupOfflineError(
+                        f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
+                    )
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._flushing = True
+                self._seal_block()
+                work, self._queue = self._queue, []
+                end = self._appended
+                self._cond.release()
+                try:
+                    self._write(work)
+                except BaseException as exc:
+                    self._cond.acquire()
+                    self._flushing = False
+                    self._failed = exc
+                    self._cond.notify_all()
+                    if isinstance(exc, LogDiskFullError | StorageGroupOfflineError):
+                        raise
+                    if isinstance(exc, OSError):
+                        raise StorageGroupOfflineError(
+                            f"writing the log of {self.sg} failed: {exc}; the storage group is offline"
+                        ) from exc
+                    raise
+                self._cond.acquire()
+                self._flushing = False
+                self._flushed = max(self._flushed, end)
+                self._cond.notify_all()
+            return self._flushed
+        finally:
+            self._cond.release()
+
+    def _write(self, work: list[_Block | _Roll]) -> None:
+        assert self._file is not None
+        for item in work:
+            if item.gen != self._disk_gen:
+                self._sync_current()
+                while self._disk_gen < item.gen:
+                    self._roll_to(self._disk_gen + 1)
+            if isinstance(item, _Roll):
+                continue
+            span = block_span(len(item.payload))
+            data = bytearray(span)
+            data[: BLOCK_HEADER.size] = pack_block_header(
+                BlockHeader(item.gen, item.number, len(item.payload), item.fragments, now_us())
+            )
+            data[BLOCK_HEADER.size : BLOCK_HEADER.size + len(item.payload)] = item.payload
+            self._file.pwrite(data, item.offset)
+            self._dirty = True
+            self.fs.crash_point("log.flush.after_write")
+        self._sync_current()
+        self.fs.crash_point("log.flush.after_sync")
+
+    def _sync_current(self) -> None:
+        if self._dirty:
+            assert self._file is not None
+            self._file.fdatasync()
+            self._dirty = False
+
+    # --- roll -------------------------------------------------------------------------------------------
+
+    def _roll_to(self, gen: int) -> None:
+        assert self._header is not None and self._file is not None
+        handle, path, from_reserve = self._take_next_file()
+        flags = FLAG_CIRCULAR if self.circular else 0
+        if from_reserve:
+            flags |= FLAG_RESERVE_LOG
+        header = LogHeader(
+            generation=gen,
+            file_size=self.file_size,
+            page_size=self.page_size,
+            created_us=max(now_us(), self._header.created_us + 1),
+            prev_created_us=self._header.created_us,
+            signature=self.signature,
+            checkpoint=self._checkpoint(),
+            flags=flags,
+            base=self.base,
+            attached=self._attached(),
+        )
+        handle.pwrite(header.pack(), 0)
+        handle.fdatasync()
+        self.fs.crash_point("log.roll.after_new_header")
+        current = os.path.join(self.log_dir, current_log_name(self.base))
+        archived = os.path.join(self.log_dir, archived_log_name(self.base, self._disk_gen))
+        if self.fs.exists(archived):
+            # why: never let a stray file take a place in the stream; keep it for the user to look at.
+            self._quarantine(archived)
+        if self._path_is_ours(current):
+            self.fs.rename(current, archived)
+        else:
+            # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
+            # record of this generation: write it back under its archived name so the stream stays whole.
+            if self.fs.exists(current):
+                self._quarantine(current)
+            layout.write_zero_file(self.fs, archived, 0, self._file.pread(self.file_size, 0))
+            self.events.emit(
+                1011,
+                sg=self.sg,
+                file=current,
+                gen=self._disk_gen,
+                detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
+            )
+        self.fs.crash_point("log.roll.after_archive_rename")
+        self.fs.rename(path, current)
+        self.fs.crash_point("log.roll.after_current_rename")
+        self.fs.fsync_dir(self.log_dir)
+        self.fs.crash_point("log.roll.after_dir_sync")
+        old = self._file
+        self._file, self._header, self._disk_gen = handle, header, gen
+        old.close()
+        for callback in self.on_roll:
+            callback(gen)
+        if from_reserve:
+            self._enter_disk_full(path)
+        else:
+            self._prep_wanted.set()
+
+    def _path_is_ours(self, path: str) -> bool:
+        assert self._file is not None
+        st = self.fs.stat(path)
+        held = self._file.stat()
+        return st is not None and (st.dev, st.ino) == (held.dev, held.ino)
+
+    def _quarantine(self, path: str) -> str:
+        """Move ``path`` into ``<log folder>/quarantine`` under a unique name; returns the new path."""
+        folder = os.path.join(self.log_dir, "quarantine")
+        self.fs.makedirs(folder)
+        target = os.path.join(folder, f"{os.path.basename(path)}.{now_us()}")
+        self.fs.rename(path, target)
+        return target
+
+    def _take_next_file(self) -> tuple[FileHandle, str, bool]:
+        tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
+        with self._prep_lock:
+            if self._prepared is not None:
+                handle, self._prepared = self._prepared, None
+                return handle, tmp, False
+            try:
+                return self._prepare(tmp), tmp, False
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+        for name in RESERVE_LOG_NAMES:
+            path = os.path.join(self.log_dir, name)
+            st = self.fs.stat(path)
+            if st is not None and st.size == self.file_size:
+                return self.fs.open(path), path, True
+        self.events.emit(429, sg=self.sg, file=current_log_name(self.base))
+        raise LogDiskFullError(
+            f"the log disk of {self.sg} ({self.log_dir}) is full and no reserve log is left for generation "
+            f"{self._disk_gen + 1}"
+        )
+
+    def _enter_disk_full(self, reserve_path: str) -> None:
+        with self._lock:
+            first = not self._refusing_updates
+            self._refusing_updates = True
+        if first:
+            self.events.emit(428, sg=self.sg)
+            for callback in self.on_disk_full:
+                callback()
+
+    # --- preparation of E00tmp.log ----------------------------------------------------------------------
+
+    def _prepare(self, path: str) -> FileHandle:
+        """Create ``path`` zero-filled to the log size and synced. Requires: _prep_lock is held."""
+        if self.fs.exists(path):
+            self.fs.unlink(path)
+        handle = self.fs.open(path, create=True)
+        try:
+            offset = 0
+            while offset < self.file_size:
+                n = min(len(_ZEROS), self.file_size - offset)
+                handle.pwrite(_ZEROS[:n] if n < len(_ZEROS) else _ZEROS, offset)
+                offset += n
+            handle.fdatasync()
+        except OSError:
+            handle.close()
+            with contextlib.suppress(OSError):
+                self.fs.unlink(path)
+            raise
+        return handle
+
+    def _prepare_loop(self) -> None:
+        tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
+        while True:
+            self._prep_wanted.wait()
+            self._prep_wanted.clear()
+            if self._prep_stop:
+                return
+            with self._prep_lock:
+                if self._prepared is not None or self._failed is not None:
+                    continue
+                try:
+                    self._prepared = self._prepare(tmp)
+                except OSError:
+                    # why: a full disk is handled at the roll itself (reserve logs); anything else too.
+                    continue

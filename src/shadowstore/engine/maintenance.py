@@ -1,0 +1,205 @@
+"""The maintenance thread of a mounted storage group.
+
+Every ``policy.interval`` seconds (sooner when the log writer reports a roll or a full disk) one cycle:
+
+1. takes the storage group offline if the log writer failed (event 1020);
+2. dismounts it if the log disk filled and a reserve log is in use (event 1021);
+3. flushes lazily committed transactions;
+4. after log rolls, records the closed generations' identity and the stores' Log Required maximum;
+5. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
+   1010/1011) and, when crash recovery still needed it, every store is written and the checkpoint advanced
+   past it (event 1012);
+6. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
+   ``checkpoint_bytes`` of log, or ``checkpoint_seconds`` passed since the last one with commits since.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shadowstore.engine.health import MISSING, Finding
+from shadowstore.errors import ShadowStoreError
+from shadowstore.format.common import now_us
+from shadowstore.format.logfile import archived_log_name
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+
+_log = logging.getLogger("shadowstore.maintenance")
+
+
+@dataclass
+class MaintenancePolicy:
+    interval: float = 0.5
+    checkpoint_generations: int = 4
+    checkpoint_bytes: int = 64 << 20
+    checkpoint_seconds: float = 60.0
+
+
+class Maintenance:
+    def __init__(self, sg: StorageGroup) -> None:
+        self.sg = sg
+        self.policy = sg.policy
+        self._wake = threading.Event()
+        self._stop = False
+        self._cond = threading.Condition()
+        self.cycles = 0
+        self._disk_full = False
+        self._commits = 0
+        self._seen_gen = sg.log.disk_generation
+        self._bytes_at_checkpoint = sg.log.bytes_appended
+        self._thread = threading.Thread(target=self._run, name=f"maintenance {sg.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (unless called from it)."""
+        self._stop = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            self._thread.join()
+
+    def note_roll(self, generation: int) -> None:
+        self._wake.set()
+
+    def note_disk_full(self) -> None:
+        self._disk_full = True
+        self._wake.set()
+
+    def note_commit(self) -> None:
+        self._commits += 1
+
+    def run_cycles(self, count: int = 1, timeout: float = 30.0) -> bool:
+        """Wake the thread and wait until ``count`` more complete cycles ran (for tools and tests)."""
+        with self._cond:
+            target = self.cycles + count
+            while self.cycles < target and self._thread.is_alive():
+                self._wake.set()
+                if not self._cond.wait(timeout):
+                    return False
+            return self.cycles >= target
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self._wake.wait(self.policy.interval)
+                self._wake.clear()
+                if self._stop:
+                    break
+                try:
+                    self._cycle()
+                except ShadowStoreError as exc:
+                    _log.warning("maintenance of %s: %s", self.sg.name, exc)
+                except Exception:
+                    _log.exception("maintenance of %s failed", self.sg.name)
+                with self._cond:
+                    self.cycles += 1
+                    self._cond.notify_all()
+        except BaseException:
+            # why: a simulated power loss in tests (or interpreter exit) ends the thread quietly.
+            pass
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _cycle(self) -> None:
+        sg = self.sg
+        log = sg.log
+        if not sg.mounted:
+            self._stop = True
+            return
+        if log.failed is not None:
+            self._stop = True
+            sg.go_offline(str(log.failed))
+            return
+        if self._disk_full:
+            self._stop = True
+            self._dismount_for_disk_full()
+            return
+        if log.tail > log.flushed:
+            log.flush()
+            for store in sg.stores.values():
+                if store.mounted:
+                    store.publish_flushed()
+        self._after_rolls()
+        findings = sg.watch.check(log.disk_generation, log.current_file(), _header_bytes(sg))
+        if findings:
+            self._handle_findings(findings)
+        if self._checkpoint_due():
+            self._checkpoint()
+
+    def _after_rolls(self) -> None:
+        sg = self.sg
+        current = sg.log.disk_generation
+        if current == self._seen_gen:
+            return
+        for gen in range(self._seen_gen, current):
+            sg.watch.remember(gen)
+        self._seen_gen = current
+        for store in sg.stores.values():
+            if store.mounted:
+                store.update_required_max(current)
+
+    def _checkpoint_due(self) -> bool:
+        sg, policy = self.sg, self.policy
+        if sg.log.generation - sg.checkpoint_position.gen >= policy.checkpoint_generations:
+            return True
+        if sg.log.bytes_appended - self._bytes_at_checkpoint >= policy.checkpoint_bytes:
+            return True
+        elapsed = (now_us() - sg.last_checkpoint_us) / 1e6
+        return self._commits > 0 and elapsed >= policy.checkpoint_seconds
+
+    def _checkpoint(self) -> None:
+        self._commits = 0
+        self._bytes_at_checkpoint = self.sg.log.bytes_appended
+        self.sg.checkpoint()
+
+    def _handle_findings(self, findings: list[Finding]) -> None:
+        sg = self.sg
+        checkpoint_gen = sg.checkpoint_position.gen
+        needed = [f for f in findings if f.current or f.generation >= checkpoint_gen]
+        for finding in findings:
+            name = archived_log_name(sg.base, finding.generation) if not finding.current else finding.path
+            if finding in needed:
+                detail = "Crash recovery needed it; the checkpoint will be advanced past it."
+            else:
+                detail = (
+                    "It is below the checkpoint, so crash recovery does not need it; an incremental backup does, "
+                    "so take a full backup."
+                )
+            if finding.problem == MISSING:
+                sg.events.emit(1011, sg=sg.name, file=name, gen=finding.generation, detail=detail)
+            else:
+                sg.events.emit(1010, sg=sg.name, file=name, gen=finding.generation)
+        if not needed:
+            return
+        if any(f.current for f in needed):
+            sg.log.roll()
+            sg.log.flush()
+        before = sg.checkpoint_position
+        self._checkpoint()
+        after = sg.checkpoint_position
+        low = min(f.generation for f in needed)
+        high = max(f.generation for f in needed)
+        reason = ", ".join(f"generation {f.generation} {f.problem}" for f in needed)
+        sg.events.emit(1012, sg=sg.name, checkpoint=str(after), low=min(low, before.gen), high=high, reason=reason)
+
+    def _dismount_for_disk_full(self) -> None:
+        sg = self.sg
+        reserve = sg.current_log_path
+        try:
+            sg.dismount()
+        except ShadowStoreError as exc:
+            _log.warning("dismount of %s after a full log disk: %s", sg.name, exc)
+        sg.events.emit(1021, sg=sg.name, file=reserve)
+
+
+def _header_bytes(sg: StorageGroup) -> bytes | None:
+    header = sg.log.current_header
+    return None if header is None else header.pack()

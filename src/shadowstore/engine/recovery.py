@@ -1,0 +1,174 @@
+"""Soft recovery: replay the log stream into stores left in Dirty Shutdown.
+
+Every store file is transactionally consistent at its header's replay start (pages are copy-on-write), so
+recovery never undoes anything: it loads each dirty store's durable state, replays every TXN record of that
+store logged at or after its replay start, in log order, through the end of the stream, then writes the
+result and marks the store Clean Shutdown (events 300, 301, 302). A record cut short by the crash at the very
+end of the stream was never acknowledged and is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shadowstore.engine.logreader import Generation, RecordAssembler
+from shadowstore.engine.logstream import LogChain, LogSet
+from shadowstore.engine.transaction import Transaction
+from shadowstore.errors import DatabaseCorruptedError, DatabaseLogSetMismatchError, LogFileCorruptError
+from shadowstore.format.common import LgPos
+from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
+from shadowstore.format.logfile import LogHeader
+from shadowstore.format.logrecord import (
+    KIND_ATTACH,
+    KIND_DETACH,
+    KIND_TXN,
+    OP_CREATE,
+    OP_DELETE,
+    OP_DROP,
+    OP_PUT,
+    RecordError,
+    iter_ops,
+    txn_header,
+)
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+    from shadowstore.engine.store import Store
+
+
+@dataclass
+class _Replay:
+    store: Store
+    txn: Transaction
+    start: LgPos
+    dbtime: int
+    end: LgPos
+    records: int = 0
+
+
+@dataclass
+class RecoveryReport:
+    stores: list[str] = field(default_factory=list)
+    generations: tuple[int, int] | None = None
+    records: int = 0
+    bytes_replayed: int = 0
+
+
+def recover(
+    sg: StorageGroup,
+    logs: LogSet,
+    current: LogHeader,
+    current_scan: Generation,
+    *,
+    stop_at: LgPos | None = None,
+) -> RecoveryReport:
+    """Replay the logs into every store in Dirty Shutdown and mark each Clean Shutdown.
+
+    Raises the log errors of LogChain (missing, foreign, out of sequence, corrupt logs: nothing is changed
+    then), DatabaseLogSetMismatchError (event 425) for a store of another log stream.
+    """
+    report = RecoveryReport()
+    dirty = [s for s in sg.stores.values() if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN]
+    if not dirty:
+        return report
+    for store in dirty:
+        assert store.header is not None
+        if store.header.log_signature != sg.signature:
+            sg.events.emit(425, sg=sg.name, db=store.path)
+            raise DatabaseLogSetMismatchError(
+                f"{store.path} is in Dirty Shutdown and needs the logs of the stream with signature "
+                f"[{store.header.log_signature}], but the log folder {logs.log_dir} holds the stream "
+                f"[{sg.signature}]"
+            )
+    low = min(s.replay_start.gen for s in dirty)
+    high = max(s.header.log_required_max for s in dirty if s.header is not None)
+    names = ", ".join(s.path for s in dirty)
+    chain = LogChain(sg.fs, logs, sg.signature, current, sg.events, sg.name, names)
+    chain.check_present(low, high)
+    sg.events.emit(300, sg=sg.name)
+    replays = {}
+    for store in dirty:
+        store.load_state()
+        txn = store.replay_transaction()
+        assert store.head is not None
+        replays[store.dbid] = _Replay(store, txn, store.replay_start, store.head.dbtime, store.replay_start)
+    try:
+        _replay_stream(sg, chain, low, current_scan, replays, report, stop_at)
+    except BaseException:
+        for replay in replays.values():
+            replay.txn.abort()
+        raise
+    tail = LgPos(current.generation, current_scan.end_offset)
+    for replay in replays.values():
+        replay.store.install_replayed(replay.txn, replay.dbtime, replay.end)
+        replay.store.checkpoint(clean_at=tail)
+        report.stores.append(replay.store.name)
+        report.records += replay.records
+    report.generations = (low, current.generation)
+    sg.events.emit(302, sg=sg.name)
+    return report
+
+
+def _replay_stream(
+    sg: StorageGroup,
+    chain: LogChain,
+    low: int,
+    current_scan: Generation,
+    replays: dict[int, _Replay],
+    report: RecoveryReport,
+    stop_at: LgPos | None,
+) -> None:
+    assembler = RecordAssembler()
+    for gen in chain.generations(low):
+        if gen.header.generation == current_scan.header.generation:
+            gen = current_scan  # already scanned when the storage group opened the current log
+        for record in assembler.feed(gen):
+            if stop_at is not None and record.start >= stop_at:
+                return
+            data = record.data
+            kind = data[0]
+            replay = replays.get(data[1])
+            if replay is None or record.start < replay.start:
+                continue
+            report.bytes_replayed += len(data)
+            if kind == KIND_TXN:
+                _apply_txn(replay, record.start, record.end, data, gen.path)
+            elif kind not in (KIND_ATTACH, KIND_DETACH):
+                raise LogFileCorruptError(f"{gen.path}: unknown record kind {kind} at {record.start}")
+        sg.events.emit(301, sg=sg.name, file=gen.path)
+
+
+def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryview, path: str) -> None:
+    try:
+        header = txn_header(data)
+        if header.dbtime != replay.dbtime + 1:
+            raise DatabaseCorruptedError(
+                f"{replay.store.path} is at transaction {replay.dbtime} but the log record at {start} in {path} "
+                f"is transaction {header.dbtime}: the store and the log do not match"
+            )
+        txn = replay.txn
+        txn.stamp.lgpos = start.pack_u64()
+        for op, table_id, key, value in iter_ops(data):
+            if op == OP_PUT:
+                meta = _table(txn, table_id, start, path)
+                txn._apply_put(txn._writable_meta(meta.name), key, value)
+            elif op == OP_DELETE:
+                meta = _table(txn, table_id, start, path)
+                txn._apply_delete(txn._writable_meta(meta.name), key)
+            elif op == OP_CREATE:
+                txn._apply_create(table_id, key.decode())
+            elif op == OP_DROP:
+                txn._apply_drop(_table(txn, table_id, start, path))
+    except RecordError as exc:
+        raise LogFileCorruptError(f"{path}: the record at {start} does not parse: {exc}") from None
+    replay.dbtime = header.dbtime
+    replay.end = end
+    replay.records += 1
+
+
+def _table(txn: Transaction, table_id: int, at: LgPos, path: str):  # type: ignore[no-untyped-def]
+    meta = txn.table_by_id(table_id)
+    if meta is None:
+        raise DatabaseCorruptedError(f"the log record at {at} in {path} names table {table_id}, which does not exist")
+    return meta

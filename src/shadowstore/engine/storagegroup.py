@@ -1,0 +1,489 @@
+"""A storage group: stores that share one log stream, one checkpoint and one recovery.
+
+Mount, in named phases (``mount``): take the storage group's lock, open every store's header, find the log
+set, complete a log roll a crash interrupted, open the current log, run soft recovery for stores in Dirty
+Shutdown, start the log writer, make sure the reserve logs exist, then attach each store (an ATTACH record,
+then its header marked Dirty Shutdown before any page write) and start the maintenance thread.
+
+Dismount (``dismount``): stop maintenance, then for each store block new transactions, log a DETACH record,
+write its newest state and mark it Clean Shutdown (Log Required 0-0); write the checkpoint file and close.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from shadowstore.config import SgConfig
+from shadowstore.engine import layout
+from shadowstore.engine.checkpointfile import CheckpointFile, read_checkpoint
+from shadowstore.engine.health import LogFolderWatch
+from shadowstore.engine.logreader import Generation, scan_generation
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.engine.logwriter import LogWriter
+from shadowstore.engine.maintenance import Maintenance, MaintenancePolicy
+from shadowstore.engine.recovery import RecoveryReport, recover
+from shadowstore.engine.store import Store
+from shadowstore.errors import (
+    DatabaseNotFoundError,
+    InvalidParameterError,
+    MissingLogFileError,
+    NotFoundError,
+    NotMountedError,
+    RequiredLogFilesMissingError,
+    ShadowStoreError,
+)
+from shadowstore.events import EventLog
+from shadowstore.format.checkpoint import Checkpoint
+from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
+from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
+from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, checkpoint_name, current_log_name
+from shadowstore.format.logrecord import AttachRecord, DetachRecord, pack_attach, pack_detach
+from shadowstore.io.fs import FileSystem, Lock, read_file
+
+
+class StorageGroup:
+    """One storage group of a server home. Thread-safe; mount before use, dismount when done."""
+
+    def __init__(
+        self,
+        config: SgConfig,
+        fs: FileSystem,
+        events: EventLog,
+        *,
+        policy: MaintenancePolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.base = config.log_base
+        self.fs = fs
+        self.events = events
+        self.policy = policy or MaintenancePolicy()
+        self.stores: dict[str, Store] = {
+            s.name: Store(self, s.name, s.dbid, config.store_path(s), config.page_size) for s in config.stores
+        }
+        self.signature: Signature = Signature(0, 0, "")
+        self.log: LogWriter = None  # type: ignore[assignment]  # set by mount
+        self.last_recovery: RecoveryReport | None = None
+        self.watch = LogFolderWatch(fs, config.log_dir, config.log_base)
+        self._mutex = threading.RLock()
+        self._lock: Lock | None = None
+        self._chk: CheckpointFile | None = None
+        self._checkpoint_pos = LgPos(0, 0)
+        self._maintenance: Maintenance | None = None
+        self._mounted = False
+        self._offline_reason: str | None = None
+        self.last_checkpoint_us = 0
+
+    def __repr__(self) -> str:
+        return f"<StorageGroup {self.name!r} {'mounted' if self._mounted else 'dismounted'}>"
+
+    # --- paths --------------------------------------------------------------------------------------------
+
+    @property
+    def current_log_path(self) -> str:
+        return os.path.join(self.config.log_dir, current_log_name(self.base))
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.config.system_dir, checkpoint_name(self.base))
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.config.system_dir, f"{self.base}.lock")
+
+    @property
+    def quarantine_dir(self) -> str:
+        return os.path.join(self.config.log_dir, "quarantine")
+
+    @property
+    def mounted(self) -> bool:
+        return self._mounted
+
+    @property
+    def log_open(self) -> bool:
+        return self.log is not None and self.log.current_file() is not None
+
+    @property
+    def checkpoint_position(self) -> LgPos:
+        return self._checkpoint_pos
+
+    def store(self, name: str) -> Store:
+        try:
+            return self.stores[name]
+        except KeyError:
+            for store in self.stores.values():
+                if os.path.basename(store.path) == name:
+                    return store
+            raise NotFoundError(
+                f"storage group {self.name!r} has no store {name!r} (stores: {', '.join(self.stores)})"
+            ) from None
+
+    # --- creation -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, config: SgConfig, fs: FileSystem, events: EventLog) -> StorageGroup:
+        """Create the directories, the first log generation, reserve logs, checkpoint and store files."""
+        for directory in {config.log_dir, config.system_dir, config.data_dir}:
+            fs.makedirs(directory)
+        sg = cls(config, fs, events)
+        if fs.exists(sg.current_log_path):
+            raise InvalidParameterError(f"{sg.current_log_path} already exists; pick another log folder")
+        header = layout.create_log_stream(
+            fs,
+            config.log_dir,
+            config.log_base,
+            config.log_file_size,
+            config.page_size,
+            config.circular_logging,
+        )
+        layout.ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
+        tail = header.checkpoint
+        CheckpointFile.create(fs, sg.checkpoint_path, sg._checkpoint_record(tail, header.signature, []))
+        for store in sg.stores.values():
+            layout.create_store_file(fs, store.path, config.page_size, store.dbid, header.signature, tail)
+        return sg
+
+    def add_store(self, name: str, dbid: int, path: str) -> Store:
+        """Create a new store file (the storage group must be dismounted)."""
+        with self._mutex:
+            if self._mounted:
+                raise InvalidParameterError(f"dismount storage group {self.name!r} before adding a store")
+            signature = read_header(self.fs, self.current_log_path).signature
+            layout.create_store_file(self.fs, path, self.config.page_size, dbid, signature, LgPos(0, 0))
+            store = Store(self, name, dbid, path, self.config.page_size)
+            self.stores[name] = store
+            return store
+
+    # --- mount --------------------------------------------------------------------------------------------
+
+    def mount(self) -> RecoveryReport:
+        """Mount every store, running soft recovery first if any is in Dirty Shutdown.
+
+        Raises StorageGroupBusyError (another process), DatabaseNotFoundError, the log errors of recovery
+        (-528, -543, -530, -515, -501, ...) with their events, LogDiskFullError when the reserve logs cannot
+        be created. On failure nothing stays open.
+        """
+        with self._mutex:
+            if self._mounted:
+                return self.last_recovery or RecoveryReport()
+            self._offline_reason = None
+            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})")
+            try:
+                report = self._mount_phases()
+            except BaseException:
+                self._abandon()
+                raise
+            self._mounted = True
+            self.last_recovery = report
+            self.events.emit(1000, sg=self.name, stores=", ".join(self.stores) or "no stores")
+            return report
+
+    def _mount_phases(self) -> RecoveryReport:
+        self._open_store_files()
+        logs = self._complete_interrupted_roll(LogSet.scan(self.fs, self.config.log_dir, self.base))
+        current, logs = self._open_current_log(logs)
+        self.signature = current.signature
+        current_scan = scan_generation(
+            logs.current or self.current_log_path,
+            read_file(self.fs, self.current_log_path),
+            current,
+            tolerate_torn_tail=True,
+        )
+        self._start_log_writer(current, current_scan)
+        report = recover(self, logs, current, current_scan)
+        self._quarantine_torn_tail(current_scan)
+        created = layout.ensure_reserve_logs(self.fs, self.config.log_dir, self.config.log_file_size)
+        if created:
+            self.events.emit(1022, sg=self.name, files=", ".join(created))
+        self._open_checkpoint_file()
+        for gen in logs.archived:
+            self.watch.remember(gen)
+        for store in self.stores.values():
+            self._attach(store)
+        self.write_checkpoint()
+        self._maintenance = Maintenance(self)
+        self._maintenance.start()
+        return report
+
+    def _open_store_files(self) -> None:
+        for store in self.stores.values():
+            try:
+                store.open()
+            except FileNotFoundError:
+                raise DatabaseNotFoundError(
+                    f"store {store.name!r} of {self.name!r}: {store.path} does not exist",
+                    hint="restore it from a backup, or remove the store from the configuration",
+                ) from None
+
+    def _complete_interrupted_roll(self, logs: LogSet) -> LogSet:
+        """A crash between renaming E00.log away and renaming the next file in leaves E00tmp.log holding the
+        next generation's header; finish that rename."""
+        if logs.current is not None or logs.tmp is None or not logs.archived:
+            return logs
+        try:
+            tmp_header = read_header(self.fs, logs.tmp)
+            last = read_header(self.fs, logs.archived[max(logs.archived)])
+        except ShadowStoreError:
+            return logs
+        if tmp_header.generation == last.generation + 1 and tmp_header.prev_created_us == last.created_us:
+            self.fs.rename(logs.tmp, self.current_log_path)
+            self.fs.fsync_dir(self.config.log_dir)
+            return LogSet.scan(self.fs, self.config.log_dir, self.base)
+        return logs
+
+    def _open_current_log(self, logs: LogSet) -> tuple[LogHeader, LogSet]:
+        if logs.current is not None:
+            return read_header(self.fs, logs.current), logs
+        dirty = [s for s in self.stores.values() if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN]
+        if logs.archived or dirty:
+            self.events.emit(450, sg=self.name, file=current_log_name(self.base))
+            needed = ", ".join(f"{s.path} (logs from generation {s.replay_start.gen})" for s in dirty)
+            error = MissingLogFileError if logs.archived else RequiredLogFilesMissingError
+            raise error(
+                f"the current log file {self.current_log_path} is missing"
+                + (f"; archived generations {min(logs.archived)}-{max(logs.archived)} exist" if logs.archived else "")
+                + (f"; stores in Dirty Shutdown need it: {needed}" if dirty else ""),
+            )
+        # No logs at all and every store consistent: start a new log stream.
+        layout.create_log_stream(
+            self.fs,
+            self.config.log_dir,
+            self.base,
+            self.config.log_file_size,
+            self.config.page_size,
+            self.config.circular_logging,
+        )
+        logs = LogSet.scan(self.fs, self.config.log_dir, self.base)
+        assert logs.current is not None
+        return read_header(self.fs, logs.current), logs
+
+    def _start_log_writer(self, current: LogHeader, scan: Generation) -> None:
+        self.log = LogWriter(
+            fs=self.fs,
+            log_dir=self.config.log_dir,
+            base=self.base,
+            signature=current.signature,
+            file_size=current.file_size,
+            page_size=self.config.page_size,
+            circular=self.config.circular_logging,
+            events=self.events,
+            sg=self.name,
+            attached=self.attach_list,
+            checkpoint=lambda: self._checkpoint_pos,
+        )
+        self.log.on_roll.append(self._on_roll)
+        self.log.on_disk_full.append(self._on_disk_full)
+        self.log.start(current, self.fs.open(self.current_log_path), scan.end_offset, scan.blocks)
+
+    def _quarantine_torn_tail(self, scan: Generation) -> None:
+        """Copy the bytes of a torn last flush aside, then zero them so no later reader mistakes them."""
+        if scan.torn is None or scan.torn.dropped <= 0:
+            return
+        handle = self.log.current_file()
+        assert handle is not None
+        data = handle.pread(scan.torn.dropped, scan.torn.offset)
+        self.fs.makedirs(self.quarantine_dir)
+        name = f"{self.base}-gen{scan.header.generation:X}-offset{scan.torn.offset}.torn"
+        layout.write_zero_file(self.fs, os.path.join(self.quarantine_dir, name), 0, data)
+        handle.pwrite(bytes(len(data)), scan.torn.offset)
+        handle.fdatasync()
+
+    def _open_checkpoint_file(self) -> None:
+        problem = None
+        try:
+            chk, _damaged = read_checkpoint(self.fs, self.checkpoint_path)
+            if chk.signature == self.signature:
+                self._chk = CheckpointFile(self.fs, self.checkpoint_path, chk.sequence)
+                self._checkpoint_pos = chk.checkpoint
+                return
+            problem = "from another log stream"
+        except ShadowStoreError as exc:
+            problem = f"unusable ({exc.message})"
+        self.events.emit(1031, sg=self.name, file=self.checkpoint_path, problem=problem)
+        self._chk = CheckpointFile.create(
+            self.fs, self.checkpoint_path, self._checkpoint_record(self.log.tail, self.signature, [])
+        )
+        self._checkpoint_pos = self.log.tail
+
+    def _attach(self, store: Store) -> None:
+        """ATTACH record, durable; then the header says Dirty Shutdown; then the state is loaded."""
+        assert store.header is not None
+        record = pack_attach(AttachRecord(store.dbid, store.header.db_signature, now_us(), store.path))
+        start, end = self.log.append(record, update=False)
+        self.log.flush(end)
+        store.write_dirty_header(start, end)
+        store.load_state()
+        store.mounted = True
+        self.events.emit(1002, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
+
+    # --- dismount -----------------------------------------------------------------------------------------
+
+    def dismount(self) -> None:
+        """Bring every store to Clean Shutdown and close. Stores that cannot be written stay in Dirty
+        Shutdown (event 1004) and are recovered at the next mount; the storage group is closed either way."""
+        maintenance = self._maintenance
+        if maintenance is not None:
+            # why: outside the mutex; the maintenance thread may be waiting for it (checkpoint, health).
+            maintenance.stop()
+        with self._mutex:
+            if not self._mounted:
+                return
+            self._maintenance = None
+            failures = []
+            for store in self.stores.values():
+                error = self._detach(store)
+                if error is not None:
+                    failures.append(error)
+            if self.log.failed is None:
+                try:
+                    self.write_checkpoint()
+                except ShadowStoreError as exc:
+                    failures.append(exc)
+            self._abandon()
+            self.events.emit(1001, sg=self.name)
+            if failures and self._offline_reason is None:
+                raise failures[0]
+
+    def _detach(self, store: Store) -> ShadowStoreError | None:
+        if not store.mounted:
+            store.close()
+            return None
+        store._write_lock.acquire()
+        try:
+            store.mounted = False
+            start, end = self.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
+            self.log.flush(end)
+            self.fs.crash_point("dismount.after_detach_record")
+            store.checkpoint(clean_at=end, detach=start)
+            self.fs.crash_point("dismount.after_clean_header")
+        except ShadowStoreError as exc:
+            self.events.emit(1004, sg=self.name, store=store.name, file=store.path, error=str(exc))
+            return exc
+        else:
+            self.events.emit(1003, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
+            return None
+        finally:
+            store._write_lock.release()
+            store.close()
+
+    def _abandon(self) -> None:
+        """Close everything without writing (after a failed mount, at the end of dismount, when offline)."""
+        self._mounted = False
+        for store in self.stores.values():
+            store.close()
+        if self.log is not None:
+            with suppress(ShadowStoreError):
+                self.log.close()
+        if self._chk is not None:
+            self._chk.close()
+            self._chk = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def go_offline(self, reason: str) -> None:
+        """After an I/O failure: stop everything without writing; the next mount replays the log."""
+        with self._mutex:
+            if not self._mounted:
+                return
+            self._offline_reason = reason
+            self.events.emit(1020, sg=self.name, error=reason)
+            self._abandon()
+
+    # --- checkpoint ---------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> LgPos:
+        """Write every mounted store's newest state and advance the checkpoint file. Returns the checkpoint."""
+        with self._mutex:
+            if not self._mounted:
+                raise NotMountedError(f"storage group {self.name!r} is not mounted")
+            for store in self.stores.values():
+                if store.mounted:
+                    store.checkpoint()
+            self.last_checkpoint_us = now_us()
+            return self.write_checkpoint()
+
+    def write_checkpoint(self) -> LgPos:
+        """E00.chk := the oldest replay start of the mounted stores (the log tail when none is mounted)."""
+        mounted = [s for s in self.stores.values() if s.mounted]
+        position = min((s.replay_start for s in mounted), default=self.log.tail)
+        assert self._chk is not None
+        self._chk.write(self._checkpoint_record(position, self.signature, self.attach_list()))
+        previous, self._checkpoint_pos = self._checkpoint_pos, position
+        if self.config.circular_logging and position.gen > previous.gen:
+            self._delete_below(position)
+        return position
+
+    def _checkpoint_record(self, position: LgPos, signature: Signature, attached: list[AttachInfo]) -> Checkpoint:
+        return Checkpoint(
+            sequence=0,
+            checkpoint=position,
+            signature=signature,
+            base=self.base,
+            written_us=now_us(),
+            log_file_size=self.config.log_file_size,
+            flags=FLAG_CIRCULAR if self.config.circular_logging else 0,
+            attached=attached,
+        )
+
+    def _delete_below(self, position: LgPos) -> None:
+        """Circular logging: archived generations below the checkpoint are not needed; delete them."""
+        logs = LogSet.scan(self.fs, self.config.log_dir, self.base)
+        doomed = sorted(g for g in logs.archived if g < position.gen)
+        if not doomed:
+            return
+        for gen in doomed:
+            self.fs.unlink(logs.archived[gen])
+        self.fs.fsync_dir(self.config.log_dir)
+        self.watch.forget_below(position.gen)
+        self.events.emit(1030, sg=self.name, low=doomed[0], high=doomed[-1], checkpoint=str(position))
+
+    def attach_list(self) -> list[AttachInfo]:
+        return [
+            AttachInfo(s.dbid, s.header.db_signature, s.header.last_attach, os.path.basename(s.path))
+            for s in self.stores.values()
+            if s.mounted and s.header is not None
+        ]
+
+    # --- callbacks from the log writer (flush leader thread: keep them short) ------------------------------
+
+    def _on_roll(self, generation: int) -> None:
+        if self._maintenance is not None:
+            self._maintenance.note_roll(generation)
+
+    def _on_disk_full(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.note_disk_full()
+
+    def note_commit(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.note_commit()
+
+    # --- status -------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "log_base": self.base,
+            "mounted": self._mounted,
+            "offline_reason": self._offline_reason,
+            "log_dir": self.config.log_dir,
+            "system_dir": self.config.system_dir,
+            "current_generation": self.log.disk_generation if self._mounted else None,
+            "checkpoint": str(self._checkpoint_pos) if self._mounted else None,
+            "circular_logging": self.config.circular_logging,
+            "stores": [s.status() for s in self.stores.values()],
+        }
+
+    @contextmanager
+    def mounted_context(self) -> Iterator[StorageGroup]:
+        """``with sg.mounted_context():`` mounts and always dismounts."""
+        self.mount()
+        try:
+            yield self
+        finally:
+            self.dismount()

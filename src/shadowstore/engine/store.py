@@ -1,0 +1,442 @@
+"""A store (database) of a storage group: its file, its committed states, transactions and checkpoints.
+
+States and visibility: ``_head`` is the newest committed state (what the next writer builds on); ``_visible``
+is the newest state whose log records are durable (what readers see). A durable commit publishes its state
+after its flush; a lazy commit publishes at once. Readers never block the writer and the writer never blocks
+readers: committed nodes are immutable and pages stay untouched while a reader, a pin or the durable header
+can reach them (``release_horizon``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import TYPE_CHECKING
+
+from shadowstore.engine.btree import Blob, Branch, Leaf, Limits, Node
+from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
+from shadowstore.engine.pageflush import flush_state
+from shadowstore.engine.space import SpaceMap
+from shadowstore.engine.transaction import DbState, TableMeta, Transaction
+from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError
+from shadowstore.format.catalog import CatalogError, unpack_catalog
+from shadowstore.format.common import LGPOS_ZERO, LgPos, now_us
+from shadowstore.format.dbheader import (
+    STATE_CLEAN_SHUTDOWN,
+    STATE_DIRTY_SHUTDOWN,
+    BlobRef,
+    DbHeader,
+)
+from shadowstore.format.logrecord import KIND_TXN, TXN_HEADER
+from shadowstore.format.page import TYPE_BRANCH, TYPE_LEAF, PageError, unpack_branch, unpack_leaf
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+
+CACHE_NODES = 8192  # decoded nodes per cache generation (two generations are kept)
+
+
+class Store:
+    """One store file of a storage group. Use through ``StorageGroup.store(name)``."""
+
+    def __init__(self, sg: StorageGroup, name: str, dbid: int, path: str, page_size: int) -> None:
+        self.sg = sg
+        self.name = name
+        self.dbid = dbid
+        self.path = path
+        self.page_size = page_size
+        self.limits = Limits(page_size)
+        self.file: DatabaseFile | None = None
+        self.header: DbHeader | None = None
+        self.space: SpaceMap | None = None
+        self.mounted = False
+        self._head: DbState | None = None
+        self._visible: DbState | None = None
+        self._pending: deque[DbState] = deque()
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._flush_lock = threading.RLock()
+        self._readers: Counter[int] = Counter()
+        self._pins: Counter[int] = Counter()
+        self._retired: deque[tuple[int, list[object]]] = deque()
+        self._awaiting: list[tuple[int, list[int]]] = []
+        self._young: dict[int, Node] = {}
+        self._old: dict[int, Node] = {}
+
+    def __repr__(self) -> str:
+        return f"<Store {self.name!r} ({self.path}) of {self.sg.name!r}>"
+
+    # --- opening and loading ------------------------------------------------------------------------------
+
+    def read_header(self) -> DbHeader:
+        """The file's newest valid header (events 456/472 when a copy is damaged)."""
+        choice = read_header_copies(self.sg.fs, self.path)
+        for index, _problem in choice.damaged:
+            self.sg.events.emit(456 if index == 0 else 472, sg=self.sg.name, file=self.path, size=self.page_size)
+        if choice.header.page_size != self.page_size:
+            raise PageSizeMismatchError(
+                f"{self.path} has {choice.header.page_size}-byte pages; storage group {self.sg.name} is configured "
+                f"for {self.page_size}"
+            )
+        return choice.header
+
+    def open(self) -> DbHeader:
+        """Open the file and read its header (no state is loaded yet)."""
+        header = self.read_header()
+        self.file = DatabaseFile(self.sg.fs, self.path, self.page_size, self.sg.events, self.sg.name)
+        self.header = header
+        return header
+
+    def load_state(self) -> DbState:
+        """Read the catalog and the space map the header names; the durable state becomes head and visible."""
+        assert self.file is not None and self.header is not None
+        header = self.header
+        if header.space_map.is_empty:
+            self.space = SpaceMap.empty(header.page_count)
+        else:
+            self.space = SpaceMap.from_bitmap(header.page_count, self.file.read_blob(header.space_map))
+        try:
+            next_id, entries = unpack_catalog(self.file.read_blob(header.catalog))
+        except CatalogError as exc:
+            raise DatabaseCorruptedError(
+                f"{self.path}: the catalog at page {header.catalog.first_page} is damaged: {exc}"
+            ) from None
+        tables: dict[str, TableMeta] = {}
+        for entry in entries:
+            tables[entry.name] = TableMeta(entry.table_id, entry.name, entry.root_page)
+        state = DbState(header.dbtime, tables, next_id, header.replay_start)
+        self._head = self._visible = state
+        self._pending.clear()
+        self._retired.clear()
+        self._awaiting.clear()
+        return state
+
+    def close(self) -> None:
+        self.mounted = False
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self._young, self._old = {}, {}
+        self._head = self._visible = None
+
+    # --- TreeIO ------------------------------------------------------------------------------------------
+
+    def load(self, pgno: int) -> Node:
+        node = self._young.get(pgno)
+        if node is None:
+            node = self._old.get(pgno)
+            if node is None:
+                node = self._read_node(pgno)
+            self.cache_put(node)
+        return node
+
+    def cache_put(self, node: Node) -> None:
+        assert node.pgno is not None
+        young = self._young
+        young[node.pgno] = node
+        if len(young) > CACHE_NODES:
+            self._old, self._young = young, {}
+
+    def _read_node(self, pgno: int) -> Node:
+        file = self.file
+        if file is None:
+            raise NotMountedError(f"store {self.name} is not mounted")
+        header, page = file.read_page(pgno)
+        where = f"{self.path}: page {pgno} at offset {pgno * self.page_size}"
+        if header.type not in (TYPE_LEAF, TYPE_BRANCH):
+            raise DatabaseCorruptedError(f"{where} is a blob page, but a tree points to it")
+        try:
+            if header.type == TYPE_LEAF:
+                keys, values = unpack_leaf(page, header)
+                return Leaf(keys, values, header.length, pgno, None)  # type: ignore[arg-type]
+            bkeys, kids = unpack_branch(page, header)
+            return Branch(bkeys, kids, header.length, pgno, None)  # type: ignore[arg-type]
+        except PageError as exc:
+            raise DatabaseCorruptedError(f"{where} is damaged: {exc}") from None
+
+    def read_blob(self, ref: BlobRef) -> bytes:
+        if self.file is None:
+            raise NotMountedError(f"store {self.name} is not mounted")
+        return self.file.read_blob(ref)
+
+    # --- transactions ------------------------------------------------------------------------------------
+
+    def transaction(self, *, lazy: bool = False) -> Transaction:
+        """Begin a write transaction (waits for the writer latch). Use it in a ``with`` block."""
+        self._write_lock.acquire()
+        if not self.mounted or self._head is None:
+            self._write_lock.release()
+            raise NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
+        return Transaction(self, self._head, writable=True, lazy=lazy)
+
+    def snapshot(self) -> Transaction:
+        """Begin a read-only transaction on the newest durable state."""
+        with self._state_lock:
+            state = self._visible
+            if not self.mounted or state is None:
+                raise NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
+            self._readers[state.dbtime] += 1
+        return Transaction(self, state, writable=False)
+
+    def _end_read(self, txn: Transaction) -> None:
+        with self._state_lock:
+            self._readers[txn.state.dbtime] -= 1
+            if self._readers[txn.state.dbtime] <= 0:
+                del self._readers[txn.state.dbtime]
+
+    def _end_write(self, txn: Transaction) -> None:
+        self._write_lock.release()
+
+    def _commit_write(self, txn: Transaction) -> LgPos | None:
+        try:
+            if txn.op_count == 0 and not txn.ctx.retired:
+                return None
+            dbtime = txn.state.dbtime + 1
+            record = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, now_us(), txn.op_count) + txn.ops
+            start, end = self.sg.log.append(record)
+            txn.stamp.lgpos = start.pack_u64()
+            state = txn.new_state(end)
+            with self._state_lock:
+                self._head = state
+                if txn.ctx.retired:
+                    self._retired.append((dbtime, txn.ctx.retired))
+                if txn.lazy:
+                    self._publish(state)
+                else:
+                    self._pending.append(state)
+        finally:
+            self._write_lock.release()
+        if not txn.lazy:
+            self.sg.log.flush(end)
+            self.publish_flushed()
+        self.sg.note_commit()
+        return start
+
+    def publish_flushed(self) -> None:
+        """Make every state whose records are durable visible to readers."""
+        flushed = self.sg.log.flushed
+        with self._state_lock:
+            pending = self._pending
+            while pending and pending[0].end <= flushed:
+                self._publish(pending.popleft())
+
+    def _publish(self, state: DbState) -> None:
+        # Requires: _state_lock is held.
+        if self._visible is None or state.dbtime > self._visible.dbtime:
+            self._visible = state
+        while self._pending and self._pending[0].dbtime <= state.dbtime:
+            self._pending.popleft()
+
+    def replay_transaction(self) -> Transaction:
+        """A write transaction for log replay (recovery); the caller applies operations and installs it."""
+        assert self._head is not None
+        self._write_lock.acquire()
+        return Transaction(self, self._head, writable=True)
+
+    def install_replayed(self, txn: Transaction, dbtime: int, end: LgPos) -> None:
+        """Make a replayed transaction the head and visible state (recovery only)."""
+        state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
+        with self._state_lock:
+            self._head = self._visible = state
+            if txn.ctx.retired:
+                self._retired.append((dbtime, txn.ctx.retired))
+        txn._open = False
+        self._write_lock.release()
+
+    @property
+    def head(self) -> DbState | None:
+        return self._head
+
+    # --- pins and release of pages ------------------------------------------------------------------------
+
+    def pin(self) -> DbState:
+        """Keep the pages of the durable state from being reused until ``unpin`` (for backup readers)."""
+        with self._state_lock:
+            assert self.header is not None
+            self._pins[self.header.dbtime] += 1
+            assert self._visible is not None
+            return self._visible
+
+    def unpin(self, dbtime: int) -> None:
+        with self._state_lock:
+            self._pins[dbtime] -= 1
+            if self._pins[dbtime] <= 0:
+                del self._pins[dbtime]
+
+    def release_horizon(self) -> int:
+        """Pages retired by transactions up to this dbtime are unreachable by every reader and pin."""
+        assert self.header is not None
+        with self._state_lock:
+            horizon = self.header.dbtime
+            if self._readers:
+                horizon = min(horizon, min(self._readers))
+            if self._pins:
+                horizon = min(horizon, min(self._pins))
+        return horizon
+
+    def retired_pages_upto(self, dbtime: int) -> list[int]:
+        """Pages of everything retired by transactions up to ``dbtime`` (entries stay until forgotten)."""
+        pages: list[int] = []
+        with self._state_lock:
+            entries = [refs for t, refs in self._retired if t <= dbtime]
+        for refs in entries:
+            for ref in refs:
+                pages.extend(_pages_of(ref))
+        return pages
+
+    def _forget_retired_upto(self, dbtime: int, dropped: list[int]) -> None:
+        with self._state_lock:
+            while self._retired and self._retired[0][0] <= dbtime:
+                self._retired.popleft()
+        self._awaiting.append((dbtime, dropped))
+        self._release_eligible()
+
+    def _release_eligible(self) -> None:
+        assert self.space is not None
+        horizon = self.release_horizon()
+        keep = []
+        for dbtime, pages in self._awaiting:
+            if dbtime <= horizon:
+                self.space.release(pages)
+                for page in pages:
+                    self._young.pop(page, None)
+                    self._old.pop(page, None)
+            else:
+                keep.append((dbtime, pages))
+        self._awaiting = keep
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+
+    def write_dirty_header(self, attach_start: LgPos, attach_end: LgPos) -> None:
+        """Mount: mark the file Dirty Shutdown (durably) before any page can be written."""
+        assert self.file is not None and self.header is not None
+        gen = attach_end.gen
+        header = self.header._replace(
+            state=STATE_DIRTY_SHUTDOWN,
+            sequence=self.header.sequence + 1,
+            log_signature=self.sg.signature,
+            last_attach=attach_start,
+            last_attach_us=now_us(),
+            replay_start=attach_end,
+            log_required_min=gen,
+            log_required_max=gen,
+            log_committed=gen,
+        )
+        self.file.write_header(header)
+        self.header = header
+
+    def checkpoint(self, *, clean_at: LgPos | None = None, detach: LgPos | None = None) -> DbHeader:
+        """Write the newest committed state to the file and advance this store's replay start.
+
+        With ``clean_at`` the header says Clean Shutdown, consistent at that position (dismount, end of
+        recovery); ``detach`` records the detach position. Raises DiskFullError/DiskIOError.
+        """
+        with self._flush_lock:
+            if self.file is None or self.header is None or self._head is None:
+                raise NotMountedError(f"store {self.name} is not open")
+            state, covered = self._state_and_coverage(clean_at)
+            current_gen = max(self.sg.log.generation, covered.gen) if self.sg.log_open else covered.gen
+
+            def make_header(catalog: BlobRef, space_map: BlobRef, page_count: int) -> DbHeader:
+                assert self.header is not None
+                common = {
+                    "sequence": self.header.sequence + 1,
+                    "dbtime": state.dbtime,
+                    "page_count": page_count,
+                    "catalog": catalog,
+                    "space_map": space_map,
+                    "log_signature": self.sg.signature,
+                }
+                if clean_at is not None:
+                    extra = {
+                        "state": STATE_CLEAN_SHUTDOWN,
+                        "last_consistent": clean_at,
+                        "last_consistent_us": now_us(),
+                        "replay_start": clean_at,
+                        "log_required_min": 0,
+                        "log_required_max": 0,
+                        "log_committed": max(self.header.log_committed, current_gen),
+                    }
+                    if detach is not None:
+                        extra.update(last_detach=detach, last_detach_us=now_us())
+                    return self.header._replace(**common, **extra)  # type: ignore[arg-type]
+                return self.header._replace(
+                    **common,  # type: ignore[arg-type]
+                    state=STATE_DIRTY_SHUTDOWN,
+                    replay_start=covered,
+                    log_required_min=covered.gen,
+                    log_required_max=current_gen,
+                    log_committed=current_gen,
+                )
+
+            header, dropped = flush_state(self, state, covered, make_header)
+            self.header = header
+            self._forget_retired_upto(state.dbtime, dropped)
+            return header
+
+    def _state_and_coverage(self, clean_at: LgPos | None) -> tuple[DbState, LgPos]:
+        """The state to write and the log position the file will cover.
+
+        When no write transaction is open, nothing of this store can be logged between reading the head and
+        reading the log tail, so the file covers the whole log up to the tail; an idle store then does not
+        hold the checkpoint back. Otherwise it covers up to the head's last record.
+        """
+        assert self._head is not None
+        if clean_at is not None:
+            return self._head, clean_at
+        if self._write_lock.acquire(blocking=False):
+            try:
+                state = self._head
+                return state, max(state.end, self.sg.log.tail) if self.sg.log_open else state.end
+            finally:
+                self._write_lock.release()
+        state = self._head
+        return state, state.end
+
+    def update_required_max(self, generation: int) -> None:
+        """Record that logs up to ``generation`` may hold this store's transactions (after a log roll)."""
+        with self._flush_lock:
+            if self.file is None or self.header is None or self.header.state != STATE_DIRTY_SHUTDOWN:
+                return
+            if self.header.log_required_max >= generation:
+                return
+            header = self.header._replace(
+                sequence=self.header.sequence + 1, log_required_max=generation, log_committed=generation
+            )
+            self.file.write_header(header)
+            self.header = header
+
+    @property
+    def replay_start(self) -> LgPos:
+        return self.header.replay_start if self.header is not None else LGPOS_ZERO
+
+    def commits_since_checkpoint(self) -> int:
+        """Transactions committed since the last checkpoint (for checkpoint scheduling)."""
+        head = self._head
+        if head is None or self.header is None:
+            return 0
+        return head.dbtime - self.header.dbtime
+
+    def status(self) -> dict[str, object]:
+        header = self.header
+        return {
+            "name": self.name,
+            "file": self.path,
+            "dbid": self.dbid,
+            "mounted": self.mounted,
+            "state": header.state_name if header else None,
+            "dbtime": self._head.dbtime if self._head else (header.dbtime if header else None),
+            "tables": sorted(self._head.tables) if self._head else None,
+        }
+
+
+def _pages_of(ref: object) -> list[int]:
+    """Pages a retired reference occupied (nothing for nodes and values that were never written)."""
+    if type(ref) is int:
+        return [ref]
+    if type(ref) is BlobRef:
+        return list(range(ref.first_page, ref.first_page + ref.page_count))
+    if type(ref) is Blob:
+        return [] if ref.ref is None else list(range(ref.ref.first_page, ref.ref.first_page + ref.ref.page_count))
+    pgno = getattr(ref, "pgno", None)
+    return [] if pgno is None else [pgno]

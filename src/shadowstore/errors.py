@@ -1,0 +1,274 @@
+"""The ShadowStore error family.
+
+Every error the engine raises derives from :class:`ShadowStoreError`. A class carries the ESE error code and
+name where the original engine has one (``research/ese.md`` section 7), a message that names the file, offset
+or generation involved, and a hint that tells the user what to do next. The command line maps each class to
+an exit code in bands: 0 ok, 1 warning, 2 error, 3-99 specific errors (see ``ExitCode``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the ``shadowstore`` command, in bands."""
+
+    OK = 0
+    WARNING = 1
+    ERROR = 2
+    USAGE = 3  # bad command line or bad input value
+    NOT_FOUND = 4  # server home, storage group, store or file does not exist
+    BUSY = 5  # another process owns the storage group
+    LOG_MISSING = 10  # a log generation that is needed is not there
+    LOG_DAMAGED = 11  # a log file is corrupt, foreign or out of sequence
+    DATABASE_DAMAGED = 12  # a page or header failed verification
+    DATABASE_STATE = 13  # a store is in the wrong state for the request
+    DISK_FULL = 14
+    IO_ERROR = 15
+    WORKLOAD_MISMATCH = 30  # `workload check` found missing or partial transactions
+    INTERRUPTED = 99
+
+
+class ShadowStoreError(Exception):
+    """Root of every error ShadowStore raises on purpose.
+
+    ``code``/``code_name`` are the ESE error code and its JET name (0/"" when ESE has none), ``hint`` is one
+    sentence telling the user what to do, and ``exit_code`` is the command-line exit code.
+    """
+
+    code: int = 0
+    code_name: str = ""
+    default_hint: str = ""
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None, code: int | None = None, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.details = details  # structured facts (file, generation, offset, ...) for --json and events
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        prefix = f"[{self.code} {self.code_name}] " if self.code else ""
+        return f"{prefix}{self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The error as plain data, for ``--json`` output and event parameters."""
+        return {
+            "error": type(self).__name__,
+            "code": self.code,
+            "code_name": self.code_name,
+            "message": self.message,
+            "hint": self.hint,
+            **{k: v for k, v in self.details.items() if isinstance(v, str | int | float | bool | list)},
+        }
+
+
+# --- usage and configuration -------------------------------------------------------------------------------
+
+
+class InvalidParameterError(ShadowStoreError):
+    code, code_name = -1003, "JET_errInvalidParameter"
+    exit_code = ExitCode.USAGE
+
+
+class NotFoundError(ShadowStoreError):
+    """A server home, storage group, store, table or file that was named does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class DatabaseNotFoundError(NotFoundError):
+    code, code_name = -1203, "JET_errDatabaseNotFound"
+
+
+class FileNotFoundError_(NotFoundError):
+    code, code_name = -1811, "JET_errFileNotFound"
+
+
+class TableNotFoundError(NotFoundError):
+    code, code_name = -1305, "JET_errObjectNotFound"
+
+
+class TableExistsError(ShadowStoreError):
+    code, code_name = -1303, "JET_errTableDuplicate"
+    exit_code = ExitCode.USAGE
+
+
+class KeyTooLargeError(InvalidParameterError):
+    code, code_name = -1609, "JET_errKeyTruncated"
+
+
+class StorageGroupBusyError(ShadowStoreError):
+    """Another process holds the storage group open."""
+
+    exit_code = ExitCode.BUSY
+    default_hint = "stop the other process (or use the service it runs) before opening the storage group here"
+
+
+# --- state errors -------------------------------------------------------------------------------------------
+
+
+class NotMountedError(ShadowStoreError):
+    code, code_name = -1029, "JET_errNotInitialized"
+    exit_code = ExitCode.DATABASE_STATE
+    default_hint = "mount the storage group first"
+
+
+class DatabaseDirtyShutdownError(ShadowStoreError):
+    code, code_name = -550, "JET_errDatabaseDirtyShutdown"
+    exit_code = ExitCode.DATABASE_STATE
+    default_hint = "mount the storage group (or run 'shadowstore eseutil /r') so soft recovery can replay its logs"
+
+
+class ReadOnlyTransactionError(ShadowStoreError):
+    code, code_name = -1008, "JET_errTransReadOnly"
+    exit_code = ExitCode.USAGE
+
+
+class TransactionClosedError(ShadowStoreError):
+    code, code_name = -1054, "JET_errNotInTransaction"
+    exit_code = ExitCode.USAGE
+
+
+class StorageGroupOfflineError(ShadowStoreError):
+    """The storage group stopped accepting work after an unrecoverable I/O failure."""
+
+    code, code_name = -510, "JET_errLogWriteFail"
+    exit_code = ExitCode.IO_ERROR
+    default_hint = (
+        "check the event log and the disk; then mount the storage group again (soft recovery replays every "
+        "committed transaction)"
+    )
+
+
+# --- log stream --------------------------------------------------------------------------------------------
+
+
+class LogError(ShadowStoreError):
+    """A problem with a transaction log file."""
+
+    exit_code = ExitCode.LOG_DAMAGED
+    default_hint = "run 'shadowstore eseutil /ml' on the log folder to see the whole log set"
+
+
+class LogFileCorruptError(LogError):
+    code, code_name = -501, "JET_errLogFileCorrupt"
+    default_hint = (
+        "the log file is damaged; restore it from a backup, or restore the storage group from its last backup"
+    )
+
+
+class MissingLogFileError(LogError):
+    code, code_name = -528, "JET_errMissingLogFile"
+    exit_code = ExitCode.LOG_MISSING
+    default_hint = "put the missing log file back in the log folder, or restore the storage group from a backup"
+
+
+class RequiredLogFilesMissingError(LogError):
+    code, code_name = -543, "JET_errRequiredLogFilesMissing"
+    exit_code = ExitCode.LOG_MISSING
+    default_hint = "put the missing log files back in the log folder, or restore the storage group from a backup"
+
+
+class BadLogSignatureError(LogError):
+    code, code_name = -530, "JET_errBadLogSignature"
+    default_hint = "a log file from another storage group or another log stream is in the log folder; move it out"
+
+
+class LogGenerationMismatchError(LogError):
+    code, code_name = -513, "JET_errLogGenerationMismatch"
+    default_hint = "a log file was renamed; give it back its own name (its header names its generation)"
+
+
+class InvalidLogSequenceError(LogError):
+    code, code_name = -515, "JET_errInvalidLogSequence"
+    default_hint = (
+        "a log file was replaced by one from another point of the stream; put the original back or restore "
+        "from a backup"
+    )
+
+
+class LogDiskFullError(LogError):
+    code, code_name = -529, "JET_errLogDiskFull"
+    exit_code = ExitCode.DISK_FULL
+    default_hint = (
+        "free space on the log disk (take a full backup to truncate logs, or move other files away) and mount "
+        "the storage group again; do not delete log files by hand"
+    )
+
+
+class LogFileSizeMismatchError(LogError):
+    code, code_name = -541, "JET_errLogFileSizeMismatch"
+
+
+class BadLogVersionError(LogError):
+    code, code_name = -514, "JET_errBadLogVersion"
+
+
+# --- checkpoint --------------------------------------------------------------------------------------------
+
+
+class CheckpointCorruptError(ShadowStoreError):
+    code, code_name = -533, "JET_errCheckpointCorrupt"
+    exit_code = ExitCode.LOG_DAMAGED
+    default_hint = "move the checkpoint file aside; mounting rebuilds it from the database headers"
+
+
+class CheckpointNotFoundError(NotFoundError):
+    code, code_name = -542, "JET_errCheckpointFileNotFound"
+
+
+class BadCheckpointSignatureError(ShadowStoreError):
+    code, code_name = -532, "JET_errBadCheckpointSignature"
+    exit_code = ExitCode.LOG_DAMAGED
+    default_hint = "the checkpoint file belongs to another log stream; move it aside"
+
+
+# --- databases ---------------------------------------------------------------------------------------------
+
+
+class DatabaseError(ShadowStoreError):
+    exit_code = ExitCode.DATABASE_DAMAGED
+    default_hint = "run 'shadowstore eseutil /mh' on the file; restore the store from a backup if it is damaged"
+
+
+class ReadVerifyFailureError(DatabaseError):
+    code, code_name = -1018, "JET_errReadVerifyFailure"
+
+
+class DatabaseCorruptedError(DatabaseError):
+    code, code_name = -1206, "JET_errDatabaseCorrupted"
+
+
+class BadDbSignatureError(DatabaseError):
+    code, code_name = -531, "JET_errBadDbSignature"
+
+
+class DatabaseLogSetMismatchError(DatabaseError):
+    code, code_name = -539, "JET_errDatabaseLogSetMismatch"
+    default_hint = "the store belongs to another storage group's log stream; put the right database file back"
+
+
+class PageSizeMismatchError(DatabaseError):
+    code, code_name = -1213, "JET_errPageSizeMismatch"
+
+
+class DiskFullError(ShadowStoreError):
+    code, code_name = -1808, "JET_errDiskFull"
+    exit_code = ExitCode.DISK_FULL
+    default_hint = "free space on the database disk and mount the storage group again"
+
+
+class DiskIOError(ShadowStoreError):
+    code, code_name = -1022, "JET_errDiskIO"
+    exit_code = ExitCode.IO_ERROR
+    default_hint = "check the disk and the system log; then mount the storage group again"
+
+
+class WorkloadMismatchError(ShadowStoreError):
+    """``workload check`` found a committed transaction missing or a transaction present only in part."""
+
+    exit_code = ExitCode.WORKLOAD_MISMATCH

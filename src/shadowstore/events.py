@@ -1,0 +1,190 @@
+"""The application event log.
+
+Events have the fields of a Windows event record (type, source, category, ID, date, time, user, computer,
+description) plus the storage group and structured parameters. They are stored as JSON lines in
+``<home>/events/events.jsonl``, rotated at ``ROTATE_BYTES`` into ``events.1.jsonl`` ... ``events.N.jsonl``
+(oldest has the highest number), and also sent to Python logging under ``shadowstore.events``.
+
+Event IDs, sources and texts come from :mod:`shadowstore.eventids`. ESE-sourced descriptions start the way the
+originals do: ``Information Store (PID) First Storage Group: <text>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shadowstore.eventids import CATALOG, EventType
+from shadowstore.io.fs import FileSystem, OsFileSystem, read_file
+
+ROTATE_BYTES = 8 * 1024 * 1024
+KEEP_ROTATED = 4
+PROCESS_NAME = "Information Store"
+_log = logging.getLogger("shadowstore.events")
+
+
+@dataclass
+class Event:
+    event_id: int
+    type: str
+    source: str
+    category: str
+    time: str  # ISO 8601, UTC
+    user: str
+    computer: str
+    description: str
+    sg: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def timestamp(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.time)
+
+    def render(self) -> str:
+        """The event in the Windows event viewer layout, one field a line."""
+        t = self.timestamp.astimezone(dt.UTC)
+        lines = [
+            f"Event Type:\t{self.type}",
+            f"Event Source:\t{self.source}",
+            f"Event Category:\t{self.category}",
+            f"Event ID:\t{self.event_id}",
+            f"Date:\t\t{t:%m/%d/%Y}",
+            f"Time:\t\t{t:%H:%M:%S} UTC",
+            f"User:\t\t{self.user}",
+            f"Computer:\t{self.computer}",
+        ]
+        if self.sg:
+            lines.append(f"Storage Group:\t{self.sg}")
+        lines.append("Description:")
+        lines.append(self.description)
+        return "\n".join(lines)
+
+
+class EventLog:
+    """Append-only event log. Thread-safe; safe to append from several processes (one write per line)."""
+
+    def __init__(self, directory: str | None, fs: FileSystem | None = None) -> None:
+        self.directory = directory
+        self.fs: FileSystem = fs or OsFileSystem()
+        self._mutex = threading.Lock()
+        self.memory: list[Event] = []  # every event this object wrote, for callers and tests
+        if directory is not None:
+            self.fs.makedirs(directory)
+
+    @property
+    def path(self) -> str | None:
+        return None if self.directory is None else os.path.join(self.directory, "events.jsonl")
+
+    def emit(self, event_id: int, *, sg: str | None = None, **params: Any) -> Event:
+        """Record event ``event_id`` with its catalogue text filled from ``params``; returns the event."""
+        spec = CATALOG[event_id]
+        text = spec.template.format(sg=sg, **params)
+        if spec.source == "ESE":
+            prefix = f"{PROCESS_NAME} ({os.getpid()}) " + (f"{sg}: " if sg else "")
+            text = prefix + text
+        event = Event(
+            event_id=event_id,
+            type=spec.type.value,
+            source=spec.source,
+            category=spec.category,
+            time=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            user=_user(),
+            computer=socket.gethostname(),
+            description=text,
+            sg=sg,
+            params={k: _plain(v) for k, v in params.items()},
+        )
+        level = {EventType.ERROR: logging.ERROR, EventType.WARNING: logging.WARNING}.get(spec.type, logging.INFO)
+        _log.log(level, "%s %d: %s", spec.source, event_id, text)
+        with self._mutex:
+            self.memory.append(event)
+            if self.path is not None:
+                self._append(json.dumps(event.to_dict(), sort_keys=True) + "\n")
+        return event
+
+    def _append(self, line: str) -> None:
+        assert self.path is not None and self.directory is not None
+        try:
+            st = self.fs.stat(self.path)
+            if st is not None and st.size >= ROTATE_BYTES:
+                self._rotate()
+            self.fs.append(self.path, line.encode())
+        except OSError as exc:
+            # why: the event log must never take the engine down; a full disk is reported by the engine itself.
+            _log.warning("could not write event log %s: %s", self.path, exc)
+
+    def _rotate(self) -> None:
+        assert self.directory is not None and self.path is not None
+        for index in range(KEEP_ROTATED, 0, -1):
+            older = os.path.join(self.directory, f"events.{index}.jsonl")
+            newer = self.path if index == 1 else os.path.join(self.directory, f"events.{index - 1}.jsonl")
+            if self.fs.exists(newer):
+                self.fs.rename(newer, older)
+        self.fs.fsync_dir(self.directory)
+
+    def read(self) -> Iterator[Event]:
+        """Every stored event, oldest first (or those written by this object when it has no directory)."""
+        if self.directory is None:
+            yield from list(self.memory)
+            return
+        names = [f"events.{i}.jsonl" for i in range(KEEP_ROTATED, 0, -1)] + ["events.jsonl"]
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if not self.fs.exists(path):
+                continue
+            for line in read_file(self.fs, path).decode("utf-8", "replace").splitlines():
+                try:
+                    yield Event.from_dict(json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a line torn by a crash while it was appended
+
+    def query(
+        self,
+        *,
+        source: str | None = None,
+        event_id: int | None = None,
+        since: dt.datetime | None = None,
+        sg: str | None = None,
+    ) -> list[Event]:
+        out = []
+        for event in self.read():
+            if source is not None and event.source.lower() != source.lower():
+                continue
+            if event_id is not None and event.event_id != event_id:
+                continue
+            if sg is not None and event.sg != sg:
+                continue
+            if since is not None and event.timestamp < since:
+                continue
+            out.append(event)
+        return out
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "N/A"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)

@@ -1,0 +1,186 @@
+"""Database pages: the page header and the encodings of B+tree leaves, branches and blob pages.
+
+Every page after the two header pages starts with a 24-byte page header:
+
+    off size field
+      0   4  checksum: CRC-32C of bytes 4..page_size-1
+      4   4  page number (must equal the page's position in the file)
+      8   8  last-modified log position (LGPOS of the transaction that wrote this version)
+     16   1  type: 1 leaf, 2 branch, 3 blob
+     17   1  flags (0)
+     18   2  item count (leaf: entries, branch: children, blob: 0)
+     20   4  payload length in bytes
+     24 ...  payload, then zeros to the end of the page
+
+Leaf payload (n entries, keys ascending):
+    n x u16 key length | n x u32 value word | keys back to back | values back to back
+    The value word is the value length; with bit 31 set the value is stored out of line and the 16 bytes
+    in its place are a blob reference (u64 length, u32 first page, u32 page count).
+
+Branch payload (n children, n-1 separator keys; child i holds keys >= key i-1 and < key i):
+    n x u32 child page | (n-1) x u16 key length | keys back to back
+
+Blob payload: the next ``payload length`` bytes of a value or of a metadata blob (catalog, space map).
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import accumulate
+from typing import NamedTuple
+
+from shadowstore.format.common import crc32c
+from shadowstore.format.dbheader import BLOB_REF, BlobRef
+
+PAGE_HEADER = struct.Struct("<IIQBBHI")
+assert PAGE_HEADER.size == 24
+
+TYPE_LEAF = 1
+TYPE_BRANCH = 2
+TYPE_BLOB = 3
+TYPE_NAMES = {TYPE_LEAF: "leaf", TYPE_BRANCH: "branch", TYPE_BLOB: "blob"}
+
+BLOB_FLAG = 0x8000_0000
+
+
+class PageHeader(NamedTuple):
+    pgno: int
+    lgpos_u64: int
+    type: int
+    items: int
+    length: int
+
+
+class PageError(ValueError):
+    """A page failed verification; ``stored``/``computed`` are the checksums when that was the failure."""
+
+    def __init__(self, message: str, stored: int | None = None, computed: int | None = None) -> None:
+        super().__init__(message)
+        self.stored = stored
+        self.computed = computed
+
+
+def payload_capacity(page_size: int) -> int:
+    return page_size - PAGE_HEADER.size
+
+
+def seal_page(buf: bytearray, pgno: int, lgpos_u64: int, page_type: int, count: int, length: int) -> bytes:
+    PAGE_HEADER.pack_into(buf, 0, 0, pgno, lgpos_u64, page_type, 0, count, length)
+    struct.pack_into("<I", buf, 0, crc32c(memoryview(buf)[4:]))
+    return bytes(buf)
+
+
+def verify_page(page: bytes | memoryview, pgno: int) -> PageHeader:
+    """Check a page's checksum and number; raises PageError saying which check failed."""
+    crc, stored_pgno, lgpos, page_type, _flags, count, length = PAGE_HEADER.unpack_from(page, 0)
+    computed = crc32c(memoryview(page)[4:])
+    if crc != computed:
+        raise PageError(f"checksum mismatch: stored 0x{crc:08x}, computed 0x{computed:08x}", crc, computed)
+    if stored_pgno != pgno:
+        raise PageError(f"page claims to be page {stored_pgno}")
+    if length > len(page) - PAGE_HEADER.size:
+        raise PageError(f"payload length {length} does not fit in the page")
+    if page_type not in TYPE_NAMES:
+        raise PageError(f"unknown page type {page_type}")
+    return PageHeader(stored_pgno, lgpos, page_type, count, length)
+
+
+def leaf_entry_size(key: bytes, stored_value: bytes | BlobRef) -> int:
+    """Bytes one leaf entry takes in a page payload."""
+    vlen = BLOB_REF.size if isinstance(stored_value, BlobRef) else len(stored_value)
+    return 6 + len(key) + vlen
+
+
+def pack_leaf(page_size: int, pgno: int, lgpos_u64: int, keys: list[bytes], values: list[bytes | BlobRef]) -> bytes:
+    n = len(keys)
+    words = []
+    blobs = []
+    for v in values:
+        if isinstance(v, BlobRef):
+            words.append(BLOB_FLAG | BLOB_REF.size)
+            blobs.append(BLOB_REF.pack(*v))
+        else:
+            words.append(len(v))
+            blobs.append(v)
+    body = b"".join(
+        (
+            struct.pack(f"<{n}H", *map(len, keys)),
+            struct.pack(f"<{n}I", *words),
+            b"".join(keys),
+            b"".join(blobs),
+        )
+    )
+    if len(body) > payload_capacity(page_size):
+        raise ValueError(f"leaf of {len(body)} bytes does not fit in a {page_size}-byte page")
+    buf = bytearray(page_size)
+    buf[PAGE_HEADER.size : PAGE_HEADER.size + len(body)] = body
+    return seal_page(buf, pgno, lgpos_u64, TYPE_LEAF, n, len(body))
+
+
+def unpack_leaf(page: bytes, header: PageHeader) -> tuple[list[bytes], list[bytes | BlobRef]]:
+    """Keys and stored values of a verified leaf page. Raises PageError if the payload is inconsistent."""
+    n = header.items
+    pos = PAGE_HEADER.size
+    end = pos + header.length
+    if pos + 6 * n > end:
+        raise PageError(f"leaf with {n} entries has only {header.length} payload bytes")
+    klens = struct.unpack_from(f"<{n}H", page, pos)
+    words = struct.unpack_from(f"<{n}I", page, pos + 2 * n)
+    pos += 6 * n
+    kends = list(accumulate(klens, initial=pos))
+    vstart = kends[-1]
+    vlens = [w & ~BLOB_FLAG for w in words]
+    vends = list(accumulate(vlens, initial=vstart))
+    if vends[-1] != end:
+        raise PageError(f"leaf entries fill {vends[-1] - PAGE_HEADER.size} bytes, payload is {header.length}")
+    keys = [page[kends[i] : kends[i + 1]] for i in range(n)]
+    values: list[bytes | BlobRef] = []
+    for i, w in enumerate(words):
+        raw = page[vends[i] : vends[i + 1]]
+        if w & BLOB_FLAG:
+            if len(raw) != BLOB_REF.size:
+                raise PageError(f"blob reference of entry {i} is {len(raw)} bytes")
+            values.append(BlobRef(*BLOB_REF.unpack(raw)))
+        else:
+            values.append(raw)
+    return keys, values
+
+
+def pack_branch(page_size: int, pgno: int, lgpos_u64: int, keys: list[bytes], children: list[int]) -> bytes:
+    n = len(children)
+    if len(keys) != n - 1:
+        raise ValueError(f"branch with {n} children needs {n - 1} separator keys, got {len(keys)}")
+    body = b"".join((struct.pack(f"<{n}I", *children), struct.pack(f"<{n - 1}H", *map(len, keys)), b"".join(keys)))
+    if len(body) > payload_capacity(page_size):
+        raise ValueError(f"branch of {len(body)} bytes does not fit in a {page_size}-byte page")
+    buf = bytearray(page_size)
+    buf[PAGE_HEADER.size : PAGE_HEADER.size + len(body)] = body
+    return seal_page(buf, pgno, lgpos_u64, TYPE_BRANCH, n, len(body))
+
+
+def unpack_branch(page: bytes, header: PageHeader) -> tuple[list[bytes], list[int]]:
+    n = header.items
+    pos = PAGE_HEADER.size
+    end = pos + header.length
+    if n < 1 or pos + 4 * n + 2 * (n - 1) > end:
+        raise PageError(f"branch with {n} children has only {header.length} payload bytes")
+    children = list(struct.unpack_from(f"<{n}I", page, pos))
+    pos += 4 * n
+    klens = struct.unpack_from(f"<{n - 1}H", page, pos)
+    pos += 2 * (n - 1)
+    kends = list(accumulate(klens, initial=pos))
+    if kends[-1] != end:
+        raise PageError(f"branch keys fill {kends[-1] - PAGE_HEADER.size} bytes, payload is {header.length}")
+    keys = [page[kends[i] : kends[i + 1]] for i in range(n - 1)]
+    return keys, children
+
+
+def pack_blob_page(page_size: int, pgno: int, lgpos_u64: int, chunk: bytes | memoryview) -> bytes:
+    buf = bytearray(page_size)
+    buf[PAGE_HEADER.size : PAGE_HEADER.size + len(chunk)] = chunk
+    return seal_page(buf, pgno, lgpos_u64, TYPE_BLOB, 0, len(chunk))
+
+
+def blob_pages_needed(length: int, page_size: int) -> int:
+    cap = payload_capacity(page_size)
+    return max(1, (length + cap - 1) // cap)

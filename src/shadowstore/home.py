@@ -1,0 +1,265 @@
+"""A server home: the directory holding a server's configuration, storage groups, event log and reports.
+
+    from shadowstore import ServerHome
+    with ServerHome.open("/srv/shadowstore") as home:
+        sg = home.storage_group("First Storage Group")
+        sg.mount()
+        with sg.store("Mailbox Store").transaction() as tx:
+            tx.create_table("messages")
+            tx.put("messages", b"key", b"value")
+        sg.dismount()
+
+The default home is ``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``, else
+``~/.local/share/shadowstore``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from types import TracebackType
+
+from shadowstore import config as cfg
+from shadowstore.config import HomeConfig, SgConfig, StoreConfig
+from shadowstore.engine.checkpointfile import read_checkpoint
+from shadowstore.engine.dbfile import read_header_copies
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.engine.maintenance import MaintenancePolicy
+from shadowstore.engine.storagegroup import StorageGroup
+from shadowstore.errors import InvalidParameterError, ShadowStoreError
+from shadowstore.events import EventLog
+from shadowstore.format.common import format_time
+from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
+from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
+from shadowstore.io.fs import FileSystem, OsFileSystem
+
+DEFAULT_SG = "First Storage Group"
+DEFAULT_STORES = (("Mailbox Store", "priv1.edb"), ("Public Folder Store", "pub1.edb"))
+
+
+def default_home() -> str:
+    """``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``, else ``~/.local/share/shadowstore``."""
+    explicit = os.environ.get("SHADOWSTORE_HOME")
+    if explicit:
+        return explicit
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "shadowstore")
+
+
+class ServerHome:
+    """An open server home. Storage groups are created dismounted; ``close`` dismounts what is mounted."""
+
+    def __init__(self, path: str, config: HomeConfig, fs: FileSystem, policy: MaintenancePolicy | None) -> None:
+        self.path = path
+        self.config = config
+        self.fs = fs
+        self.policy = policy
+        self.events = EventLog(os.path.join(path, "events"), fs)
+        self._groups: dict[str, StorageGroup] = {}
+
+    # --- opening ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | None = None, *, fs: FileSystem | None = None, policy: MaintenancePolicy | None = None
+    ) -> ServerHome:
+        """Open an existing home. Raises NotFoundError (with the init command as hint) if there is none."""
+        fs = fs or OsFileSystem()
+        path = os.path.abspath(path or default_home())
+        return cls(path, cfg.load(fs, path), fs, policy)
+
+    @classmethod
+    def init(
+        cls,
+        path: str | None = None,
+        *,
+        log_file_size: int = DEFAULT_LOG_FILE_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        circular_logging: bool = False,
+        fs: FileSystem | None = None,
+        policy: MaintenancePolicy | None = None,
+    ) -> ServerHome:
+        """Create a home with "First Storage Group" (E00) holding "Mailbox Store" and "Public Folder Store"."""
+        fs = fs or OsFileSystem()
+        path = os.path.abspath(path or default_home())
+        if fs.exists(os.path.join(path, cfg.CONFIG_NAME)):
+            raise InvalidParameterError(f"{path} is already a server home")
+        fs.makedirs(path)
+        home = cls(path, HomeConfig(socket.gethostname(), [], {"backup": {"target": "backups"}}), fs, policy)
+        home.create_storage_group(
+            DEFAULT_SG,
+            log_file_size=log_file_size,
+            page_size=page_size,
+            circular_logging=circular_logging,
+            stores=list(DEFAULT_STORES),
+        )
+        return home
+
+    def __enter__(self) -> ServerHome:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Dismount every storage group this object mounted."""
+        for sg in self._groups.values():
+            sg.dismount()
+
+    # --- storage groups -----------------------------------------------------------------------------------
+
+    def storage_group(self, name: str = DEFAULT_SG) -> StorageGroup:
+        if name not in self._groups:
+            sg_config = self.config.find(name).resolved(self.path)
+            self._groups[name] = StorageGroup(sg_config, self.fs, self.events, policy=self.policy)
+        return self._groups[name]
+
+    def storage_groups(self) -> list[StorageGroup]:
+        return [self.storage_group(g.name) for g in self.config.storage_groups]
+
+    def create_storage_group(
+        self,
+        name: str,
+        *,
+        log_dir: str | None = None,
+        system_dir: str | None = None,
+        data_dir: str | None = None,
+        log_file_size: int = DEFAULT_LOG_FILE_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        circular_logging: bool = False,
+        stores: list[tuple[str, str]] | None = None,
+    ) -> StorageGroup:
+        """Create a storage group with the next free log base (E00, E01, ...) and its files."""
+        cfg.validate_name(name, "storage group")
+        if any(g.name == name for g in self.config.storage_groups):
+            raise InvalidParameterError(f"storage group {name!r} already exists")
+        if len(self.config.storage_groups) >= cfg.MAX_STORAGE_GROUPS:
+            raise InvalidParameterError(f"a server home holds at most {cfg.MAX_STORAGE_GROUPS} storage groups")
+        cfg.validate_log_file_size(log_file_size)
+        cfg.validate_page_size(page_size)
+        log_dir = log_dir or name
+        resolved_logs = os.path.realpath(os.path.join(self.path, log_dir))
+        for other in self.config.storage_groups:
+            if os.path.realpath(os.path.join(self.path, other.log_dir)) == resolved_logs:
+                raise InvalidParameterError(f"log folder {log_dir!r} is already used by {other.name!r}")
+        sg_config = SgConfig(
+            name=name,
+            log_base=cfg.next_log_base(self.config),
+            log_dir=log_dir,
+            system_dir=system_dir or log_dir,
+            data_dir=data_dir or log_dir,
+            log_file_size=log_file_size,
+            page_size=page_size,
+            circular_logging=circular_logging,
+            stores=[StoreConfig(store, file, dbid) for dbid, (store, file) in enumerate(stores or [], start=1)],
+        )
+        for store in sg_config.stores:
+            cfg.validate_name(store.name, "store")
+        sg = StorageGroup.create(sg_config.resolved(self.path), self.fs, self.events)
+        self.config.storage_groups.append(sg_config)
+        cfg.save(self.fs, self.path, self.config)
+        self._groups[name] = StorageGroup(sg_config.resolved(self.path), self.fs, self.events, policy=self.policy)
+        _ = sg
+        return self._groups[name]
+
+    def create_store(self, sg_name: str, name: str, file: str | None = None) -> None:
+        """Add a store to a dismounted storage group."""
+        cfg.validate_name(name, "store")
+        sg_config = self.config.find(sg_name)
+        if any(s.name == name for s in sg_config.stores):
+            raise InvalidParameterError(f"storage group {sg_name!r} already has a store {name!r}")
+        if len(sg_config.stores) >= cfg.MAX_STORES_PER_SG:
+            raise InvalidParameterError(f"a storage group holds at most {cfg.MAX_STORES_PER_SG} stores")
+        file = file or _store_file_name(name, {s.file for s in sg_config.stores})
+        if "/" in file or not file.endswith(".edb"):
+            raise InvalidParameterError(f"store file name {file!r} must be a plain name ending in .edb")
+        dbid = max((s.dbid for s in sg_config.stores), default=0) + 1
+        sg = self.storage_group(sg_name)
+        lock = self.fs.lock(sg.lock_path, f"pid {os.getpid()} (store create)")
+        try:
+            sg.add_store(name, dbid, os.path.join(sg.config.data_dir, file))
+        finally:
+            lock.release()
+        sg_config.stores.append(StoreConfig(name, file, dbid))
+        sg.config.stores.append(StoreConfig(name, file, dbid))
+        cfg.save(self.fs, self.path, self.config)
+
+    # --- status -------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        """What each storage group and store looks like, read from disk without mounting anything."""
+        groups = []
+        for sg_config in self.config.storage_groups:
+            sg = self.storage_group(sg_config.name)
+            groups.append(sg.status() if sg.mounted else offline_status(self.fs, sg.config))
+        return {"home": self.path, "server": self.config.server_name, "storage_groups": groups}
+
+
+def offline_status(fs: FileSystem, config: SgConfig) -> dict[str, object]:
+    """Status of a storage group read from its files (works while another process has it mounted)."""
+    logs = LogSet.scan(fs, config.log_dir, config.log_base)
+    current_gen: int | None = None
+    problems: list[str] = []
+    if logs.current:
+        try:
+            current_gen = read_header(fs, logs.current).generation
+        except ShadowStoreError as exc:
+            problems.append(exc.message)
+    checkpoint = None
+    chk_path = os.path.join(config.system_dir, f"{config.log_base}.chk")
+    try:
+        checkpoint = str(read_checkpoint(fs, chk_path)[0].checkpoint)
+    except ShadowStoreError as exc:
+        problems.append(exc.message)
+    stores = []
+    for store in config.stores:
+        path = config.store_path(store)
+        entry: dict[str, object] = {"name": store.name, "file": path, "dbid": store.dbid}
+        try:
+            header = read_header_copies(fs, path).header
+            entry.update(
+                state=header.state_name,
+                log_required=[header.log_required_min, header.log_required_max],
+                last_consistent=str(header.last_consistent),
+                last_consistent_time=format_time(header.last_consistent_us),
+            )
+        except FileNotFoundError:
+            entry["state"] = "Missing"
+        except ShadowStoreError as exc:
+            entry["state"] = "Damaged"
+            problems.append(exc.message)
+        stores.append(entry)
+    return {
+        "name": config.name,
+        "log_base": config.log_base,
+        "mounted": fs.stat(os.path.join(config.system_dir, f"{config.log_base}.lock")) is not None
+        and _locked(fs, os.path.join(config.system_dir, f"{config.log_base}.lock")),
+        "log_dir": config.log_dir,
+        "system_dir": config.system_dir,
+        "current_generation": current_gen,
+        "lowest_generation": logs.lowest if logs.archived else current_gen,
+        "checkpoint": checkpoint,
+        "circular_logging": config.circular_logging,
+        "stores": stores,
+        "problems": problems,
+    }
+
+
+def _locked(fs: FileSystem, path: str) -> bool:
+    """Whether another process holds the storage group (its lock cannot be taken)."""
+    try:
+        lock = fs.lock(path, f"pid {os.getpid()} (status probe)")
+    except ShadowStoreError:
+        return True
+    lock.release()
+    return False
+
+
+def _store_file_name(name: str, taken: set[str]) -> str:
+    stem = "".join(c.lower() if c.isalnum() else "_" for c in name).strip("_") or "store"
+    candidate = f"{stem}.edb"
+    n = 2
+    while candidate in taken:
+        candidate = f"{stem}{n}.edb"
+        n += 1
+    return candidate

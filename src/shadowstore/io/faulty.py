@@ -1,0 +1,408 @@
+"""A fault-injecting, in-memory file system for crash and corruption tests.
+
+:class:`FaultFileSystem` implements :class:`shadowstore.io.fs.FileSystem` in memory and keeps, for every file
+and directory, what is durable (synced) apart from what the program sees. :meth:`FaultFileSystem.crash` turns
+the current state into the state a machine would find after power loss, under one of three policies:
+
+* ``"drop"``: every unsynced write and every unsynced directory change is lost;
+* ``"tear"``: each unsynced write reaches the disk only in part, whole 512-byte sectors chosen at random,
+  and each directory keeps a random prefix of its unsynced changes;
+* ``"keep"``: everything written reached the disk (a process crash rather than a power loss).
+
+Faults are armed explicitly: :meth:`arm_crash` stops the program at a named crash point (the engine calls
+``fs.crash_point(name)`` at the instants the tests cut), :meth:`fail_fsync` makes the next fsync fail with EIO,
+and ``capacity`` makes writes beyond that many bytes fail with ENOSPC. A crashed file system refuses every
+further call with :class:`SimulatedCrash`, a ``BaseException`` so that no engine error handler swallows it.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+
+from shadowstore.errors import StorageGroupBusyError
+from shadowstore.io.fs import SECTOR_SIZE, FileStat
+
+_inode_numbers = itertools.count(1)
+
+
+class SimulatedCrash(BaseException):
+    """The program 'lost power' here. Raised at an armed crash point and by every call after a crash."""
+
+
+@dataclass
+class _Inode:
+    data: bytearray = field(default_factory=bytearray)
+    durable: bytes = b""
+    # Unsynced changes in order: ("write", offset, bytes) or ("size", new_size).
+    pending: list[tuple] = field(default_factory=list)
+    ino: int = field(default_factory=lambda: next(_inode_numbers))
+    mtime_ns: int = 0
+
+    def sync(self) -> None:
+        self.durable = bytes(self.data)
+        self.pending.clear()
+
+
+@dataclass
+class _Dir:
+    volatile: dict[str, _Inode] = field(default_factory=dict)
+    durable: dict[str, _Inode] = field(default_factory=dict)
+    pending: list[tuple[str, str, _Inode | None]] = field(default_factory=list)  # ("link"|"unlink", name, inode)
+
+    def sync(self) -> None:
+        self.durable = dict(self.volatile)
+        self.pending.clear()
+
+
+class FaultFile:
+    """An open file of a :class:`FaultFileSystem`; it follows its inode across renames and unlinks."""
+
+    def __init__(self, fs: FaultFileSystem, inode: _Inode, path: str, readonly: bool) -> None:
+        self._fs = fs
+        self._inode = inode
+        self.path = path
+        self._readonly = readonly
+        self._closed = False
+
+    def pread(self, size: int, offset: int) -> bytes:
+        with self._fs._guard():
+            return bytes(self._inode.data[offset : offset + size])
+
+    def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        with self._fs._guard():
+            self._fs._check_write(self, "write")
+            data = bytes(data)
+            end = offset + len(data)
+            grow = max(0, end - len(self._inode.data))
+            self._fs._reserve(grow)
+            if grow:
+                self._inode.data.extend(bytes(grow))
+            self._inode.data[offset:end] = data
+            self._inode.pending.append(("write", offset, data))
+            self._fs._tick(self._inode)
+
+    def fsync(self) -> None:
+        with self._fs._guard():
+            self._fs._check_fsync(self.path)
+            self._inode.sync()
+
+    fdatasync = fsync
+
+    def size(self) -> int:
+        with self._fs._guard():
+            return len(self._inode.data)
+
+    def truncate(self, size: int) -> None:
+        with self._fs._guard():
+            self._fs._check_write(self, "truncate")
+            grow = max(0, size - len(self._inode.data))
+            self._fs._reserve(grow)
+            if size < len(self._inode.data):
+                del self._inode.data[size:]
+            else:
+                self._inode.data.extend(bytes(grow))
+            self._inode.pending.append(("size", size))
+
+    def allocate(self, offset: int, length: int) -> None:
+        with self._fs._guard():
+            end = offset + length
+            if end > len(self._inode.data):
+                self._fs._check_write(self, "allocate")
+                grow = end - len(self._inode.data)
+                self._fs._reserve(grow)
+                self._inode.data.extend(bytes(grow))
+                self._inode.pending.append(("size", end))
+
+    def stat(self) -> FileStat:
+        with self._fs._guard():
+            return self._fs._stat_inode(self._inode)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class _Lock:
+    def __init__(self, fs: FaultFileSystem, path: str) -> None:
+        self._fs = fs
+        self._path = path
+
+    def release(self) -> None:
+        with self._fs._mutex:
+            self._fs._locks.discard(self._path)
+
+
+class FaultFileSystem:
+    """In-memory file system with durable/volatile state and armed faults. Thread-safe."""
+
+    def __init__(self, *, capacity: int | None = None, seed: int = 0) -> None:
+        self._dirs: dict[str, _Dir] = {"/": _Dir()}
+        self._mutex = threading.RLock()
+        self._locks: set[str] = set()
+        self._crashed = False
+        self._crash_points: dict[str, int] = {}
+        self._fsync_failures: list[str | None] = []
+        self._clock = itertools.count(1)
+        self.capacity = capacity
+        self.rng = random.Random(seed)
+        self.points_seen: list[str] = []
+
+    # --- faults ------------------------------------------------------------------------------------------
+
+    def arm_crash(self, point: str, after: int = 0) -> None:
+        """Raise :class:`SimulatedCrash` the ``after``-th time (from 0) the engine reaches ``point``."""
+        with self._mutex:
+            self._crash_points[point] = after
+
+    def fail_fsync(self, path_contains: str | None = None) -> None:
+        """Make the next fsync (of a path containing ``path_contains``, if given) fail with EIO."""
+        with self._mutex:
+            self._fsync_failures.append(path_contains)
+
+    def crash(self, mode: str = "drop", seed: int | None = None) -> FaultFileSystem:
+        """Return the file system a restarted machine would see; this one refuses every further call."""
+        if mode not in ("drop", "tear", "keep"):
+            raise ValueError(f"unknown crash mode {mode!r}")
+        with self._mutex:
+            self._crashed = True
+            rng = random.Random(seed) if seed is not None else self.rng
+            after = FaultFileSystem(capacity=self.capacity, seed=rng.randrange(1 << 30))
+            images: dict[int, _Inode] = {}
+            for path, directory in self._dirs.items():
+                entries = dict(directory.durable)
+                ops = directory.pending
+                keep = len(ops) if mode == "keep" else 0 if mode == "drop" else rng.randint(0, len(ops))
+                for op, name, inode in ops[:keep]:
+                    if op == "link":
+                        assert inode is not None
+                        entries[name] = inode
+                    else:
+                        entries.pop(name, None)
+                new_dir = _Dir()
+                for name, inode in entries.items():
+                    if inode.ino not in images:
+                        images[inode.ino] = _crash_image(inode, mode, rng)
+                    new_dir.volatile[name] = images[inode.ino]
+                new_dir.durable = dict(new_dir.volatile)
+                after._dirs[path] = new_dir
+            return after
+
+    # --- FileSystem ------------------------------------------------------------------------------------
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False, readonly: bool = False) -> FaultFile:
+        with self._guard():
+            directory, name = self._parent(path)
+            inode = directory.volatile.get(name)
+            if inode is not None and exclusive:
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+            if inode is None:
+                if not (create or exclusive):
+                    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+                inode = _Inode()
+                self._link(directory, name, inode)
+            return FaultFile(self, inode, _norm(path), readonly)
+
+    def exists(self, path: str) -> bool:
+        with self._guard():
+            p = _norm(path)
+            if p in self._dirs:
+                return True
+            parent, name = os.path.split(p)
+            directory = self._dirs.get(parent)
+            return directory is not None and name in directory.volatile
+
+    def stat(self, path: str) -> FileStat | None:
+        with self._guard():
+            parent, name = os.path.split(_norm(path))
+            directory = self._dirs.get(parent)
+            inode = directory.volatile.get(name) if directory else None
+            return None if inode is None else self._stat_inode(inode)
+
+    def listdir(self, path: str) -> list[str]:
+        with self._guard():
+            p = _norm(path)
+            if p not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+            names = list(self._dirs[p].volatile)
+            names += [os.path.basename(d) for d in self._dirs if d != p and os.path.dirname(d) == p]
+            return sorted(names)
+
+    def rename(self, src: str, dst: str) -> None:
+        with self._guard():
+            sdir, sname = self._parent(src)
+            ddir, dname = self._parent(dst)
+            inode = sdir.volatile.get(sname)
+            if inode is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), src)
+            self._unlink(sdir, sname)
+            self._link(ddir, dname, inode)
+
+    def unlink(self, path: str) -> None:
+        with self._guard():
+            directory, name = self._parent(path)
+            if name not in directory.volatile:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+            self._unlink(directory, name)
+
+    def makedirs(self, path: str) -> None:
+        with self._guard():
+            p = _norm(path)
+            while p not in self._dirs:
+                self._dirs[p] = _Dir()
+                p = os.path.dirname(p)
+
+    def fsync_dir(self, path: str) -> None:
+        with self._guard():
+            self._check_fsync(path)
+            self._dirs[_norm(path)].sync()
+
+    def append(self, path: str, data: bytes) -> None:
+        handle = self.open(path, create=True)
+        handle.pwrite(data, handle.size())
+
+    def lock(self, path: str, owner: str) -> _Lock:
+        with self._guard():
+            p = _norm(path)
+            if p in self._locks:
+                raise StorageGroupBusyError(f"{path} is locked by another opener")
+            self._locks.add(p)
+            return _Lock(self, p)
+
+    def free_space(self, path: str) -> int:
+        with self._guard():
+            if self.capacity is None:
+                return 1 << 40
+            return max(0, self.capacity - self._used())
+
+    def crash_point(self, name: str) -> None:
+        with self._guard():
+            self.points_seen.append(name)
+            remaining = self._crash_points.get(name)
+            if remaining is None:
+                return
+            if remaining > 0:
+                self._crash_points[name] = remaining - 1
+                return
+            del self._crash_points[name]
+            self._crashed = True
+            raise SimulatedCrash(name)
+
+    # --- helpers for tests -----------------------------------------------------------------------------
+
+    def read_bytes(self, path: str) -> bytes:
+        with self._mutex:
+            directory, name = self._parent(path)
+            return bytes(directory.volatile[name].data)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Replace a file's content durably, as a user editing the disk would (corruption tests)."""
+        with self._mutex:
+            directory, name = self._parent(path)
+            inode = directory.volatile.get(name)
+            if inode is None:
+                inode = _Inode()
+                directory.volatile[name] = inode
+                directory.durable[name] = inode
+            inode.data = bytearray(data)
+            inode.sync()
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _guard(self) -> _Guard:
+        return _Guard(self)
+
+    def _parent(self, path: str) -> tuple[_Dir, str]:
+        parent, name = os.path.split(_norm(path))
+        directory = self._dirs.get(parent)
+        if directory is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), parent)
+        return directory, name
+
+    def _link(self, directory: _Dir, name: str, inode: _Inode) -> None:
+        directory.volatile[name] = inode
+        directory.pending.append(("link", name, inode))
+
+    def _unlink(self, directory: _Dir, name: str) -> None:
+        del directory.volatile[name]
+        directory.pending.append(("unlink", name, None))
+
+    def _stat_inode(self, inode: _Inode) -> FileStat:
+        nlink = sum(1 for d in self._dirs.values() for i in d.volatile.values() if i is inode)
+        return FileStat(len(inode.data), 1, inode.ino, inode.mtime_ns, nlink)
+
+    def _used(self) -> int:
+        seen: dict[int, int] = {}
+        for directory in self._dirs.values():
+            for inode in directory.volatile.values():
+                seen[inode.ino] = len(inode.data)
+        return sum(seen.values())
+
+    def _reserve(self, grow: int) -> None:
+        if grow and self.capacity is not None and self._used() + grow > self.capacity:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _check_write(self, handle: FaultFile, what: str) -> None:
+        if handle._readonly:
+            raise OSError(errno.EBADF, f"{what} on a file opened read-only", handle.path)
+
+    def _check_fsync(self, path: str) -> None:
+        for i, pattern in enumerate(self._fsync_failures):
+            if pattern is None or pattern in path:
+                del self._fsync_failures[i]
+                raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+
+    def _tick(self, inode: _Inode) -> None:
+        inode.mtime_ns = next(self._clock)
+
+
+class _Guard:
+    __slots__ = ("_fs",)
+
+    def __init__(self, fs: FaultFileSystem) -> None:
+        self._fs = fs
+
+    def __enter__(self) -> None:
+        self._fs._mutex.acquire()
+        if self._fs._crashed:
+            self._fs._mutex.release()
+            raise SimulatedCrash("the file system has crashed")
+
+    def __exit__(self, *exc: object) -> None:
+        self._fs._mutex.release()
+
+
+def _norm(path: str) -> str:
+    return os.path.normpath(os.path.join("/", path))
+
+
+def _crash_image(inode: _Inode, mode: str, rng: random.Random) -> _Inode:
+    """The content a file has after a crash: its durable bytes plus some or all unsynced changes."""
+    data = bytearray(inode.durable)
+    for change in inode.pending:
+        if change[0] == "size":
+            if mode == "keep" or (mode == "tear" and rng.random() < 0.5):
+                size = change[1]
+                if size < len(data):
+                    del data[size:]
+                else:
+                    data.extend(bytes(size - len(data)))
+            continue
+        _, offset, payload = change
+        if mode == "drop":
+            continue
+        end = offset + len(payload)
+        if mode == "keep":
+            pieces = [(offset, end)]
+        else:
+            first = offset - offset % SECTOR_SIZE
+            bounds = [max(offset, s) for s in range(first, end, SECTOR_SIZE)] + [end]
+            pieces = [(a, b) for a, b in itertools.pairwise(bounds) if rng.random() < 0.5]
+        for a, b in pieces:
+            if b > len(data):
+                data.extend(bytes(b - len(data)))
+            data[a:b] = payload[a - offset : b - offset]
+    return _Inode(data=data, durable=bytes(data))
