@@ -211,8 +211,9 @@ CATALOG: dict[int, EventSpec] = {
         "Storage Group",
         WARN,
         "DISK_FULL_DISMOUNT",
-        "Storage group {sg} ran out of log disk space and was dismounted; the reserve log {file} holds its last "
-        "records. Free space and mount it again: nothing committed was lost.",
+        "Storage group {sg} ran out of log disk space and was dismounted; the reserve log now named {file} holds "
+        "its last records (spare reserve released for the shutdown: {released}). Free space and mount it again: "
+        "nothing committed was lost.",
     ),
     1022: EventSpec(
         "ShadowStore",

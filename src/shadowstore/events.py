@@ -82,6 +82,7 @@ class EventLog:
         self.directory = directory
         self.fs: FileSystem = fs or OsFileSystem()
         self._mutex = threading.Lock()
+        self._emitted = threading.Condition(self._mutex)
         self.memory: list[Event] = []  # every event this object wrote, for callers and tests
         if directory is not None:
             self.fs.makedirs(directory)
@@ -115,7 +116,18 @@ class EventLog:
             self.memory.append(event)
             if self.path is not None:
                 self._append(json.dumps(event.to_dict(), sort_keys=True) + "\n")
+            self._emitted.notify_all()
         return event
+
+    def wait_for(self, event_id: int, timeout: float, *, after: int = 0) -> Event | None:
+        """The first event ``event_id`` this object wrote at index >= ``after``, waiting up to ``timeout`` s."""
+
+        def find() -> Event | None:
+            return next((e for e in self.memory[after:] if e.event_id == event_id), None)
+
+        with self._emitted:
+            self._emitted.wait_for(lambda: find() is not None, timeout)
+            return find()
 
     def _append(self, line: str) -> None:
         assert self.path is not None and self.directory is not None

@@ -106,6 +106,20 @@ def ensure_reserve_logs(fs: FileSystem, log_dir: str, file_size: int) -> list[st
     return created
 
 
+def release_spare_reserve(fs: FileSystem, log_dir: str) -> str | None:
+    """Delete the reserve log that is not in use (the storage group is shutting down on a full disk).
+
+    It holds nothing but zeros; the next mount creates it again. Returns its name, or None if none is left.
+    """
+    for name in reversed(RESERVE_LOG_NAMES):
+        path = os.path.join(log_dir, name)
+        if fs.exists(path):
+            fs.unlink(path)
+            fs.fsync_dir(log_dir)
+            return name
+    return None
+
+
 def create_store_file(
     fs: FileSystem, path: str, page_size: int, dbid: int, log_signature: Signature, consistent_at: LgPos
 ) -> DbHeader:

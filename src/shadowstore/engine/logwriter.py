@@ -485,16 +485,20 @@ class LogWriter:
 
     def _prepare_loop(self) -> None:
         tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
-        while True:
-            self._prep_wanted.wait()
-            self._prep_wanted.clear()
-            if self._prep_stop:
-                return
-            with self._prep_lock:
-                if self._prepared is not None or self._failed is not None:
-                    continue
-                try:
-                    self._prepared = self._prepare(tmp)
-                except OSError:
-                    # why: a full disk is handled at the roll itself (reserve logs); anything else too.
-                    continue
+        try:
+            while True:
+                self._prep_wanted.wait()
+                self._prep_wanted.clear()
+                if self._prep_stop:
+                    return
+                with self._prep_lock:
+                    if self._prepared is not None or self._failed is not None:
+                        continue
+                    try:
+                        self._prepared = self._prepare(tmp)
+                    except OSError:
+                        # why: a full disk is handled at the roll itself (reserve logs); so is anything else.
+                        continue
+        except BaseException:
+            # why: a simulated power loss in tests (or interpreter exit) ends the thread quietly.
+            return

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shadowstore.engine import layout
 from shadowstore.engine.health import MISSING, Finding
 from shadowstore.errors import ShadowStoreError
 from shadowstore.format.common import now_us
@@ -191,13 +192,18 @@ class Maintenance:
         sg.events.emit(1012, sg=sg.name, checkpoint=str(after), low=min(low, before.gen), high=high, reason=reason)
 
     def _dismount_for_disk_full(self) -> None:
+        """Dismount cleanly while the log runs on a reserve log.
+
+        The reserve log not yet in use is released first: it exists only to make this shutdown possible,
+        and its space lets the stores write their last pages. The next mount creates it again.
+        """
         sg = self.sg
-        reserve = sg.current_log_path
+        released = layout.release_spare_reserve(sg.fs, sg.config.log_dir)
         try:
             sg.dismount()
         except ShadowStoreError as exc:
             _log.warning("dismount of %s after a full log disk: %s", sg.name, exc)
-        sg.events.emit(1021, sg=sg.name, file=reserve)
+        sg.events.emit(1021, sg=sg.name, file=sg.current_log_path, released=released or "none")
 
 
 def _header_bytes(sg: StorageGroup) -> bytes | None:

@@ -49,14 +49,20 @@ class _Inode:
 
 
 @dataclass
+class _DirOp:
+    """One directory change not yet durable. A rename is one op: it happens entirely or not at all."""
+
+    kind: str  # "link", "unlink" or "rename"
+    src: tuple[str, str] | None  # (directory, name) removed
+    dst: tuple[str, str] | None  # (directory, name) added
+    inode: _Inode | None
+    done: bool = False
+
+
+@dataclass
 class _Dir:
     volatile: dict[str, _Inode] = field(default_factory=dict)
     durable: dict[str, _Inode] = field(default_factory=dict)
-    pending: list[tuple[str, str, _Inode | None]] = field(default_factory=list)  # ("link"|"unlink", name, inode)
-
-    def sync(self) -> None:
-        self.durable = dict(self.volatile)
-        self.pending.clear()
 
 
 class FaultFile:
@@ -141,6 +147,7 @@ class FaultFileSystem:
 
     def __init__(self, *, capacity: int | None = None, seed: int = 0) -> None:
         self._dirs: dict[str, _Dir] = {"/": _Dir()}
+        self._ops: list[_DirOp] = []
         self._mutex = threading.RLock()
         self._locks: set[str] = set()
         self._crashed = False
@@ -163,33 +170,39 @@ class FaultFileSystem:
         with self._mutex:
             self._fsync_failures.append(path_contains)
 
+    def copy(self) -> FaultFileSystem:
+        """An independent image of everything written so far (like copying a disk); this one goes on."""
+        with self._mutex:
+            return self._image("keep", random.Random(0))
+
     def crash(self, mode: str = "drop", seed: int | None = None) -> FaultFileSystem:
         """Return the file system a restarted machine would see; this one refuses every further call."""
         if mode not in ("drop", "tear", "keep"):
             raise ValueError(f"unknown crash mode {mode!r}")
         with self._mutex:
             self._crashed = True
-            rng = random.Random(seed) if seed is not None else self.rng
-            after = FaultFileSystem(capacity=self.capacity, seed=rng.randrange(1 << 30))
-            images: dict[int, _Inode] = {}
-            for path, directory in self._dirs.items():
-                entries = dict(directory.durable)
-                ops = directory.pending
-                keep = len(ops) if mode == "keep" else 0 if mode == "drop" else rng.randint(0, len(ops))
-                for op, name, inode in ops[:keep]:
-                    if op == "link":
-                        assert inode is not None
-                        entries[name] = inode
-                    else:
-                        entries.pop(name, None)
-                new_dir = _Dir()
-                for name, inode in entries.items():
-                    if inode.ino not in images:
-                        images[inode.ino] = _crash_image(inode, mode, rng)
-                    new_dir.volatile[name] = images[inode.ino]
-                new_dir.durable = dict(new_dir.volatile)
-                after._dirs[path] = new_dir
-            return after
+            return self._image(mode, random.Random(seed) if seed is not None else self.rng)
+
+    def _image(self, mode: str, rng: random.Random) -> FaultFileSystem:
+        """The disk image under crash policy ``mode``. Requires: _mutex is held."""
+        after = FaultFileSystem(capacity=self.capacity, seed=rng.randrange(1 << 30))
+        # Directory changes reach the disk in the order they were made (a journaling file system):
+        # every change made durable by fsync_dir, plus a prefix of the others.
+        entries = {path: dict(d.durable) for path, d in self._dirs.items()}
+        pending = [op for op in self._ops if not op.done]
+        keep = len(pending) if mode == "keep" else 0 if mode == "drop" else rng.randint(0, len(pending))
+        for op in pending[:keep]:
+            _apply_op(entries, op)
+        images: dict[int, _Inode] = {}
+        for path, names in entries.items():
+            new_dir = _Dir()
+            for name, inode in names.items():
+                if inode.ino not in images:
+                    images[inode.ino] = _crash_image(inode, mode, rng)
+                new_dir.volatile[name] = images[inode.ino]
+            new_dir.durable = dict(new_dir.volatile)
+            after._dirs[path] = new_dir
+        return after
 
     # --- FileSystem ------------------------------------------------------------------------------------
 
@@ -238,8 +251,9 @@ class FaultFileSystem:
             inode = sdir.volatile.get(sname)
             if inode is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), src)
-            self._unlink(sdir, sname)
-            self._link(ddir, dname, inode)
+            del sdir.volatile[sname]
+            ddir.volatile[dname] = inode
+            self._ops.append(_DirOp("rename", _split(src), _split(dst), inode))
 
     def unlink(self, path: str) -> None:
         with self._guard():
@@ -258,7 +272,13 @@ class FaultFileSystem:
     def fsync_dir(self, path: str) -> None:
         with self._guard():
             self._check_fsync(path)
-            self._dirs[_norm(path)].sync()
+            p = _norm(path)
+            entries = {d: self._dirs[d].durable for d in self._dirs}
+            for op in self._ops:
+                if not op.done and p in (op.src[0] if op.src else None, op.dst[0] if op.dst else None):
+                    _apply_op(entries, op)
+                    op.done = True
+            self._ops = [op for op in self._ops if not op.done]
 
     def append(self, path: str, data: bytes) -> None:
         handle = self.open(path, create=True)
@@ -309,6 +329,7 @@ class FaultFileSystem:
                 directory.durable[name] = inode
             inode.data = bytearray(data)
             inode.sync()
+            self._tick(inode)
 
     # --- internals -------------------------------------------------------------------------------------
 
@@ -324,11 +345,13 @@ class FaultFileSystem:
 
     def _link(self, directory: _Dir, name: str, inode: _Inode) -> None:
         directory.volatile[name] = inode
-        directory.pending.append(("link", name, inode))
+        path = next(p for p, d in self._dirs.items() if d is directory)
+        self._ops.append(_DirOp("link", None, (path, name), inode))
 
     def _unlink(self, directory: _Dir, name: str) -> None:
         del directory.volatile[name]
-        directory.pending.append(("unlink", name, None))
+        path = next(p for p, d in self._dirs.items() if d is directory)
+        self._ops.append(_DirOp("unlink", (path, name), None, None))
 
     def _stat_inode(self, inode: _Inode) -> FileStat:
         nlink = sum(1 for d in self._dirs.values() for i in d.volatile.values() if i is inode)
@@ -373,6 +396,19 @@ class _Guard:
 
     def __exit__(self, *exc: object) -> None:
         self._fs._mutex.release()
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, name = os.path.split(_norm(path))
+    return parent, name
+
+
+def _apply_op(entries: dict[str, dict[str, _Inode]], op: _DirOp) -> None:
+    if op.src is not None:
+        entries.setdefault(op.src[0], {}).pop(op.src[1], None)
+    if op.dst is not None:
+        assert op.inode is not None
+        entries.setdefault(op.dst[0], {})[op.dst[1]] = op.inode
 
 
 def _norm(path: str) -> str:

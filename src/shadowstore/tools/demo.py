@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from shadowstore.cli.main import main as cli_main
 
@@ -18,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--txns", type=int, default=2000)
     args = parser.parse_args(argv)
     home = os.path.abspath(args.home)
-    if os.path.exists(home):
-        if not os.path.exists(os.path.join(home, MARKER)):
+    if Path(home).exists():
+        if not Path(home, MARKER).exists():
             print(f"{home} exists and was not made by the demo; pass another --home", file=sys.stderr)
             return 3
         shutil.rmtree(home)
@@ -32,14 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for step in steps:
         print(f"\n$ shadowstore {' '.join(step)}", flush=True)
-        if step[2:4] == ["workload", "run"]:
-            code = _quiet_run(step)
-        else:
-            code = cli_main(step)
+        code = _quiet_run(step) if step[2:4] == ["workload", "run"] else cli_main(step)
         if code != 0:
             return code
         if step[2] == "init":
-            open(os.path.join(home, MARKER), "w").close()
+            Path(home, MARKER).touch()
     return 0
 
 
@@ -57,7 +55,7 @@ def _quiet_run(step: list[str]) -> int:
         def flush(self) -> None:
             pass
 
-    sys.stdout = Counter()  # type: ignore[assignment]
+    sys.stdout = Counter()
     try:
         code = cli_main(step)
     finally:
