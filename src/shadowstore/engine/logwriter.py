@@ -363,50 +363,53 @@ class LogWriter:
 
     def _roll_to(self, gen: int) -> None:
         assert self._header is not None and self._file is not None
-        handle, path, from_reserve = self._take_next_file()
-        flags = FLAG_CIRCULAR if self.circular else 0
-        if from_reserve:
-            flags |= FLAG_RESERVE_LOG
-        header = LogHeader(
-            generation=gen,
-            file_size=self.file_size,
-            page_size=self.page_size,
-            created_us=max(now_us(), self._header.created_us + 1),
-            prev_created_us=self._header.created_us,
-            signature=self.signature,
-            checkpoint=self._checkpoint(),
-            flags=flags,
-            base=self.base,
-            attached=self._attached(),
-        )
-        handle.pwrite(header.pack(), 0)
-        handle.fdatasync()
-        self.fs.crash_point("log.roll.after_new_header")
-        current = os.path.join(self.log_dir, current_log_name(self.base))
-        archived = os.path.join(self.log_dir, archived_log_name(self.base, self._disk_gen))
-        if self.fs.exists(archived):
-            # why: never let a stray file take a place in the stream; keep it for the user to look at.
-            self._quarantine(archived)
-        if self._path_is_ours(current):
-            self.fs.rename(current, archived)
-        else:
-            # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
-            # record of this generation: write it back under its archived name so the stream stays whole.
-            if self.fs.exists(current):
-                self._quarantine(current)
-            layout.write_zero_file(self.fs, archived, 0, self._file.pread(self.file_size, 0))
-            self.events.emit(
-                1011,
-                sg=self.sg,
-                file=current,
-                gen=self._disk_gen,
-                detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
+        # Requires: the preparation lock is held from taking the next file until it is E00.log, so that the
+        # preparation thread never recreates E00tmp.log under a roll that is renaming it.
+        with self._prep_lock:
+            handle, path, from_reserve = self._take_next_file()
+            flags = FLAG_CIRCULAR if self.circular else 0
+            if from_reserve:
+                flags |= FLAG_RESERVE_LOG
+            header = LogHeader(
+                generation=gen,
+                file_size=self.file_size,
+                page_size=self.page_size,
+                created_us=max(now_us(), self._header.created_us + 1),
+                prev_created_us=self._header.created_us,
+                signature=self.signature,
+                checkpoint=self._checkpoint(),
+                flags=flags,
+                base=self.base,
+                attached=self._attached(),
             )
-        self.fs.crash_point("log.roll.after_archive_rename")
-        self.fs.rename(path, current)
-        self.fs.crash_point("log.roll.after_current_rename")
-        self.fs.fsync_dir(self.log_dir)
-        self.fs.crash_point("log.roll.after_dir_sync")
+            handle.pwrite(header.pack(), 0)
+            handle.fdatasync()
+            self.fs.crash_point("log.roll.after_new_header")
+            current = os.path.join(self.log_dir, current_log_name(self.base))
+            archived = os.path.join(self.log_dir, archived_log_name(self.base, self._disk_gen))
+            if self.fs.exists(archived):
+                # why: never let a stray file take a place in the stream; keep it for the user to look at.
+                self._quarantine(archived)
+            if self._path_is_ours(current):
+                self.fs.rename(current, archived)
+            else:
+                # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
+                # record of this generation: write it back under its archived name so the stream stays whole.
+                if self.fs.exists(current):
+                    self._quarantine(current)
+                layout.write_zero_file(self.fs, archived, 0, self._file.pread(self.file_size, 0))
+                self.events.emit(
+                    1011,
+                    sg=self.sg,
+                    file=current,
+                    gen=self._disk_gen,
+                    detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
+                )
+            self.fs.crash_point("log.roll.after_archive_rename")
+            self.fs.rename(path, current)
+            self.fs.crash_point("log.roll.after_current_rename")
+            self.fs.fsync_dir(self.log_dir)
+            self.fs.crash_point("log.roll.after_dir_sync")
         old = self._file
         self._file, self._header, self._disk_gen = handle, header, gen
         old.close()
@@ -432,16 +435,16 @@ class LogWriter:
         return target
 
     def _take_next_file(self) -> tuple[FileHandle, str, bool]:
+        """The file the next generation goes to: (handle, path, from a reserve). Requires: _prep_lock held."""
         tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
-        with self._prep_lock:
-            if self._prepared is not None:
-                handle, self._prepared = self._prepared, None
-                return handle, tmp, False
-            try:
-                return self._prepare(tmp), tmp, False
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
+        if self._prepared is not None:
+            handle, self._prepared = self._prepared, None
+            return handle, tmp, False
+        try:
+            return self._prepare(tmp), tmp, False
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
         for name in RESERVE_LOG_NAMES:
             path = os.path.join(self.log_dir, name)
             st = self.fs.stat(path)

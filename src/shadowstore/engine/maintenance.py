@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from shadowstore.engine import layout
 from shadowstore.engine.health import MISSING, Finding
-from shadowstore.errors import ShadowStoreError
+from shadowstore.errors import LogDiskFullError, ShadowStoreError
 from shadowstore.format.common import now_us
 from shadowstore.format.logfile import archived_log_name
 
@@ -198,6 +198,9 @@ class Maintenance:
         and its space lets the stores write their last pages. The next mount creates it again.
         """
         sg = self.sg
+        sg.stopped_because = LogDiskFullError(
+            f"storage group {sg.name!r} was dismounted because its log disk ({sg.config.log_dir}) is full"
+        )
         released = layout.release_spare_reserve(sg.fs, sg.config.log_dir)
         try:
             sg.dismount()

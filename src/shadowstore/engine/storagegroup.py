@@ -35,6 +35,7 @@ from shadowstore.errors import (
     NotMountedError,
     RequiredLogFilesMissingError,
     ShadowStoreError,
+    StorageGroupOfflineError,
 )
 from shadowstore.events import EventLog
 from shadowstore.format.checkpoint import Checkpoint
@@ -76,6 +77,7 @@ class StorageGroup:
         self._maintenance: Maintenance | None = None
         self._mounted = False
         self._offline_reason: str | None = None
+        self.stopped_because: ShadowStoreError | None = None  # why the engine itself dismounted it
         self.last_checkpoint_us = 0
 
     def __repr__(self) -> str:
@@ -171,6 +173,7 @@ class StorageGroup:
             if self._mounted:
                 return self.last_recovery or RecoveryReport()
             self._offline_reason = None
+            self.stopped_because = None
             self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})")
             try:
                 report = self._mount_phases()
@@ -391,6 +394,7 @@ class StorageGroup:
             if not self._mounted:
                 return
             self._offline_reason = reason
+            self.stopped_because = StorageGroupOfflineError(f"storage group {self.name!r} went offline: {reason}")
             self.events.emit(1020, sg=self.name, error=reason)
             self._abandon()
 

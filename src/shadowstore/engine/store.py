@@ -166,15 +166,22 @@ class Store:
         self._write_lock.acquire()
         if not self.mounted or self._head is None:
             self._write_lock.release()
-            raise NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
+            raise self._not_mounted()
         return Transaction(self, self._head, writable=True, lazy=lazy)
+
+    def _not_mounted(self) -> Exception:
+        """The error for using a store that is not mounted: why the storage group stopped, if it did."""
+        stopped = self.sg.stopped_because
+        if stopped is not None:
+            return type(stopped)(f"store {self.name} is not mounted: {stopped.message}", hint=stopped.hint)
+        return NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
 
     def snapshot(self) -> Transaction:
         """Begin a read-only transaction on the newest durable state."""
         with self._state_lock:
             state = self._visible
             if not self.mounted or state is None:
-                raise NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
+                raise self._not_mounted()
             self._readers[state.dbtime] += 1
         return Transaction(self, state, writable=False)
 
