@@ -5,7 +5,7 @@ Every ``policy.interval`` seconds (sooner when the log writer reports a roll or 
 1. takes the storage group offline if the log writer failed (event 1020);
 2. dismounts it if the log disk filled and a reserve log is in use (event 1021);
 3. flushes lazily committed transactions;
-4. after log rolls, records the closed generations' identity and the stores' Log Required maximum;
+4. after log rolls, records the stores' Log Required maximum in their headers;
 5. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
    1010/1011) and, when crash recovery still needed it, every store is written and the checkpoint advanced
    past it (event 1012);
@@ -140,8 +140,6 @@ class Maintenance:
         current = sg.log.disk_generation
         if current == self._seen_gen:
             return
-        for gen in range(self._seen_gen, current):
-            sg.watch.remember(gen)
         self._seen_gen = current
         for store in sg.stores.values():
             if store.mounted:

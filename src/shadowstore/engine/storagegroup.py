@@ -456,6 +456,9 @@ class StorageGroup:
     # --- callbacks from the log writer (flush leader thread: keep them short) ------------------------------
 
     def _on_roll(self, generation: int) -> None:
+        # why: remember the closed generation now; a file deleted before the next health check must still
+        # be known to have existed.
+        self.watch.remember(generation - 1)
         if self._maintenance is not None:
             self._maintenance.note_roll(generation)
 
