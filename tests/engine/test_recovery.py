@@ -48,6 +48,9 @@ def crashed_with_dirty_store(seed: int = 5, commits: int = 400) -> tuple[FaultFi
         with store.transaction() as tx:
             tx.put("t", b"k%05d" % i, b"v%05d" % i * 8)
     assert sg.log.disk_generation >= 5, "the workload must span several generations"
+    maintenance = sg._maintenance
+    assert maintenance is not None
+    maintenance.run_cycles(1)  # records Log Required up to the current generation in the headers
     return fs.crash("keep"), sg.log.disk_generation
 
 
@@ -89,7 +92,7 @@ def test_dirty_store_names_the_logs_it_requires() -> None:
     header = home.storage_group().store("Mailbox Store").read_header()
     assert header.state == STATE_DIRTY_SHUTDOWN
     assert header.log_required_min == 2
-    assert 2 < header.log_required_max <= gen
+    assert header.log_required_max == gen
 
 
 def test_missing_middle_generation_fails_with_528_naming_it() -> None:
