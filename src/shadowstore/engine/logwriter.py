@@ -25,11 +25,13 @@ safely); the storage group must be mounted again, which replays the log.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from shadowstore.engine import layout
 from shadowstore.errors import LogDiskFullError, StorageGroupOfflineError
@@ -44,9 +46,9 @@ from shadowstore.format.logblock import (
     MIDDLE,
     MIN_FRAGMENT_DATA,
     BlockHeader,
+    append_fragment,
     block_span,
-    pack_block_header,
-    pack_fragment,
+    pack_block_header_into,
 )
 from shadowstore.format.logfile import (
     FLAG_CIRCULAR,
@@ -65,13 +67,15 @@ _ZEROS = bytes(1 << 20)
 
 
 class _Block:
-    __slots__ = ("fragments", "gen", "number", "offset", "payload")
+    """A flush block being assembled: ``data`` is the 32-byte header (filled at flush time) and the fragments."""
+
+    __slots__ = ("data", "fragments", "gen", "number", "offset")
 
     def __init__(self, gen: int, offset: int, number: int) -> None:
         self.gen = gen
         self.offset = offset
         self.number = number
-        self.payload = bytearray()
+        self.data = bytearray(BLOCK_HEADER.size)
         self.fragments = 0
 
 
@@ -116,7 +120,7 @@ class LogWriter:
         self.on_roll: list[Callable[[int], None]] = []  # called by the flush leader after each roll
         self.on_disk_full: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._waiters: list[tuple[LgPos, _thread.LockType]] = []
         # Layout state (under _lock).
         self._gen = 0
         self._next_offset = LOG_HEADER_SIZE
@@ -208,6 +212,12 @@ class LogWriter:
     def current_file(self) -> FileHandle | None:
         return self._file
 
+    @contextmanager
+    def stable_current(self) -> Iterator[tuple[FileHandle | None, LogHeader | None, int]]:
+        """(current file, its header, its generation) with no log roll in progress while the block runs."""
+        with self._prep_lock:
+            yield self._file, self._header, self._disk_gen
+
     # --- appending --------------------------------------------------------------------------------------
 
     def append(self, record: bytes | bytearray, *, update: bool = True) -> tuple[LgPos, LgPos]:
@@ -223,19 +233,19 @@ class LogWriter:
             first = True
             while True:
                 block = self._block or self._open_block()
-                used = block.offset + BLOCK_HEADER.size + len(block.payload)
+                used = block.offset + len(block.data)
                 room = self.file_size - used - FRAGMENT_HEADER.size
                 if room >= len(view):
                     if start is None:
                         start = LgPos(block.gen, used)
-                    block.payload += pack_fragment(FULL if first else LAST, view)
+                    append_fragment(block.data, FULL if first else LAST, view)
                     block.fragments += 1
                     end = LgPos(block.gen, used + FRAGMENT_HEADER.size + len(view))
                     break
                 if room >= MIN_FRAGMENT_DATA:
                     if start is None:
                         start = LgPos(block.gen, used)
-                    block.payload += pack_fragment(FIRST if first else MIDDLE, view[:room])
+                    append_fragment(block.data, FIRST if first else MIDDLE, view[:room])
                     block.fragments += 1
                     view = view[room:]
                     first = False
@@ -280,7 +290,7 @@ class LogWriter:
             return
         self._queue.append(block)
         self._block = None
-        self._next_offset = block.offset + block_span(len(block.payload))
+        self._next_offset = block.offset + block_span(len(block.data) - BLOCK_HEADER.size)
         self._next_number = block.number + 1
 
     def _advance_generation(self) -> None:
@@ -293,44 +303,73 @@ class LogWriter:
     # --- flushing ---------------------------------------------------------------------------------------
 
     def flush(self, upto: LgPos | None = None) -> LgPos:
-        """Make the stream durable at least up to ``upto`` (default: everything appended). Group commit."""
-        self._cond.acquire()
-        try:
+        """Make the stream durable at least up to ``upto`` (default: everything appended). Group commit.
+
+        Raises StorageGroupOfflineError (or LogDiskFullError) if this or an earlier flush failed.
+        """
+        with self._lock:
             target = self._appended if upto is None else upto
-            while self._flushed < target:
-                if self._failed is not None:
-                    raise StorageGroupOfflineError(
-                        f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
-                    )
-                if self._flushing:
-                    self._cond.wait()
-                    continue
+            if self._flushed >= target:
+                return self._flushed
+            self._check_healthy()
+            if not self._flushing:
                 self._flushing = True
-                self._seal_block()
-                work, self._queue = self._queue, []
-                end = self._appended
-                self._cond.release()
-                try:
-                    self._write(work)
-                except BaseException as exc:
-                    self._cond.acquire()
-                    self._flushing = False
-                    self._failed = exc
-                    self._cond.notify_all()
-                    if isinstance(exc, LogDiskFullError | StorageGroupOfflineError):
-                        raise
-                    if isinstance(exc, OSError):
-                        raise StorageGroupOfflineError(
-                            f"writing the log of {self.sg} failed: {exc}; the storage group is offline"
-                        ) from exc
-                    raise
-                self._cond.acquire()
+                waiter = None
+            else:
+                # Wait to be released by a leader: either our records are durable, or the flush failed, or we
+                # were handed the lead because our records arrived after the leader took its batch.
+                waiter = _thread.allocate_lock()
+                waiter.acquire()
+                self._waiters.append((target, waiter))
+        if waiter is not None:
+            waiter.acquire()
+            with self._lock:
+                if self._flushed >= target:
+                    return self._flushed
+                self._check_healthy()
+        return self._lead()
+
+    def _lead(self) -> LgPos:
+        """Flush as the leader, then release the waiters it satisfied and hand the lead to one it did not."""
+        with self._lock:
+            self._seal_block()
+            work, self._queue = self._queue, []
+            end = self._appended
+        try:
+            self._write(work)
+        except BaseException as exc:
+            with self._lock:
+                self._failed = exc
                 self._flushing = False
-                self._flushed = max(self._flushed, end)
-                self._cond.notify_all()
-            return self._flushed
-        finally:
-            self._cond.release()
+                waiters, self._waiters = self._waiters, []
+            for _target, waiter in waiters:
+                waiter.release()
+            if isinstance(exc, OSError):
+                raise StorageGroupOfflineError(
+                    f"writing the log of {self.sg} failed: {exc}; the storage group is offline"
+                ) from exc
+            raise
+        with self._lock:
+            self._flushed = flushed = max(self._flushed, end)
+            ready = [w for t, w in self._waiters if t <= flushed]
+            self._waiters = [(t, w) for t, w in self._waiters if t > flushed]
+            successor = self._waiters.pop(0)[1] if self._waiters else None
+            if successor is None:
+                self._flushing = False
+        for waiter in ready:
+            waiter.release()
+        if successor is not None:
+            successor.release()
+        return flushed
+
+    def _check_healthy(self) -> None:
+        # Requires: _lock is held.
+        if self._failed is not None:
+            if isinstance(self._failed, LogDiskFullError):
+                raise LogDiskFullError(str(self._failed.message))
+            raise StorageGroupOfflineError(
+                f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
+            )
 
     def _write(self, work: list[_Block | _Roll]) -> None:
         assert self._file is not None
@@ -341,12 +380,10 @@ class LogWriter:
                     self._roll_to(self._disk_gen + 1)
             if isinstance(item, _Roll):
                 continue
-            span = block_span(len(item.payload))
-            data = bytearray(span)
-            data[: BLOCK_HEADER.size] = pack_block_header(
-                BlockHeader(item.gen, item.number, len(item.payload), item.fragments, now_us())
-            )
-            data[BLOCK_HEADER.size : BLOCK_HEADER.size + len(item.payload)] = item.payload
+            data = item.data
+            length = len(data) - BLOCK_HEADER.size
+            pack_block_header_into(data, BlockHeader(item.gen, item.number, length, item.fragments, now_us()))
+            data += bytes(block_span(length) - len(data))
             self._file.pwrite(data, item.offset)
             self._dirty = True
             self.fs.crash_point("log.flush.after_write")
@@ -410,9 +447,9 @@ class LogWriter:
             self.fs.crash_point("log.roll.after_current_rename")
             self.fs.fsync_dir(self.log_dir)
             self.fs.crash_point("log.roll.after_dir_sync")
-        old = self._file
-        self._file, self._header, self._disk_gen = handle, header, gen
-        old.close()
+            old = self._file
+            self._file, self._header, self._disk_gen = handle, header, gen
+            old.close()
         for callback in self.on_roll:
             callback(gen)
         if from_reserve:

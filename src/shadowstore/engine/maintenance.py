@@ -129,7 +129,8 @@ class Maintenance:
                 if store.mounted:
                     store.publish_flushed()
         self._after_rolls()
-        findings = sg.watch.check(log.disk_generation, log.current_file(), _header_bytes(sg))
+        with log.stable_current() as (handle, header, generation):
+            findings = sg.watch.check(generation, handle, None if header is None else header.pack())
         if findings:
             self._handle_findings(findings)
         if self._checkpoint_due():
@@ -205,8 +206,3 @@ class Maintenance:
         except ShadowStoreError as exc:
             _log.warning("dismount of %s after a full log disk: %s", sg.name, exc)
         sg.events.emit(1021, sg=sg.name, file=sg.current_log_path, released=released or "none")
-
-
-def _header_bytes(sg: StorageGroup) -> bytes | None:
-    header = sg.log.current_header
-    return None if header is None else header.pack()

@@ -59,6 +59,7 @@ class Store:
         self._readers: Counter[int] = Counter()
         self._pins: Counter[int] = Counter()
         self._retired: deque[tuple[int, list[object]]] = deque()
+        self._flush_running = False  # a checkpoint has captured a state and may still give its nodes pages
         self._awaiting: list[tuple[int, list[int]]] = []
         self._young: dict[int, Node] = {}
         self._old: dict[int, Node] = {}
@@ -206,7 +207,9 @@ class Store:
             with self._state_lock:
                 self._head = state
                 if txn.ctx.retired:
-                    self._retired.append((dbtime, txn.ctx.retired))
+                    retired = _resolve_retired(txn.ctx.retired, self._flush_running)
+                    if retired:
+                        self._retired.append((dbtime, retired))
                 if txn.lazy:
                     self._publish(state)
                 else:
@@ -245,8 +248,9 @@ class Store:
         state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
         with self._state_lock:
             self._head = self._visible = state
-            if txn.ctx.retired:
-                self._retired.append((dbtime, txn.ctx.retired))
+            retired = _resolve_retired(txn.ctx.retired, self._flush_running)
+            if retired:
+                self._retired.append((dbtime, retired))
         txn._open = False
         self._write_lock.release()
 
@@ -376,7 +380,11 @@ class Store:
                     log_committed=current_gen,
                 )
 
-            header, dropped = flush_state(self, state, covered, make_header)
+            try:
+                header, dropped = flush_state(self, state, covered, make_header)
+            finally:
+                with self._state_lock:
+                    self._flush_running = False
             self.header = header
             self._forget_retired_upto(state.dbtime, dropped)
             return header
@@ -390,15 +398,22 @@ class Store:
         """
         assert self._head is not None
         if clean_at is not None:
-            return self._head, clean_at
+            return self._capture_head(), clean_at
         if self._write_lock.acquire(blocking=False):
             try:
-                state = self._head
+                state = self._capture_head()
                 return state, max(state.end, self.sg.log.tail) if self.sg.log_open else state.end
             finally:
                 self._write_lock.release()
-        state = self._head
+        state = self._capture_head()
         return state, state.end
+
+    def _capture_head(self) -> DbState:
+        """The head state, for a checkpoint to write; commits from now on keep what they retire resolvable."""
+        with self._state_lock:
+            assert self._head is not None
+            self._flush_running = True
+            return self._head
 
     def update_required_max(self, generation: int) -> None:
         """Record that logs up to ``generation`` may hold this store's transactions (after a log roll)."""
@@ -435,6 +450,31 @@ class Store:
             "dbtime": self._head.dbtime if self._head else (header.dbtime if header else None),
             "tables": sorted(self._head.tables) if self._head else None,
         }
+
+
+def _resolve_retired(refs: list[object], keep_unwritten: bool) -> list[object]:
+    """What a commit must remember of the nodes and values it replaced: page numbers where they have pages.
+
+    A node or value without a page is forgotten, unless a running checkpoint (which captured a state that
+    still holds it) may give it one; then it is kept and resolved when its pages are released.
+    """
+    out: list[object] = []
+    for ref in refs:
+        kind = type(ref)
+        if kind is int:
+            out.append(ref)
+        elif kind is BlobRef:
+            out.extend(range(ref.first_page, ref.first_page + ref.page_count))  # type: ignore[attr-defined]
+        elif kind is Blob:
+            if ref.ref is not None:  # type: ignore[attr-defined]
+                out.extend(range(ref.ref.first_page, ref.ref.first_page + ref.ref.page_count))  # type: ignore[attr-defined]
+            elif keep_unwritten:
+                out.append(ref)
+        elif ref.pgno is not None:  # type: ignore[attr-defined]
+            out.append(ref.pgno)  # type: ignore[attr-defined]
+        elif keep_unwritten:
+            out.append(ref)
+    return out
 
 
 def _pages_of(ref: object) -> list[int]:

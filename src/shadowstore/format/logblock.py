@@ -46,6 +46,7 @@ assert BLOCK_HEADER.size == 32
 
 FRAGMENT_HEADER = struct.Struct("<IIB3x")
 assert FRAGMENT_HEADER.size == 12
+_U32 = struct.Struct("<I")
 
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 FRAGMENT_KINDS = {FULL: "FULL", FIRST: "FIRST", MIDDLE: "MIDDLE", LAST: "LAST"}
@@ -64,9 +65,14 @@ class BlockHeader(NamedTuple):
 
 def pack_block_header(header: BlockHeader) -> bytes:
     buf = bytearray(BLOCK_HEADER.size)
-    BLOCK_HEADER.pack_into(buf, 0, 0, BLOCK_MAGIC, *header)
-    struct.pack_into("<I", buf, 0, crc32c(memoryview(buf)[4:]))
+    pack_block_header_into(buf, header)
     return bytes(buf)
+
+
+def pack_block_header_into(buf: bytearray, header: BlockHeader) -> None:
+    """Write ``header`` into the first 32 bytes of ``buf`` (a block being assembled in place)."""
+    BLOCK_HEADER.pack_into(buf, 0, 0, BLOCK_MAGIC, *header)
+    _U32.pack_into(buf, 0, crc32c(memoryview(buf)[4 : BLOCK_HEADER.size]))
 
 
 def unpack_block_header(buf: bytes | bytearray | memoryview, offset: int) -> BlockHeader | None:
@@ -80,9 +86,17 @@ def unpack_block_header(buf: bytes | bytearray | memoryview, offset: int) -> Blo
 
 
 def pack_fragment(kind: int, data: bytes | memoryview) -> bytes:
-    head = bytearray(FRAGMENT_HEADER.pack(0, len(data), kind))
-    struct.pack_into("<I", head, 0, crc32c(data, crc32c(memoryview(head)[4:])))
-    return bytes(head) + bytes(data)
+    buf = bytearray()
+    append_fragment(buf, kind, data)
+    return bytes(buf)
+
+
+def append_fragment(buf: bytearray, kind: int, data: bytes | memoryview) -> None:
+    """Append one fragment (header and data, checksummed) to ``buf``."""
+    at = len(buf)
+    buf += FRAGMENT_HEADER.pack(0, len(data), kind)
+    buf += data
+    _U32.pack_into(buf, at, crc32c(memoryview(buf)[at + 4 :]))
 
 
 def fragment_at(buf: bytes | bytearray | memoryview, offset: int, end: int) -> tuple[int, memoryview] | None:
