@@ -13,7 +13,6 @@ import sqlite3
 import threading
 
 from common import Result, best_of, save, scratch, timed
-
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.home import ServerHome
 

@@ -14,20 +14,22 @@ Corruption raises LogFileCorruptError naming the file, generation and offset.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from shadowstore.errors import LogFileCorruptError
-from shadowstore.format.common import SECTOR_SIZE, LgPos
+from shadowstore.format.common import SECTOR_SIZE, LgPos, crc32c
 from shadowstore.format.logblock import (
     BLOCK_HEADER,
     FIRST,
     FRAGMENT_HEADER,
+    FRAGMENT_KINDS,
     FULL,
     LAST,
     MIDDLE,
     block_span,
-    fragment_at,
     unpack_block_header,
 )
 from shadowstore.format.logfile import LOG_HEADER_SIZE, LogHeader
@@ -107,12 +109,20 @@ def _read_block(
     at = pos + BLOCK_HEADER.size
     end = at + header.length
     found = []
+    view = memoryview(data)
+    unpack = FRAGMENT_HEADER.unpack_from
+    head_size = FRAGMENT_HEADER.size
     while at < end:
-        fragment = fragment_at(data, at, end)
-        if fragment is None:
+        # The checks of format.logblock.fragment_at, inlined: this loop runs once per logged record.
+        if at + head_size > end:
+            return f"fragment header at offset {at} runs past the end of its block", 0
+        crc, length, kind = unpack(data, at)
+        start = at + head_size
+        stop = start + length
+        if kind not in FRAGMENT_KINDS or stop > end or crc != crc32c(view[at + 4 : stop]):
             return f"fragment at offset {at} fails its checksum", 0
-        found.append((at, fragment[0], fragment[1]))
-        at += FRAGMENT_HEADER.size + len(fragment[1])
+        found.append((at, kind, view[start:stop]))
+        at = stop
     if len(found) != header.fragments:
         return f"block holds {len(found)} fragments, its header says {header.fragments}", 0
     gen.fragments.extend(found)
@@ -145,11 +155,15 @@ def _find_later_block(data: bytes, pos: int, size: int, generation: int, number:
 # --- logical records -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Record:
+class Record(NamedTuple):
     start: LgPos  # position of its first fragment
     end: LgPos  # position after its last fragment
     data: bytes | memoryview
+
+
+_new_lgpos = functools.partial(tuple.__new__, LgPos)
+_new_record = functools.partial(tuple.__new__, Record)
+_FRAG = FRAGMENT_HEADER.size
 
 
 class RecordAssembler:
@@ -176,16 +190,17 @@ class RecordAssembler:
     def feed(self, gen: Generation) -> Iterator[Record]:
         number = gen.header.generation
         for offset, kind, data in gen.fragments:
-            end = LgPos(number, offset + FRAGMENT_HEADER.size + len(data))
             if kind in (FULL, FIRST):
                 if self._start is not None:
                     self.dropped += 1
                 self._seen_start = True
                 if kind == FULL:
                     self._start, self._parts = None, []
-                    yield Record(LgPos(number, offset), end, data)
+                    # why tuple.__new__: this runs once per logged record; it skips NamedTuple's Python __new__.
+                    end = _new_lgpos((number, offset + _FRAG + len(data)))
+                    yield _new_record((_new_lgpos((number, offset)), end, data))
                 else:
-                    self._start, self._parts = LgPos(number, offset), [data]
+                    self._start, self._parts = _new_lgpos((number, offset)), [data]
             elif kind in (MIDDLE, LAST):
                 if self._start is None:
                     if not self._seen_start:
@@ -198,6 +213,7 @@ class RecordAssembler:
                     )
                 self._parts.append(data)
                 if kind == LAST:
+                    end = _new_lgpos((number, offset + _FRAG + len(data)))
                     yield Record(self._start, end, b"".join(self._parts))
                     self._start, self._parts = None, []
             else:

@@ -181,6 +181,7 @@ class StorageGroup:
                 self._abandon()
                 raise
             self._mounted = True
+            self.last_checkpoint_us = now_us()
             self.last_recovery = report
             self.events.emit(1000, sg=self.name, stores=", ".join(self.stores) or "no stores")
             return report

@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import crc32c as _crc32c
@@ -18,9 +19,8 @@ import crc32c as _crc32c
 SECTOR_SIZE = 512
 
 
-def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-    """CRC-32C (Castagnoli) of ``data``, continuing from ``value``."""
-    return int(_crc32c.crc32c(data, value))
+crc32c: Callable[..., int] = _crc32c.crc32c
+"""CRC-32C (Castagnoli) of ``data``, continuing from ``value``: ``crc32c(data, value=0)``."""
 
 
 # --- LGPOS: a position in the log stream -------------------------------------------------------------------
@@ -45,7 +45,8 @@ class LgPos(NamedTuple):
         return self.offset % SECTOR_SIZE
 
     def pack_u64(self) -> int:
-        return (self.gen << 32) | (self.isec << 16) | self.ib
+        sector, byte = divmod(self[1], SECTOR_SIZE)
+        return (self[0] << 32) | (sector << 16) | byte
 
     @classmethod
     def from_u64(cls, value: int) -> LgPos:

@@ -90,12 +90,12 @@ def txn_header(data: bytes | memoryview) -> TxnHeader:
     return TxnHeader(dbid, dbtime, commit_us, count)
 
 
-def iter_ops(data: bytes | memoryview) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """Yield (op, table id, key-or-name, value) for each operation of a TXN record.
-
-    Raises RecordError if the operations do not fill the record exactly.
+def iter_ops(data: bytes | memoryview, header: TxnHeader | None = None) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """Yield (op, table id, key-or-name, value) for each operation of a TXN record (``header``: its parsed
+    header, if the caller has it). Raises RecordError if the operations do not fill the record exactly.
     """
-    header = txn_header(data)
+    if header is None:
+        header = txn_header(data)
     buf = bytes(data)
     pos = TXN_HEADER.size
     end = len(buf)
