@@ -133,6 +133,8 @@ class LogWriter:
         self._failed: BaseException | None = None
         self._refusing_updates = False
         self.bytes_appended = 0
+        self.flushes = 0  # flushes written (each one fdatasync per generation touched)
+        self.rolls = 0
         # Disk state (touched only by the flush leader).
         self._disk_gen = 0
         self._file: FileHandle | None = None
@@ -350,6 +352,7 @@ class LogWriter:
                 ) from exc
             raise
         with self._lock:
+            self.flushes += 1
             self._flushed = flushed = max(self._flushed, end)
             ready = [w for t, w in self._waiters if t <= flushed]
             self._waiters = [(t, w) for t, w in self._waiters if t > flushed]
@@ -449,6 +452,7 @@ class LogWriter:
             self.fs.crash_point("log.roll.after_dir_sync")
             old = self._file
             self._file, self._header, self._disk_gen = handle, header, gen
+            self.rolls += 1
             old.close()
         for callback in self.on_roll:
             callback(gen)

@@ -1,0 +1,74 @@
+"""``shadowstore sg create`` and ``shadowstore store create``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shadowstore.home import ServerHome
+from tests.cli.clirun import run, run_json
+
+
+@pytest.fixture
+def home_dir(tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]) -> str:
+    path = os.path.join(tmp_path, "home")
+    assert run(capsys, "--home", path, "init", "--log-file-size", "64K")[0] == 0
+    return path
+
+
+def test_second_storage_group_gets_the_next_log_base(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    logs = os.path.join(os.path.dirname(home_dir), "elsewhere-logs")
+    code, data = run_json(
+        capsys, "--home", home_dir, "sg", "create", "Second Storage Group", "--log-dir", logs, "--json"
+    )
+    assert code == 0
+    assert data["log_base"] == "E01"
+    assert os.path.exists(os.path.join(logs, "E01.log"))
+    code, status = run_json(capsys, "--home", home_dir, "status", "--json")
+    assert [g["log_base"] for g in status["storage_groups"]] == ["E00", "E01"]
+
+
+def test_duplicate_storage_group_and_shared_log_folder_are_refused(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run(capsys, "--home", home_dir, "sg", "create", "First Storage Group")
+    assert code == 3
+    assert "already exists" in err
+    code, _out, err = run(capsys, "--home", home_dir, "sg", "create", "Other", "--log-dir", "First Storage Group")
+    assert code == 3
+    assert "already used by 'First Storage Group'" in err
+
+
+def test_store_create_adds_a_mountable_store(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(
+        capsys, "--home", home_dir, "store", "create", "First Storage Group", "Journal Store", "--json"
+    )
+    assert code == 0
+    assert data == {"sg": "First Storage Group", "name": "Journal Store", "file": "journal_store.edb", "dbid": 3}
+    home = ServerHome.open(home_dir)
+    sg = home.storage_group()
+    sg.mount()
+    with sg.store("Journal Store").transaction() as tx:
+        tx.create_table("j")
+    sg.dismount()
+
+
+def test_store_create_refuses_while_another_process_has_it_mounted(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = ServerHome.open(home_dir)
+    home.storage_group().mount()
+    try:
+        code, _out, err = run(capsys, "--home", home_dir, "store", "create", "First Storage Group", "Late")
+    finally:
+        home.storage_group().dismount()
+    assert code == 5
+    assert "is locked by" in err
+    assert "Late" not in open(os.path.join(home_dir, "shadowstore.toml")).read()
+
+
+def test_store_in_unknown_storage_group(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "--home", home_dir, "store", "create", "Nope", "X")
+    assert code == 4
+    assert "there is no storage group 'Nope'" in err

@@ -1,0 +1,149 @@
+"""Storage group life cycle: mount ownership, circular logging, a failed fsync, new log streams."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shadowstore.engine.logstream import LogSet
+from shadowstore.errors import (
+    DatabaseNotFoundError,
+    StorageGroupBusyError,
+    StorageGroupOfflineError,
+)
+from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
+from shadowstore.home import ServerHome
+from shadowstore.io.faulty import FaultFileSystem
+from tests.conftest import QUIET, fault_home, reopen
+
+
+def commit(home: ServerHome, key: bytes, value: bytes = b"v") -> None:
+    with home.storage_group().store("Mailbox Store").transaction() as tx:
+        if not tx.has_table("t"):
+            tx.create_table("t")
+        tx.put("t", key, value)
+
+
+def test_a_second_opener_is_refused_naming_the_owner(home: ServerHome) -> None:
+    sg = home.storage_group()
+    sg.mount()
+    other = ServerHome.open(home.path, policy=QUIET)
+    with pytest.raises(StorageGroupBusyError) as info:
+        other.storage_group().mount()
+    assert f"pid {os.getpid()}" in str(info.value)
+    sg.dismount()
+    other.storage_group().mount()  # the lock went with the dismount
+    other.storage_group().dismount()
+
+
+def test_circular_logging_deletes_logs_below_the_checkpoint() -> None:
+    fs = FaultFileSystem(seed=41)
+    home = fault_home(fs, circular_logging=True)
+    sg = home.storage_group()
+    sg.mount()
+    for i in range(6):
+        commit(home, b"k%d" % i, b"x" * 1000)
+        sg.log.roll()
+        sg.log.flush()
+    assert len(LogSet.scan(fs, sg.config.log_dir, "E00").archived) == 6
+    position = sg.checkpoint()
+    remaining = LogSet.scan(fs, sg.config.log_dir, "E00").archived
+    assert remaining == {} or min(remaining) >= position.gen
+    deleted = [e for e in home.events.memory if e.event_id == 1030]
+    assert deleted
+    assert "generations 1-6" in deleted[-1].description
+    sg.dismount()
+    sg.mount()
+    with sg.store("Mailbox Store").snapshot() as snap:
+        assert snap.count("t") == 6
+    sg.dismount()
+
+
+def test_without_circular_logging_logs_stay() -> None:
+    fs = FaultFileSystem(seed=42)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    for i in range(3):
+        commit(home, b"k%d" % i)
+        sg.log.roll()
+        sg.log.flush()
+    sg.checkpoint()
+    assert sorted(LogSet.scan(fs, sg.config.log_dir, "E00").archived) == [1, 2, 3]
+    sg.dismount()
+
+
+def test_a_failed_fsync_takes_the_storage_group_offline_and_remount_recovers() -> None:
+    fs = FaultFileSystem(seed=43)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    for i in range(10):
+        commit(home, b"ok%d" % i)
+    fs.fail_fsync("E00.log")
+    with pytest.raises(StorageGroupOfflineError) as info:
+        commit(home, b"failed")
+    assert info.value.code == -510
+    maintenance = sg._maintenance
+    assert maintenance is not None
+    maintenance.run_cycles(1)
+    assert not sg.mounted
+    assert any(e.event_id == 1020 for e in home.events.memory)
+    with pytest.raises(StorageGroupOfflineError):
+        commit(home, b"after")
+    assert sg.store("Mailbox Store").read_header().state == STATE_DIRTY_SHUTDOWN
+    after = reopen(fs.crash("drop"))
+    after.storage_group().mount()
+    with after.storage_group().store("Mailbox Store").snapshot() as snap:
+        for i in range(10):
+            assert snap.get("t", b"ok%d" % i) == b"v"
+    after.storage_group().dismount()
+
+
+def test_no_logs_and_clean_stores_start_a_new_log_stream() -> None:
+    fs = FaultFileSystem(seed=44)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    commit(home, b"kept")
+    sg.dismount()
+    old_signature = sg.signature
+    logs = LogSet.scan(fs, sg.config.log_dir, "E00")
+    for path in [*logs.archived.values(), logs.current]:
+        assert path is not None
+        fs.unlink(path)
+    sg.mount()
+    assert sg.signature != old_signature
+    with sg.store("Mailbox Store").snapshot() as snap:
+        assert snap.get("t", b"kept") == b"v"
+    sg.dismount()
+
+
+def test_a_missing_store_file_fails_the_mount_naming_it() -> None:
+    fs = FaultFileSystem(seed=45)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    path = sg.store("Public Folder Store").path
+    fs.unlink(path)
+    with pytest.raises(DatabaseNotFoundError) as info:
+        sg.mount()
+    assert path in str(info.value)
+    assert not sg.mounted
+
+
+def test_stores_added_later_mount_with_the_others() -> None:
+    fs = FaultFileSystem(seed=46)
+    home = fault_home(fs)
+    home.create_store("First Storage Group", "Archive")
+    sg = home.storage_group()
+    sg.mount()
+    with sg.store("Archive").transaction() as tx:
+        tx.create_table("a")
+        tx.put("a", b"k", b"v")
+    sg.dismount()
+    again = reopen(fs)
+    again.storage_group().mount()
+    with again.storage_group().store("Archive").snapshot() as snap:
+        assert snap.get("a", b"k") == b"v"
+    again.storage_group().dismount()
