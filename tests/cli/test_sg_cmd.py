@@ -65,7 +65,8 @@ def test_store_create_refuses_while_another_process_has_it_mounted(
         home.storage_group().dismount()
     assert code == 5
     assert "is locked by" in err
-    assert "Late" not in open(os.path.join(home_dir, "shadowstore.toml")).read()
+    with open(os.path.join(home_dir, "shadowstore.toml")) as config:
+        assert "Late" not in config.read()
 
 
 def test_store_in_unknown_storage_group(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
