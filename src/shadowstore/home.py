@@ -155,12 +155,11 @@ class ServerHome:
         )
         for store in sg_config.stores:
             cfg.validate_name(store.name, "store")
-        sg = StorageGroup.create(sg_config.resolved(self.path), self.fs, self.events)
+        sg = StorageGroup.create(sg_config.resolved(self.path), self.fs, self.events, policy=self.policy)
         self.config.storage_groups.append(sg_config)
         cfg.save(self.fs, self.path, self.config)
-        self._groups[name] = StorageGroup(sg_config.resolved(self.path), self.fs, self.events, policy=self.policy)
-        _ = sg
-        return self._groups[name]
+        self._groups[name] = sg
+        return sg
 
     def create_store(self, sg_name: str, name: str, file: str | None = None) -> None:
         """Add a store to a dismounted storage group."""

@@ -36,7 +36,6 @@ for module in (home_cmd, sg_cmd, events_cmd, eseutil_cmd, workload_cmd):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises, except SystemExit from Python itself)."""
-    context = CliContext.last
     try:
         result = cli.main(args=argv, prog_name="shadowstore", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
@@ -59,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         click.echo("error: unexpected failure (a bug in ShadowStore); the traceback above says where", err=True)
         code = ExitCode.ERROR
-    _ = context
     return int(code)
 
 

@@ -10,7 +10,7 @@ import contextlib
 import errno
 import os
 
-from shadowstore.errors import DiskIOError, InvalidParameterError, LogDiskFullError
+from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, LogDiskFullError, ShadowStoreError
 from shadowstore.format.common import LgPos, Signature, now_us
 from shadowstore.format.dbheader import (
     HEADER_PAGES,
@@ -143,11 +143,11 @@ def create_store_file(
     try:
         write_zero_file(fs, path, 0, page + page)
     except OSError as exc:
-        raise _disk_error(exc, f"creating {path}") from exc
+        raise _disk_error(exc, f"creating {path}", DiskFullError) from exc
     return header
 
 
-def _disk_error(exc: OSError, doing: str) -> Exception:
+def _disk_error(exc: OSError, doing: str, full: type[ShadowStoreError] = LogDiskFullError) -> ShadowStoreError:
     if exc.errno == errno.ENOSPC:
-        return LogDiskFullError(f"no space left while {doing}")
+        return full(f"no space left while {doing}")
     return DiskIOError(f"I/O error while {doing}: {os.strerror(exc.errno or 0)}")

@@ -127,11 +127,13 @@ class StorageGroup:
     # --- creation -----------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, config: SgConfig, fs: FileSystem, events: EventLog) -> StorageGroup:
+    def create(
+        cls, config: SgConfig, fs: FileSystem, events: EventLog, *, policy: MaintenancePolicy | None = None
+    ) -> StorageGroup:
         """Create the directories, the first log generation, reserve logs, checkpoint and store files."""
         for directory in {config.log_dir, config.system_dir, config.data_dir}:
             fs.makedirs(directory)
-        sg = cls(config, fs, events)
+        sg = cls(config, fs, events, policy=policy)
         if fs.exists(sg.current_log_path):
             raise InvalidParameterError(f"{sg.current_log_path} already exists; pick another log folder")
         header = layout.create_log_stream(
