@@ -18,7 +18,17 @@ from shadowstore.errors import (
     ReadVerifyFailureError,
 )
 from shadowstore.events import EventLog
-from shadowstore.format.dbheader import HEADER_PAGES, BlobRef, DbHeader, DbHeaderError, unpack_db_header
+from shadowstore.format.dbheader import (
+    DEFAULT_PAGE_SIZE,
+    HEADER_PAGES,
+    MAX_PAGE_SIZE,
+    PAGE_SIZES,
+    BlobRef,
+    DbHeader,
+    DbHeaderError,
+    detect_page_size,
+    unpack_db_header,
+)
 from shadowstore.format.page import (
     PageError,
     PageHeader,
@@ -39,38 +49,33 @@ class HeaderChoice(NamedTuple):
 def read_header_copies(fs: FileSystem, path: str) -> HeaderChoice:
     """The newest valid header copy of ``path``.
 
+    Each copy is tried at every page size, so a damaged page-size field in one copy cannot hide the other.
     Raises DatabaseCorruptedError naming the file and both problems when neither copy is valid, and
     FileNotFoundError when the file is missing.
     """
     handle = fs.open(path, readonly=True)
     try:
-        first = handle.pread(4096, 0)
-        page_size = _header_page_size(first)
-        copies: list[DbHeader] = []
-        damaged: list[tuple[int, str]] = []
-        for index in range(HEADER_PAGES):
-            offset = index * page_size
-            try:
-                copies.append(unpack_db_header(handle.pread(page_size, offset), offset))
-            except DbHeaderError as exc:
-                damaged.append((index, str(exc)))
+        raw = handle.pread(2 * MAX_PAGE_SIZE, 0)
     finally:
         handle.close()
-    if not copies:
-        detail = "; ".join(f"copy {i} (offset {i * page_size}): {msg}" for i, msg in damaged)
+    found: dict[int, DbHeader] = {}
+    problems: dict[int, dict[int, str]] = {0: {}, 1: {}}
+    for size in PAGE_SIZES:
+        for index in range(HEADER_PAGES):
+            if index in found:
+                continue
+            offset = index * size
+            try:
+                found[index] = unpack_db_header(raw[offset : offset + size], offset)
+            except DbHeaderError as exc:
+                problems[index][size] = str(exc)
+    if not found:
+        size = detect_page_size(raw) or DEFAULT_PAGE_SIZE
+        detail = "; ".join(f"copy {i} (offset {i * size}): {problems[i].get(size)}" for i in range(HEADER_PAGES))
         raise DatabaseCorruptedError(f"{path}: both header copies are damaged: {detail}")
-    return HeaderChoice(max(copies, key=lambda h: h.sequence), damaged)
-
-
-def _header_page_size(first: bytes) -> int:
-    """Page size from whichever header copy field is readable at offset 16 (checked again by the parser)."""
-    import struct
-
-    if len(first) >= 20:
-        (size,) = struct.unpack_from("<I", first, 16)
-        if size in (4096, 8192, 16384, 32768):
-            return int(size)
-    return 8192
+    best = max(found.values(), key=lambda h: h.sequence)
+    damaged = [(i, problems[i].get(best.page_size, "unreadable")) for i in range(HEADER_PAGES) if i not in found]
+    return HeaderChoice(best, damaged)
 
 
 class DatabaseFile:

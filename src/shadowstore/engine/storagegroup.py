@@ -316,13 +316,17 @@ class StorageGroup:
         self._checkpoint_pos = self.log.tail
 
     def _attach(self, store: Store) -> None:
-        """ATTACH record, durable; then the header says Dirty Shutdown; then the state is loaded."""
+        """Load and verify the durable state, then: ATTACH record, durable; then the header says Dirty Shutdown.
+
+        Nothing is written before the catalog and space map were read, so a store that cannot be loaded is
+        left exactly as it was (in Clean Shutdown, needing no logs).
+        """
         assert store.header is not None
+        store.load_state()
         record = pack_attach(AttachRecord(store.dbid, store.header.db_signature, now_us(), store.path))
         start, end = self.log.append(record, update=False)
         self.log.flush(end)
         store.write_dirty_header(start, end)
-        store.load_state()
         store.mounted = True
         self.events.emit(1002, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
 

@@ -319,8 +319,9 @@ class Store:
     # --- checkpoints -------------------------------------------------------------------------------------
 
     def write_dirty_header(self, attach_start: LgPos, attach_end: LgPos) -> None:
-        """Mount: mark the file Dirty Shutdown (durably) before any page can be written."""
-        assert self.file is not None and self.header is not None
+        """Mount: mark the file Dirty Shutdown (durably) before any page can be written; the loaded state then
+        covers the log up to the attach. Requires: load_state was called."""
+        assert self.file is not None and self.header is not None and self._head is not None
         gen = attach_end.gen
         header = self.header._replace(
             state=STATE_DIRTY_SHUTDOWN,
@@ -335,6 +336,8 @@ class Store:
         )
         self.file.write_header(header)
         self.header = header
+        head = self._head
+        self._head = self._visible = DbState(head.dbtime, head.tables, head.next_table_id, attach_end)
 
     def checkpoint(self, *, clean_at: LgPos | None = None, detach: LgPos | None = None) -> DbHeader:
         """Write the newest committed state to the file and advance this store's replay start.

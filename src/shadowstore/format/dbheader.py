@@ -58,6 +58,7 @@ HEADER_PAGES = 2  # page 0 and its shadow, page 1
 MIN_PAGE_SIZE = 4096
 MAX_PAGE_SIZE = 32768
 DEFAULT_PAGE_SIZE = 8192
+PAGE_SIZES = (4096, 8192, 16384, 32768)
 
 STATE_JUST_CREATED = 1
 STATE_DIRTY_SHUTDOWN = 2
@@ -241,6 +242,6 @@ def detect_page_size(first_bytes: bytes) -> int | None:
     if len(first_bytes) < 20 or first_bytes[4:12] != DB_MAGIC:
         return None
     (page_size,) = struct.unpack_from("<I", first_bytes, 16)
-    if page_size not in (4096, 8192, 16384, 32768):
+    if page_size not in PAGE_SIZES:
         return None
     return int(page_size)

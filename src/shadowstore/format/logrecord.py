@@ -60,6 +60,9 @@ DETACH = struct.Struct("<BBHIQ")
 assert DETACH.size == 16
 
 
+_OP_SIZES = {OP_PUT: PUT.size, OP_DELETE: DELETE.size, OP_CREATE: CREATE.size, OP_DROP: DROP.size}
+
+
 class RecordError(ValueError):
     """A logical record that passed its checksum but does not parse: a writer bug or crafted input."""
 
@@ -105,6 +108,11 @@ def iter_ops(data: bytes | memoryview, header: TxnHeader | None = None) -> Itera
         if pos >= end:
             raise RecordError(f"TXN record ends after {pos} bytes, before its operations do")
         op = buf[pos]
+        fixed = _OP_SIZES.get(op)
+        if fixed is None:
+            raise RecordError(f"unknown operation {op} at byte {pos} of a TXN record")
+        if pos + fixed > end:
+            raise RecordError(f"the {OP_NAMES[op]} operation at byte {pos} is cut off by the end of the record")
         if op == OP_PUT:
             _, table, klen, vlen = unpack_put(buf, pos)
             pos += PUT.size
@@ -112,20 +120,19 @@ def iter_ops(data: bytes | memoryview, header: TxnHeader | None = None) -> Itera
             pos += klen
             value = buf[pos : pos + vlen]
             pos += vlen
+            if pos > end:
+                raise RecordError("an operation runs past the end of its TXN record")
             yield op, table, key, value
-        elif op in (OP_DELETE, OP_CREATE):
-            _, table, klen = unpack_del(buf, pos)
-            pos += DELETE.size
-            yield op, table, buf[pos : pos + klen], b""
-            pos += klen
         elif op == OP_DROP:
             _, table = DROP.unpack_from(buf, pos)
             pos += DROP.size
             yield op, table, b"", b""
-        else:
-            raise RecordError(f"unknown operation {op} at byte {pos} of a TXN record")
-        if pos > end:
-            raise RecordError("an operation runs past the end of its TXN record")
+        else:  # DELETE and CREATE share a shape
+            _, table, klen = unpack_del(buf, pos)
+            pos += DELETE.size + klen
+            if pos > end:
+                raise RecordError("an operation runs past the end of its TXN record")
+            yield op, table, buf[pos - klen : pos], b""
     if pos != end:
         raise RecordError(f"TXN record has {end - pos} bytes after its last operation")
 
