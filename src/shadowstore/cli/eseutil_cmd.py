@@ -1,9 +1,9 @@
 """``shadowstore eseutil /mh|/ml|/mk PATH``: dump a store header, log files or a checkpoint file in eseutil's layout.
 
 The facts and checks come from shadowstore.tools.eseutil; this module lays them out with eseutil's labels
-(research/ese.md §3.2 and §4) and decides the exit code: 0 when everything is valid, 1 when a damaged copy of
-a shadowed header was survived, else the exit code of the first error found. For a log set the whole dump is
-printed before that error is raised, so every ERROR line is seen.
+(research/ese.md §3.2 and §4) or as one JSON object (``--json``), and decides the exit code: 0 when everything
+is valid, 1 when a damaged copy of a shadowed header was survived, else the exit code of the first error found.
+For a log set the whole dump is printed before that error is raised, so every ERROR line is seen.
 """
 
 from __future__ import annotations
@@ -350,12 +350,19 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
         raise
     if as_json:
         print_json(report_json(report, to_json(report)))
-        return report.errors[0].exit_code if report.errors else ExitCode.OK if report.ok else ExitCode.WARNING
+        return exit_code(report)
     click.echo("\n".join(render(report)))
     if report.errors:
         click.echo(f"\n{terminated(report.errors[0], started)}")
         report.raise_first_error()
     click.echo(f"\nOperation completed successfully in {time.monotonic() - started:.1f} seconds.")
+    return exit_code(report)
+
+
+def exit_code(report: Report) -> int:
+    """The first error's exit code; else 1 (warning) when a damaged copy was survived; else 0."""
+    if report.errors:
+        return int(report.errors[0].exit_code)
     return ExitCode.OK if report.ok else ExitCode.WARNING
 
 

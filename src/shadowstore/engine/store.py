@@ -260,13 +260,17 @@ class Store:
 
     # --- pins and release of pages ------------------------------------------------------------------------
 
-    def pin(self) -> DbState:
-        """Keep the pages of the durable state from being reused until ``unpin`` (for backup readers)."""
+    def pin(self) -> DbHeader:
+        """Keep every page the durable header refers to from being reused until ``unpin(header.dbtime)``.
+
+        For backup readers: the returned header's tree, catalog and space map stay intact on disk while
+        writers and checkpoints go on.
+        """
         with self._state_lock:
-            assert self.header is not None
+            if self.header is None:
+                raise NotMountedError(f"store {self.name} is not open")
             self._pins[self.header.dbtime] += 1
-            assert self._visible is not None
-            return self._visible
+            return self.header
 
     def unpin(self, dbtime: int) -> None:
         with self._state_lock:
