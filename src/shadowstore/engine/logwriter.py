@@ -28,6 +28,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -45,7 +46,6 @@ from shadowstore.format.logblock import (
     LAST,
     MIDDLE,
     MIN_FRAGMENT_DATA,
-    BlockHeader,
     append_fragment,
     block_span,
     pack_block_header_into,
@@ -64,6 +64,7 @@ from shadowstore.format.logfile import (
 from shadowstore.io.fs import FileHandle, FileSystem
 
 _ZEROS = bytes(1 << 20)
+_new_lgpos = functools.partial(tuple.__new__, LgPos)  # LgPos without NamedTuple's Python __new__ (hot path)
 
 
 class _Block:
@@ -229,7 +230,18 @@ class LogWriter:
         disk is full.
         """
         with self._lock:
-            self._check_open(update)
+            if self._failed is not None or self._file is None or (update and self._refusing_updates):
+                self._check_open(update)
+            block = self._block or self._open_block()
+            size = len(record)
+            used = block.offset + len(block.data)
+            if self.file_size - used - FRAGMENT_HEADER.size >= size:
+                # Fast path: the whole record fits in the open block.
+                append_fragment(block.data, FULL, record)
+                block.fragments += 1
+                self._appended = end = _new_lgpos((block.gen, used + FRAGMENT_HEADER.size + size))
+                self.bytes_appended += size
+                return _new_lgpos((block.gen, used)), end
             view = memoryview(record)
             start: LgPos | None = None
             first = True
@@ -354,6 +366,9 @@ class LogWriter:
         with self._lock:
             self.flushes += 1
             self._flushed = flushed = max(self._flushed, end)
+            if not self._waiters:  # the common case with a single committer
+                self._flushing = False
+                return flushed
             ready = [w for t, w in self._waiters if t <= flushed]
             self._waiters = [(t, w) for t, w in self._waiters if t > flushed]
             successor = self._waiters.pop(0)[1] if self._waiters else None
@@ -376,6 +391,7 @@ class LogWriter:
 
     def _write(self, work: list[_Block | _Roll]) -> None:
         assert self._file is not None
+        crash_point = self.fs.crash_point
         for item in work:
             if item.gen != self._disk_gen:
                 self._sync_current()
@@ -385,13 +401,14 @@ class LogWriter:
                 continue
             data = item.data
             length = len(data) - BLOCK_HEADER.size
-            pack_block_header_into(data, BlockHeader(item.gen, item.number, length, item.fragments, now_us()))
-            data += bytes(block_span(length) - len(data))
+            pack_block_header_into(data, item.gen, item.number, length, item.fragments, now_us())
+            # The rest of the last sector is not written: the file is zero-filled before it becomes current
+            # (and a torn tail is zeroed at mount), so those bytes are zeros on disk already.
             self._file.pwrite(data, item.offset)
             self._dirty = True
-            self.fs.crash_point("log.flush.after_write")
+            crash_point("log.flush.after_write")
         self._sync_current()
-        self.fs.crash_point("log.flush.after_sync")
+        crash_point("log.flush.after_sync")
 
     def _sync_current(self) -> None:
         if self._dirty:

@@ -200,10 +200,11 @@ class Store:
             if txn.op_count == 0 and not txn.ctx.retired:
                 return None
             dbtime = txn.state.dbtime + 1
-            record = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, now_us(), txn.op_count) + txn.ops
-            start, end = self.sg.log.append(record)
+            ops = txn.ops
+            ops[0:0] = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, now_us(), txn.op_count)
+            start, end = self.sg.log.append(ops)
             txn.stamp.lgpos = start.pack_u64()
-            state = txn.new_state(end)
+            state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
             with self._state_lock:
                 self._head = state
                 if txn.ctx.retired:

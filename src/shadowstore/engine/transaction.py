@@ -185,18 +185,28 @@ class Transaction:
         self.op_count += 1
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._check_writable()
-        key = _as_bytes(key, "key")
-        value = _as_bytes(value, "value")
-        if len(key) > self.store.limits.max_key:
-            raise KeyTooLargeError(f"key of {len(key)} bytes is longer than {self.store.limits.max_key}")
-        if len(value) > MAX_VALUE_SIZE:
-            raise InvalidParameterError(f"value of {len(value)} bytes is larger than {MAX_VALUE_SIZE}")
-        meta = self._writable_meta(table)
-        self._apply_put(meta, key, value)
-        self.ops += _pack_put(OP_PUT, meta.id, len(key), len(value))
-        self.ops += key
-        self.ops += value
+        """Set ``key`` to ``value`` in ``table``. Raises KeyTooLargeError, InvalidParameterError,
+        TableNotFoundError, ReadOnlyTransactionError."""
+        # Hot path: the checks are inlined and the common case (bytes in, table already written) is straight.
+        if not (self._open and self.writable):
+            self._check_writable()
+        if type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        if type(value) is not bytes:
+            value = _as_bytes(value, "value")
+        limits = self.store.limits
+        klen, vlen = len(key), len(value)
+        if klen > limits.max_key:
+            raise KeyTooLargeError(f"key of {klen} bytes is longer than {limits.max_key}")
+        if vlen > MAX_VALUE_SIZE:
+            raise InvalidParameterError(f"value of {vlen} bytes is larger than {MAX_VALUE_SIZE}")
+        meta = self._owned.get(table) or self._writable_meta(table)
+        meta.root = btree.insert(self.ctx, meta.root, key, value if vlen <= limits.inline_max else Blob(value))
+        self._changes += 1
+        ops = self.ops
+        ops += _pack_put(OP_PUT, meta.id, klen, vlen)
+        ops += key
+        ops += value
         self.op_count += 1
 
     def delete(self, table: str, key: bytes) -> bool:

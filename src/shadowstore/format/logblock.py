@@ -65,13 +65,16 @@ class BlockHeader(NamedTuple):
 
 def pack_block_header(header: BlockHeader) -> bytes:
     buf = bytearray(BLOCK_HEADER.size)
-    pack_block_header_into(buf, header)
+    pack_block_header_into(buf, *header)
     return bytes(buf)
 
 
-def pack_block_header_into(buf: bytearray, header: BlockHeader) -> None:
-    """Write ``header`` into the first 32 bytes of ``buf`` (a block being assembled in place)."""
-    BLOCK_HEADER.pack_into(buf, 0, 0, BLOCK_MAGIC, *header)
+def pack_block_header_into(
+    buf: bytearray, generation: int, number: int, length: int, fragments: int, time_us: int
+) -> None:
+    """Write a block header (fields as in BlockHeader) into the first 32 bytes of ``buf``, a block being
+    assembled in place."""
+    BLOCK_HEADER.pack_into(buf, 0, 0, BLOCK_MAGIC, generation, number, length, fragments, time_us)
     _U32.pack_into(buf, 0, crc32c(memoryview(buf)[4 : BLOCK_HEADER.size]))
 
 
@@ -91,7 +94,7 @@ def pack_fragment(kind: int, data: bytes | memoryview) -> bytes:
     return bytes(buf)
 
 
-def append_fragment(buf: bytearray, kind: int, data: bytes | memoryview) -> None:
+def append_fragment(buf: bytearray, kind: int, data: bytes | bytearray | memoryview) -> None:
     """Append one fragment (header and data, checksummed) to ``buf``."""
     at = len(buf)
     buf += FRAGMENT_HEADER.pack(0, len(data), kind)

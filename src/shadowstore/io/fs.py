@@ -127,7 +127,11 @@ class OsFile:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        view = memoryview(data)
+        written = os.pwrite(self.fd, data, offset)
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
+        offset += written
         while view:
             written = os.pwrite(self.fd, view, offset)
             view = view[written:]
