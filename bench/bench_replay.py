@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,9 +23,9 @@ NO_CHECKPOINTS = MaintenancePolicy(checkpoint_generations=1 << 30, checkpoint_by
 
 WORKLOADS = {
     # name: (transactions, puts per transaction, value bytes, threads committing)
-    "small transactions (1 x 100 B, 16 committers)": (60_000, 1, 100, 16),
-    "mail-like transactions (1 x 4 KiB + 3 x 60 B)": (8_000, 4, 0, 4),
-    "bulk transactions (2,000 x 100 B each)": (60, 2000, 100, 1),
+    "small transactions (1 x 100 B, 16 committers)": (200_000, 1, 100, 16),
+    "mail-like transactions (1 x 4 KiB + 3 x 60 B)": (16_000, 4, 0, 4),
+    "bulk transactions (2,000 x 100 B each)": (200, 2000, 100, 1),
 }
 
 CHILD = textwrap.dedent(
@@ -52,30 +53,35 @@ CHILD = textwrap.dedent(
 )
 
 
-def measure(shape: tuple[int, int, int, int]) -> tuple[float, float, int, int]:
+def measure(shape: tuple[int, int, int, int], runs: int) -> tuple[float, float, int, int]:
+    """Best of ``runs`` recoveries of the same crashed home (each from a fresh copy of it)."""
+    best: tuple[float, float, int, int] = (0.0, 0.0, 0, 0)
     with scratch("ss-replay-") as d:
         home_dir = os.path.join(d, "home")
         ServerHome.init(home_dir, policy=NO_CHECKPOINTS)
         code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), home=home_dir, shape=shape)
         subprocess.run([sys.executable, "-c", code], check=True)
-        home = ServerHome.open(home_dir, policy=NO_CHECKPOINTS)
-        report = home.storage_group().mount()
-        home.storage_group().dismount()
-        mb = report.log_bytes / 1e6
-        return (
-            mb / report.replay_seconds,
-            mb / (report.replay_seconds + report.write_seconds),
-            report.log_bytes,
-            report.records,
-        )
+        for run in range(runs):
+            copy = os.path.join(d, f"copy{run}")
+            shutil.copytree(home_dir, copy)
+            home = ServerHome.open(copy, policy=NO_CHECKPOINTS)
+            report = home.storage_group().mount()
+            home.storage_group().dismount()
+            mb = report.log_bytes / 1e6
+            replay, whole = mb / report.replay_seconds, mb / (report.replay_seconds + report.write_seconds)
+            if replay > best[0]:
+                best = (replay, whole, report.log_bytes, report.records)
+            shutil.rmtree(copy)
+        return best
 
 
 def main() -> list[Result]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.parse_args()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
     results = []
     for name, shape in WORKLOADS.items():
-        replay, whole, log_bytes, records = measure(shape)
+        replay, whole, log_bytes, records = measure(shape, args.runs)
         results.append(
             Result(
                 f"replay MB/s, {name}",

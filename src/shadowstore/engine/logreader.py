@@ -195,7 +195,8 @@ class RecordAssembler:
                     self.dropped += 1
                 self._seen_start = True
                 if kind == FULL:
-                    self._start, self._parts = None, []
+                    if self._start is not None:
+                        self._start, self._parts = None, []
                     # why tuple.__new__: this runs once per logged record; it skips NamedTuple's Python __new__.
                     end = _new_lgpos((number, offset + _FRAG + len(data)))
                     yield _new_record((_new_lgpos((number, offset)), end, data))

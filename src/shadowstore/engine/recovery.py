@@ -29,9 +29,9 @@ from shadowstore.format.logrecord import (
     OP_DELETE,
     OP_DROP,
     OP_PUT,
+    TXN_HEADER,
     RecordError,
-    iter_ops,
-    txn_header,
+    parse_ops,
 )
 
 if TYPE_CHECKING:
@@ -152,35 +152,38 @@ def _replay_stream(
 
 def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryview, path: str) -> None:
     """Apply one TXN record to a store being recovered. Requires: it is the store's next transaction."""
+    if len(data) < TXN_HEADER.size:
+        raise LogFileCorruptError(f"{path}: the TXN record at {start} is shorter than its header")
+    _kind, _dbid, _flags, dbtime, _time, count = TXN_HEADER.unpack_from(data, 0)
+    if dbtime != replay.dbtime + 1:
+        raise DatabaseCorruptedError(
+            f"{replay.store.path} is at transaction {replay.dbtime} but the log record at {start} in {path} "
+            f"is transaction {dbtime}: the store and the log do not match"
+        )
     try:
-        header = txn_header(data)
-        if header.dbtime != replay.dbtime + 1:
-            raise DatabaseCorruptedError(
-                f"{replay.store.path} is at transaction {replay.dbtime} but the log record at {start} in {path} "
-                f"is transaction {header.dbtime}: the store and the log do not match"
-            )
-        txn = replay.txn
-        gen, offset = start
-        txn.stamp.lgpos = (gen << 32) | ((offset >> 9) << 16) | (offset & 511)  # LgPos.pack_u64, inlined
-        tables = replay.tables
-        ctx = txn.ctx
-        inline_max = replay.store.limits.inline_max
-        for op, table_id, key, value in iter_ops(data, header):
-            if op == OP_PUT:
-                # Transaction._apply_put, inlined: this is the hot loop of recovery.
-                meta = tables.get(table_id) or _writable(replay, table_id, start, path)
-                meta.root = insert(ctx, meta.root, key, value if len(value) <= inline_max else Blob(value))
-            elif op == OP_DELETE:
-                txn._apply_delete(tables.get(table_id) or _writable(replay, table_id, start, path), key)
-            elif op == OP_CREATE:
-                txn._apply_create(table_id, key.decode())
-                tables.clear()
-            elif op == OP_DROP:
-                txn._apply_drop(_writable(replay, table_id, start, path))
-                tables.clear()
+        operations = parse_ops(data, count)
     except RecordError as exc:
         raise LogFileCorruptError(f"{path}: the record at {start} does not parse: {exc}") from None
-    replay.dbtime = header.dbtime
+    txn = replay.txn
+    gen, offset = start
+    txn.stamp.lgpos = (gen << 32) | ((offset >> 9) << 16) | (offset & 511)  # LgPos.pack_u64, inlined
+    tables = replay.tables
+    ctx = txn.ctx
+    inline_max = replay.store.limits.inline_max
+    for op, table_id, key, value in operations:
+        if op == OP_PUT:
+            # Transaction._apply_put, inlined: this is the hot loop of recovery.
+            meta = tables.get(table_id) or _writable(replay, table_id, start, path)
+            meta.root = insert(ctx, meta.root, key, value if len(value) <= inline_max else Blob(value))
+        elif op == OP_DELETE:
+            txn._apply_delete(tables.get(table_id) or _writable(replay, table_id, start, path), key)
+        elif op == OP_CREATE:
+            txn._apply_create(table_id, key.decode())
+            tables.clear()
+        elif op == OP_DROP:
+            txn._apply_drop(_writable(replay, table_id, start, path))
+            tables.clear()
+    replay.dbtime = dbtime
     replay.end = end
     replay.records += 1
 

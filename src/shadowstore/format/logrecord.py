@@ -60,7 +60,8 @@ DETACH = struct.Struct("<BBHIQ")
 assert DETACH.size == 16
 
 
-_OP_SIZES = {OP_PUT: PUT.size, OP_DELETE: DELETE.size, OP_CREATE: CREATE.size, OP_DROP: DROP.size}
+_unpack_put = PUT.unpack_from
+_unpack_delete = DELETE.unpack_from
 
 
 class RecordError(ValueError):
@@ -94,47 +95,55 @@ def txn_header(data: bytes | memoryview) -> TxnHeader:
 
 
 def iter_ops(data: bytes | memoryview, header: TxnHeader | None = None) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """Yield (op, table id, key-or-name, value) for each operation of a TXN record (``header``: its parsed
-    header, if the caller has it). Raises RecordError if the operations do not fill the record exactly.
-    """
+    """(op, table id, key-or-name, value) for each operation of a TXN record (``header``: its parsed header, if
+    the caller has it). Raises RecordError if the operations do not fill the record exactly."""
     if header is None:
         header = txn_header(data)
-    buf = bytes(data)
+    return iter(parse_ops(data, header.op_count))
+
+
+def parse_ops(data: bytes | memoryview, count: int) -> list[tuple[int, int, bytes, bytes]]:
+    """The ``count`` operations after a TXN header, all checked before any is returned.
+
+    Raises RecordError if an operation is cut off, unknown, or the operations do not fill the record exactly.
+    """
+    buf = data if type(data) is bytes else bytes(data)
     pos = TXN_HEADER.size
     end = len(buf)
-    unpack_put = PUT.unpack_from
-    unpack_del = DELETE.unpack_from
-    for _ in range(header.op_count):
+    out = []
+    for _ in range(count):
         if pos >= end:
             raise RecordError(f"TXN record ends after {pos} bytes, before its operations do")
         op = buf[pos]
-        fixed = _OP_SIZES.get(op)
-        if fixed is None:
-            raise RecordError(f"unknown operation {op} at byte {pos} of a TXN record")
-        if pos + fixed > end:
-            raise RecordError(f"the {OP_NAMES[op]} operation at byte {pos} is cut off by the end of the record")
         if op == OP_PUT:
-            _, table, klen, vlen = unpack_put(buf, pos)
-            pos += PUT.size
-            key = buf[pos : pos + klen]
-            pos += klen
-            value = buf[pos : pos + vlen]
-            pos += vlen
+            if pos + 11 > end:  # PUT.size
+                raise RecordError(f"the PUT operation at byte {pos} is cut off by the end of the record")
+            _, table, klen, vlen = _unpack_put(buf, pos)
+            key_at = pos + 11
+            value_at = key_at + klen
+            pos = value_at + vlen
             if pos > end:
                 raise RecordError("an operation runs past the end of its TXN record")
-            yield op, table, key, value
+            out.append((op, table, buf[key_at:value_at], buf[value_at:pos]))
+        elif op in (OP_DELETE, OP_CREATE):  # the same shape
+            if pos + 7 > end:  # DELETE.size
+                raise RecordError(f"the {OP_NAMES[op]} operation at byte {pos} is cut off by the end of the record")
+            _, table, klen = _unpack_delete(buf, pos)
+            pos += 7 + klen
+            if pos > end:
+                raise RecordError("an operation runs past the end of its TXN record")
+            out.append((op, table, buf[pos - klen : pos], b""))
         elif op == OP_DROP:
+            if pos + 5 > end:  # DROP.size
+                raise RecordError(f"the DROP operation at byte {pos} is cut off by the end of the record")
             _, table = DROP.unpack_from(buf, pos)
-            pos += DROP.size
-            yield op, table, b"", b""
-        else:  # DELETE and CREATE share a shape
-            _, table, klen = unpack_del(buf, pos)
-            pos += DELETE.size + klen
-            if pos > end:
-                raise RecordError("an operation runs past the end of its TXN record")
-            yield op, table, buf[pos - klen : pos], b""
+            pos += 5
+            out.append((op, table, b"", b""))
+        else:
+            raise RecordError(f"unknown operation {op} at byte {pos} of a TXN record")
     if pos != end:
         raise RecordError(f"TXN record has {end - pos} bytes after its last operation")
+    return out
 
 
 def pack_attach(record: AttachRecord) -> bytes:
