@@ -24,7 +24,7 @@ from shadowstore.format.logfile import (
     LogHeader,
     current_log_name,
 )
-from shadowstore.io.fs import FileSystem
+from shadowstore.io.fs import FileHandle, FileSystem
 
 _ZEROS = bytes(1 << 20)
 
@@ -38,11 +38,7 @@ def write_zero_file(fs: FileSystem, path: str, size: int, head: bytes = b"") -> 
     handle = fs.open(tmp, create=True)
     try:
         handle.truncate(0)
-        offset = 0
-        while offset < size:
-            n = min(len(_ZEROS), size - offset)
-            handle.pwrite(_ZEROS[:n], offset)
-            offset += n
+        zero_fill(handle, size)
         if head:
             handle.pwrite(head, 0)
         handle.fsync()
@@ -54,6 +50,15 @@ def write_zero_file(fs: FileSystem, path: str, size: int, head: bytes = b"") -> 
     handle.close()
     fs.rename(tmp, path)
     fs.fsync_dir(os.path.dirname(path))
+
+
+def zero_fill(handle: FileHandle, size: int) -> None:
+    """Write zeros over ``[0, size)`` of ``handle`` (really written, so later writes need no allocation)."""
+    offset = 0
+    while offset < size:
+        n = min(len(_ZEROS), size - offset)
+        handle.pwrite(_ZEROS if n == len(_ZEROS) else _ZEROS[:n], offset)
+        offset += n
 
 
 def create_log_stream(
@@ -104,6 +109,15 @@ def ensure_reserve_logs(fs: FileSystem, log_dir: str, file_size: int) -> list[st
             raise _disk_error(exc, f"creating reserve log {path}") from exc
         created.append(name)
     return created
+
+
+def quarantine(fs: FileSystem, path: str, log_dir: str) -> str:
+    """Move ``path`` into ``<log folder>/quarantine`` under a unique name (never delete); returns the new path."""
+    folder = os.path.join(log_dir, "quarantine")
+    fs.makedirs(folder)
+    target = os.path.join(folder, f"{os.path.basename(path)}.{now_us()}")
+    fs.rename(path, target)
+    return target
 
 
 def release_spare_reserve(fs: FileSystem, log_dir: str) -> str | None:

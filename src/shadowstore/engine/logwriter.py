@@ -26,8 +26,6 @@ safely); the storage group must be mounted again, which replays the log.
 from __future__ import annotations
 
 import _thread
-import contextlib
-import errno
 import functools
 import os
 import threading
@@ -35,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shadowstore.engine import layout
+from shadowstore.engine.nextlog import NextLogFiles
 from shadowstore.errors import LogDiskFullError, StorageGroupOfflineError
 from shadowstore.events import EventLog
 from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
@@ -55,15 +54,12 @@ from shadowstore.format.logfile import (
     FLAG_RESERVE_LOG,
     LOG_HEADER_SIZE,
     MAX_GENERATION,
-    RESERVE_LOG_NAMES,
     LogHeader,
     archived_log_name,
     current_log_name,
-    tmp_log_name,
 )
 from shadowstore.io.fs import FileHandle, FileSystem
 
-_ZEROS = bytes(1 << 20)
 _new_lgpos = functools.partial(tuple.__new__, LgPos)  # LgPos without NamedTuple's Python __new__ (hot path)
 
 
@@ -141,12 +137,7 @@ class LogWriter:
         self._file: FileHandle | None = None
         self._header: LogHeader | None = None
         self._dirty = False
-        # Preparation of the next file.
-        self._prep_lock = threading.Lock()
-        self._prepared: FileHandle | None = None
-        self._prep_wanted = threading.Event()
-        self._prep_stop = False
-        self._prep_thread: threading.Thread | None = None
+        self._next = NextLogFiles(fs, log_dir, base, file_size, events, sg)
 
     # --- life cycle -----------------------------------------------------------------------------------
 
@@ -158,9 +149,7 @@ class LogWriter:
         self._appended = self._flushed = LgPos(header.generation, end_offset)
         self._file = handle
         self._header = header
-        self._prep_thread = threading.Thread(target=self._prepare_loop, name=f"log-prepare {self.sg}", daemon=True)
-        self._prep_thread.start()
-        self._prep_wanted.set()
+        self._next.start()
 
     def close(self) -> None:
         """Flush what was appended, stop the preparation thread and close the current file."""
@@ -168,14 +157,7 @@ class LogWriter:
             if self._failed is None:
                 self.flush()
         finally:
-            self._prep_stop = True
-            self._prep_wanted.set()
-            if self._prep_thread is not None and self._prep_thread is not threading.current_thread():
-                self._prep_thread.join()
-            with self._prep_lock:
-                if self._prepared is not None:
-                    self._prepared.close()
-                    self._prepared = None
+            self._next.stop()
             if self._file is not None:
                 self._file.close()
                 self._file = None
@@ -218,7 +200,7 @@ class LogWriter:
     @contextmanager
     def stable_current(self) -> Iterator[tuple[FileHandle | None, LogHeader | None, int]]:
         """(current file, its header, its generation) with no log roll in progress while the block runs."""
-        with self._prep_lock:
+        with self._next.lock:
             yield self._file, self._header, self._disk_gen
 
     # --- appending --------------------------------------------------------------------------------------
@@ -420,10 +402,9 @@ class LogWriter:
 
     def _roll_to(self, gen: int) -> None:
         assert self._header is not None and self._file is not None
-        # Requires: the preparation lock is held from taking the next file until it is E00.log, so that the
-        # preparation thread never recreates E00tmp.log under a roll that is renaming it.
-        with self._prep_lock:
-            handle, path, from_reserve = self._take_next_file()
+        # The preparation lock is held from taking the next file until it is E00.log (see nextlog.py).
+        with self._next.lock:
+            handle, path, from_reserve = self._next.take(gen)
             flags = FLAG_CIRCULAR if self.circular else 0
             if from_reserve:
                 flags |= FLAG_RESERVE_LOG
@@ -446,14 +427,14 @@ class LogWriter:
             archived = os.path.join(self.log_dir, archived_log_name(self.base, self._disk_gen))
             if self.fs.exists(archived):
                 # why: never let a stray file take a place in the stream; keep it for the user to look at.
-                self._quarantine(archived)
+                layout.quarantine(self.fs, archived, self.log_dir)
             if self._path_is_ours(current):
                 self.fs.rename(current, archived)
             else:
                 # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
                 # record of this generation: write it back under its archived name so the stream stays whole.
                 if self.fs.exists(current):
-                    self._quarantine(current)
+                    layout.quarantine(self.fs, current, self.log_dir)
                 layout.write_zero_file(self.fs, archived, 0, self._file.pread(self.file_size, 0))
                 self.events.emit(
                     1011,
@@ -476,43 +457,13 @@ class LogWriter:
         if from_reserve:
             self._enter_disk_full(path)
         else:
-            self._prep_wanted.set()
+            self._next.want()
 
     def _path_is_ours(self, path: str) -> bool:
         assert self._file is not None
         st = self.fs.stat(path)
         held = self._file.stat()
         return st is not None and (st.dev, st.ino) == (held.dev, held.ino)
-
-    def _quarantine(self, path: str) -> str:
-        """Move ``path`` into ``<log folder>/quarantine`` under a unique name; returns the new path."""
-        folder = os.path.join(self.log_dir, "quarantine")
-        self.fs.makedirs(folder)
-        target = os.path.join(folder, f"{os.path.basename(path)}.{now_us()}")
-        self.fs.rename(path, target)
-        return target
-
-    def _take_next_file(self) -> tuple[FileHandle, str, bool]:
-        """The file the next generation goes to: (handle, path, from a reserve). Requires: _prep_lock held."""
-        tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
-        if self._prepared is not None:
-            handle, self._prepared = self._prepared, None
-            return handle, tmp, False
-        try:
-            return self._prepare(tmp), tmp, False
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-        for name in RESERVE_LOG_NAMES:
-            path = os.path.join(self.log_dir, name)
-            st = self.fs.stat(path)
-            if st is not None and st.size == self.file_size:
-                return self.fs.open(path), path, True
-        self.events.emit(429, sg=self.sg, file=current_log_name(self.base))
-        raise LogDiskFullError(
-            f"the log disk of {self.sg} ({self.log_dir}) is full and no reserve log is left for generation "
-            f"{self._disk_gen + 1}"
-        )
 
     def _enter_disk_full(self, reserve_path: str) -> None:
         with self._lock:
@@ -522,44 +473,3 @@ class LogWriter:
             self.events.emit(428, sg=self.sg)
             for callback in self.on_disk_full:
                 callback()
-
-    # --- preparation of E00tmp.log ----------------------------------------------------------------------
-
-    def _prepare(self, path: str) -> FileHandle:
-        """Create ``path`` zero-filled to the log size and synced. Requires: _prep_lock is held."""
-        if self.fs.exists(path):
-            self.fs.unlink(path)
-        handle = self.fs.open(path, create=True)
-        try:
-            offset = 0
-            while offset < self.file_size:
-                n = min(len(_ZEROS), self.file_size - offset)
-                handle.pwrite(_ZEROS[:n] if n < len(_ZEROS) else _ZEROS, offset)
-                offset += n
-            handle.fdatasync()
-        except OSError:
-            handle.close()
-            with contextlib.suppress(OSError):
-                self.fs.unlink(path)
-            raise
-        return handle
-
-    def _prepare_loop(self) -> None:
-        tmp = os.path.join(self.log_dir, tmp_log_name(self.base))
-        try:
-            while True:
-                self._prep_wanted.wait()
-                self._prep_wanted.clear()
-                if self._prep_stop:
-                    return
-                with self._prep_lock:
-                    if self._prepared is not None or self._failed is not None:
-                        continue
-                    try:
-                        self._prepared = self._prepare(tmp)
-                    except OSError:
-                        # why: a full disk is handled at the roll itself (reserve logs); so is anything else.
-                        continue
-        except BaseException:
-            # why: a simulated power loss in tests (or interpreter exit) ends the thread quietly.
-            return

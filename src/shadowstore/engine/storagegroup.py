@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 from shadowstore.config import SgConfig
 from shadowstore.engine import layout
@@ -492,12 +491,3 @@ class StorageGroup:
             "circular_logging": self.config.circular_logging,
             "stores": [s.status() for s in self.stores.values()],
         }
-
-    @contextmanager
-    def mounted_context(self) -> Iterator[StorageGroup]:
-        """``with sg.mounted_context():`` mounts and always dismounts."""
-        self.mount()
-        try:
-            yield self
-        finally:
-            self.dismount()
