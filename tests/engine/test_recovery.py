@@ -126,6 +126,22 @@ def test_missing_current_log_fails_with_528() -> None:
     assert any(e.event_id == 450 for e in home.events.memory)
 
 
+def test_current_log_older_than_the_store_requires_fails_with_543_and_event_453() -> None:
+    """E00.log replaced by an older generation of the same stream (a restore of the wrong files)."""
+    fs, gen = crashed_with_dirty_store()
+    older = fs.read_bytes(log_path(3))
+    for g in range(3, gen):
+        fs.unlink(log_path(g))
+    fs.write_bytes(os.path.join(SG_DIR, "E00.log"), older)
+    error, home = mount_fails(fs, RequiredLogFilesMissingError)
+    assert error.code == -543
+    assert f"needs log generations 2-{gen}" in str(error)
+    assert "the newest generation in" in str(error)
+    event = [e for e in home.events.memory if e.event_id == 453][-1]
+    assert f"requires logfiles E0000002.log-{archived_log_name('E00', gen)}" in event.description
+    assert "could only locate logfiles up to E0000003.log" in event.description
+
+
 def test_foreign_log_fails_with_530_naming_both_signatures() -> None:
     fs, _gen = crashed_with_dirty_store()
     other, _ = crashed_with_dirty_store(seed=77)

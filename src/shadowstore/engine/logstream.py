@@ -94,7 +94,9 @@ def read_header(fs: FileSystem, path: str) -> LogHeader:
     try:
         return unpack_log_header(raw)
     except LogHeaderError as exc:
-        raise LogFileCorruptError(f"{path}: log header is damaged at offset {exc.offset}: {exc}") from None
+        raise LogFileCorruptError(
+            f"{path}: log header is damaged at offset {exc.offset}: {exc}", file=path, offset=exc.offset
+        ) from None
 
 
 def generation_range_text(base: str, low: int, high: int) -> str:
