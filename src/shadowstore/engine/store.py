@@ -440,13 +440,6 @@ class Store:
     def replay_start(self) -> LgPos:
         return self.header.replay_start if self.header is not None else LGPOS_ZERO
 
-    def commits_since_checkpoint(self) -> int:
-        """Transactions committed since the last checkpoint (for checkpoint scheduling)."""
-        head = self._head
-        if head is None or self.header is None:
-            return 0
-        return head.dbtime - self.header.dbtime
-
     def status(self) -> dict[str, object]:
         header = self.header
         return {
