@@ -186,7 +186,7 @@ class WriteContext:
 def insert(ctx: WriteContext, root: Ref, key: bytes, value: StoredValue) -> Node:
     """Put ``key`` -> ``value``; returns the new root (owned by the transaction)."""
     owner = ctx.owner
-    node = ctx.own(root)
+    node: Node = root if type(root) is not int and root.owner is owner else ctx.own(root)  # type: ignore[assignment,union-attr]
     new_root = node
     path: list[tuple[Branch, int]] = []
     while type(node) is Branch:

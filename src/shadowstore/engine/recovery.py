@@ -49,6 +49,12 @@ class _Replay:
     records: int = 0
     tables: dict[int, TableMeta] = field(default_factory=dict)  # writable tables by id
 
+    def __post_init__(self) -> None:
+        # Looked up once here rather than once per record.
+        self.ctx = self.txn.ctx
+        self.stamp = self.txn.stamp
+        self.inline_max = self.store.limits.inline_max
+
 
 @dataclass
 class RecoveryReport:
@@ -164,24 +170,23 @@ def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryvi
         operations = parse_ops(data, count)
     except RecordError as exc:
         raise LogFileCorruptError(f"{path}: the record at {start} does not parse: {exc}") from None
-    txn = replay.txn
     gen, offset = start
-    txn.stamp.lgpos = (gen << 32) | ((offset >> 9) << 16) | (offset & 511)  # LgPos.pack_u64, inlined
+    replay.stamp.lgpos = (gen << 32) | ((offset >> 9) << 16) | (offset & 511)  # LgPos.pack_u64, inlined
     tables = replay.tables
-    ctx = txn.ctx
-    inline_max = replay.store.limits.inline_max
+    ctx = replay.ctx
+    inline_max = replay.inline_max
     for op, table_id, key, value in operations:
         if op == OP_PUT:
             # Transaction._apply_put, inlined: this is the hot loop of recovery.
             meta = tables.get(table_id) or _writable(replay, table_id, start, path)
             meta.root = insert(ctx, meta.root, key, value if len(value) <= inline_max else Blob(value))
         elif op == OP_DELETE:
-            txn._apply_delete(tables.get(table_id) or _writable(replay, table_id, start, path), key)
+            replay.txn._apply_delete(tables.get(table_id) or _writable(replay, table_id, start, path), key)
         elif op == OP_CREATE:
-            txn._apply_create(table_id, key.decode())
+            replay.txn._apply_create(table_id, key.decode())
             tables.clear()
         elif op == OP_DROP:
-            txn._apply_drop(_writable(replay, table_id, start, path))
+            replay.txn._apply_drop(_writable(replay, table_id, start, path))
             tables.clear()
     replay.dbtime = dbtime
     replay.end = end
