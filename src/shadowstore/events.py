@@ -5,7 +5,8 @@ description) plus the storage group and structured parameters. They are stored a
 ``<home>/events/events.jsonl``, rotated at ``ROTATE_BYTES`` into ``events.1.jsonl`` ... ``events.N.jsonl``
 (oldest has the highest number), and also sent to Python logging under ``shadowstore.events``.
 
-Event IDs, sources and texts come from :mod:`shadowstore.eventids`. ESE-sourced descriptions start the way the
+Lines are appended with one write each and are not synced: a crash may lose the newest events, and a line cut
+by a crash is skipped when reading. Event IDs, sources and texts come from :mod:`shadowstore.eventids`. ESE-sourced descriptions start the way the
 originals do: ``Information Store (PID) First Storage Group: <text>``.
 """
 
