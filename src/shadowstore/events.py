@@ -6,8 +6,8 @@ description) plus the storage group and structured parameters. They are stored a
 (oldest has the highest number), and also sent to Python logging under ``shadowstore.events``.
 
 Lines are appended with one write each and are not synced: a crash may lose the newest events, and a line cut
-by a crash is skipped when reading. Event IDs, sources and texts come from :mod:`shadowstore.eventids`. ESE-sourced descriptions start the way the
-originals do: ``Information Store (PID) First Storage Group: <text>``.
+by a crash is skipped when reading. Event IDs, sources and texts come from :mod:`shadowstore.eventids`.
+ESE-sourced descriptions start the way the originals do: ``Information Store (PID) First Storage Group: <text>``.
 """
 
 from __future__ import annotations
