@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from shadowstore.engine.store import Store
 
 
+_TXN_SIZE = TXN_HEADER.size
+_unpack_txn = TXN_HEADER.unpack_from
+
+
 @dataclass
 class _Replay:
     store: Store
@@ -140,27 +144,30 @@ def _replay_stream(
         if gen.header.generation == current_scan.header.generation:
             gen = current_scan  # already scanned when the storage group opened the current log
         report.log_bytes += gen.end_offset - LOG_HEADER_SIZE
-        for record in assembler.feed(gen):
-            if stop_at is not None and record.start >= stop_at:
+        path = gen.path
+        replayed = 0
+        for start, end, data in assembler.feed(gen):
+            if stop_at is not None and start >= stop_at:
+                report.bytes_replayed += replayed
                 return
-            data = record.data
             kind = data[0]
             replay = replays.get(data[1])
-            if replay is None or record.start < replay.start:
+            if replay is None or start < replay.start:
                 continue
-            report.bytes_replayed += len(data)
+            replayed += len(data)
             if kind == KIND_TXN:
-                _apply_txn(replay, record.start, record.end, data, gen.path)
+                _apply_txn(replay, start, end, data, path)
             elif kind not in (KIND_ATTACH, KIND_DETACH):
-                raise LogFileCorruptError(f"{gen.path}: unknown record kind {kind} at {record.start}")
-        sg.events.emit(301, sg=sg.name, file=gen.path)
+                raise LogFileCorruptError(f"{path}: unknown record kind {kind} at {start}")
+        report.bytes_replayed += replayed
+        sg.events.emit(301, sg=sg.name, file=path)
 
 
 def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryview, path: str) -> None:
     """Apply one TXN record to a store being recovered. Requires: it is the store's next transaction."""
-    if len(data) < TXN_HEADER.size:
+    if len(data) < _TXN_SIZE:
         raise LogFileCorruptError(f"{path}: the TXN record at {start} is shorter than its header")
-    _kind, _dbid, _flags, dbtime, _time, count = TXN_HEADER.unpack_from(data, 0)
+    _kind, _dbid, _flags, dbtime, _time, count = _unpack_txn(data, 0)
     if dbtime != replay.dbtime + 1:
         raise DatabaseCorruptedError(
             f"{replay.store.path} is at transaction {replay.dbtime} but the log record at {start} in {path} "
