@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +36,34 @@ def fault_home(fs: FaultFileSystem | None = None, *, log_file_size: int = 64 * 1
 
 def reopen(fs: FaultFileSystem) -> ServerHome:
     return ServerHome.open(HOME, fs=fs, policy=QUIET)
+
+
+def _loop_facility_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to mount a loop device"
+    for tool in ("mkfs.ext4", "mount", "umount", "losetup"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not os.path.exists("/dev/loop-control"):
+        return "this kernel offers no loop devices (/dev/loop-control is absent)"
+    return None
+
+
+@pytest.fixture
+def small_ext4(tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A 24 MiB ext4 file system on a loop device, mounted for the test (CI runs as root; skipped, saying
+    why, only where loop devices or the tools are genuinely absent)."""
+    missing = _loop_facility_missing()
+    if missing:
+        pytest.skip(missing)
+    image = os.path.join(tmp_path, "disk.img")
+    mountpoint = os.path.join(tmp_path, "mnt")
+    os.makedirs(mountpoint)
+    with open(image, "wb") as f:
+        f.truncate(24 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", image], check=True)
+    subprocess.run(["mount", "-o", "loop", image, mountpoint], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", mountpoint], check=False)

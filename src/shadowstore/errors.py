@@ -26,6 +26,9 @@ class ExitCode(IntEnum):
     DATABASE_STATE = 13  # a store is in the wrong state for the request
     DISK_FULL = 14
     IO_ERROR = 15
+    BACKUP_FAILED = 20  # a backup failed or was refused (the message says why and what to do)
+    BACKUP_TARGET = 21  # the backup target cannot be used
+    BACKUP_SET_DAMAGED = 22  # a backup set is incomplete, damaged or inconsistent
     WORKLOAD_MISMATCH = 30  # `workload check` found missing or partial transactions
     INTERRUPTED = 99
 
@@ -266,6 +269,83 @@ class DiskIOError(ShadowStoreError):
     code, code_name = -1022, "JET_errDiskIO"
     exit_code = ExitCode.IO_ERROR
     default_hint = "check the disk and the system log; then mount the storage group again"
+
+
+# --- backup -------------------------------------------------------------------------------------------------
+
+
+class BackupError(ShadowStoreError):
+    """A backup, its session or a backup set."""
+
+    exit_code = ExitCode.BACKUP_FAILED
+
+
+class BackupInProgressError(BackupError):
+    code, code_name = -505, "JET_errBackupInProgress"
+    exit_code = ExitCode.BUSY
+    default_hint = (
+        "wait for it to end, or end it with 'shadowstore backup abort --sg NAME' if its owner is gone "
+        "(a session whose lease lapsed is ended by the engine itself)"
+    )
+
+
+class NoBackupError(BackupError):
+    code, code_name = -520, "JET_errNoBackup"
+    default_hint = "there is no backup session to end; nothing needs to be done"
+
+
+class InvalidBackupSequenceError(BackupError):
+    code, code_name = -521, "JET_errInvalidBackupSequence"
+    default_hint = "the backup session is still usable; make the calls in order"
+
+
+class InvalidBackupError(BackupError):
+    code, code_name = -526, "JET_errInvalidBackup"
+    default_hint = "incremental and differential backups need circular logging off; take a full backup instead"
+
+
+class MissingFullBackupError(BackupError):
+    code, code_name = -560, "JET_errMissingFullBackup"
+    default_hint = "take a full backup first"
+
+
+class MissingFileToBackupError(BackupError):
+    code, code_name = -569, "JET_errMissingFileToBackup"
+    default_hint = "take a full backup: it does not need the missing logs"
+
+
+class LogReadVerifyFailureError(BackupError):
+    code, code_name = -612, "JET_errLogReadVerifyFailure"
+    default_hint = "a log file to back up is damaged; take a full backup after checking the disk"
+
+
+class BackupAbortedError(BackupError):
+    code, code_name = -800, "JET_errBackupAbortByCaller"
+    default_hint = "the backup was ended before it completed; run it again"
+
+
+class BackupTargetError(BackupError):
+    """The backup target failed (unreachable, unwritable, I/O error)."""
+
+    exit_code = ExitCode.BACKUP_TARGET
+    default_hint = "check that the backup target exists, is writable and reachable, then run the backup again"
+
+
+class BackupTargetFullError(BackupTargetError):
+    exit_code = ExitCode.DISK_FULL
+    default_hint = "free space on the backup target (shadowstore backup prune) and run the backup again"
+
+
+class BackupTargetNotFoundError(BackupTargetError):
+    exit_code = ExitCode.NOT_FOUND
+    default_hint = "run 'shadowstore backup list' to see the backup sets in the target"
+
+
+class BackupSetError(BackupError):
+    """A backup set is incomplete, damaged or inconsistent (verify, restore)."""
+
+    exit_code = ExitCode.BACKUP_SET_DAMAGED
+    default_hint = "do not use this backup set; take a new backup and verify it"
 
 
 class WorkloadMismatchError(ShadowStoreError):

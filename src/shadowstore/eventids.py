@@ -27,9 +27,77 @@ class EventSpec(NamedTuple):
 
 INFO, WARN, ERR = EventType.INFORMATION, EventType.WARNING, EventType.ERROR
 _LR = "Logging/Recovery"
+_BK = "Backup"
 _GEN = "General"
 
 CATALOG: dict[int, EventSpec] = {
+    # --- ESE, backup ---------------------------------------------------------------------------------------
+    200: EventSpec("ESE", _BK, INFO, "START_FULL_BACKUP_ID", "The database engine is starting a full backup."),
+    201: EventSpec(
+        "ESE", _BK, INFO, "START_INCREMENTAL_BACKUP_ID", "The database engine is starting an incremental backup."
+    ),
+    202: EventSpec(
+        "ESE", _BK, INFO, "STOP_BACKUP_ID", "The database engine has completed the backup procedure successfully."
+    ),
+    203: EventSpec(
+        "ESE", _BK, ERR, "STOP_BACKUP_ERROR_ID", "The database engine has stopped the backup with error {error}."
+    ),
+    206: EventSpec(
+        "ESE",
+        _BK,
+        ERR,
+        "DATABASE_MISS_FULL_BACKUP_ERROR_ID",
+        "Database {db} cannot be incrementally backed-up. You must first perform a full backup before performing "
+        "an incremental backup.",
+    ),
+    210: EventSpec("ESE", _BK, INFO, "START_FULL_BACKUP_INSTANCE_ID", "A {kind} backup is starting."),
+    211: EventSpec("ESE", _BK, INFO, "START_INCREMENTAL_BACKUP_INSTANCE_ID", "An {kind} backup is starting."),
+    213: EventSpec(
+        "ESE", _BK, INFO, "STOP_BACKUP_INSTANCE_ID", "The backup procedure has been successfully completed."
+    ),
+    214: EventSpec("ESE", _BK, ERR, "STOP_BACKUP_ERROR_INSTANCE_ID", "The backup has stopped with error {error}."),
+    215: EventSpec(
+        "ESE",
+        _BK,
+        ERR,
+        "STOP_BACKUP_ERROR_ABORT_BY_CALLER_INSTANCE_ID",
+        "The backup has been stopped because it was halted by the client or the connection with the client "
+        "failed. {detail}",
+    ),
+    217: EventSpec(
+        "ESE",
+        _BK,
+        ERR,
+        "BACKUP_ERROR_FOR_ONE_DATABASE",
+        "Error ({error}) during backup of a database (file {file}). The database will be unable to restore.",
+    ),
+    218: EventSpec("ESE", _BK, ERR, "BACKUP_ERROR_READ_FILE", "Error ({error}) during copy or backup of file {file}."),
+    220: EventSpec(
+        "ESE", _BK, INFO, "BACKUP_FILE_START", "Starting the copy or backup of the file {file} (size {size})."
+    ),
+    221: EventSpec("ESE", _BK, INFO, "BACKUP_FILE_STOP_OK", "Ending the copy or backup of the file {file}."),
+    223: EventSpec(
+        "ESE", _BK, INFO, "BACKUP_LOG_FILES_START", "Starting the backup of log files (range {low} - {high})."
+    ),
+    224: EventSpec("ESE", _BK, INFO, "BACKUP_TRUNCATE_LOG_FILES", "Deleting log files {low} to {high}."),
+    225: EventSpec("ESE", _BK, INFO, "BACKUP_NO_TRUNCATE_LOG_FILES", "No log files can be truncated."),
+    226: EventSpec(
+        "ESE",
+        _BK,
+        WARN,
+        "STOP_BACKUP_ERROR_ABORT_BY_SERVER_INSTANCE_ID",
+        "The backup has been stopped prematurely (possibly because the instance is terminating).",
+    ),
+    227: EventSpec(
+        "ESE",
+        _BK,
+        WARN,
+        "BACKUP_TRUNCATE_FOUND_MISSING_LOG_FILES",
+        "There were {count} log file(s) not found in the log range we attempted to truncate ({missing}).",
+    ),
+    459: EventSpec(
+        "ESE", _BK, ERR, "BACKUP_LOG_FILE_MISSING_ERROR_ID", "The file {file} is missing and could not be backed-up."
+    ),
     # --- ESE, recovery ------------------------------------------------------------------------------------
     300: EventSpec("ESE", _LR, INFO, "START_REDO_ID", "The database engine is initiating recovery steps."),
     301: EventSpec("ESE", _LR, INFO, "STATUS_REDO_ID", "The database engine has finished replaying logfile {file}."),

@@ -231,8 +231,7 @@ def offline_status(fs: FileSystem, config: SgConfig) -> dict[str, object]:
     return {
         "name": config.name,
         "log_base": config.log_base,
-        "mounted": fs.stat(os.path.join(config.system_dir, f"{config.log_base}.lock")) is not None
-        and _locked(fs, os.path.join(config.system_dir, f"{config.log_base}.lock")),
+        "mounted": is_locked(fs, os.path.join(config.system_dir, f"{config.log_base}.lock")),
         "log_dir": config.log_dir,
         "system_dir": config.system_dir,
         "current_generation": current_gen,
@@ -244,8 +243,10 @@ def offline_status(fs: FileSystem, config: SgConfig) -> dict[str, object]:
     }
 
 
-def _locked(fs: FileSystem, path: str) -> bool:
-    """Whether another process holds the storage group (its lock cannot be taken)."""
+def is_locked(fs: FileSystem, path: str) -> bool:
+    """Whether another opener holds the storage group lock at ``path`` (it cannot be taken now)."""
+    if fs.stat(path) is None:
+        return False
     try:
         lock = fs.lock(path, f"pid {os.getpid()} (status probe)")
     except ShadowStoreError:

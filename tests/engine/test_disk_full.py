@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -98,35 +96,6 @@ def test_mount_refuses_when_reserve_logs_cannot_be_created() -> None:
 
 
 # --- the same on a real, small, loop-mounted ext4 file system ------------------------------------------------
-
-
-def _loop_facility_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to mount a loop device"
-    for tool in ("mkfs.ext4", "mount", "umount", "losetup"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not os.path.exists("/dev/loop-control"):
-        return "this kernel offers no loop devices (/dev/loop-control is absent)"
-    return None
-
-
-@pytest.fixture
-def small_ext4(tmp_path: os.PathLike[str]) -> Iterator[str]:
-    missing = _loop_facility_missing()
-    if missing:
-        pytest.skip(missing)
-    image = os.path.join(tmp_path, "disk.img")
-    mountpoint = os.path.join(tmp_path, "mnt")
-    os.makedirs(mountpoint)
-    with open(image, "wb") as f:
-        f.truncate(24 * 1024 * 1024)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", image], check=True)
-    subprocess.run(["mount", "-o", "loop", image, mountpoint], check=True)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", mountpoint], check=False)
 
 
 @pytest.mark.root

@@ -119,15 +119,16 @@ class DatabaseFile:
         except OSError as exc:
             raise _io_error(exc, f"reading page {pgno} of {self.path}") from exc
         if len(page) != self.page_size:
-            raise self._verify_failure(pgno, offset, f"the file ends at byte {offset + len(page)}", None, None)
+            raise self.verify_failure(pgno, offset, f"the file ends at byte {offset + len(page)}", None, None)
         try:
             return verify_page(page, pgno), page
         except PageError as exc:
-            raise self._verify_failure(pgno, offset, str(exc), exc.stored, exc.computed) from None
+            raise self.verify_failure(pgno, offset, str(exc), exc.stored, exc.computed) from None
 
-    def _verify_failure(
+    def verify_failure(
         self, pgno: int, offset: int, problem: str, stored: int | None, computed: int | None
     ) -> ReadVerifyFailureError:
+        """Emit event 474 for a page that failed verification and return the -1018 error naming it."""
         self.events.emit(
             474,
             sg=self.sg,
@@ -211,11 +212,11 @@ class DatabaseFile:
             pgno = ref.first_page + i
             page = raw[i * self.page_size : (i + 1) * self.page_size]
             if len(page) != self.page_size:
-                raise self._verify_failure(pgno, pgno * self.page_size, "the file ends inside a blob", None, None)
+                raise self.verify_failure(pgno, pgno * self.page_size, "the file ends inside a blob", None, None)
             try:
                 header = verify_page(page, pgno)
             except PageError as exc:
-                raise self._verify_failure(pgno, pgno * self.page_size, str(exc), exc.stored, exc.computed) from None
+                raise self.verify_failure(pgno, pgno * self.page_size, str(exc), exc.stored, exc.computed) from None
             parts.append(page[24 : 24 + header.length])
         data = b"".join(parts)
         if len(data) != ref.length:

@@ -129,6 +129,7 @@ class Maintenance:
                 if store.mounted:
                     store.publish_flushed()
         self._after_rolls()
+        sg.backups.tick()
         with log.stable_current() as (handle, header, generation):
             findings = sg.watch.check(generation, handle, None if header is None else header.pack())
         if findings:

@@ -53,8 +53,6 @@ def flush_state(store: Store, state: DbState, covered: LgPos, make_header: Heade
     store.sg.log.flush(covered)
     dropped = store.retired_pages_upto(state.dbtime)
     old = store.header
-    for ref in (old.catalog, old.space_map):
-        dropped.extend(range(ref.first_page, ref.first_page + ref.page_count))
     plan = _Plan()
     for meta in state.tables.values():
         root = meta.root
@@ -62,6 +60,16 @@ def flush_state(store: Store, state: DbState, covered: LgPos, make_header: Heade
             if root.pgno is None:  # type: ignore[union-attr]
                 _collect(root, plan)  # type: ignore[arg-type]
             plan.root_swaps.append((meta, root))  # type: ignore[arg-type]
+    if not dropped and not plan.nodes and not plan.blobs and not old.space_map.is_empty:
+        entries = [CatalogEntry(m.id, _page_of(m.root), m.name) for m in state.tables.values()]
+        if pack_catalog(state.next_table_id, entries) == store.catalog_bytes:
+            # Nothing changed since the durable header: only the header moves (its replay start, Log Required).
+            header = make_header(old.catalog, old.space_map, old.page_count)
+            file.write_header(header)
+            _swap(plan)
+            return header, []
+    for ref in (old.catalog, old.space_map):
+        dropped.extend(range(ref.first_page, ref.first_page + ref.page_count))
     try:
         pages = _assign_and_serialize(store, plan)
         entries = [CatalogEntry(m.id, _page_of(m.root), m.name) for m in state.tables.values()]
@@ -87,6 +95,7 @@ def flush_state(store: Store, state: DbState, covered: LgPos, make_header: Heade
         space.abort_checkpoint()
         raise
     space.commit_checkpoint(bitmap)
+    store.catalog_bytes = catalog
     _swap(plan)
     for node in plan.nodes:
         store.cache_put(node)

@@ -17,7 +17,9 @@ import threading
 from contextlib import suppress
 
 from shadowstore.config import SgConfig
-from shadowstore.engine import layout
+from shadowstore.engine import layout, mountlog
+from shadowstore.engine.backup import BackupSession
+from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
 from shadowstore.engine.checkpointfile import CheckpointFile, read_checkpoint
 from shadowstore.engine.health import LogFolderWatch
 from shadowstore.engine.logreader import Generation, scan_generation
@@ -29,16 +31,14 @@ from shadowstore.engine.store import Store
 from shadowstore.errors import (
     DatabaseNotFoundError,
     InvalidParameterError,
-    MissingLogFileError,
     NotFoundError,
     NotMountedError,
-    RequiredLogFilesMissingError,
     ShadowStoreError,
     StorageGroupOfflineError,
 )
 from shadowstore.events import EventLog
 from shadowstore.format.checkpoint import Checkpoint
-from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
+from shadowstore.format.common import LGPOS_ZERO, AttachInfo, BackupInfo, LgPos, Signature, now_us
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, checkpoint_name, current_log_name
 from shadowstore.format.logrecord import AttachRecord, DetachRecord, pack_attach, pack_detach
@@ -75,6 +75,9 @@ class StorageGroup:
         self._checkpoint_pos = LgPos(0, 0)
         self._maintenance: Maintenance | None = None
         self._mounted = False
+        self.backups = BackupSlot(self)
+        self.last_full_backup: tuple[LgPos, int] | None = None  # (mark, time) recorded in E00.chk
+        self.last_inc_backup: tuple[LgPos, int] | None = None
         self._offline_reason: str | None = None
         self.stopped_because: ShadowStoreError | None = None  # why the engine itself dismounted it
         self.last_checkpoint_us = 0
@@ -189,8 +192,15 @@ class StorageGroup:
 
     def _mount_phases(self) -> RecoveryReport:
         self._open_store_files()
-        logs = self._complete_interrupted_roll(LogSet.scan(self.fs, self.config.log_dir, self.base))
-        current, logs = self._open_current_log(logs)
+        logs = mountlog.complete_interrupted_roll(
+            self.fs, self.config, LogSet.scan(self.fs, self.config.log_dir, self.base)
+        )
+        dirty = [
+            f"{s.path} (logs from generation {s.replay_start.gen})"
+            for s in self.stores.values()
+            if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN
+        ]
+        current, logs = mountlog.open_current_log(self.fs, self.config, logs, dirty, self.events)
         self.signature = current.signature
         current_scan = scan_generation(
             logs.current or self.current_log_path,
@@ -200,7 +210,9 @@ class StorageGroup:
         )
         self._start_log_writer(current, current_scan)
         report = recover(self, logs, current, current_scan)
-        self._quarantine_torn_tail(current_scan)
+        handle = self.log.current_file()
+        assert handle is not None
+        mountlog.quarantine_torn_tail(self.fs, self.config, current_scan, handle)
         created = layout.ensure_reserve_logs(self.fs, self.config.log_dir, self.config.log_file_size)
         if created:
             self.events.emit(1022, sg=self.name, files=", ".join(created))
@@ -224,48 +236,6 @@ class StorageGroup:
                     hint="restore it from a backup, or remove the store from the configuration",
                 ) from None
 
-    def _complete_interrupted_roll(self, logs: LogSet) -> LogSet:
-        """A crash between renaming E00.log away and renaming the next file in leaves E00tmp.log holding the
-        next generation's header; finish that rename."""
-        if logs.current is not None or logs.tmp is None or not logs.archived:
-            return logs
-        try:
-            tmp_header = read_header(self.fs, logs.tmp)
-            last = read_header(self.fs, logs.archived[max(logs.archived)])
-        except ShadowStoreError:
-            return logs
-        if tmp_header.generation == last.generation + 1 and tmp_header.prev_created_us == last.created_us:
-            self.fs.rename(logs.tmp, self.current_log_path)
-            self.fs.fsync_dir(self.config.log_dir)
-            return LogSet.scan(self.fs, self.config.log_dir, self.base)
-        return logs
-
-    def _open_current_log(self, logs: LogSet) -> tuple[LogHeader, LogSet]:
-        if logs.current is not None:
-            return read_header(self.fs, logs.current), logs
-        dirty = [s for s in self.stores.values() if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN]
-        if logs.archived or dirty:
-            self.events.emit(450, sg=self.name, file=current_log_name(self.base))
-            needed = ", ".join(f"{s.path} (logs from generation {s.replay_start.gen})" for s in dirty)
-            error = MissingLogFileError if logs.archived else RequiredLogFilesMissingError
-            raise error(
-                f"the current log file {self.current_log_path} is missing"
-                + (f"; archived generations {min(logs.archived)}-{max(logs.archived)} exist" if logs.archived else "")
-                + (f"; stores in Dirty Shutdown need it: {needed}" if dirty else ""),
-            )
-        # No logs at all and every store consistent: start a new log stream.
-        layout.create_log_stream(
-            self.fs,
-            self.config.log_dir,
-            self.base,
-            self.config.log_file_size,
-            self.config.page_size,
-            self.config.circular_logging,
-        )
-        logs = LogSet.scan(self.fs, self.config.log_dir, self.base)
-        assert logs.current is not None
-        return read_header(self.fs, logs.current), logs
-
     def _start_log_writer(self, current: LogHeader, scan: Generation) -> None:
         self.log = LogWriter(
             fs=self.fs,
@@ -284,19 +254,6 @@ class StorageGroup:
         self.log.on_disk_full.append(self._on_disk_full)
         self.log.start(current, self.fs.open(self.current_log_path), scan.end_offset, scan.blocks)
 
-    def _quarantine_torn_tail(self, scan: Generation) -> None:
-        """Copy the bytes of a torn last flush aside, then zero them so no later reader mistakes them."""
-        if scan.torn is None or scan.torn.dropped <= 0:
-            return
-        handle = self.log.current_file()
-        assert handle is not None
-        data = handle.pread(scan.torn.dropped, scan.torn.offset)
-        self.fs.makedirs(self.quarantine_dir)
-        name = f"{self.base}-gen{scan.header.generation:X}-offset{scan.torn.offset}.torn"
-        layout.write_zero_file(self.fs, os.path.join(self.quarantine_dir, name), 0, data)
-        handle.pwrite(bytes(len(data)), scan.torn.offset)
-        handle.fdatasync()
-
     def _open_checkpoint_file(self) -> None:
         problem = None
         try:
@@ -304,6 +261,10 @@ class StorageGroup:
             if chk.signature == self.signature:
                 self._chk = CheckpointFile(self.fs, self.checkpoint_path, chk.sequence)
                 self._checkpoint_pos = chk.checkpoint
+                if chk.full_backup_us:
+                    self.last_full_backup = (chk.full_backup, chk.full_backup_us)
+                if chk.inc_backup_us:
+                    self.last_inc_backup = (chk.inc_backup, chk.inc_backup_us)
                 return
             problem = "from another log stream"
         except ShadowStoreError as exc:
@@ -334,6 +295,7 @@ class StorageGroup:
     def dismount(self) -> None:
         """Bring every store to Clean Shutdown and close. Stores that cannot be written stay in Dirty
         Shutdown (event 1004) and are recovered at the next mount; the storage group is closed either way."""
+        self.backups.terminate()
         maintenance = self._maintenance
         if maintenance is not None:
             # why: outside the mutex; the maintenance thread may be waiting for it (checkpoint, health).
@@ -429,11 +391,17 @@ class StorageGroup:
         return position
 
     def _checkpoint_record(self, position: LgPos, signature: Signature, attached: list[AttachInfo]) -> Checkpoint:
+        full = self.last_full_backup or (LGPOS_ZERO, 0)
+        inc = self.last_inc_backup or (LGPOS_ZERO, 0)
         return Checkpoint(
             sequence=0,
             checkpoint=position,
             signature=signature,
             base=self.base,
+            full_backup=full[0],
+            full_backup_us=full[1],
+            inc_backup=inc[0],
+            inc_backup_us=inc[1],
             written_us=now_us(),
             log_file_size=self.config.log_file_size,
             flags=FLAG_CIRCULAR if self.config.circular_logging else 0,
@@ -458,6 +426,22 @@ class StorageGroup:
             for s in self.stores.values()
             if s.mounted and s.header is not None
         ]
+
+    # --- backups ------------------------------------------------------------------------------------------
+
+    def begin_backup(self, kind: str, *, owner: str, lease_seconds: float | None = None) -> BackupSession:
+        """Start a streaming backup session (see engine/backup.py). Raises -505, -526, -560."""
+        return self.backups.begin(kind, owner, lease_seconds)
+
+    @property
+    def backup_session(self) -> BackupSession | None:
+        return self.backups.session
+
+    def backup_ended(self, session: BackupSession) -> None:
+        self.backups.ended(session)
+
+    def note_backup(self, kind: str, info: BackupInfo) -> None:
+        note_backup_in_checkpoint(self, kind, info)
 
     # --- callbacks from the log writer (flush leader thread: keep them short) ------------------------------
 

@@ -20,7 +20,7 @@ from shadowstore.engine.space import SpaceMap
 from shadowstore.engine.transaction import DbState, TableMeta, Transaction
 from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError
 from shadowstore.format.catalog import CatalogError, unpack_catalog
-from shadowstore.format.common import LGPOS_ZERO, LgPos, now_us
+from shadowstore.format.common import EMPTY_BACKUP_INFO, LGPOS_ZERO, BackupInfo, LgPos, now_us
 from shadowstore.format.dbheader import (
     STATE_CLEAN_SHUTDOWN,
     STATE_DIRTY_SHUTDOWN,
@@ -63,6 +63,7 @@ class Store:
         self._awaiting: list[tuple[int, list[int]]] = []
         self._young: dict[int, Node] = {}
         self._old: dict[int, Node] = {}
+        self.catalog_bytes = b""  # the catalog the durable header names (a checkpoint that changes nothing keeps it)
 
     def __repr__(self) -> str:
         return f"<Store {self.name!r} ({self.path}) of {self.sg.name!r}>"
@@ -96,8 +97,9 @@ class Store:
             self.space = SpaceMap.empty(header.page_count)
         else:
             self.space = SpaceMap.from_bitmap(header.page_count, self.file.read_blob(header.space_map))
+        self.catalog_bytes = self.file.read_blob(header.catalog)
         try:
-            next_id, entries = unpack_catalog(self.file.read_blob(header.catalog))
+            next_id, entries = unpack_catalog(self.catalog_bytes)
         except CatalogError as exc:
             raise DatabaseCorruptedError(
                 f"{self.path}: the catalog at page {header.catalog.first_page} is damaged: {exc}"
@@ -272,6 +274,45 @@ class Store:
                 raise NotMountedError(f"store {self.name} is not open")
             self._pins[self.header.dbtime] += 1
             return self.header
+
+    def space_map_of(self, header: DbHeader) -> bytearray:
+        """For a pinned (or the current) durable header: ``used[pgno]`` is 1 for every page it refers to."""
+        assert self.file is not None
+        used = bytearray(header.page_count)
+        used[0:2] = b"\x01\x01"
+        if header.space_map.is_empty:
+            return used
+        bitmap = self.file.read_blob(header.space_map)
+        for byte_index, byte in enumerate(bitmap):
+            if byte:
+                base = byte_index * 8
+                for bit in range(8):
+                    if byte & (1 << bit) and base + bit < header.page_count:
+                        used[base + bit] = 1
+        return used
+
+    def stamp_backup(self, kind: str, info: BackupInfo) -> None:
+        """Record a backup that ended successfully in the header's slot for its kind (durably, both copies).
+
+        A full backup also clears the incremental, differential and current-backup blocks: a new chain starts.
+        """
+        with self._flush_lock:
+            if self.file is None or self.header is None:
+                raise NotMountedError(f"store {self.name} is not open")
+            updates: dict[str, object] = {"sequence": self.header.sequence + 1}
+            if kind == "full":
+                updates.update(
+                    full_prev=info,
+                    inc_prev=EMPTY_BACKUP_INFO,
+                    diff_prev=EMPTY_BACKUP_INFO,
+                    full_cur=EMPTY_BACKUP_INFO,
+                    snapshot_cur=EMPTY_BACKUP_INFO,
+                )
+            else:
+                updates[{"copy": "copy_prev", "incremental": "inc_prev", "differential": "diff_prev"}[kind]] = info
+            header = self.header._replace(**updates)  # type: ignore[arg-type]
+            self.file.write_header(header)
+            self.header = header
 
     def unpin(self, dbtime: int) -> None:
         with self._state_lock:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -187,7 +188,15 @@ class _FlockLock:
 
 
 class OsFileSystem:
-    """The real file system."""
+    """The real file system.
+
+    Its crash points do nothing, except one named in ``$SHADOWSTORE_PAUSE_AT`` (read when the object is made):
+    there the program prints ``paused at <name>`` to stderr and stops until it is killed. The kill -9 tests
+    of real processes use it to stop a program at an exact instant.
+    """
+
+    def __init__(self) -> None:
+        self.pause_at = os.environ.get("SHADOWSTORE_PAUSE_AT") or None
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False, readonly: bool = False) -> OsFile:
         flags = os.O_RDONLY if readonly else os.O_RDWR
@@ -250,7 +259,9 @@ class OsFileSystem:
         return st.f_bavail * st.f_frsize
 
     def crash_point(self, name: str) -> None:
-        return None
+        if name == self.pause_at:
+            os.write(2, f"paused at {name}\n".encode())
+            threading.Event().wait()
 
 
 def atomic_write(fs: FileSystem, path: str, data: bytes) -> None:

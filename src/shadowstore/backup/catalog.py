@@ -1,0 +1,92 @@
+"""What a target holds: the backup sets of each storage group, complete (with a manifest) or not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shadowstore.backup.manifest import MANIFEST_NAME, Manifest, parse_manifest
+from shadowstore.backup.target import Target
+from shadowstore.errors import BackupSetError, BackupTargetNotFoundError
+
+
+@dataclass
+class SetInfo:
+    sg: str
+    backup_id: str
+    files: list[str]  # names inside the set folder
+    manifest: Manifest | None = None  # None: incomplete (no manifest) or unreadable (see problem)
+    problem: str | None = None
+
+    @property
+    def folder(self) -> str:
+        return f"{self.sg}/{self.backup_id}"
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind if self.manifest else self.backup_id.split("-")[1]
+
+    def to_dict(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "id": self.backup_id,
+            "sg": self.sg,
+            "kind": self.kind,
+            "complete": self.complete,
+            "first_gen": m.first_gen if m else None,
+            "last_gen": m.last_gen if m else None,
+            "based_on": m.based_on if m else None,
+            "started": m.started if m else None,
+            "ended": m.ended if m else None,
+            "files": len(m.files) if m else len(self.files),
+            "bytes": sum(f.size for f in m.files) if m else None,
+            "stored_bytes": sum(f.stored_size for f in m.files) if m else None,
+            "problem": self.problem,
+        }
+
+
+def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
+    """Every backup set in ``target`` (of storage group ``sg`` if given), oldest first per storage group.
+
+    A set whose manifest does not parse is listed as incomplete with the problem; it is never used.
+    """
+    folders: dict[tuple[str, str], list[str]] = {}
+    for name in target.list(f"{sg}/" if sg else ""):
+        parts = name.split("/")
+        if len(parts) != 3:
+            continue
+        folders.setdefault((parts[0], parts[1]), []).append(parts[2])
+    sets = []
+    for (group, backup_id), files in sorted(folders.items()):
+        info = SetInfo(group, backup_id, sorted(files))
+        if MANIFEST_NAME in files:
+            where = f"{target.url}/{group}/{backup_id}/{MANIFEST_NAME}"
+            try:
+                info.manifest = parse_manifest(target.read_bytes(f"{group}/{backup_id}/{MANIFEST_NAME}"), where)
+            except BackupSetError as exc:
+                info.problem = exc.message
+        else:
+            info.problem = "no manifest: the backup did not finish"
+        sets.append(info)
+    return sets
+
+
+def find_set(target: Target, backup_id: str) -> SetInfo:
+    """The set with this id (in any storage group). Raises BackupTargetNotFoundError."""
+    for info in list_sets(target):
+        if info.backup_id == backup_id:
+            return info
+    raise BackupTargetNotFoundError(f"there is no backup set {backup_id!r} in {target.url}")
+
+
+def previous_in_chain(target: Target, sg: str, kind: str) -> SetInfo | None:
+    """The complete set a new backup of ``kind`` builds on: the newest full (differential) or the newest full
+    or incremental (incremental); None for full and copy backups."""
+    if kind in ("full", "copy"):
+        return None
+    wanted = ("full",) if kind == "differential" else ("full", "incremental")
+    candidates = [s for s in list_sets(target, sg) if s.complete and s.kind in wanted]
+    return candidates[-1] if candidates else None

@@ -1,0 +1,69 @@
+"""Backup sessions seen from another process: ``backup status`` and ``backup abort``.
+
+A session lives in the memory of the process that owns the storage group; that process describes it in
+``E00.backup.json`` and watches for ``E00.backup-abort`` (engine/backupslot.py). A description whose owner no
+longer holds the storage group's lock is stale: reported as such and removed, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+from shadowstore.engine.backupslot import abort_request_path, status_path
+from shadowstore.errors import NoBackupError
+from shadowstore.home import ServerHome, is_locked
+from shadowstore.io.fs import atomic_write, read_file
+
+ABORT_WAIT_SECONDS = 5.0
+
+
+def running_sessions(home: ServerHome) -> list[dict[str, object]]:
+    """Every described session, with ``alive`` telling whether its owner still holds the storage group."""
+    found = []
+    for config in home.config.storage_groups:
+        sg = config.resolved(home.path)
+        path = status_path(sg.system_dir, sg.log_base)
+        if not home.fs.exists(path):
+            continue
+        try:
+            data = json.loads(read_file(home.fs, path))
+        except (OSError, ValueError):
+            continue
+        data["alive"] = is_locked(home.fs, f"{sg.system_dir}/{sg.log_base}.lock")
+        found.append(data)
+    return found
+
+
+def request_abort(home: ServerHome, sg_name: str) -> dict[str, object]:
+    """Ask the owner of ``sg_name``'s backup session to end it, and wait (a few seconds) until it has.
+
+    Raises NoBackupError (-520) when no session is running; removes a stale description on the way.
+    """
+    sg = home.config.find(sg_name).resolved(home.path)
+    described = status_path(sg.system_dir, sg.log_base)
+    alive = is_locked(home.fs, f"{sg.system_dir}/{sg.log_base}.lock")
+    if not home.fs.exists(described):
+        raise NoBackupError(f"no backup session is running for {sg_name!r}")
+    if not alive:
+        with contextlib.suppress(FileNotFoundError):
+            home.fs.unlink(described)
+        raise NoBackupError(
+            f"no backup session is running for {sg_name!r}: its last owner is gone (a stale description was "
+            "removed); the next backup can start at once"
+        )
+    request = abort_request_path(sg.system_dir, sg.log_base)
+    atomic_write(home.fs, request, json.dumps({"requester": f"shadowstore backup abort (pid {os.getpid()})"}).encode())
+    deadline = time.monotonic() + ABORT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if not home.fs.exists(described):
+            return {"sg": sg_name, "ended": True, "message": f"The backup session of {sg_name!r} was ended."}
+        time.sleep(0.05)
+    return {
+        "sg": sg_name,
+        "ended": False,
+        "message": f"Asked the owner to end the backup session of {sg_name!r}; it has not answered within "
+        f"{ABORT_WAIT_SECONDS:.0f} s (it ends the session at its next maintenance cycle).",
+    }

@@ -1,0 +1,72 @@
+"""Backup targets: where backup sets live. One small interface, several backends.
+
+A target stores *files* under relative names (``"First Storage Group/20261125T084500Z-full-3f2a/priv1.edb.zst"``:
+``/``-separated, no empty, ``.`` or ``..`` parts, never absolute). ``write_file`` makes a file appear under its
+name only once it is complete (local directory: temporary name, fsync, rename, directory fsync; object stores:
+one PUT or a completed multipart upload), so a reader never sees half a file under its final name.
+
+Backends: :class:`shadowstore.backup.localtarget.LocalTarget` (a directory) and
+:class:`shadowstore.backup.fsspectarget.FsspecTarget` (any fsspec URL: ``memory://``, ``s3://`` through s3fs).
+``open_target`` picks one from a URL or path. The same conformance tests run against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from shadowstore.errors import InvalidParameterError
+
+CHUNK = 1 << 20
+
+
+class Target(Protocol):
+    url: str  # what the user gave, normalised (a local path becomes absolute)
+
+    def write_file(self, name: str, chunks: Iterable[bytes]) -> int:
+        """Store ``chunks`` as file ``name`` atomically; returns the bytes written.
+
+        Replaces an existing file of that name. Raises BackupTargetError (BackupTargetFullError when the target
+        has no space) and leaves no file under ``name`` and no temporary file behind on failure.
+        """
+
+    def read_file(self, name: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The content of ``name`` in chunks. Raises BackupTargetNotFoundError / BackupTargetError."""
+
+    def read_bytes(self, name: str) -> bytes: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def size(self, name: str) -> int:
+        """Size in bytes. Raises BackupTargetNotFoundError."""
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Names of every file whose name starts with ``prefix``, sorted; temporary files are not listed."""
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (no error if it is already gone)."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a safe relative file name; raises InvalidParameterError otherwise."""
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise InvalidParameterError(f"{name!r} is not a relative file name inside a backup target")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidParameterError(f"{name!r} is not a relative file name inside a backup target")
+    return name
+
+
+def open_target(url: str) -> Target:
+    """The target for ``url``: a local directory (a path or ``file://``), or an fsspec URL (``memory://``,
+    ``s3://``...). Raises InvalidParameterError for an unknown scheme and BackupTargetError when the backend
+    cannot be used (for example s3fs not installed)."""
+    from shadowstore.backup.fsspectarget import FsspecTarget
+    from shadowstore.backup.localtarget import LocalTarget
+
+    if "://" not in url or url.startswith("file://"):
+        return LocalTarget(url.removeprefix("file://"))
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("memory", "s3"):
+        raise InvalidParameterError(f"backup target {url!r}: supported are a directory, memory:// and s3://")
+    return FsspecTarget(url)

@@ -1,0 +1,212 @@
+"""``shadowstore backup run|status|abort|list|show|verify|prune``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from shadowstore.backup import catalog
+from shadowstore.backup.report import BackupReport
+from shadowstore.backup.run import BackupOutcome, Progress, back_up
+from shadowstore.backup.sessions import request_abort, running_sessions
+from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
+from shadowstore.backup.target import Target, open_target
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.errors import InvalidParameterError, ShadowStoreError
+from shadowstore.home import ServerHome
+
+
+def resolve_target(home: ServerHome, to: str | None) -> Target:
+    """``--to``, else ``backup.target`` of the home's configuration (a relative path is inside the home)."""
+    url = to or str(home.config.settings.get("backup", {}).get("target", "backups"))
+    if "://" not in url and not url.startswith("/"):
+        url = os.path.join(home.path, url)
+    return open_target(url)
+
+
+def parse_compress(value: str | None) -> int | None:
+    """``zstd`` or ``zstd:LEVEL`` (1-22) -> level; None -> no compression."""
+    if value is None:
+        return None
+    name, _, level = value.partition(":")
+    if name != "zstd":
+        raise InvalidParameterError(f"--compress {value!r}: only zstd is supported (zstd or zstd:LEVEL)")
+    if not level:
+        return DEFAULT_ZSTD_LEVEL
+    if not level.isdigit() or not 1 <= int(level) <= 22:
+        raise InvalidParameterError(f"--compress {value!r}: the zstd level is 1-22")
+    return int(level)
+
+
+@click.group("backup")
+def backup_group() -> None:
+    """Online streaming backups: run them, watch them, list, verify and prune backup sets."""
+
+
+@backup_group.command("run")
+@click.option("--sg", "sg_names", multiple=True, help="Storage group to back up (repeatable).")
+@click.option("--all", "all_groups", is_flag=True, help="Back up every storage group.")
+@click.option(
+    "--kind", type=click.Choice(["full", "incremental", "differential", "copy"]), required=True, help="Backup kind."
+)
+@click.option("--to", help="Backup target: a directory, memory://... or s3://bucket/prefix [default: backup.target].")
+@click.option("--compress", help="zstd or zstd:LEVEL (1-22); default: no compression.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@json_option
+@pass_ctx
+def run(
+    ctx: CliContext,
+    sg_names: tuple[str, ...],
+    all_groups: bool,
+    kind: str,
+    to: str | None,
+    compress: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Back up storage groups while they stay online; truncate logs after full and incremental backups."""
+    home = ctx.open_home()
+    if all_groups == bool(sg_names):
+        raise InvalidParameterError("name the storage groups with --sg NAME, or pass --all (one of the two)")
+    groups = [g.name for g in home.config.storage_groups] if all_groups else list(sg_names)
+    for name in groups:
+        home.config.find(name)
+    level = parse_compress(compress)
+    target = resolve_target(home, to)
+    report = BackupReport(home.fs, home.path)
+    report.started(target.url, kind, groups)
+    outcomes: list[BackupOutcome] = []
+    failure: ShadowStoreError | None = None
+    with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
+        for name in groups:
+            try:
+                outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
+            except ShadowStoreError as exc:
+                failure = failure or exc
+    report.finished(
+        sum(len(o.files) for o in outcomes), sum(o.bytes for o in outcomes), sum(o.seconds for o in outcomes)
+    )
+    if as_json:
+        print_json({"report": report.path, "target": target.url, "backups": [o.to_dict() for o in outcomes]})
+    elif not quiet:
+        for o in outcomes:
+            click.echo(
+                f"{o.sg}: {o.kind} backup {o.backup_id}: {len(o.files)} files, {o.bytes:,} bytes "
+                f"({o.stored_bytes:,} stored) in {o.seconds:.1f} s"
+            )
+            if o.completion and o.completion.missing:
+                click.echo(f"  {len(o.completion.missing)} log file(s) were already missing when truncating")
+        click.echo(f"report: {report.path}")
+    if failure is not None:
+        raise failure
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    if not enabled:
+        yield lambda name, done, size, total: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description:<20}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def update(name: str, done: int, size: int | None, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=size)
+            bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
+
+        yield update
+
+
+@backup_group.command("status")
+@json_option
+@pass_ctx
+def status(ctx: CliContext, as_json: bool) -> None:
+    """Show running backup sessions (owner, kind, start, lease, bytes so far)."""
+    home = ctx.open_home()
+    sessions = running_sessions(home)
+    if as_json:
+        print_json(sessions)
+        return
+    if not sessions:
+        click.echo("No backup session is running.")
+    for s in sessions:
+        state = "running" if s["alive"] else "STALE (its owner is gone; nothing holds the storage group)"
+        click.echo(f"{s['sg']}: {s['kind']} backup, {state}")
+        click.echo(f"  owner:   {s['owner']}")
+        click.echo(f"  started: {s['started']}    lease: {s['lease_expires'] or 'none (ends with its process)'}")
+        click.echo(f"  bytes:   {s['bytes']:,}")
+
+
+@backup_group.command("abort")
+@click.option("--sg", "sg_name", required=True, help="Storage group whose backup session to end.")
+@json_option
+@pass_ctx
+def abort(ctx: CliContext, sg_name: str, as_json: bool) -> None:
+    """End the backup session of a storage group (the owner stops within a second; event 215)."""
+    home = ctx.open_home()
+    result = request_abort(home, sg_name)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(result["message"])
+
+
+@backup_group.command("list")
+@click.option("--to", help="Backup target [default: backup.target].")
+@click.option("--sg", "sg_name", help="Only this storage group.")
+@json_option
+@pass_ctx
+def list_sets(ctx: CliContext, to: str | None, sg_name: str | None, as_json: bool) -> None:
+    """List the backup sets in a target, oldest first; incomplete ones are marked and never used."""
+    home = ctx.open_home()
+    sets = catalog.list_sets(resolve_target(home, to), sg_name)
+    if as_json:
+        print_json([s.to_dict() for s in sets])
+        return
+    for s in sets:
+        d = s.to_dict()
+        gens = f"logs {d['first_gen']}-{d['last_gen']}" if s.complete else "INCOMPLETE"
+        size = f"{d['bytes']:,} bytes" if s.complete else (s.problem or "")
+        click.echo(f"{s.backup_id}  {s.sg:<24} {s.kind:<13} {gens:<18} {size}")
+
+
+@backup_group.command("show")
+@click.argument("backup_id")
+@click.option("--to", help="Backup target [default: backup.target].")
+@json_option
+@pass_ctx
+def show(ctx: CliContext, backup_id: str, to: str | None, as_json: bool) -> None:
+    """Show one backup set: its manifest, or why it is incomplete."""
+    home = ctx.open_home()
+    info = catalog.find_set(resolve_target(home, to), backup_id)
+    if as_json:
+        from dataclasses import asdict
+
+        print_json({**info.to_dict(), "manifest": asdict(info.manifest) if info.manifest else None})
+        return
+    d = info.to_dict()
+    click.echo(
+        f"Backup set {info.backup_id} of {info.sg!r}: {info.kind}, {'complete' if info.complete else 'INCOMPLETE'}"
+    )
+    if info.manifest is None:
+        click.echo(f"  {info.problem}")
+        return
+    m = info.manifest
+    click.echo(f"  started {m.started}, ended {m.ended}, based on {m.based_on or '-'}")
+    click.echo(
+        f"  logs {m.first_gen}-{m.last_gen}, {d['files']} files, {d['bytes']:,} bytes ({d['stored_bytes']:,} stored)"
+    )
+    for f in m.files:
+        click.echo(f"  {f.role:<4} {f.name:<22} {f.size:>14,}  sha256 {f.sha256[:16]}...")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(backup_group)

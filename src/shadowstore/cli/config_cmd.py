@@ -1,0 +1,52 @@
+"""``shadowstore config get|set``: settings of the server home (``backup.target``, ...)."""
+
+from __future__ import annotations
+
+import click
+
+from shadowstore import config as cfg
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.errors import InvalidParameterError, NotFoundError
+
+SETTINGS = {"backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)"}
+
+
+@click.group("config")
+def config_group() -> None:
+    """Settings of the server home."""
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+@pass_ctx
+def set_value(ctx: CliContext, key: str, value: str) -> None:
+    """Set KEY to VALUE (keys: backup.target)."""
+    if key not in SETTINGS:
+        raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
+    home = ctx.open_home()
+    section, name = key.split(".", 1)
+    home.config.settings.setdefault(section, {})[name] = value
+    cfg.save(home.fs, home.path, home.config)
+    click.echo(f"{key} = {value}")
+
+
+@config_group.command("get")
+@click.argument("key")
+@json_option
+@pass_ctx
+def get_value(ctx: CliContext, key: str, as_json: bool) -> None:
+    """Print the value of KEY."""
+    home = ctx.open_home()
+    section, _, name = key.partition(".")
+    value = home.config.settings.get(section, {}).get(name)
+    if value is None:
+        raise NotFoundError(f"setting {key!r} is not set")
+    if as_json:
+        print_json({key: value})
+    else:
+        click.echo(value)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(config_group)

@@ -1,0 +1,449 @@
+"""Engine-side streaming backup: the session state machine (DESIGN §5, ESE's external backup API).
+
+    with sg.begin_backup("full", owner="backup run (pid 42)") as session:
+        for store in session.databases():                    # full and copy only
+            with session.open_database(store) as copy:       # pins the store's durable header
+                for chunk in copy.chunks(): ...               # every used page verified (-1018)
+        logs = session.prepare_logs()                        # forces a new generation; -569 if one is missing
+        for gen in logs.copy: data = session.read_log(gen)   # verified (-612)
+        ... write the backup set and its manifest durably ...
+        report = session.complete()                          # truncate, stamp the headers, end
+
+The session is in memory only: nothing about it is persisted in a form a restart would trust. At most one runs
+per storage group (a second begin gets -505 naming the owner, its start and its lease). In-process it is a
+context manager that always ends (an exception aborts it); an out-of-process owner holds a lease renewed by
+``heartbeat`` and the maintenance thread aborts a session whose lease lapsed (event 215). Calls out of order get
+-521 and leave the session usable. Logs are truncated only in ``complete``, which the backup program calls after
+its manifest is durable; a log already gone is counted and reported (event 227), never fatal, and truncation
+never passes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shadowstore.engine.logreader import scan_generation
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.errors import (
+    BackupAbortedError,
+    InvalidBackupError,
+    InvalidBackupSequenceError,
+    InvalidParameterError,
+    LogReadVerifyFailureError,
+    MissingFileToBackupError,
+    MissingFullBackupError,
+    ShadowStoreError,
+)
+from shadowstore.format.common import BACKUP_STREAMING, BackupInfo, LgPos, now_us
+from shadowstore.format.dbheader import DbHeader
+from shadowstore.format.logfile import archived_log_name
+from shadowstore.format.page import PageError, verify_page
+from shadowstore.io.fs import read_file
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+    from shadowstore.engine.store import Store
+
+KINDS = ("full", "copy", "incremental", "differential")
+SLOT_OF_KIND = {"full": "full_prev", "copy": "copy_prev", "incremental": "inc_prev", "differential": "diff_prev"}
+COPY_CHUNK_PAGES = 128
+
+
+@dataclass
+class LogRange:
+    """The generations a backup copies (``copy``, inclusive) and would truncate (``delete``, half-open)."""
+
+    copy: range
+    delete: range
+    mark: LgPos
+
+
+@dataclass
+class CompletionReport:
+    truncated: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)  # already gone when truncation reached them
+    stamped: list[str] = field(default_factory=list)
+
+
+class DatabaseCopy:
+    """The bytes of one store as of its pinned durable header: header pages, then every page up to the
+    header's page count; used pages are verified, free pages are written as zeros."""
+
+    def __init__(self, session: BackupSession, store: Store) -> None:
+        self.session = session
+        self.store = store
+        self.header: DbHeader = store.pin()
+        self.size = self.header.page_count * store.page_size
+        self.read = 0
+        self._used = store.space_map_of(self.header)
+
+    def __enter__(self) -> DatabaseCopy:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+    def chunks(self, pages_per_chunk: int = COPY_CHUNK_PAGES) -> Iterator[bytes]:
+        """The file content. Raises ReadVerifyFailureError (events 474 and 217) for a damaged used page; the
+        session is then aborted, nothing is stamped or truncated."""
+        store, header, page_size = self.store, self.header, self.store.page_size
+        backup_header = header._replace(full_cur=self.session.current_info(header)).pack()
+        yield backup_header + backup_header
+        self.read = 2 * page_size
+        assert store.file is not None
+        zero_page = bytes(page_size)
+        for first in range(2, header.page_count, pages_per_chunk):
+            if self.session.ended:
+                raise BackupAbortedError(f"the backup session of {self.session.sg.name!r} was ended while copying")
+            count = min(pages_per_chunk, header.page_count - first)
+            raw = store.file.handle.pread(count * page_size, first * page_size)
+            parts = []
+            for i in range(count):
+                pgno = first + i
+                page = raw[i * page_size : (i + 1) * page_size]
+                if not self._used[pgno]:
+                    parts.append(zero_page)
+                    continue
+                if len(page) != page_size:
+                    self.session.fail_database(store, pgno, f"the file ends inside page {pgno}", None, None)
+                try:
+                    verify_page(page, pgno)
+                except PageError as exc:
+                    self.session.fail_database(store, pgno, str(exc), exc.stored, exc.computed)
+                parts.append(page)
+            chunk = b"".join(parts)
+            self.read += len(chunk)
+            self.session.add_progress(len(chunk))
+            yield chunk
+        self.session.database_done(self)
+
+    def close(self) -> None:
+        if self.header is not None:
+            self.store.unpin(self.header.dbtime)
+            self.session.database_closed(self)
+
+
+class BackupSession:
+    """One running backup of one storage group, owned by exactly one client. Obtain it from
+    ``StorageGroup.begin_backup``."""
+
+    def __init__(self, sg: StorageGroup, kind: str, owner: str, lease_seconds: float | None) -> None:
+        self.sg = sg
+        self.kind = kind
+        self.owner = owner
+        self.started_us = now_us()
+        self.lease_seconds = lease_seconds
+        self.lease_expires_us: int | None = None
+        self.heartbeat()
+        self.bytes_done = 0
+        self.state = "databases" if kind in ("full", "copy") else "logs"
+        self.ended = False
+        self.mark = sg.log.tail
+        self.logs: LogRange | None = None
+        self._open: DatabaseCopy | None = None
+        self._copied: set[str] = set()
+        self._logs_read: set[int] = set()
+        self._mutex = threading.RLock()
+
+    # --- context manager: always ends ----------------------------------------------------------------------
+
+    def __enter__(self) -> BackupSession:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self.ended:
+            detail = f"the backup program stopped: {exc}" if exc is not None else "it ended without completing"
+            self.abort(detail)
+
+    # --- status ------------------------------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Renew the lease of an out-of-process owner (no effect without one)."""
+        if self.lease_seconds is not None:
+            self.lease_expires_us = now_us() + int(self.lease_seconds * 1e6)
+
+    def lease_lapsed(self) -> bool:
+        return self.lease_expires_us is not None and now_us() > self.lease_expires_us
+
+    def add_progress(self, count: int) -> None:
+        self.bytes_done += count
+
+    def describe(self) -> str:
+        started = _utc(self.started_us)
+        lease = (
+            f"lease expires {_utc(self.lease_expires_us)}"
+            if self.lease_expires_us is not None
+            else "no lease: it ends with its owner's process"
+        )
+        return f"owner {self.owner!r}, {self.kind} backup, started {started}, {lease}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "sg": self.sg.name,
+            "owner": self.owner,
+            "kind": self.kind,
+            "state": self.state,
+            "started": _utc(self.started_us),
+            "lease_expires": _utc(self.lease_expires_us) if self.lease_expires_us else None,
+            "bytes": self.bytes_done,
+            "pid": os.getpid(),
+        }
+
+    def current_info(self, header: DbHeader) -> BackupInfo:
+        """The 'Current Full Backup' block written into a backup copy of a store."""
+        return BackupInfo(self.mark, self.started_us, header.replay_start.gen, 0, BACKUP_STREAMING)
+
+    # --- databases (full and copy) --------------------------------------------------------------------------
+
+    def databases(self) -> list[Store]:
+        """The stores to copy. Raises -521 for incremental and differential backups (they copy logs only)."""
+        self._expect("databases", "list the databases")
+        return [s for s in self.sg.stores.values() if s.mounted]
+
+    def open_database(self, store: Store) -> DatabaseCopy:
+        """Start copying ``store``; one at a time. Raises -521 out of sequence."""
+        with self._mutex:
+            self._expect("databases", f"open database {store.name!r}")
+            if self._open is not None:
+                raise InvalidBackupSequenceError(
+                    f"database {self._open.store.name!r} is still open; close it before opening {store.name!r}"
+                )
+            if not store.mounted:
+                raise InvalidBackupSequenceError(f"store {store.name!r} is not mounted")
+            self._open = DatabaseCopy(self, store)
+            self.sg.events.emit(220, sg=self.sg.name, file=store.path, size=self._open.size)
+            return self._open
+
+    def database_done(self, copy: DatabaseCopy) -> None:
+        self._copied.add(copy.store.name)
+        self.sg.events.emit(221, sg=self.sg.name, file=copy.store.path)
+
+    def database_closed(self, copy: DatabaseCopy) -> None:
+        with self._mutex:
+            if self._open is copy:
+                self._open = None
+
+    def fail_database(self, store: Store, pgno: int, problem: str, stored: int | None, computed: int | None) -> None:
+        """A page failed verification: event 474 (from the file layer) and 217, abort, raise -1018."""
+        assert store.file is not None
+        error = store.file.verify_failure(pgno, pgno * store.page_size, problem, stored, computed)
+        self.sg.events.emit(217, sg=self.sg.name, error=f"{error.code} ({error.code_name})", file=store.path)
+        self.abort(f"a page of {store.path} failed verification", error=error)
+        raise error
+
+    # --- logs ------------------------------------------------------------------------------------------------
+
+    def prepare_logs(self) -> LogRange:
+        """Force a new log generation and compute the copy and truncation ranges.
+
+        Raises -521 while a database is open or before every database was copied, -569 (event 459, session
+        aborted) when a generation the backup must contain is missing.
+        """
+        with self._mutex:
+            if self.logs is not None:
+                return self.logs
+            if self._open is not None:
+                raise InvalidBackupSequenceError(f"database {self._open.store.name!r} is still open")
+            if self.state == "databases":
+                missing = [s.name for s in self.databases() if s.name not in self._copied]
+                if missing:
+                    raise InvalidBackupSequenceError(
+                        f"a {self.kind} backup copies every database before the logs; not yet copied: "
+                        + ", ".join(missing)
+                    )
+            log = self.sg.log
+            log.roll()
+            log.flush()
+            self.mark = log.tail
+            top = log.disk_generation - 1
+            low = self._copy_low(top)
+            logs = LogSet.scan(self.sg.fs, self.sg.config.log_dir, self.sg.base)
+            missing_gens = [g for g in range(low, top + 1) if g not in logs.archived]
+            if missing_gens:
+                self._refuse_missing(missing_gens)
+            on_disk = min(logs.archived) if logs.archived else top + 1
+            delete_high = min(self.sg.checkpoint_position.gen, top + 1)
+            self.logs = LogRange(range(low, top + 1), range(min(on_disk, delete_high), delete_high), self.mark)
+            self.state = "logs"
+            self.sg.events.emit(223, sg=self.sg.name, low=_name(self.sg, low), high=_name(self.sg, top))
+            return self.logs
+
+    def _copy_low(self, top: int) -> int:
+        stores = [s for s in self.sg.stores.values() if s.mounted and s.header is not None]
+        if self.kind in ("full", "copy"):
+            # The copies are consistent at their pinned headers' replay starts: roll forward from there.
+            return min((s.header.replay_start.gen for s in stores), default=top + 1)  # type: ignore[union-attr]
+        previous = [
+            max(s.header.full_prev.gen_high, s.header.inc_prev.gen_high if self.kind == "incremental" else 0)
+            for s in stores
+            if s.header is not None
+        ]
+        return min(previous, default=top) + 1
+
+    def _refuse_missing(self, missing: list[int]) -> None:
+        for gen in missing[:10]:
+            self.sg.events.emit(459, sg=self.sg.name, file=_name(self.sg, gen))
+        shown = ", ".join(f"{_name(self.sg, g)} (generation {g})" for g in missing[:10])
+        error = MissingFileToBackupError(
+            f"the {self.kind} backup of {self.sg.name!r} must contain log generations {missing[0]}-"
+            f"{max(missing)} onwards, but these are missing from {self.sg.config.log_dir}: {shown}"
+            + (" ..." if len(missing) > 10 else "")
+            + "; take a full backup",
+        )
+        self.abort("a log file to back up is missing", error=error)
+        raise error
+
+    def read_log(self, generation: int) -> bytes:
+        """The bytes of a closed generation in the copy range, verified. Raises -521 out of sequence, -612
+        (event 218, session aborted) for a damaged log, -569 for a log that vanished."""
+        with self._mutex:
+            if self.logs is None or generation not in self.logs.copy:
+                raise InvalidBackupSequenceError(
+                    f"log generation {generation} is not in this backup's range"
+                    + (f" ({self.logs.copy.start}-{self.logs.copy.stop - 1})" if self.logs else "; call prepare_logs")
+                )
+            path = os.path.join(self.sg.config.log_dir, _name(self.sg, generation))
+            try:
+                data = read_file(self.sg.fs, path)
+            except FileNotFoundError:
+                self._refuse_missing([generation])
+                raise  # unreachable: _refuse_missing raises
+            problem = self._log_problem(path, data, generation)
+            if problem is not None:
+                error = LogReadVerifyFailureError(f"log file {path} failed verification: {problem}")
+                self.sg.events.emit(218, sg=self.sg.name, error="-612 (JET_errLogReadVerifyFailure)", file=path)
+                self.abort(f"log file {path} failed verification", error=error)
+                raise error
+            self._logs_read.add(generation)
+            self.add_progress(len(data))
+            return data
+
+    def _log_problem(self, path: str, data: bytes, generation: int) -> str | None:
+        """What is wrong with a closed generation read for a backup, or None."""
+        try:
+            header = read_header(self.sg.fs, path)
+            scan_generation(path, data, header, tolerate_torn_tail=False)
+        except ShadowStoreError as exc:
+            return exc.message
+        if header.generation != generation:
+            return f"its header says generation {header.generation}"
+        if header.signature != self.sg.signature:
+            return "it belongs to another log stream"
+        return None
+
+    # --- the end ---------------------------------------------------------------------------------------------
+
+    def complete(self) -> CompletionReport:
+        """The backup set is durably stored: truncate (full, incremental), stamp the headers, end.
+
+        Raises -521 (session still usable) when logs were not prepared or a generation was not read.
+        """
+        with self._mutex:
+            if self.logs is None:
+                raise InvalidBackupSequenceError("complete called before prepare_logs")
+            unread = [g for g in self.logs.copy if g not in self._logs_read]
+            if unread:
+                raise InvalidBackupSequenceError(
+                    f"log generations {unread[0]}-{unread[-1]} were not copied ({len(unread)} file(s))"
+                )
+            report = CompletionReport()
+            if self.kind in ("full", "incremental"):
+                self._truncate(report)
+            info = BackupInfo(self.logs.mark, now_us(), self.logs.copy.start, self.logs.copy.stop - 1, BACKUP_STREAMING)
+            for store in self.sg.stores.values():
+                if store.mounted:
+                    store.stamp_backup(self.kind, info)
+                    report.stamped.append(store.name)
+            self.sg.note_backup(self.kind, info)
+            self.sg.events.emit(213, sg=self.sg.name)
+            self._end()
+            return report
+
+    def _truncate(self, report: CompletionReport) -> None:
+        assert self.logs is not None
+        delete = self.logs.delete
+        if not delete:
+            self.sg.events.emit(225, sg=self.sg.name)
+            return
+        self.sg.events.emit(224, sg=self.sg.name, low=_name(self.sg, delete.start), high=_name(self.sg, delete[-1]))
+        for gen in delete:
+            path = os.path.join(self.sg.config.log_dir, _name(self.sg, gen))
+            try:
+                self.sg.fs.unlink(path)
+                report.truncated.append(gen)
+            except FileNotFoundError:
+                report.missing.append(gen)
+            self.sg.fs.crash_point("backup.truncate.after_delete")
+        self.sg.fs.fsync_dir(self.sg.config.log_dir)
+        self.sg.watch.forget_below(delete.stop)
+        if report.missing:
+            self.sg.events.emit(
+                227,
+                sg=self.sg.name,
+                count=len(report.missing),
+                missing=", ".join(_name(self.sg, g) for g in report.missing[:20]),
+            )
+
+    def abort(self, detail: str, *, error: ShadowStoreError | None = None, by_server: bool = False) -> None:
+        """End the session without stamping or truncating anything (events 214, 215 or 226)."""
+        with self._mutex:
+            if self.ended:
+                return
+            if error is not None:
+                self.sg.events.emit(214, sg=self.sg.name, error=f"{error.code} ({error.code_name}): {error.message}")
+            elif by_server:
+                self.sg.events.emit(226, sg=self.sg.name)
+            else:
+                self.sg.events.emit(215, sg=self.sg.name, detail=detail)
+            if self._open is not None:
+                self._open.close()
+            self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        self.state = "ended"
+        self.sg.backup_ended(self)
+
+    def _expect(self, state: str, doing: str) -> None:
+        if self.ended:
+            raise BackupAbortedError(f"the backup session of {self.sg.name!r} has ended; cannot {doing}")
+        if self.state != state:
+            raise InvalidBackupSequenceError(
+                f"cannot {doing}: the {self.kind} backup is in its {self.state!r} phase"
+                + (" (incremental and differential backups copy logs only)" if state == "databases" else "")
+            )
+
+
+def check_can_begin(sg: StorageGroup, kind: str) -> None:
+    """The refusals of a backup begin: -1003 unknown kind, -526 circular logging, -560 no previous full backup
+    (event 206 naming each store)."""
+    if kind not in KINDS:
+        raise InvalidParameterError(f"backup kind {kind!r} is not one of {', '.join(KINDS)}")
+    if kind in ("incremental", "differential"):
+        if sg.config.circular_logging:
+            raise InvalidBackupError(
+                f"storage group {sg.name!r} uses circular logging, so it keeps no log chain for a {kind} backup"
+            )
+        lacking = [s for s in sg.stores.values() if s.mounted and s.header is not None and s.header.full_prev.is_empty]
+        for store in lacking:
+            sg.events.emit(206, sg=sg.name, db=store.path)
+        if lacking:
+            raise MissingFullBackupError(
+                f"a {kind} backup needs a previous full backup; these stores have none: "
+                + ", ".join(s.name for s in lacking)
+            )
+
+
+def _name(sg: StorageGroup, generation: int) -> str:
+    return archived_log_name(sg.base, generation)
+
+
+def _utc(us: int | None) -> str:
+    if us is None:
+        return "never"
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

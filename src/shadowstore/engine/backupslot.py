@@ -1,0 +1,145 @@
+"""The one backup session a storage group may have, and how other processes see and end it.
+
+``BackupSlot`` holds the running session in memory. For other processes (``shadowstore backup status`` and
+``backup abort`` from another shell) it keeps two small files in the storage group's system folder:
+
+* ``E00.backup.json`` — what is running (owner, kind, start, lease, bytes so far), rewritten each maintenance
+  cycle and removed when the session ends. It is **informational only**: the engine never reads it, so a
+  restart can never trust it; a reader checks that the owner still holds the storage group's lock.
+* ``E00.backup-abort`` — a request to end the session, written by ``backup abort`` in another process; the
+  owner's maintenance thread ends the session within one cycle (event 215) and removes the request.
+
+Neither file can block a backup: they describe or end a session, they never start or hold one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from shadowstore.engine.backup import BackupSession, check_can_begin
+from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError
+from shadowstore.format.common import BackupInfo, now_us
+from shadowstore.io.fs import read_file
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+
+
+def status_path(system_dir: str, base: str) -> str:
+    return os.path.join(system_dir, f"{base}.backup.json")
+
+
+def abort_request_path(system_dir: str, base: str) -> str:
+    return os.path.join(system_dir, f"{base}.backup-abort")
+
+
+class BackupSlot:
+    def __init__(self, sg: StorageGroup) -> None:
+        self.sg = sg
+        self._lock = threading.Lock()
+        self.session: BackupSession | None = None
+        self.status_path = status_path(sg.config.system_dir, sg.base)
+        self.abort_path = abort_request_path(sg.config.system_dir, sg.base)
+
+    def begin(self, kind: str, owner: str, lease_seconds: float | None) -> BackupSession:
+        """Start a backup session. Raises -505 (naming the running session's owner, start and lease), -526,
+        -560 (event 206) and NotMountedError."""
+        sg = self.sg
+        if not sg.mounted:
+            raise NotMountedError(f"storage group {sg.name!r} is not mounted")
+        if self.session is None and kind in ("full", "copy"):
+            # why: the copies are consistent at their durable headers; writing everything first makes them
+            # need only the logs from now on, not every generation since the last checkpoint.
+            sg.checkpoint()
+        with self._lock:
+            if self.session is not None:
+                raise BackupInProgressError(
+                    f"a backup session is already running for {sg.name!r}: {self.session.describe()}"
+                )
+            check_can_begin(sg, kind)
+            self._discard(self.abort_path)  # a request for an earlier session must not end this one
+            session = BackupSession(sg, kind, owner, lease_seconds)
+            self.session = session
+        sg.events.emit(200 if kind in ("full", "copy") else 201, sg=sg.name)
+        sg.events.emit(210 if kind in ("full", "copy") else 211, sg=sg.name, kind=kind)
+        self.publish()
+        return session
+
+    def ended(self, session: BackupSession) -> None:
+        with self._lock:
+            if self.session is session:
+                self.session = None
+        self._discard(self.status_path)
+
+    def abort(self, detail: str) -> BackupSession:
+        """End the running session (event 215). Raises NoBackupError (-520) when there is none."""
+        session = self.session
+        if session is None:
+            raise NoBackupError(f"no backup session is running for {self.sg.name!r}")
+        session.abort(detail)
+        return session
+
+    def terminate(self) -> None:
+        """The storage group is going away: end any session (event 226)."""
+        session = self.session
+        if session is not None:
+            session.abort("the storage group is being dismounted", by_server=True)
+
+    def tick(self) -> None:
+        """Once per maintenance cycle: a lapsed lease or an abort request ends the session; else publish."""
+        session = self.session
+        if session is None:
+            return
+        if session.lease_lapsed():
+            session.abort(f"Its lease (renewed by heartbeats from {session.owner!r}) lapsed.")
+        elif self.sg.fs.exists(self.abort_path):
+            requester = self._read(self.abort_path).get("requester", "an administrator")
+            self._discard(self.abort_path)
+            session.abort(f"It was ended by {requester} (shadowstore backup abort).")
+        else:
+            self.publish()
+
+    def publish(self) -> None:
+        """Rewrite the informational status file (not synced: it describes, it is never trusted)."""
+        session = self.session
+        if session is None:
+            return
+        data = json.dumps({**session.to_dict(), "updated": now_us()}).encode()
+        tmp = self.status_path + ".tmp"
+        try:
+            handle = self.sg.fs.open(tmp, create=True)
+            try:
+                handle.truncate(0)
+                handle.pwrite(data, 0)
+            finally:
+                handle.close()
+            self.sg.fs.rename(tmp, self.status_path)
+        except OSError:
+            return  # status is best effort; the session itself does not depend on it
+
+    def _read(self, path: str) -> dict[str, object]:
+        try:
+            value = json.loads(read_file(self.sg.fs, path))
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _discard(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.sg.fs.unlink(path)
+
+
+def note_backup_in_checkpoint(sg: StorageGroup, kind: str, info: BackupInfo) -> None:
+    """Full and incremental backups are also recorded in E00.chk (FullBackup / IncBackup)."""
+    if kind == "full":
+        sg.last_full_backup = (info.mark, info.time_us)
+        sg.last_inc_backup = None
+    elif kind == "incremental":
+        sg.last_inc_backup = (info.mark, info.time_us)
+    else:
+        return
+    sg.write_checkpoint()

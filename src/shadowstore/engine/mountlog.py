@@ -1,0 +1,76 @@
+"""The log side of a mount: find the current log, finish a roll a crash cut short, start a new stream when
+there are no logs at all, and set a torn tail aside.
+
+Pure decisions plus the few file operations they need; ``StorageGroup.mount`` calls them in order.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shadowstore.config import SgConfig
+from shadowstore.engine import layout
+from shadowstore.engine.logreader import Generation
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.errors import MissingLogFileError, RequiredLogFilesMissingError, ShadowStoreError
+from shadowstore.events import EventLog
+from shadowstore.format.logfile import LogHeader, current_log_name
+from shadowstore.io.fs import FileHandle, FileSystem
+
+
+def complete_interrupted_roll(fs: FileSystem, config: SgConfig, logs: LogSet) -> LogSet:
+    """A crash between renaming E00.log away and renaming the next file in leaves E00tmp.log holding the next
+    generation's header and no E00.log: finish that rename. Anything else is left as it is."""
+    if logs.current is not None or logs.tmp is None or not logs.archived:
+        return logs
+    try:
+        tmp_header = read_header(fs, logs.tmp)
+        last = read_header(fs, logs.archived[max(logs.archived)])
+    except ShadowStoreError:
+        return logs
+    if tmp_header.generation == last.generation + 1 and tmp_header.prev_created_us == last.created_us:
+        fs.rename(logs.tmp, os.path.join(config.log_dir, current_log_name(config.log_base)))
+        fs.fsync_dir(config.log_dir)
+        return LogSet.scan(fs, config.log_dir, config.log_base)
+    return logs
+
+
+def open_current_log(
+    fs: FileSystem, config: SgConfig, logs: LogSet, dirty_stores: list[str], events: EventLog
+) -> tuple[LogHeader, LogSet]:
+    """The current log's header. With no log at all and no store in Dirty Shutdown, a new stream is started.
+
+    Raises MissingLogFileError (-528, event 450) when E00.log is missing but archived generations exist, and
+    RequiredLogFilesMissingError (-543) when stores in Dirty Shutdown (``dirty_stores``) need logs that are gone.
+    """
+    if logs.current is not None:
+        return read_header(fs, logs.current), logs
+    current = os.path.join(config.log_dir, current_log_name(config.log_base))
+    if logs.archived or dirty_stores:
+        events.emit(450, sg=config.name, file=current_log_name(config.log_base))
+        error = MissingLogFileError if logs.archived else RequiredLogFilesMissingError
+        raise error(
+            f"the current log file {current} is missing"
+            + (f"; archived generations {min(logs.archived)}-{max(logs.archived)} exist" if logs.archived else "")
+            + (f"; stores in Dirty Shutdown need it: {', '.join(dirty_stores)}" if dirty_stores else ""),
+        )
+    layout.create_log_stream(
+        fs, config.log_dir, config.log_base, config.log_file_size, config.page_size, config.circular_logging
+    )
+    logs = LogSet.scan(fs, config.log_dir, config.log_base)
+    assert logs.current is not None
+    return read_header(fs, logs.current), logs
+
+
+def quarantine_torn_tail(fs: FileSystem, config: SgConfig, scan: Generation, handle: FileHandle) -> None:
+    """Copy the bytes of a torn last flush to ``<log folder>/quarantine``, then zero them (durably), so that no
+    later reader mistakes them for anything and new blocks may be written over them."""
+    if scan.torn is None or scan.torn.dropped <= 0:
+        return
+    data = handle.pread(scan.torn.dropped, scan.torn.offset)
+    folder = os.path.join(config.log_dir, "quarantine")
+    fs.makedirs(folder)
+    name = f"{config.log_base}-gen{scan.header.generation:X}-offset{scan.torn.offset}.torn"
+    layout.write_zero_file(fs, os.path.join(folder, name), 0, data)
+    handle.pwrite(bytes(len(data)), scan.torn.offset)
+    handle.fdatasync()
