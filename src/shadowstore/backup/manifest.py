@@ -17,9 +17,9 @@ Manifest (JSON object):
     databases         [{store, file, dbid, db_signature, page_size, dbtime, replay_start, replay_start_gen,
                         page_count, state}]   (full and copy only)
     files             [{name, role ("db" | "log" | "chk"), source, generation, size, sha256,
-                        stored_size, stored_sha256, compression (null | "zstd")}]
+                        stored_size, stored_crc32c, compression (null | "zstd")}]
 
-``size``/``sha256`` describe the original bytes, ``stored_size``/``stored_sha256`` the bytes in the target
+``size``/``sha256`` describe the original bytes, ``stored_size``/``stored_crc32c`` the bytes in the target
 (after compression). ``parse_manifest`` rejects anything malformed, including names that would leave the set.
 """
 
@@ -40,6 +40,7 @@ KINDS = ("full", "copy", "incremental", "differential")
 ROLES = ("db", "log", "chk")
 COMPRESSIONS = (None, "zstd")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX8 = re.compile(r"[0-9a-f]{8}")
 _ID = re.compile(r"\d{8}T\d{6}\.\d{6}Z-(full|copy|incremental|differential)-[0-9a-f]{6,}")
 
 
@@ -51,7 +52,7 @@ class FileEntry:
     size: int
     sha256: str
     stored_size: int
-    stored_sha256: str
+    stored_crc32c: str  # 8 hex digits: a cheap check of the stored bytes; sha256 covers the content
     compression: str | None = None
     generation: int | None = None  # for logs
 
@@ -129,36 +130,19 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
         raise fail(f"manifest format version {raw.get('format_version')!r} is not supported")
     if raw["kind"] not in KINDS:
         raise fail(f"unknown backup kind {raw['kind']!r}")
-    if not _ID.fullmatch(str(raw["backup_id"])):
+    if not isinstance(raw["backup_id"], str) or not _ID.fullmatch(raw["backup_id"]):
         raise fail(f"backup id {raw['backup_id']!r} is malformed")
-    files = []
-    for item in raw["files"]:
-        entry = FileEntry(**{k: item.get(k) for k in FileEntry.__dataclass_fields__})
-        try:
-            check_name(entry.name)
-        except InvalidParameterError:
-            raise fail(f"file name {entry.name!r} would leave the backup set") from None
-        if "/" in entry.name:
-            raise fail(f"file name {entry.name!r} must not contain '/'")
-        if entry.role not in ROLES:
-            raise fail(f"file {entry.name!r} has unknown role {entry.role!r}")
-        if entry.compression not in COMPRESSIONS:
-            raise fail(f"file {entry.name!r} has unknown compression {entry.compression!r}")
-        for label in ("size", "stored_size"):
-            value = getattr(entry, label)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 50:
-                raise fail(f"file {entry.name!r} has an impossible {label} {value!r}")
-        for label in ("sha256", "stored_sha256"):
-            if not isinstance(getattr(entry, label), str) or not _HEX64.fullmatch(getattr(entry, label)):
-                raise fail(f"file {entry.name!r} has a malformed {label}")
-        if entry.role == "log" and not (isinstance(entry.generation, int) and entry.generation > 0):
-            raise fail(f"log file {entry.name!r} has no generation")
-        files.append(entry)
+    based_on = raw.get("based_on")
+    if based_on is not None and (not isinstance(based_on, str) or not _ID.fullmatch(based_on)):
+        raise fail(f"based_on {based_on!r} is not a backup id")
+    if not isinstance(raw["files"], list) or not isinstance(raw["databases"], list):
+        raise fail("files and databases must be lists")
+    files = [_file_entry(item, fail) for item in raw["files"]]
     if len({f.name for f in files}) != len(files):
         raise fail("two files have the same name")
-    databases = [DatabaseEntry(**{k: d[k] for k in DatabaseEntry.__dataclass_fields__}) for d in raw["databases"]]
-    first, last = int(raw["first_gen"]), int(raw["last_gen"])
-    if first < 0 or last < first:
+    databases = [_database_entry(item, fail) for item in raw["databases"]]
+    first, last = _count(raw["first_gen"], "first_gen", fail), _count(raw["last_gen"], "last_gen", fail)
+    if last < first:
         raise fail(f"log range {first}-{last} is impossible")
     return Manifest(
         backup_id=raw["backup_id"],
@@ -171,8 +155,66 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
         log_signature=dict(raw["log_signature"]),
         first_gen=first,
         last_gen=last,
-        based_on=raw.get("based_on"),
+        based_on=based_on,
         method=str(raw.get("method", "streaming")),
         databases=databases,
         files=files,
     )
+
+
+def _count(value: Any, label: str, fail: Any) -> int:
+    """A non-negative integer that is really one (not a bool, a float or a string)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 50:
+        raise fail(f"{label} {value!r} is not a plausible count")
+    return value
+
+
+def _safe_name(name: Any, fail: Any) -> str:
+    try:
+        check_name(name)
+    except (InvalidParameterError, TypeError, AttributeError):
+        raise fail(f"file name {name!r} would leave the backup set") from None
+    if "/" in name:
+        raise fail(f"file name {name!r} must not contain '/'")
+    return str(name)
+
+
+def _file_entry(item: Any, fail: Any) -> FileEntry:
+    if not isinstance(item, dict):
+        raise fail(f"a file entry is not an object: {item!r}")
+    entry = FileEntry(**{k: item.get(k) for k in FileEntry.__dataclass_fields__})  # type: ignore[arg-type]
+    _safe_name(entry.name, fail)
+    if entry.role not in ROLES:
+        raise fail(f"file {entry.name!r} has unknown role {entry.role!r}")
+    if entry.compression not in COMPRESSIONS:
+        raise fail(f"file {entry.name!r} has unknown compression {entry.compression!r}")
+    for label in ("size", "stored_size"):
+        try:
+            _count(getattr(entry, label), label, fail)
+        except BackupSetError:
+            raise fail(f"file {entry.name!r} has an impossible {label} {getattr(entry, label)!r}") from None
+    if not isinstance(entry.sha256, str) or not _HEX64.fullmatch(entry.sha256):
+        raise fail(f"file {entry.name!r} has a malformed sha256")
+    if not isinstance(entry.stored_crc32c, str) or not _HEX8.fullmatch(entry.stored_crc32c):
+        raise fail(f"file {entry.name!r} has a malformed stored_crc32c")
+    if entry.role == "log" and not (
+        isinstance(entry.generation, int) and not isinstance(entry.generation, bool) and entry.generation > 0
+    ):
+        raise fail(f"log file {entry.name!r} has no generation")
+    if not isinstance(entry.source, str) or not entry.source:
+        raise fail(f"file {entry.name!r} names no source")
+    return entry
+
+
+def _database_entry(item: Any, fail: Any) -> DatabaseEntry:
+    if not isinstance(item, dict):
+        raise fail(f"a database entry is not an object: {item!r}")
+    entry = DatabaseEntry(**{k: item[k] for k in DatabaseEntry.__dataclass_fields__})
+    _safe_name(entry.file, fail)
+    for label in ("dbid", "dbtime", "replay_start_gen", "page_count"):
+        _count(getattr(entry, label), f"database {entry.file!r} {label}", fail)
+    if entry.page_size not in (4096, 8192, 16384, 32768):
+        raise fail(f"database {entry.file!r} has an impossible page size {entry.page_size!r}")
+    if not isinstance(entry.db_signature, dict):
+        raise fail(f"database {entry.file!r} has a malformed signature")
+    return entry

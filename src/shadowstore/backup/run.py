@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from shadowstore.backup.catalog import previous_in_chain
+from shadowstore.backup.catalog import SetInfo, previous_in_chain
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest, set_folder
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.setfiles import store_file
 from shadowstore.backup.target import Target
 from shadowstore.engine.backup import BackupSession, CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
-from shadowstore.errors import ShadowStoreError
+from shadowstore.errors import BackupError, ShadowStoreError
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.fs import read_file
@@ -86,6 +86,7 @@ class _Run:
         self.outcome = BackupOutcome(sg.name, new_backup_id(kind), kind)
         self.folder = set_folder(sg.name, self.outcome.backup_id)
         self.databases: list[DatabaseEntry] = []
+        self.previous: SetInfo | None = None  # the set an incremental or differential builds on
         self.total = 0
         self.call = "begin_backup"
 
@@ -117,6 +118,7 @@ class _Run:
     def copy_logs(self, session: BackupSession) -> range:
         self.call = "prepare_logs"
         logs = session.prepare_logs()
+        self._check_chain(session, logs.copy)
         for gen in logs.copy:
             self.call = "read_log"
             name = archived_log_name(self.sg.base, gen)
@@ -131,9 +133,35 @@ class _Run:
         )
         return logs.copy
 
+    def _check_chain(self, session: BackupSession, copied: range) -> None:
+        """An incremental or differential set must continue the chain *in this target*: the engine's copy
+        range comes from the store headers, which remember the last backup to any target."""
+        if self.kind not in ("incremental", "differential"):
+            return
+        self.previous = previous_in_chain(self.target, self.sg.name, self.kind)
+        if self.previous is not None and self.previous.manifest is not None:
+            base = self.previous.manifest
+            if self.kind == "differential":
+                full = base
+                expected = full.last_gen + 1
+            else:
+                expected = base.last_gen + 1
+            if copied.start == expected:
+                return
+            found = f"its newest {base.kind} backup {base.backup_id} ends at log generation {base.last_gen}"
+        else:
+            found = "it holds no full backup of this storage group"
+        error = BackupError(
+            f"the {self.kind} backup of {self.sg.name!r} would start at log generation {copied.start}, but "
+            f"{self.target.url} cannot continue that chain: {found} (the last backup went to another target)",
+            hint=f"take a full backup into {self.target.url} first",
+        )
+        session.abort("its target does not hold the chain it builds on", error=error)
+        raise error
+
     def write_manifest(self, session: BackupSession, copied: range, started: str) -> None:
         self.call = "write_manifest"
-        previous = previous_in_chain(self.target, self.sg.name, self.kind)
+        previous = self.previous
         manifest = Manifest(
             backup_id=self.outcome.backup_id,
             kind=self.kind,
@@ -152,8 +180,6 @@ class _Run:
         self.sg.fs.crash_point("backup.before_manifest")
         self.target.write_file(f"{self.folder}/{MANIFEST_NAME}", [manifest.to_json()])
         self.sg.fs.crash_point("backup.after_manifest")
-        if self.kind in ("incremental", "differential") and previous is None:
-            self.report.note(f"warning: the {self.kind} backup it builds on is not in {self.target.url}")
 
     def _keep(self, entry: FileEntry) -> None:
         self.outcome.files.append(entry)

@@ -4,15 +4,48 @@ write it to the target atomically — all in one streaming pass."""
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import zstandard
 
 from shadowstore.backup.manifest import FileEntry
 from shadowstore.backup.target import Target
+from shadowstore.format.common import crc32c
 
 ZSTD_SUFFIX = ".zst"
+COMPRESS_AHEAD = 4  # chunks compressed ahead of the writer
 DEFAULT_ZSTD_LEVEL = 3
+
+
+class BackgroundHash:
+    """SHA-256 computed in a thread of its own (hashlib releases the interpreter lock), so hashing overlaps
+    with reading, verifying and writing. ``update`` takes bytes that are not changed afterwards."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="backup-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 class _Counted:
@@ -24,26 +57,49 @@ class _Counted:
         self.progress = progress
         self.size = 0
         self.stored = 0
-        self.sha = hashlib.sha256()
-        self.stored_sha = hashlib.sha256()
+        self.sha = BackgroundHash()
+        self.stored_crc = 0  # CRC-32C of the stored bytes: cheap, so compression and hashing get the CPU
 
     def __iter__(self) -> Iterator[bytes]:
-        compressor = zstandard.ZstdCompressor(level=self.level).compressobj() if self.level is not None else None
-        for chunk in self.chunks:
-            self.size += len(chunk)
-            self.sha.update(chunk)
-            self.progress(len(chunk))
-            out = compressor.compress(chunk) if compressor is not None else chunk
-            if out:
-                yield self._stored(out)
-        if compressor is not None:
-            tail = compressor.flush()
-            if tail:
-                yield self._stored(tail)
+        try:
+            if self.level is None:
+                for chunk in self.chunks:
+                    self._original(chunk)
+                    yield self._stored(chunk)
+            else:
+                yield from self._compressed(self.level)
+        finally:
+            self.sha.close()
+
+    def _original(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.sha.update(chunk)
+        self.progress(len(chunk))
+
+    def _compressed(self, level: int) -> Iterator[bytes]:
+        """One zstd stream; the compression of each chunk runs in a worker thread (zstd releases the
+        interpreter lock) while the next chunk is read and verified."""
+        compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        pending: deque[Future[bytes]] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-zstd") as worker:
+            for chunk in self.chunks:
+                self._original(chunk)
+                pending.append(worker.submit(compressor.compress, chunk))
+                while len(pending) > COMPRESS_AHEAD or (pending and pending[0].done()):
+                    out = pending.popleft().result()
+                    if out:
+                        yield self._stored(out)
+            while pending:
+                out = pending.popleft().result()
+                if out:
+                    yield self._stored(out)
+        tail = compressor.flush()
+        if tail:
+            yield self._stored(tail)
 
     def _stored(self, data: bytes) -> bytes:
         self.stored += len(data)
-        self.stored_sha.update(data)
+        self.stored_crc = crc32c(data, self.stored_crc)
         return data
 
 
@@ -73,7 +129,7 @@ def store_file(
         size=counted.size,
         sha256=counted.sha.hexdigest(),
         stored_size=counted.stored,
-        stored_sha256=counted.stored_sha.hexdigest(),
+        stored_crc32c=f"{counted.stored_crc:08x}",
         compression="zstd" if level is not None else None,
         generation=generation,
     )

@@ -21,8 +21,11 @@ from shadowstore.home import ServerHome
 
 
 def resolve_target(home: ServerHome, to: str | None) -> Target:
-    """``--to``, else ``backup.target`` of the home's configuration (a relative path is inside the home)."""
-    url = to or str(home.config.settings.get("backup", {}).get("target", "backups"))
+    """``--to`` (a relative path is taken from the current directory), else ``backup.target`` of the home's
+    configuration (a relative path there is inside the home)."""
+    if to is not None:
+        return open_target(to if "://" in to else os.path.abspath(to))
+    url = str(home.config.settings.get("backup", {}).get("target", "backups"))
     if "://" not in url and not url.startswith("/"):
         url = os.path.join(home.path, url)
     return open_target(url)

@@ -9,7 +9,16 @@ import traceback
 
 import click
 
-from shadowstore.cli import backup_cmd, config_cmd, eseutil_cmd, events_cmd, home_cmd, sg_cmd, workload_cmd
+from shadowstore.cli import (
+    backup_checks_cmd,
+    backup_cmd,
+    config_cmd,
+    eseutil_cmd,
+    events_cmd,
+    home_cmd,
+    sg_cmd,
+    workload_cmd,
+)
 from shadowstore.cli.common import CliContext
 from shadowstore.errors import ExitCode, ShadowStoreError
 from shadowstore.home import default_home
@@ -30,7 +39,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = CliContext(home or default_home())
 
 
-for module in (home_cmd, sg_cmd, backup_cmd, config_cmd, events_cmd, eseutil_cmd, workload_cmd):
+for module in (home_cmd, sg_cmd, backup_cmd, backup_checks_cmd, config_cmd, events_cmd, eseutil_cmd, workload_cmd):
     module.register(cli)
 
 

@@ -73,7 +73,7 @@ class BackupSlot:
         with self._lock:
             if self.session is session:
                 self.session = None
-        self._discard(self.status_path)
+            self._discard(self.status_path)
 
     def abort(self, detail: str) -> BackupSession:
         """End the running session (event 215). Raises NoBackupError (-520) when there is none."""
@@ -104,22 +104,25 @@ class BackupSlot:
             self.publish()
 
     def publish(self) -> None:
-        """Rewrite the informational status file (not synced: it describes, it is never trusted)."""
-        session = self.session
-        if session is None:
-            return
-        data = json.dumps({**session.to_dict(), "updated": now_us()}).encode()
-        tmp = self.status_path + ".tmp"
-        try:
-            handle = self.sg.fs.open(tmp, create=True)
+        """Rewrite the informational status file (not synced: it describes, it is never trusted).
+
+        Under the slot lock, so that a session that has just ended is never described again."""
+        with self._lock:
+            session = self.session
+            if session is None or session.ended:
+                return
+            data = json.dumps({**session.to_dict(), "updated": now_us()}).encode()
+            tmp = self.status_path + ".tmp"
             try:
-                handle.truncate(0)
-                handle.pwrite(data, 0)
-            finally:
-                handle.close()
-            self.sg.fs.rename(tmp, self.status_path)
-        except OSError:
-            return  # status is best effort; the session itself does not depend on it
+                handle = self.sg.fs.open(tmp, create=True)
+                try:
+                    handle.truncate(0)
+                    handle.pwrite(data, 0)
+                finally:
+                    handle.close()
+                self.sg.fs.rename(tmp, self.status_path)
+            except OSError:
+                return  # status is best effort; the session itself does not depend on it
 
     def _read(self, path: str) -> dict[str, object]:
         try:

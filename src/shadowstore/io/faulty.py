@@ -128,6 +128,9 @@ class FaultFile:
         with self._fs._guard():
             return self._fs._stat_inode(self._inode)
 
+    def advise_willneed(self, offset: int, length: int) -> None:
+        return None
+
     def close(self) -> None:
         self._closed = True
 

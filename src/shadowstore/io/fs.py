@@ -63,6 +63,9 @@ class FileHandle(Protocol):
 
     def stat(self) -> FileStat: ...
 
+    def advise_willneed(self, offset: int, length: int) -> None:
+        """A hint that ``[offset, offset+length)`` will be read soon (the kernel may read it ahead)."""
+
     def close(self) -> None: ...
 
 
@@ -169,6 +172,9 @@ class OsFile:
     def stat(self) -> FileStat:
         st = os.fstat(self.fd)
         return FileStat(st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_nlink)
+
+    def advise_willneed(self, offset: int, length: int) -> None:
+        os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     def close(self) -> None:
         if self.fd >= 0:

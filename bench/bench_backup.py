@@ -1,0 +1,158 @@
+"""Full backup throughput against ``cp`` of the same files, and incremental backup time against database size.
+
+Builds a storage group of at least ``--gib`` GiB (64 KiB values, dismounted clean), then, with the page cache
+dropped before each copy (root only; otherwise it says so):
+
+* ``cp`` of the same files (the stores and the logs a full backup copies) into a fresh folder, then ``sync``:
+  a durable copy, as ours is;
+* ``shadowstore backup run --kind full`` into a local folder, uncompressed (every page verified, SHA-256 of
+  every file, fsync of every file), and again with zstd level 3.
+
+Targets: uncompressed at least 0.8x the throughput of cp; zstd-3 at least 0.5x. Then, for growing database
+sizes, the time of an incremental backup after a fixed amount of new log (it should not grow with the
+database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+
+from common import Result, save, scratch
+from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.run import back_up
+from shadowstore.engine.maintenance import MaintenancePolicy
+from shadowstore.home import ServerHome
+
+SG = "First Storage Group"
+VALUE = 64 * 1024
+
+
+def drop_caches() -> bool:
+    subprocess.run(["sync"], check=True)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def fill(home: ServerHome, gib: float, seed: int = 1) -> None:
+    """Grow Mailbox Store by ``gib`` GiB of incompressible-ish 64 KiB values."""
+    sg = home.storage_group()
+    mounted_here = not sg.mounted
+    if mounted_here:
+        sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        if not tx.has_table("blobs"):
+            tx.create_table("blobs")
+    count = int(gib * (1 << 30)) // VALUE
+    for start in range(0, count, 32):
+        with store.transaction() as tx:
+            for i in range(start, min(count, start + 32)):
+                tx.put("blobs", b"%d-%010d" % (seed, i), os.urandom(VALUE))
+    if mounted_here:
+        sg.dismount()
+
+
+def copy_with_cp(files: list[str], dest: str) -> float:
+    os.makedirs(dest)
+    drop_caches()
+    started = time.perf_counter()
+    subprocess.run(["cp", *files, dest], check=True)
+    subprocess.run(["sync", "-f", dest], check=True)
+    return time.perf_counter() - started
+
+
+def copy_with_backup(home: ServerHome, dest: str, level: int | None) -> tuple[float, list[str]]:
+    drop_caches()
+    started = time.perf_counter()
+    outcome = back_up(home, SG, "copy", LocalTarget(dest), level=level)
+    elapsed = time.perf_counter() - started
+    return elapsed, [f.source for f in outcome.files]
+
+
+def full_backup(args: argparse.Namespace) -> list[Result]:
+    results = []
+    with scratch("ss-bench-backup-") as d:
+        home = ServerHome.init(os.path.join(d, "home"), policy=MaintenancePolicy())
+        fill(home, args.gib)
+        sg_dir = os.path.join(home.path, SG)
+        # A copy backup: the same work as a full one, but it leaves the logs for the next measurement.
+        plain, sources = copy_with_backup(home, os.path.join(d, "plain"), None)
+        files = [os.path.join(sg_dir, s) for s in sources]
+        size = sum(os.path.getsize(f) for f in files)
+        cp_seconds = min(copy_with_cp(files, os.path.join(d, f"cp{i}")) for i in range(2))
+        zstd, _ = copy_with_backup(home, os.path.join(d, "zstd"), 3)
+        plain = min(plain, copy_with_backup(home, os.path.join(d, "plain2"), None)[0])
+        cache = "cold cache" if drop_caches() else "WARM cache (not root: could not drop caches)"
+        mb = size / 1e6
+        results.append(
+            Result(
+                f"full backup MB/s, uncompressed ({size / 2**30:.2f} GiB)",
+                mb / plain,
+                mb / cp_seconds,
+                "cp",
+                "MB/s",
+                0.8,
+                f"({cache})",
+            )
+        )
+        results.append(
+            Result(
+                f"full backup MB/s, zstd level 3 ({size / 2**30:.2f} GiB)",
+                mb / zstd,
+                mb / cp_seconds,
+                "cp",
+                "MB/s",
+                0.5,
+                f"({cache})",
+            )
+        )
+    return results
+
+
+def incremental_by_size(args: argparse.Namespace) -> list[tuple[float, float, int]]:
+    """(database GiB, incremental seconds, log bytes copied) for growing databases, fixed new log volume."""
+    rows = []
+    with scratch("ss-bench-incr-") as d:
+        home = ServerHome.init(os.path.join(d, "home"), policy=MaintenancePolicy())
+        target = LocalTarget(os.path.join(d, "target"))
+        total = 0.0
+        for step in args.incremental_steps:
+            fill(home, step - total, seed=int(step * 100))
+            total = step
+            back_up(home, SG, "full", target)
+            fill(home, args.incremental_mib / 1024, seed=int(step * 100) + 1)
+            drop_caches()
+            started = time.perf_counter()
+            outcome = back_up(home, SG, "incremental", target)
+            rows.append((step, time.perf_counter() - started, outcome.bytes))
+    return rows
+
+
+def main() -> list[Result]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gib", type=float, default=2.0)
+    parser.add_argument("--incremental-steps", type=float, nargs="*", default=[0.25, 1.0, 2.0])
+    parser.add_argument("--incremental-mib", type=float, default=32.0)
+    args = parser.parse_args()
+    results = full_backup(args)
+    for r in results:
+        print(r.line())
+    rows = incremental_by_size(args)
+    print(f"\nincremental backup after {args.incremental_mib:.0f} MiB of new log:")
+    for gib, seconds, copied in rows:
+        print(f"  database {gib:5.2f} GiB: {seconds:6.2f} s ({copied / 1e6:,.0f} MB of logs copied)")
+    save("backup", results, {"incremental": [{"db_gib": g, "seconds": s, "bytes": b} for g, s, b in rows]})
+    shutil.rmtree(os.path.join(os.path.dirname(__file__), "results", "tmp"), ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
