@@ -211,6 +211,12 @@ def test_a_damaged_page_fails_the_backup_and_truncates_nothing(
     code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
     assert code == 12, err
     assert f"page {victim} at offset {victim * store.page_size}" in err
+    report = sorted(os.listdir(os.path.join(home_dir, "reports")))[-1]
+    with open(os.path.join(home_dir, "reports", report)) as f:
+        text = f.read()
+    assert "The 'Information Store' returned '" in text
+    assert "from a call to 'read_database()' additional data '-1018 JET_errReadVerifyFailure'" in text
+    assert "Backup failed with 1 error(s)" in text
     assert log_generations(home_dir) == before
     assert events(capsys, home_dir, 217)
     code, sets = run_json(capsys, "--home", home_dir, "backup", "list", "--json")
@@ -257,3 +263,72 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     current = max(on_disk, default=newest.manifest.last_gen) + 1
     assert all(g in on_disk for g in range(newest.manifest.last_gen + 1, current)), "a needed log was deleted"
     assert json.loads(target.read_bytes(f"{newest.folder}/manifest.json"))["kind"] == "full"
+
+
+def test_status_and_abort_of_a_backup_running_in_another_process(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload(capsys, home_dir, 1, txns=300)
+    proc = shadowstore_process(
+        "--home",
+        home_dir,
+        "backup",
+        "run",
+        "--sg",
+        SG,
+        "--kind",
+        "full",
+        env={"SHADOWSTORE_PAUSE_AT": "backup.copy.database"},
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == "paused at backup.copy.database"
+        code, out, _ = run(capsys, "--home", home_dir, "backup", "status")
+        assert code == 0
+        assert "full backup, running" in out
+        assert f"pid {proc.pid}" in out
+        code, result = run_json(capsys, "--home", home_dir, "backup", "abort", "--sg", SG, "--json")
+        assert code == 0
+        assert result["ended"] is True
+        assert any("ended by shadowstore backup abort" in str(e["description"]) for e in events(capsys, home_dir, 215))
+        code, status = run_json(capsys, "--home", home_dir, "backup", "status", "--json")
+        assert status == []
+        code, _out, err = run(capsys, "--home", home_dir, "backup", "abort", "--sg", SG)
+        assert code == 20
+        assert "-520" in err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
+    assert code == 0, err
+
+
+def test_a_forged_manifest_in_the_target_is_never_used(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    workload(capsys, home_dir, 1)
+    code, data = run_json(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--json")
+    assert code == 0
+    target = os.path.join(home_dir, "backups", SG)
+    [good] = os.listdir(target)
+    forged_id = good + "0"  # a well-formed id that sorts after the real one
+    os.makedirs(os.path.join(target, forged_id))
+    with open(os.path.join(target, good, "manifest.json")) as f:
+        manifest = json.load(f)
+    manifest["backup_id"] = forged_id
+    manifest["files"][0]["name"] = "../../../etc/passwd"
+    with open(os.path.join(target, forged_id, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    code, sets = run_json(capsys, "--home", home_dir, "backup", "list", "--json")
+    forged = [s for s in sets if s["id"] == forged_id]
+    assert forged[0]["complete"] is False
+    assert "would leave the backup set" in forged[0]["problem"]
+    code, out, err = run(capsys, "--home", home_dir, "backup", "verify", forged_id)
+    assert code == 22
+    assert "would leave the backup set" in out + err
+    workload(capsys, home_dir, 2, txns=50)
+    before = log_generations(home_dir)
+    code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")
+    assert code == 0, err  # builds on the real full set, not on the forged one
+    code, sets = run_json(capsys, "--home", home_dir, "backup", "list", "--json")
+    assert sets[-1]["based_on"] == data["backups"][0]["id"]
+    assert run_json(capsys, "--home", home_dir, "backup", "status", "--json")[1] == []
+    assert set(log_generations(home_dir)) <= set(before) | {max(before, default=0) + 1, max(before, default=0) + 2}
