@@ -8,12 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.logstream import LogSet
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
@@ -332,3 +335,50 @@ def test_a_forged_manifest_in_the_target_is_never_used(home_dir: str, capsys: py
     assert sets[-1]["based_on"] == data["backups"][0]["id"]
     assert run_json(capsys, "--home", home_dir, "backup", "status", "--json")[1] == []
     assert set(log_generations(home_dir)) <= set(before) | {max(before, default=0) + 1, max(before, default=0) + 2}
+
+
+def test_scenario_2_logs_above_the_checkpoint_deleted_while_running(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real workload process; a log recovery needs is deleted under it; the engine notices (events), advances
+    the checkpoint; kill -9 right after; every acknowledged transaction is still there."""
+    proc = shadowstore_process(
+        "--home", home_dir, "workload", "run", "--txns", "10000000", "--seed", "9", "--value-size", "2000"
+    )
+    committed: set[int] = set()
+    reader = threading.Thread(
+        target=lambda: [committed.add(int(line.split()[1])) for line in proc.stdout or []], daemon=True
+    )
+    reader.start()
+    try:
+        chk = os.path.join(home_dir, SG, "E00.chk")
+        deadline = time.monotonic() + 60
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            checkpoint_gen = read_checkpoint(_fs(), chk)[0].checkpoint.gen
+            above = [g for g in log_generations(home_dir) if g >= checkpoint_gen]
+            victim = above[0] if above else None
+            if victim is None:
+                time.sleep(0.05)  # the workload is still writing its first generations
+        assert victim is not None, "no closed log above the checkpoint appeared"
+        os.unlink(os.path.join(home_dir, SG, archived_log_name("E00", victim)))
+        advanced = None
+        while advanced is None and time.monotonic() < deadline:
+            found = [e for e in events(capsys, home_dir, 1012) if f"-{victim}" in str(e["description"])]
+            advanced = found[0] if found else None
+            if advanced is None:
+                time.sleep(0.1)  # polled with a deadline: the engine checks every half second
+        assert advanced is not None, "the engine did not advance the checkpoint past the deleted log"
+        assert any(f"generation {victim}" in str(e["description"]) for e in events(capsys, home_dir, 1011))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        reader.join(timeout=10)
+    n = 0
+    while n + 1 in committed:
+        n += 1
+    assert n > 0
+    code, out, err = run(
+        capsys, "--home", home_dir, "workload", "check", "--seed", "9", "--committed", str(n), "--value-size", "2000"
+    )
+    assert code == 0, out + err
