@@ -73,6 +73,26 @@ def test_deleting_a_log_recovery_needs_advances_the_checkpoint() -> None:
     after.storage_group().dismount()
 
 
+def test_a_log_deleted_the_instant_it_is_closed_is_still_noticed() -> None:
+    """The file vanishes between the roll's rename and the storage group's first look at it: the engine knows
+    it existed from the open file, so the next check still finds it missing."""
+    fs = FaultFileSystem(seed=12)
+    home = mounted_with_generations(fs)
+    sg = home.storage_group()
+    store = sg.store("Mailbox Store")
+    sg.log.on_roll.insert(0, lambda generation, closed: fs.unlink(log_path(generation - 1)))
+    with store.transaction() as tx:
+        tx.put("t", b"last", b"y" * 300)
+    sg.log.roll()
+    sg.log.flush()
+    closed = sg.log.generation - 1
+    assert not fs.exists(log_path(closed))
+    cycle(home)
+    removed = [e for e in home.events.memory if e.event_id == 1011]
+    assert any(f"generation {closed})" in e.description for e in removed)
+    assert sg.checkpoint_position.gen > closed
+
+
 def test_deleting_the_current_log_keeps_its_records() -> None:
     fs = FaultFileSystem(seed=12)
     home = mounted_with_generations(fs)

@@ -39,10 +39,11 @@ class LogFolderWatch:
         self._known: dict[int, tuple[int, int, int, int]] = {}
         self._reported: set[tuple[int, str]] = set()
 
-    def remember(self, generation: int) -> None:
-        """Record the identity of archived generation ``generation`` as it is now."""
-        path = os.path.join(self.log_dir, archived_log_name(self.base, generation))
-        st = self.fs.stat(path)
+    def remember(self, generation: int, st: FileStat | None = None) -> None:
+        """Record the identity of archived generation ``generation``: ``st`` if given (taken from the open
+        file when it was closed), else the file's as it is now."""
+        if st is None:
+            st = self.fs.stat(os.path.join(self.log_dir, archived_log_name(self.base, generation)))
         if st is not None:
             self._known[generation] = _identity(st)
 

@@ -58,7 +58,7 @@ from shadowstore.format.logfile import (
     archived_log_name,
     current_log_name,
 )
-from shadowstore.io.fs import FileHandle, FileSystem
+from shadowstore.io.fs import FileHandle, FileStat, FileSystem
 
 _new_lgpos = functools.partial(tuple.__new__, LgPos)  # LgPos without NamedTuple's Python __new__ (hot path)
 
@@ -114,7 +114,8 @@ class LogWriter:
         self.sg = sg
         self._attached = attached
         self._checkpoint = checkpoint
-        self.on_roll: list[Callable[[int], None]] = []  # called by the flush leader after each roll
+        # called by the flush leader after each roll with the new generation and the closed file's identity
+        self.on_roll: list[Callable[[int, FileStat | None], None]] = []
         self.on_disk_full: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._waiters: list[tuple[LgPos, _thread.LockType]] = []
@@ -428,8 +429,10 @@ class LogWriter:
             if self.fs.exists(archived):
                 # why: never let a stray file take a place in the stream; keep it for the user to look at.
                 layout.quarantine(self.fs, archived, self.log_dir)
+            closed: FileStat | None
             if self._path_is_ours(current):
                 self.fs.rename(current, archived)
+                closed = self._file.stat()  # why not by path: it may be deleted before anyone looks
             else:
                 # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
                 # record of this generation: write it back under its archived name so the stream stays whole.
@@ -443,6 +446,7 @@ class LogWriter:
                     gen=self._disk_gen,
                     detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
                 )
+                closed = self.fs.stat(archived)
             self.fs.crash_point("log.roll.after_archive_rename")
             self.fs.rename(path, current)
             self.fs.crash_point("log.roll.after_current_rename")
@@ -453,7 +457,7 @@ class LogWriter:
             self.rolls += 1
             old.close()
         for callback in self.on_roll:
-            callback(gen)
+            callback(gen, closed)
         if from_reserve:
             self._enter_disk_full(path)
         else:

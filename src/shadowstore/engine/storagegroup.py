@@ -42,7 +42,7 @@ from shadowstore.format.common import LGPOS_ZERO, AttachInfo, BackupInfo, LgPos,
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, checkpoint_name, current_log_name
 from shadowstore.format.logrecord import AttachRecord, DetachRecord, pack_attach, pack_detach
-from shadowstore.io.fs import FileSystem, Lock, read_file
+from shadowstore.io.fs import FileStat, FileSystem, Lock, read_file
 
 
 class StorageGroup:
@@ -445,10 +445,10 @@ class StorageGroup:
 
     # --- callbacks from the log writer (flush leader thread: keep them short) ------------------------------
 
-    def _on_roll(self, generation: int) -> None:
-        # why: remember the closed generation now; a file deleted before the next health check must still
-        # be known to have existed.
-        self.watch.remember(generation - 1)
+    def _on_roll(self, generation: int, closed: FileStat | None) -> None:
+        # why: remember the closed generation now, as the writer saw it; a file deleted before the next health
+        # check, even before this call, must still be known to have existed.
+        self.watch.remember(generation - 1, closed)
         if self._maintenance is not None:
             self._maintenance.note_roll(generation)
 
