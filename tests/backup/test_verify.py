@@ -124,7 +124,7 @@ def original_bytes(folder: Path, name: str) -> bytes:
     stored = (folder / name).read_bytes()
     if not name.endswith(".zst"):
         return stored
-    out: bytes = zstandard.ZstdDecompressor().decompressobj().decompress(stored)
+    out: bytes = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(stored)
     return out
 
 

@@ -21,6 +21,7 @@ from shadowstore.errors import (
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.format.page import verify_page
 from shadowstore.home import ServerHome
+from shadowstore.io.blockread import owned
 from shadowstore.io.faulty import FaultFileSystem
 from tests.conftest import fault_home
 
@@ -55,7 +56,7 @@ def run_backup(home: ServerHome, kind: str) -> tuple[dict[str, bytes], dict[int,
         if kind in ("full", "copy"):
             for store in session.databases():
                 with session.open_database(store) as copy:
-                    copies[store.name] = b"".join(copy.chunks())
+                    copies[store.name] = b"".join(owned(copy.chunks()))
         logs = session.prepare_logs()
         data = {gen: session.read_log(gen) for gen in logs.copy}
         report = session.complete()

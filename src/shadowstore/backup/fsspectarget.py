@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from shadowstore.backup.target import CHUNK, check_name
+from shadowstore.backup.target import CHUNK, Buffer, check_name
 from shadowstore.errors import (
     BackupTargetError,
     BackupTargetFullError,
@@ -65,15 +65,17 @@ class FsspecTarget:
     def __repr__(self) -> str:
         return f"FsspecTarget({self.url!r})"
 
-    def write_file(self, name: str, chunks: Iterable[bytes]) -> int:
+    def write_file(self, name: str, chunks: Iterable[Buffer]) -> int:
         """Store ``chunks`` as ``name`` atomically; returns the bytes written. Raises BackupTargetFullError when
         the store refuses for space or size, BackupTargetError for other failures; an exception raised by
         ``chunks`` itself propagates unchanged. On failure ``name`` keeps its previous content (or stays absent)."""
         path = self._path(name)
         if not self._multipart:
-            data = b"".join(chunks)
+            data = bytearray()
+            for chunk in chunks:  # why not b"".join: each chunk must be copied before the next is asked for
+                data += chunk
             with self._wrapped("write", name):
-                self._fs.pipe_file(path, data)
+                self._fs.pipe_file(path, bytes(data))
             return len(data)
         with self._wrapped("write", name):
             upload = self._fs.open(path, "wb", autocommit=False, block_size=PART_SIZE)

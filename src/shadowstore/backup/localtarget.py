@@ -20,7 +20,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
-from shadowstore.backup.target import CHUNK, check_name
+from shadowstore.backup.directwrite import DirectWriter
+from shadowstore.backup.target import CHUNK, Buffer, check_name
 from shadowstore.errors import (
     BackupTargetError,
     BackupTargetFullError,
@@ -53,7 +54,7 @@ class LocalTarget:
 
     # --- writing --------------------------------------------------------------------------------------------
 
-    def write_file(self, name: str, chunks: Iterable[bytes]) -> int:
+    def write_file(self, name: str, chunks: Iterable[Buffer]) -> int:
         """Store ``chunks`` as ``name`` atomically and durably; returns the bytes written.
 
         Raises BackupTargetFullError when the file system is full, BackupTargetError when the target is not
@@ -85,15 +86,15 @@ class LocalTarget:
             self._sync_dir(directory)
         return total
 
-    def _write_all(self, fd: int, chunks: Iterable[bytes], name: str) -> int:
-        total = 0
-        for chunk in chunks:  # why outside _wrapped: the iterable's own exceptions propagate unchanged
+    def _write_all(self, fd: int, chunks: Iterable[Buffer], name: str) -> int:
+        with self._wrapped("write", name):
+            writer = DirectWriter(fd)
+        with writer:
+            for chunk in chunks:  # why outside _wrapped: the iterable's own exceptions propagate unchanged
+                with self._wrapped("write", name):
+                    writer.write(chunk)
             with self._wrapped("write", name):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            total += len(chunk)
-        return total
+                return writer.finish()
 
     def _make_dirs(self, directory: str) -> None:
         """Create ``directory`` and its missing parents, fsyncing each new entry's parent (so it survives)."""

@@ -28,6 +28,7 @@ from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import BackupError, ShadowStoreError
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
+from shadowstore.io.blockread import Block
 from shadowstore.io.fs import read_file
 
 # progress(file being copied, bytes of it so far, its size if known, bytes of the whole run so far)
@@ -185,7 +186,9 @@ class _Run:
         self.outcome.files.append(entry)
         self.report.file(entry.source, entry.size, entry.name, entry.stored_size)
 
-    def _watch(self, name: str, size: int | None, chunks: Iterable[bytes], point: str) -> Iterator[bytes]:
+    def _watch(
+        self, name: str, size: int | None, chunks: Iterable[bytes | Block], point: str
+    ) -> Iterator[bytes | Block]:
         done = 0
         for index, chunk in enumerate(chunks):
             done += len(chunk)

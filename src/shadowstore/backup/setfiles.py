@@ -4,6 +4,7 @@ write it to the target atomically — all in one streaming pass."""
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections import deque
@@ -13,30 +14,35 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import zstandard
 
 from shadowstore.backup.manifest import FileEntry
-from shadowstore.backup.target import Target
+from shadowstore.backup.target import Buffer, Target
 from shadowstore.format.common import crc32c
+from shadowstore.io.blockread import Block, Countdown
 
 ZSTD_SUFFIX = ".zst"
-COMPRESS_AHEAD = 4  # chunks compressed ahead of the writer
+COMPRESS_THREADS = max(1, min(4, os.cpu_count() or 1))
+COMPRESS_AHEAD = 2 * COMPRESS_THREADS  # chunks being compressed ahead of the writer
 DEFAULT_ZSTD_LEVEL = 3
 
 
 class BackgroundHash:
     """SHA-256 computed in a thread of its own (hashlib releases the interpreter lock), so hashing overlaps
-    with reading, verifying and writing. ``update`` takes bytes that are not changed afterwards."""
+    with reading, verifying and writing. ``update`` takes bytes that are not changed until ``done`` (if given)
+    is called from the hashing thread."""
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._queue: queue.Queue[tuple[Buffer, Callable[[], None]] | None] = queue.Queue(maxsize=16)
         self._thread = threading.Thread(target=self._run, name="backup-hash", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            chunk, done = item
             self._sha.update(chunk)
+            done()
 
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
+    def update(self, chunk: Buffer, done: Callable[[], None] = lambda: None) -> None:
+        self._queue.put((chunk, done))
 
     def hexdigest(self) -> str:
         self.close()
@@ -49,9 +55,10 @@ class BackgroundHash:
 
 
 class _Counted:
-    """Feeds chunks through, hashing and counting both sides of the compression."""
+    """Feeds chunks through, hashing and counting both sides of the compression. A chunk may be a
+    :class:`Block` that lends its buffer; it is released once it is hashed and written (or compressed)."""
 
-    def __init__(self, chunks: Iterable[bytes], level: int | None, progress: Callable[[int], None]) -> None:
+    def __init__(self, chunks: Iterable[bytes | Block], level: int | None, progress: Callable[[int], None]) -> None:
         self.chunks = chunks
         self.level = level
         self.progress = progress
@@ -60,44 +67,65 @@ class _Counted:
         self.sha = BackgroundHash()
         self.stored_crc = 0  # CRC-32C of the stored bytes: cheap, so compression and hashing get the CPU
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Buffer]:
         try:
             if self.level is None:
-                for chunk in self.chunks:
-                    self._original(chunk)
-                    yield self._stored(chunk)
+                for item in self.chunks:
+                    data, done = self._original(item)
+                    try:
+                        yield self._stored(data)  # why this order: the writer is done with it when we resume
+                    finally:
+                        done()
             else:
                 yield from self._compressed(self.level)
         finally:
             self.sha.close()
 
-    def _original(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        self.sha.update(chunk)
-        self.progress(len(chunk))
+    def _original(self, item: bytes | Block) -> tuple[Buffer, Callable[[], None]]:
+        """Count and hash ``item``; returns its bytes and what to call (twice: once more by the hash) when
+        this side is done with them."""
+        if isinstance(item, Block):
+            data: Buffer = item.data
+            done: Callable[[], None] = Countdown(2, item.release)
+        else:
+            data, done = item, lambda: None
+        self.size += len(data)
+        self.sha.update(data, done)
+        self.progress(len(data))
+        return data, done
 
-    def _compressed(self, level: int) -> Iterator[bytes]:
-        """One zstd stream; the compression of each chunk runs in a worker thread (zstd releases the
-        interpreter lock) while the next chunk is read and verified."""
-        compressor = zstandard.ZstdCompressor(level=level).compressobj()
-        pending: deque[Future[bytes]] = deque()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-zstd") as worker:
-            for chunk in self.chunks:
-                self._original(chunk)
-                pending.append(worker.submit(compressor.compress, chunk))
-                while len(pending) > COMPRESS_AHEAD or (pending and pending[0].done()):
-                    out = pending.popleft().result()
-                    if out:
-                        yield self._stored(out)
-            while pending:
-                out = pending.popleft().result()
-                if out:
-                    yield self._stored(out)
-        tail = compressor.flush()
-        if tail:
-            yield self._stored(tail)
+    def _compressed(self, level: int) -> Iterator[Buffer]:
+        """Each chunk becomes a zstd frame of its own; the file is their concatenation, which every zstd
+        decompressor reads as one stream. Frames are compressed on worker threads (zstd releases the
+        interpreter lock) while the next chunks are read and verified, and are yielded in order."""
+        compressors: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
+        for _ in range(COMPRESS_THREADS):  # why one each: a compressor is not safe to share between threads
+            compressors.put(zstandard.ZstdCompressor(level=level))
 
-    def _stored(self, data: bytes) -> bytes:
+        def compress(chunk: Buffer) -> Buffer:
+            compressor = compressors.get()
+            try:
+                return compressor.compress(chunk)
+            finally:
+                compressors.put(compressor)
+
+        pending: deque[Future[Buffer]] = deque()
+        with ThreadPoolExecutor(max_workers=COMPRESS_THREADS, thread_name_prefix="backup-zstd") as workers:
+            try:
+                for item in self.chunks:
+                    data, done = self._original(item)
+                    future = workers.submit(compress, data)
+                    future.add_done_callback(lambda _, done=done: done())  # type: ignore[misc]
+                    pending.append(future)
+                    while len(pending) > COMPRESS_AHEAD or (pending and pending[0].done()):
+                        yield self._stored(pending.popleft().result())
+                while pending:
+                    yield self._stored(pending.popleft().result())
+            finally:
+                for future in pending:  # why: a failed read or write must not wait for frames nobody wants
+                    future.cancel()
+
+    def _stored(self, data: Buffer) -> Buffer:
         self.stored += len(data)
         self.stored_crc = crc32c(data, self.stored_crc)
         return data
@@ -108,7 +136,7 @@ def store_file(
     folder: str,
     source: str,
     role: str,
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes | Block],
     *,
     level: int | None,
     generation: int | None = None,
@@ -140,7 +168,7 @@ def original_chunks(stored: Iterable[bytes], compression: str | None) -> Iterato
     if compression is None:
         yield from stored
         return
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    decompressor = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
     for chunk in stored:
         out = decompressor.decompress(chunk)
         if out:

@@ -18,16 +18,19 @@ from typing import Protocol
 from shadowstore.errors import InvalidParameterError
 
 CHUNK = 1 << 20
+Buffer = bytes | memoryview  # a chunk of a file being written
 
 
 class Target(Protocol):
     url: str  # what the user gave, normalised (a local path becomes absolute)
 
-    def write_file(self, name: str, chunks: Iterable[bytes]) -> int:
+    def write_file(self, name: str, chunks: Iterable[Buffer]) -> int:
         """Store ``chunks`` as file ``name`` atomically; returns the bytes written.
 
-        Replaces an existing file of that name. Raises BackupTargetError (BackupTargetFullError when the target
-        has no space) and leaves no file under ``name`` and no temporary file behind on failure.
+        Each chunk is valid only until the next one is asked for (a backup lends its read buffers): write or
+        copy it before then. Replaces an existing file of that name. Raises BackupTargetError
+        (BackupTargetFullError when the target has no space) and leaves no file under ``name`` and no temporary
+        file behind on failure.
         """
 
     def read_file(self, name: str, chunk_size: int = CHUNK) -> Iterator[bytes]:

@@ -3,7 +3,7 @@
     with sg.begin_backup("full", owner="backup run (pid 42)") as session:
         for store in session.databases():                    # full and copy only
             with session.open_database(store) as copy:       # pins the store's durable header
-                for chunk in copy.chunks(): ...               # every used page verified (-1018)
+                for chunk in copy.chunks(): ...               # verified (-1018); release each Block
         logs = session.prepare_logs()                        # forces a new generation; -569 if one is missing
         for gen in logs.copy: data = session.read_log(gen)   # verified (-612)
         ... write the backup set and its manifest durably ...
@@ -43,6 +43,7 @@ from shadowstore.format.common import BACKUP_STREAMING, BackupInfo, LgPos, now_u
 from shadowstore.format.dbheader import DbHeader
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.format.page import PageError, verify_page
+from shadowstore.io.blockread import Block
 from shadowstore.io.fs import read_file
 
 if TYPE_CHECKING:
@@ -51,8 +52,7 @@ if TYPE_CHECKING:
 
 KINDS = ("full", "copy", "incremental", "differential")
 SLOT_OF_KIND = {"full": "full_prev", "copy": "copy_prev", "incremental": "inc_prev", "differential": "diff_prev"}
-COPY_CHUNK_PAGES = 256
-READ_AHEAD = 64 << 20
+COPY_BLOCK = 8 << 20  # bytes per read: big reads keep a virtual disk busy between reads and writes
 
 
 @dataclass
@@ -89,50 +89,61 @@ class DatabaseCopy:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close()
 
-    def chunks(self, pages_per_chunk: int = COPY_CHUNK_PAGES) -> Iterator[bytes]:
-        """The file content. Raises ReadVerifyFailureError (events 474 and 217) for a damaged used page; the
-        session is then aborted, nothing is stamped or truncated."""
+    def chunks(self, block_size: int = COPY_BLOCK) -> Iterator[bytes | Block]:
+        """The file content: the header pages as bytes, then blocks that lend their buffer (see
+        :class:`~shadowstore.io.blockread.Block`: the consumer releases each one). Raises
+        ReadVerifyFailureError (events 474 and 217) for a damaged used page; the session is then aborted,
+        nothing is stamped or truncated."""
         store, header, page_size = self.store, self.header, self.store.page_size
         backup_header = header._replace(full_cur=self.session.current_info(header)).pack()
         yield backup_header + backup_header
         self.read = 2 * page_size
         assert store.file is not None
-        zero_page = bytes(page_size)
-        used = self._used
-        handle = store.file.handle
-        ahead = 0
-        for first in range(2, header.page_count, pages_per_chunk):
-            if first * page_size >= ahead:  # ask the kernel to read the next stretch while we verify this one
-                ahead = first * page_size + READ_AHEAD
-                handle.advise_willneed(first * page_size, READ_AHEAD)
-            if self.session.ended:
-                raise BackupAbortedError(f"the backup session of {self.session.sg.name!r} was ended while copying")
-            count = min(pages_per_chunk, header.page_count - first)
-            raw = handle.pread(count * page_size, first * page_size)
-            if len(raw) != count * page_size:
-                pgno = first + len(raw) // page_size
-                self.session.fail_database(store, pgno, f"the file ends inside page {pgno}", None, None)
-            view = memoryview(raw)
-            free = False
-            for i in range(count):
-                pgno = first + i
-                if not used[pgno]:
-                    free = True
-                    continue
+        end = header.page_count * page_size
+        with store.file.handle.read_blocks(2 * page_size, end, max(1, block_size // page_size) * page_size) as blocks:
+            for block in blocks:
                 try:
-                    verify_page(view[i * page_size : (i + 1) * page_size], pgno)
-                except PageError as exc:
-                    self.session.fail_database(store, pgno, str(exc), exc.stored, exc.computed)
-            if free:  # free pages are copied as zeros: they may hold anything, and need not verify
-                chunk = b"".join(
-                    raw[i * page_size : (i + 1) * page_size] if used[first + i] else zero_page for i in range(count)
-                )
-            else:
-                chunk = raw
-            self.read += len(chunk)
-            self.session.add_progress(len(chunk))
-            yield chunk
+                    chunk = self._checked(block)
+                except BaseException:
+                    block.release()
+                    raise
+                self.read += len(chunk)
+                self.session.add_progress(len(chunk))
+                yield chunk
+        if self.read != end:
+            pgno = self.read // page_size
+            self.session.fail_database(store, pgno, f"the file ends inside page {pgno}", None, None)
         self.session.database_done(self)
+
+    def _checked(self, block: Block) -> bytes | Block:
+        """``block`` with every used page verified; free pages are copied as zeros (they may hold anything
+        and need not verify), in a new chunk (the block is then released)."""
+        if self.session.ended:
+            raise BackupAbortedError(f"the backup session of {self.session.sg.name!r} was ended while copying")
+        page_size, used = self.store.page_size, self._used
+        first = block.offset // page_size
+        count = len(block) // page_size
+        if count * page_size != len(block):
+            pgno = first + count
+            self.session.fail_database(self.store, pgno, f"the file ends inside page {pgno}", None, None)
+        view = block.data
+        free = False
+        for i in range(count):
+            if not used[first + i]:
+                free = True
+                continue
+            try:
+                verify_page(view[i * page_size : (i + 1) * page_size], first + i)
+            except PageError as exc:
+                self.session.fail_database(self.store, first + i, str(exc), exc.stored, exc.computed)
+        if not free:
+            return block
+        zero_page = bytes(page_size)
+        chunk = b"".join(
+            view[i * page_size : (i + 1) * page_size] if used[first + i] else zero_page for i in range(count)
+        )
+        block.release()
+        return chunk
 
     def close(self) -> None:
         if self.header is not None:

@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 
 from shadowstore.errors import StorageGroupBusyError
+from shadowstore.io.blockread import BlockReader, BufferedBlocks
 from shadowstore.io.fs import SECTOR_SIZE, FileStat
 
 _inode_numbers = itertools.count(1)
@@ -128,8 +129,8 @@ class FaultFile:
         with self._fs._guard():
             return self._fs._stat_inode(self._inode)
 
-    def advise_willneed(self, offset: int, length: int) -> None:
-        return None
+    def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
+        return BufferedBlocks(self.pread, offset, end, block_size)
 
     def close(self) -> None:
         self._closed = True

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shadowstore.errors import StorageGroupBusyError
+from shadowstore.io.blockread import BlockReader, BufferedBlocks, open_direct
 
 SECTOR_SIZE = 512
 
@@ -63,8 +64,9 @@ class FileHandle(Protocol):
 
     def stat(self) -> FileStat: ...
 
-    def advise_willneed(self, offset: int, length: int) -> None:
-        """A hint that ``[offset, offset+length)`` will be read soon (the kernel may read it ahead)."""
+    def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
+        """``[offset, end)`` in blocks of ``block_size`` bytes, for reading a long stretch once (see
+        :mod:`shadowstore.io.blockread`): every block must be released, and the reader closed."""
 
     def close(self) -> None: ...
 
@@ -173,8 +175,12 @@ class OsFile:
         st = os.fstat(self.fd)
         return FileStat(st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_nlink)
 
-    def advise_willneed(self, offset: int, length: int) -> None:
-        os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
+    def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
+        direct = open_direct(f"/proc/self/fd/{self.fd}", offset, end, block_size)  # the same open file
+        if direct is not None:
+            return direct
+        os.posix_fadvise(self.fd, offset, end - offset, os.POSIX_FADV_SEQUENTIAL)
+        return BufferedBlocks(self.pread, offset, end, block_size)
 
     def close(self) -> None:
         if self.fd >= 0:
