@@ -17,6 +17,11 @@ Log roll (when a record reaches the end of a file, or ``roll`` is called), by th
 5. rename the new file to ``E00.log`` — ``log.roll.after_current_rename``;
 6. fsync the log folder — ``log.roll.after_dir_sync``.
 
+Commit times are given out here, under the append lock (``append(..., time_at=...)``), so that they rise in
+log order, and each generation's creation time is fixed when records start going to it: every record of
+generation g has a time in [created(g), created(g+1)). A restore to a point in time relies on both: it stops
+at the first record after the time, and the logs up to g hold every commit made before created(g+1).
+
 Mounting completes a roll cut between steps 4 and 5 (see StorageGroup). After a roll into a reserve log the
 writer refuses updates with -529 LogDiskFull (event 428) so that the storage group can dismount cleanly.
 Any I/O failure while flushing takes the writer offline for good (an fsync that failed cannot be retried
@@ -28,6 +33,7 @@ from __future__ import annotations
 import _thread
 import functools
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +54,7 @@ from shadowstore.format.logblock import (
     append_fragment,
     block_span,
     pack_block_header_into,
+    patch_fragment,
 )
 from shadowstore.format.logfile import (
     FLAG_CIRCULAR,
@@ -60,6 +67,7 @@ from shadowstore.format.logfile import (
 )
 from shadowstore.io.fs import FileHandle, FileStat, FileSystem
 
+_TIME = struct.Struct("<Q")
 _new_lgpos = functools.partial(tuple.__new__, LgPos)  # LgPos without NamedTuple's Python __new__ (hot path)
 
 
@@ -130,6 +138,8 @@ class LogWriter:
         self._flushing = False
         self._failed: BaseException | None = None
         self._refusing_updates = False
+        self._last_time = 0  # the newest commit time given out (or generation creation time fixed)
+        self._created: dict[int, int] = {}  # creation time fixed for generations not yet on disk
         self.bytes_appended = 0
         self.flushes = 0  # flushes written (each one fdatasync per generation touched)
         self.rolls = 0
@@ -150,6 +160,7 @@ class LogWriter:
         self._appended = self._flushed = LgPos(header.generation, end_offset)
         self._file = handle
         self._header = header
+        self._last_time = header.created_us
         self._next.start()
 
     def close(self) -> None:
@@ -188,6 +199,11 @@ class LogWriter:
         return self._header
 
     @property
+    def last_time(self) -> int:
+        """Every record appended so far has a commit time at or before this (microseconds since 1970)."""
+        return self._last_time
+
+    @property
     def refusing_updates(self) -> bool:
         return self._refusing_updates
 
@@ -206,8 +222,13 @@ class LogWriter:
 
     # --- appending --------------------------------------------------------------------------------------
 
-    def append(self, record: bytes | bytearray, *, update: bool = True) -> tuple[LgPos, LgPos]:
+    def append(
+        self, record: bytes | bytearray, *, update: bool = True, time_at: int | None = None
+    ) -> tuple[LgPos, LgPos]:
         """Lay ``record`` out in the stream; returns (start, end) positions. Not durable until ``flush``.
+
+        With ``time_at`` the record (a bytearray) gets its commit time, 8 bytes little-endian at that offset,
+        given out now: later than every earlier record's and than its generation's creation time.
 
         Raises StorageGroupOfflineError after an I/O failure, LogDiskFullError for an update while the log
         disk is full.
@@ -220,6 +241,8 @@ class LogWriter:
             used = block.offset + len(block.data)
             if self.file_size - used - FRAGMENT_HEADER.size >= size:
                 # Fast path: the whole record fits in the open block.
+                if time_at is not None:
+                    _TIME.pack_into(record, time_at, self._next_time())
                 append_fragment(block.data, FULL, record)
                 block.fragments += 1
                 self._appended = end = _new_lgpos((block.gen, used + FRAGMENT_HEADER.size + size))
@@ -227,27 +250,30 @@ class LogWriter:
                 return _new_lgpos((block.gen, used)), end
             view = memoryview(record)
             start: LgPos | None = None
-            first = True
+            first: tuple[_Block, int] | None = None  # the block and offset of the first fragment
             while True:
                 block = self._block or self._open_block()
                 used = block.offset + len(block.data)
                 room = self.file_size - used - FRAGMENT_HEADER.size
                 if room >= len(view):
-                    if start is None:
-                        start = LgPos(block.gen, used)
-                    append_fragment(block.data, FULL if first else LAST, view)
+                    if first is None:
+                        start, first = LgPos(block.gen, used), (block, len(block.data))
+                    append_fragment(block.data, FULL if len(view) == size else LAST, view)
                     block.fragments += 1
                     end = LgPos(block.gen, used + FRAGMENT_HEADER.size + len(view))
                     break
                 if room >= MIN_FRAGMENT_DATA:
-                    if start is None:
-                        start = LgPos(block.gen, used)
-                    append_fragment(block.data, FIRST if first else MIDDLE, view[:room])
+                    if first is None:
+                        start, first = LgPos(block.gen, used), (block, len(block.data))
+                    append_fragment(block.data, FIRST if len(view) == size else MIDDLE, view[:room])
                     block.fragments += 1
                     view = view[room:]
-                    first = False
                 self._seal_block()
                 self._advance_generation()
+            assert start is not None and first is not None
+            if time_at is not None:
+                # why after the layout: a record that reaches into a new generation must be younger than it
+                patch_fragment(first[0].data, first[1], time_at, _TIME.pack(self._next_time()))
             self._appended = end
             self.bytes_appended += len(record)
             return start, end
@@ -296,6 +322,12 @@ class LogWriter:
         self._gen += 1
         self._next_offset = LOG_HEADER_SIZE
         self._next_number = 0
+        self._created[self._gen] = self._next_time()
+
+    def _next_time(self) -> int:
+        # Requires: _lock is held.
+        self._last_time = max(now_us(), self._last_time + 1)
+        return self._last_time
 
     # --- flushing ---------------------------------------------------------------------------------------
 
@@ -413,7 +445,7 @@ class LogWriter:
                 generation=gen,
                 file_size=self.file_size,
                 page_size=self.page_size,
-                created_us=max(now_us(), self._header.created_us + 1),
+                created_us=max(self._created.pop(gen, 0), self._header.created_us + 1),
                 prev_created_us=self._header.created_us,
                 signature=self.signature,
                 checkpoint=self._checkpoint(),

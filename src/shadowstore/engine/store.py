@@ -27,7 +27,7 @@ from shadowstore.format.dbheader import (
     BlobRef,
     DbHeader,
 )
-from shadowstore.format.logrecord import KIND_TXN, TXN_HEADER
+from shadowstore.format.logrecord import KIND_TXN, TXN_HEADER, TXN_TIME_OFFSET
 from shadowstore.format.page import TYPE_BRANCH, TYPE_LEAF, PageError, unpack_branch, unpack_leaf
 
 if TYPE_CHECKING:
@@ -203,8 +203,8 @@ class Store:
                 return None
             dbtime = txn.state.dbtime + 1
             ops = txn.ops
-            ops[0:0] = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, now_us(), txn.op_count)
-            start, end = self.sg.log.append(ops)
+            ops[0:0] = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, 0, txn.op_count)
+            start, end = self.sg.log.append(ops, time_at=TXN_TIME_OFFSET)
             txn.stamp.lgpos = start.pack_u64()
             state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
             with self._state_lock:

@@ -102,6 +102,16 @@ def append_fragment(buf: bytearray, kind: int, data: bytes | bytearray | memoryv
     _U32.pack_into(buf, at, crc32c(memoryview(buf)[at + 4 :]))
 
 
+def patch_fragment(buf: bytearray, at: int, offset: int, data: bytes) -> None:
+    """Overwrite ``data`` at ``offset`` inside the data of the fragment at ``at`` and checksum it again."""
+    _crc, length, _kind = FRAGMENT_HEADER.unpack_from(buf, at)
+    start = at + FRAGMENT_HEADER.size
+    if offset + len(data) > length:
+        raise ValueError(f"the fragment at {at} holds {length} bytes; cannot patch {offset}+{len(data)}")
+    buf[start + offset : start + offset + len(data)] = data
+    _U32.pack_into(buf, at, crc32c(memoryview(buf)[at + 4 : start + length]))
+
+
 def fragment_at(buf: bytes | bytearray | memoryview, offset: int, end: int) -> tuple[int, memoryview] | None:
     """The (kind, data) of the fragment at ``offset``, or None if it is cut short or fails its checksum."""
     if offset + FRAGMENT_HEADER.size > end:

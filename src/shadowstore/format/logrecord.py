@@ -47,6 +47,7 @@ OP_NAMES = {OP_PUT: "PUT", OP_DELETE: "DELETE", OP_CREATE: "CREATE", OP_DROP: "D
 
 TXN_HEADER = struct.Struct("<BBHQQI")
 assert TXN_HEADER.size == 24
+TXN_TIME_OFFSET = 12  # the commit time, filled in by the log writer as it appends the record
 PUT = struct.Struct("<BIHI")
 assert PUT.size == 11
 DELETE = struct.Struct("<BIH")
