@@ -16,8 +16,10 @@ import pytest
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.run import back_up
 from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.logstream import LogSet
+from shadowstore.format.common import now_us
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from tests.cli.clirun import run, run_json
@@ -391,3 +393,25 @@ def test_scenario_2_logs_above_the_checkpoint_deleted_while_running(
         capsys, "--home", home_dir, "workload", "check", "--seed", "9", "--committed", str(n), "--value-size", "2000"
     )
     assert code == 0, out + err
+
+
+def test_a_set_records_how_new_its_copies_are_and_when_its_logs_end(home_dir: str) -> None:
+    """What a restore to a point in time relies on: every commit in a copy is at or before max_commit_us, and
+    every commit before logs_end_us is in the set's logs (or an earlier set's)."""
+    before = now_us()
+    h = ServerHome.open(home_dir)
+    sg = h.storage_group()
+    sg.mount()
+    with sg.store("Mailbox Store").transaction() as tx:
+        tx.create_table("t")
+        tx.put("t", b"k", b"v")
+    back_up(h, SG, "full", LocalTarget(os.path.join(home_dir, "backups")))
+    sg.dismount()
+    after = now_us()
+    [info] = catalog.list_sets(LocalTarget(os.path.join(home_dir, "backups")))
+    assert info.manifest is not None
+    ends = info.manifest.logs_end_us
+    copies = [d.max_commit_us for d in info.manifest.databases]
+    assert ends is not None
+    assert all(c is not None and before <= c <= ends for c in copies)
+    assert ends <= after

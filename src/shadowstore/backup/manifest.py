@@ -14,8 +14,11 @@ Manifest (JSON object):
     based_on          backup id of the previous backup in its chain (null for full and copy)
     log_signature     {"random", "created", "computer"}
     first_gen, last_gen   log generations contained (inclusive; 0-0 when there are none)
+    logs_end_us       creation time of generation last_gen + 1: every commit made before it is in a log up
+                      to last_gen (null in sets that do not record it)
     databases         [{store, file, dbid, db_signature, page_size, dbtime, replay_start, replay_start_gen,
-                        page_count, state}]   (full and copy only)
+                        page_count, state, max_commit_us}]   (full and copy only; max_commit_us: no
+                        transaction in the copy was committed after it)
     files             [{name, role ("db" | "log" | "chk"), source, generation, size, sha256,
                         stored_size, stored_crc32c, compression (null | "zstd")}]
 
@@ -69,6 +72,7 @@ class DatabaseEntry:
     replay_start_gen: int
     page_count: int
     state: str
+    max_commit_us: int | None = None
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Manifest:
     first_gen: int
     last_gen: int
     based_on: str | None = None
+    logs_end_us: int | None = None
     method: str = "streaming"
     databases: list[DatabaseEntry] = field(default_factory=list)
     files: list[FileEntry] = field(default_factory=list)
@@ -156,6 +161,7 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
         first_gen=first,
         last_gen=last,
         based_on=based_on,
+        logs_end_us=_time_or_none(raw.get("logs_end_us"), "logs_end_us", fail),
         method=str(raw.get("method", "streaming")),
         databases=databases,
         files=files,
@@ -166,6 +172,15 @@ def _count(value: Any, label: str, fail: Any) -> int:
     """A non-negative integer that is really one (not a bool, a float or a string)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 50:
         raise fail(f"{label} {value!r} is not a plausible count")
+    return value
+
+
+def _time_or_none(value: Any, label: str, fail: Any) -> int | None:
+    """A time in microseconds since 1970, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 62:
+        raise fail(f"{label} {value!r} is not a plausible time")
     return value
 
 
@@ -209,8 +224,11 @@ def _file_entry(item: Any, fail: Any) -> FileEntry:
 def _database_entry(item: Any, fail: Any) -> DatabaseEntry:
     if not isinstance(item, dict):
         raise fail(f"a database entry is not an object: {item!r}")
-    entry = DatabaseEntry(**{k: item[k] for k in DatabaseEntry.__dataclass_fields__})
+    optional = {"max_commit_us"}
+    fields: dict[str, Any] = {k: item.get(k) if k in optional else item[k] for k in DatabaseEntry.__dataclass_fields__}
+    entry = DatabaseEntry(**fields)
     _safe_name(entry.file, fail)
+    _time_or_none(entry.max_commit_us, f"database {entry.file!r} max_commit_us", fail)
     for label in ("dbid", "dbtime", "replay_start_gen", "page_count"):
         _count(getattr(entry, label), f"database {entry.file!r} {label}", fail)
     if entry.page_size not in (4096, 8192, 16384, 32768):

@@ -88,6 +88,7 @@ class _Run:
         self.folder = set_folder(sg.name, self.outcome.backup_id)
         self.databases: list[DatabaseEntry] = []
         self.previous: SetInfo | None = None  # the set an incremental or differential builds on
+        self.logs_end_us: int | None = None
         self.total = 0
         self.call = "begin_backup"
 
@@ -112,6 +113,7 @@ class _Run:
                         replay_start_gen=header.replay_start.gen,
                         page_count=header.page_count,
                         state=header.state_name,
+                        max_commit_us=copy.max_commit_us,
                     )
                 )
             self.call = "open_database"
@@ -119,6 +121,7 @@ class _Run:
     def copy_logs(self, session: BackupSession) -> range:
         self.call = "prepare_logs"
         logs = session.prepare_logs()
+        self.logs_end_us = logs.end_us
         self._check_chain(session, logs.copy)
         for gen in logs.copy:
             self.call = "read_log"
@@ -175,6 +178,7 @@ class _Run:
             first_gen=copied.start if copied else 0,
             last_gen=copied.stop - 1 if copied else 0,
             based_on=previous.backup_id if previous else None,
+            logs_end_us=self.logs_end_us,
             databases=self.databases,
             files=self.outcome.files,
         )

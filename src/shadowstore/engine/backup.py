@@ -62,6 +62,7 @@ class LogRange:
     copy: range
     delete: range
     mark: LgPos
+    end_us: int  # creation time of generation copy.stop: every commit before it is in the copied logs
 
 
 @dataclass
@@ -79,6 +80,8 @@ class DatabaseCopy:
         self.session = session
         self.store = store
         self.header: DbHeader = store.pin()
+        # why after the pin: every transaction in the pinned state was given its time before this
+        self.max_commit_us = session.sg.log.last_time
         self.size = self.header.page_count * store.page_size
         self.read = 0
         self._used = store.space_map_of(self.header)
@@ -291,7 +294,11 @@ class BackupSession:
                 self._refuse_missing(missing_gens)
             on_disk = min(logs.archived) if logs.archived else top + 1
             delete_high = min(self.sg.checkpoint_position.gen, top + 1)
-            self.logs = LogRange(range(low, top + 1), range(min(on_disk, delete_high), delete_high), self.mark)
+            header = log.current_header
+            assert header is not None and header.generation == top + 1
+            self.logs = LogRange(
+                range(low, top + 1), range(min(on_disk, delete_high), delete_high), self.mark, header.created_us
+            )
             self.state = "logs"
             self.sg.events.emit(223, sg=self.sg.name, low=_name(self.sg, low), high=_name(self.sg, top))
             return self.logs
