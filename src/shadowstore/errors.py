@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     BACKUP_FAILED = 20  # a backup failed or was refused (the message says why and what to do)
     BACKUP_TARGET = 21  # the backup target cannot be used
     BACKUP_SET_DAMAGED = 22  # a backup set is incomplete, damaged or inconsistent
+    RESTORE_FAILED = 23  # a restore was refused (the plan cannot reach the target) or failed
     WORKLOAD_MISMATCH = 30  # `workload check` found missing or partial transactions
     INTERRUPTED = 99
 
@@ -346,6 +347,36 @@ class BackupSetError(BackupError):
 
     exit_code = ExitCode.BACKUP_SET_DAMAGED
     default_hint = "do not use this backup set; take a new backup and verify it"
+
+
+# --- restore ------------------------------------------------------------------------------------------------
+
+
+class RestoreError(ShadowStoreError):
+    """A restore was refused or failed; nothing was written to a live storage group."""
+
+    exit_code = ExitCode.RESTORE_FAILED
+    default_hint = "run 'shadowstore restore plan' to see what the backups can restore"
+
+
+class NoRestorableBackupError(RestoreError):
+    """No full (or copy) backup can start the restore: none exists, or none is old enough for the target."""
+
+    code, code_name = -560, "JET_errMissingFullBackup"
+    default_hint = "choose a later target, or restore from a target that holds an older full backup"
+
+
+class MissingRestoreLogFilesError(RestoreError):
+    """The chain of backups (and live logs) does not reach the target: a set or a generation is missing."""
+
+    code, code_name = -557, "JET_errMissingRestoreLogFiles"
+    default_hint = "choose an earlier target, or find the missing backup set; 'shadowstore backup list' shows them"
+
+
+class RestoreInProgressError(RestoreError):
+    code, code_name = -506, "JET_errRestoreInProgress"
+    exit_code = ExitCode.BUSY
+    default_hint = "wait for the other restore to finish, or run the same command again after it was killed"
 
 
 class WorkloadMismatchError(ShadowStoreError):
