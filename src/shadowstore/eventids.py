@@ -98,6 +98,35 @@ CATALOG: dict[int, EventSpec] = {
     459: EventSpec(
         "ESE", _BK, ERR, "BACKUP_LOG_FILE_MISSING_ERROR_ID", "The file {file} is missing and could not be backed-up."
     ),
+    # --- ESE, restore -------------------------------------------------------------------------------------
+    204: EventSpec(
+        "ESE",
+        _LR,
+        INFO,
+        "START_RESTORE_ID",
+        "The database engine is restoring from backup. Restore will begin replaying logfiles in folder {folder} "
+        "and continue rolling forward logfiles in folder {live}.",
+    ),
+    205: EventSpec("ESE", _LR, INFO, "STOP_RESTORE_ID", "The database engine has stopped restoring."),
+    433: EventSpec(
+        "ESE",
+        _LR,
+        ERR,
+        "RESTORE_LOG_FILE_BAD_SIGNATURE_ID",
+        "The restored logfile {file} does not have the correct log signature.",
+    ),
+    434: EventSpec(
+        "ESE",
+        _LR,
+        ERR,
+        "RESTORE_LOG_FILE_BAD_TIMESTAMP_ID",
+        "The timestamp for restored logfile {file} does not match the timestamp recorded in the logfile "
+        "previous to it.",
+    ),
+    435: EventSpec("ESE", _LR, ERR, "RESTORE_LOG_FILE_MISSING_ID", "The restored logfile {file} is missing."),
+    454: EventSpec(
+        "ESE", _LR, ERR, "RESTORE_DATABASE_FAIL_ID", "Database recovery/restore failed with unexpected error {error}."
+    ),
     # --- ESE, recovery ------------------------------------------------------------------------------------
     300: EventSpec("ESE", _LR, INFO, "START_REDO_ID", "The database engine is initiating recovery steps."),
     301: EventSpec("ESE", _LR, INFO, "STATUS_REDO_ID", "The database engine has finished replaying logfile {file}."),
@@ -311,5 +340,22 @@ CATALOG: dict[int, EventSpec] = {
         WARN,
         "CHECKPOINT_FILE_REBUILT",
         "Checkpoint file {file} was {problem}; it was rebuilt from the database headers.",
+    ),
+    1040: EventSpec(
+        "ShadowStore",
+        "Restore",
+        INFO,
+        "RESTORE_STOPPED_AT",
+        "The restore of {sg} stopped {where}: the stores are in Clean Shutdown, consistent at log position "
+        "{lgpos}; the last transaction replayed was committed at {last_commit}.",
+    ),
+    1041: EventSpec(
+        "ShadowStore",
+        "Restore",
+        WARN,
+        "RESTORE_NEW_LOG_STREAM",
+        "The restored stores of {sg} stop before the end of its log stream, so the stream was restarted with a new "
+        "log signature; the files it replaced were moved to {quarantine}. Take a full backup: incremental backups "
+        "cannot continue across a restore.",
     ),
 }

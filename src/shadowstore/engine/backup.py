@@ -464,8 +464,8 @@ def check_can_begin(sg: StorageGroup, kind: str) -> None:
             sg.events.emit(206, sg=sg.name, db=store.path)
         if lacking:
             raise MissingFullBackupError(
-                f"a {kind} backup needs a previous full backup; these stores have none: "
-                + ", ".join(s.name for s in lacking)
+                f"{'an' if kind == 'incremental' else 'a'} {kind} backup needs a previous full backup; these stores "
+                "have none: " + ", ".join(s.name for s in lacking)
             )
 
 

@@ -228,7 +228,8 @@ class LogWriter:
         """Lay ``record`` out in the stream; returns (start, end) positions. Not durable until ``flush``.
 
         With ``time_at`` the record (a bytearray) gets its commit time, 8 bytes little-endian at that offset,
-        given out now: later than every earlier record's and than its generation's creation time.
+        given out now: later than every earlier record's and than its generation's creation time. It is also
+        written into ``record`` itself, where the caller can read it.
 
         Raises StorageGroupOfflineError after an I/O failure, LogDiskFullError for an update while the log
         disk is full.
@@ -273,7 +274,10 @@ class LogWriter:
             assert start is not None and first is not None
             if time_at is not None:
                 # why after the layout: a record that reaches into a new generation must be younger than it
-                patch_fragment(first[0].data, first[1], time_at, _TIME.pack(self._next_time()))
+                stamp = _TIME.pack(self._next_time())
+                assert isinstance(record, bytearray)
+                record[time_at : time_at + _TIME.size] = stamp  # for the caller to read
+                patch_fragment(first[0].data, first[1], time_at, stamp)
             self._appended = end
             self.bytes_appended += len(record)
             return start, end

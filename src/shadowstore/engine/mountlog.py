@@ -1,21 +1,54 @@
-"""The log side of a mount: find the current log, finish a roll a crash cut short, start a new stream when
-there are no logs at all, and set a torn tail aside.
+"""The log side of a mount: refuse a storage group a restore is half-way through replacing, find the current
+log, finish a roll a crash cut short, start a new stream when there are no logs at all, and set a torn tail
+aside.
 
 Pure decisions plus the few file operations they need; ``StorageGroup.mount`` calls them in order.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from shadowstore.config import SgConfig
 from shadowstore.engine import layout
 from shadowstore.engine.logreader import Generation
 from shadowstore.engine.logstream import LogSet, read_header
-from shadowstore.errors import MissingLogFileError, RequiredLogFilesMissingError, ShadowStoreError
+from shadowstore.errors import (
+    MissingLogFileError,
+    RequiredLogFilesMissingError,
+    RestoreInProgressError,
+    ShadowStoreError,
+)
 from shadowstore.events import EventLog
 from shadowstore.format.logfile import LogHeader, current_log_name
-from shadowstore.io.fs import FileHandle, FileSystem
+from shadowstore.io.fs import FileHandle, FileSystem, read_file
+
+
+def restore_journal_path(config: SgConfig) -> str:
+    """Where a restore into this storage group keeps its journal (restore/run.py writes it)."""
+    return os.path.join(config.system_dir, "restore", "restore.json")
+
+
+def refuse_interrupted_restore(fs: FileSystem, config: SgConfig) -> None:
+    """A restore killed while moving files into the storage group leaves some stores restored and some not:
+    mounting that mix would serve data from two points in time. Raises RestoreInProgressError then; a restore
+    interrupted earlier has not touched the storage group and does not stop a mount."""
+    path = restore_journal_path(config)
+    if not fs.exists(path):
+        return
+    try:
+        journal = json.loads(read_file(fs, path))
+    except ValueError:
+        return  # why: the journal is replaced atomically; a damaged one predates any placing of files
+    if journal.get("phase") == "place":
+        plan = journal.get("plan", {})
+        where = "--in-place --yes" if journal.get("into") == "in-place" else "--into-recovery-group"
+        raise RestoreInProgressError(
+            f"a restore of {plan.get('sg')!r} into {config.name!r} was interrupted while putting its files in "
+            f"place ({path}); mounting now would mix restored and unrestored stores",
+            hint=f"run 'shadowstore restore run {where}' again with the same options to finish it",
+        )
 
 
 def complete_interrupted_roll(fs: FileSystem, config: SgConfig, logs: LogSet) -> LogSet:

@@ -50,7 +50,8 @@ def flush_state(store: Store, state: DbState, covered: LgPos, make_header: Heade
     the log is flushed up to it first. Raises DiskFullError / DiskIOError; on any failure nothing changes."""
     assert store.file is not None and store.space is not None and store.header is not None
     file, space = store.file, store.space
-    store.sg.log.flush(covered)
+    if store.sg.log_open:  # why: a hard recovery writes stores with no log writer; its logs are on disk
+        store.sg.log.flush(covered)
     dropped = store.retired_pages_upto(state.dbtime)
     old = store.header
     plan = _Plan()

@@ -44,7 +44,9 @@ _unpack_txn = TXN_HEADER.unpack_from
 
 
 @dataclass
-class _Replay:
+class StoreReplay:
+    """One store being brought forward by replay (soft recovery here, hard recovery in hardrecovery.py)."""
+
     store: Store
     txn: Transaction
     start: LgPos
@@ -108,7 +110,7 @@ def recover(
         store.load_state()
         txn = store.replay_transaction()
         assert store.head is not None
-        replays[store.dbid] = _Replay(store, txn, store.replay_start, store.head.dbtime, store.replay_start)
+        replays[store.dbid] = StoreReplay(store, txn, store.replay_start, store.head.dbtime, store.replay_start)
     started = time.perf_counter()
     try:
         _replay_stream(sg, chain, low, current_scan, replays, report, stop_at)
@@ -135,7 +137,7 @@ def _replay_stream(
     chain: LogChain,
     low: int,
     current_scan: Generation,
-    replays: dict[int, _Replay],
+    replays: dict[int, StoreReplay],
     report: RecoveryReport,
     stop_at: LgPos | None,
 ) -> None:
@@ -156,14 +158,14 @@ def _replay_stream(
                 continue
             replayed += len(data)
             if kind == KIND_TXN:
-                _apply_txn(replay, start, end, data, path)
+                apply_txn(replay, start, end, data, path)
             elif kind not in (KIND_ATTACH, KIND_DETACH):
                 raise LogFileCorruptError(f"{path}: unknown record kind {kind} at {start}")
         report.bytes_replayed += replayed
         sg.events.emit(301, sg=sg.name, file=path)
 
 
-def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryview, path: str) -> None:
+def apply_txn(replay: StoreReplay, start: LgPos, end: LgPos, data: bytes | memoryview, path: str) -> None:
     """Apply one TXN record to a store being recovered. Requires: it is the store's next transaction."""
     if len(data) < _TXN_SIZE:
         raise LogFileCorruptError(f"{path}: the TXN record at {start} is shorter than its header")
@@ -200,7 +202,7 @@ def _apply_txn(replay: _Replay, start: LgPos, end: LgPos, data: bytes | memoryvi
     replay.records += 1
 
 
-def _writable(replay: _Replay, table_id: int, at: LgPos, path: str) -> TableMeta:
+def _writable(replay: StoreReplay, table_id: int, at: LgPos, path: str) -> TableMeta:
     """The replay transaction's own copy of table ``table_id`` (cached by id until a create or drop)."""
     meta = replay.txn.table_by_id(table_id)
     if meta is None:

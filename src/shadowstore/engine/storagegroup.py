@@ -191,6 +191,7 @@ class StorageGroup:
             return report
 
     def _mount_phases(self) -> RecoveryReport:
+        mountlog.refuse_interrupted_restore(self.fs, self.config)
         self._open_store_files()
         logs = mountlog.complete_interrupted_roll(
             self.fs, self.config, LogSet.scan(self.fs, self.config.log_dir, self.base)

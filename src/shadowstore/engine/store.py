@@ -205,6 +205,7 @@ class Store:
             ops = txn.ops
             ops[0:0] = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, 0, txn.op_count)
             start, end = self.sg.log.append(ops, time_at=TXN_TIME_OFFSET)
+            txn.commit_time_us = int.from_bytes(ops[TXN_TIME_OFFSET : TXN_TIME_OFFSET + 8], "little")
             txn.stamp.lgpos = start.pack_u64()
             state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
             with self._state_lock:

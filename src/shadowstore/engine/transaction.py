@@ -95,6 +95,7 @@ class Transaction:
             self.next_table_id = state.next_table_id
             self.ops = bytearray()
             self.op_count = 0
+        self.commit_time_us: int | None = None  # set by a commit that wrote a record
 
     # --- context manager ----------------------------------------------------------------------------------
 
@@ -280,7 +281,8 @@ class Transaction:
     # --- ending -------------------------------------------------------------------------------------------
 
     def commit(self) -> LgPos | None:
-        """Commit; returns the log position of the commit record (None for a read or empty transaction).
+        """Commit; returns the log position of the commit record (None for a read or empty transaction), and
+        sets ``commit_time_us``, the commit time the log gave it (restores to a point in time use it).
 
         Durable when it returns unless the transaction is lazy. Raises LogDiskFullError,
         StorageGroupOfflineError or NotMountedError; the transaction is then rolled back.

@@ -76,10 +76,14 @@ def format_time(us: int) -> str:
     return t.strftime("%m/%d/%Y %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def iso_time(us: int) -> str | None:
     if us == 0:
         return None
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).isoformat(timespec="microseconds")
+    # why not fromtimestamp(us / 1e6): the float can round the last microsecond, and times name restore targets
+    return (_EPOCH + dt.timedelta(microseconds=us)).isoformat(timespec="microseconds")
 
 
 # --- SIGNATURE: binds logs, checkpoint and databases together --------------------------------------------
