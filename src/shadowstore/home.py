@@ -161,6 +161,18 @@ class ServerHome:
         self._groups[name] = sg
         return sg
 
+    def set_storage_group_config(self, sg_config: SgConfig) -> None:
+        """Add or replace (by name) the configuration of a storage group that is not mounted here, and save.
+        Its files are the caller's business (a restore into the recovery storage group uses this)."""
+        cfg.validate_name(sg_config.name, "storage group")
+        current = self._groups.get(sg_config.name)
+        if current is not None and current.mounted:
+            raise InvalidParameterError(f"dismount storage group {sg_config.name!r} before changing it")
+        groups = [g for g in self.config.storage_groups if g.name != sg_config.name]
+        self.config.storage_groups = [*groups, sg_config]
+        cfg.save(self.fs, self.path, self.config)
+        self._groups.pop(sg_config.name, None)
+
     def create_store(self, sg_name: str, name: str, file: str | None = None) -> None:
         """Add a store to a dismounted storage group."""
         cfg.validate_name(name, "store")

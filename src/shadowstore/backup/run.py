@@ -54,6 +54,7 @@ class BackupOutcome:
 
     def to_dict(self) -> dict[str, object]:
         done = self.completion
+        gens = [f.generation for f in self.files if f.generation is not None]
         return {
             "sg": self.sg,
             "id": self.backup_id,
@@ -61,6 +62,8 @@ class BackupOutcome:
             "files": len(self.files),
             "bytes": self.bytes,
             "stored_bytes": self.stored_bytes,
+            "first_gen": min(gens, default=0),
+            "last_gen": max(gens, default=0),
             "seconds": round(self.seconds, 3),
             "truncated": done.truncated if done else [],
             "missing_when_truncating": done.missing if done else [],

@@ -16,6 +16,7 @@ from shadowstore.cli import (
     eseutil_cmd,
     events_cmd,
     home_cmd,
+    restore_cmd,
     sg_cmd,
     workload_cmd,
 )
@@ -39,7 +40,17 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = CliContext(home or default_home())
 
 
-for module in (home_cmd, sg_cmd, backup_cmd, backup_checks_cmd, config_cmd, events_cmd, eseutil_cmd, workload_cmd):
+for module in (
+    home_cmd,
+    sg_cmd,
+    backup_cmd,
+    backup_checks_cmd,
+    restore_cmd,
+    config_cmd,
+    events_cmd,
+    eseutil_cmd,
+    workload_cmd,
+):
     module.register(cli)
 
 

@@ -273,6 +273,17 @@ class FaultFileSystem:
                 self._dirs[p] = _Dir()
                 p = os.path.dirname(p)
 
+    def rmdir(self, path: str) -> None:
+        with self._guard():
+            p = _norm(path)
+            if p not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+            directory = self._dirs[p]
+            # why durable too: an unlink not yet made durable could bring a name back after a crash
+            if directory.volatile or directory.durable or any(os.path.dirname(d) == p for d in self._dirs if d != p):
+                raise OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), path)
+            del self._dirs[p]
+
     def fsync_dir(self, path: str) -> None:
         with self._guard():
             self._check_fsync(path)

@@ -95,6 +95,9 @@ class FileSystem(Protocol):
 
     def makedirs(self, path: str) -> None: ...
 
+    def rmdir(self, path: str) -> None:
+        """Remove the empty directory ``path`` (durable after :meth:`fsync_dir` of its parent)."""
+
     def fsync_dir(self, path: str) -> None: ...
 
     def append(self, path: str, data: bytes) -> None:
@@ -239,6 +242,9 @@ class OsFileSystem:
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(path)
 
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -24,6 +24,7 @@ needs it) or a generation is missing (naming it and the set that should hold it)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,7 @@ class RestorePlan:
     first_gen: int
     last_gen: int
     live_from: int | None = None  # continue with the live log folder from this generation
+    ignored: tuple[str, ...] = ()  # newer sets left out, each with why (incomplete ones)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ class RestorePlan:
             "first_gen": self.first_gen,
             "last_gen": self.last_gen,
             "live_from": self.live_from,
+            "ignored": list(self.ignored),
             "bytes": sum(d.entry.size for d in self.databases) + sum(log.entry.size for log in self.logs),
         }
 
@@ -160,6 +163,7 @@ class RestorePlan:
             + (f", then the live logs from generation {self.live_from} on" if self.live_from is not None else "")
             + f"; {self.to_dict()['bytes']:,} bytes to copy."
         )
+        lines += [f"Not used: {why}" for why in self.ignored]
         return lines
 
 
@@ -202,7 +206,13 @@ def plan_restore(
     if not plans:
         assert first_refusal is not None
         raise first_refusal
-    return max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
+    plan = max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
+    ignored = tuple(
+        f"backup set {s.backup_id} ({s.kind}) is incomplete: {s.problem}"
+        for s in mine
+        if not s.complete and s.backup_id > plan.sets[0].backup_id
+    )
+    return dataclasses.replace(plan, ignored=ignored)
 
 
 def _m(s: SetInfo) -> Manifest:

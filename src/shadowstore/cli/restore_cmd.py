@@ -1,0 +1,180 @@
+"""``shadowstore restore plan|run``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from shadowstore.backup import catalog
+from shadowstore.cli.backup_cmd import resolve_target
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.errors import InvalidParameterError
+from shadowstore.home import ServerHome
+from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
+from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, Progress, RestoreOutcome, run_restore
+
+
+def parse_until(value: str) -> int:
+    """An ISO 8601 time (a time without a zone is UTC, as ShadowStore prints times) -> µs since 1970."""
+    text = value.strip().replace(" UTC", "+00:00")
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameterError(
+            f"--until {value!r} is not an ISO 8601 time (example: 2026-11-25T10:15:03.250000Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # why not timestamp(): it rounds through a float
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _target_of(until: str | None, until_gen: int | None) -> RestoreTarget:
+    if until is not None and until_gen is not None:
+        raise InvalidParameterError("give --until or --until-gen, not both")
+    if until is not None:
+        return RestoreTarget.at_time(parse_until(until))
+    if until_gen is not None:
+        if until_gen < 1:
+            raise InvalidParameterError(f"--until-gen {until_gen}: generations start at 1")
+        return RestoreTarget.at_generation(until_gen)
+    return RestoreTarget.latest()
+
+
+def _plan(home: ServerHome, source: str | None, sg: str | None, target: RestoreTarget, live: bool) -> RestorePlan:
+    return plan_restore(catalog.list_sets(resolve_target(home, source), sg), target, sg=sg, roll_forward_live=live)
+
+
+@click.group("restore")
+def restore_group() -> None:
+    """Restore backups: plan what to apply, then copy, roll the logs forward and bring the stores online."""
+
+
+_from = click.option("--from", "source", help="Backup target to restore from [default: backup.target].")
+_sg = click.option("--sg", help="Storage group to restore (needed when the target holds several).")
+_until = click.option("--until", help="Restore the transactions committed at or before this ISO 8601 time (UTC).")
+_until_gen = click.option("--until-gen", type=int, help="Restore through the end of this log generation.")
+_live = click.option(
+    "--roll-forward-live", is_flag=True, help="Continue with the live storage group's newer logs after the backups."
+)
+
+
+@restore_group.command("plan")
+@_from
+@_sg
+@_until
+@_until_gen
+@_live
+@json_option
+@pass_ctx
+def plan_cmd(
+    ctx: CliContext,
+    source: str | None,
+    sg: str | None,
+    until: str | None,
+    until_gen: int | None,
+    roll_forward_live: bool,
+    as_json: bool,
+) -> None:
+    """Show which backup sets and logs a restore would use (nothing is changed: this is the dry run)."""
+    home = ctx.open_home()
+    plan = _plan(home, source, sg, _target_of(until, until_gen), roll_forward_live)
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    for line in plan.describe():
+        click.echo(line)
+
+
+@restore_group.command("run")
+@_from
+@_sg
+@_until
+@_until_gen
+@_live
+@click.option("--into-recovery-group", is_flag=True, help='Restore into "Recovery Storage Group" (log base R00).')
+@click.option("--in-place", is_flag=True, help="Replace the storage group's own stores (they must be dismounted).")
+@click.option("--yes", is_flag=True, help="Confirm --in-place: the current store files go to the quarantine folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@json_option
+@pass_ctx
+def run_cmd(
+    ctx: CliContext,
+    source: str | None,
+    sg: str | None,
+    until: str | None,
+    until_gen: int | None,
+    roll_forward_live: bool,
+    into_recovery_group: bool,
+    in_place: bool,
+    yes: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Restore: copy the planned files (every hash checked), replay the logs to the target, leave the stores
+    in Clean Shutdown. Running the same command again after an interruption finishes the restore."""
+    if into_recovery_group == in_place:
+        raise InvalidParameterError("choose where to restore: --into-recovery-group or --in-place --yes")
+    if in_place and not yes:
+        raise InvalidParameterError(
+            "--in-place replaces the storage group's stores (the current files are kept in its quarantine "
+            "folder); add --yes to confirm"
+        )
+    home = ctx.open_home()
+    plan = _plan(home, source, sg, _target_of(until, until_gen), roll_forward_live)
+    target = resolve_target(home, source)
+    into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
+    with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
+        outcome = run_restore(home, target, plan, into=into, progress=progress)
+    if as_json:
+        print_json({"plan": plan.to_dict(), "restore": outcome.to_dict()})
+    elif not quiet:
+        _summary(outcome)
+
+
+def _summary(o: RestoreOutcome) -> None:
+    where = "in place" if o.into == INTO_PLACE else f"into {o.destination_sg!r}"
+    click.echo(f"Restored {', '.join(o.stores)} of {o.source_sg!r} {where}{' (resumed)' if o.resumed else ''}.")
+    click.echo(
+        f"Replayed generations {o.generations[0]}-{o.generations[1]} and stopped {o.stopped}; the stores are in "
+        f"Clean Shutdown at {o.stop}."
+    )
+    if o.last_commit:
+        click.echo(f"The newest transaction restored was committed at {o.last_commit}.")
+    if o.new_log_stream and o.into == INTO_PLACE:
+        click.echo(
+            "The log stream was restarted with a new signature (the old logs are in "
+            f"{o.quarantine}); take a full backup now."
+        )
+    elif o.quarantine:
+        click.echo(f"The files the restore replaced are in {o.quarantine}.")
+    click.echo(f"{o.fetched_bytes:,} bytes fetched in {o.seconds:.1f} s.")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    if not enabled:
+        yield lambda what, done, total: None
+        return
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+    with Progress(
+        TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.fields[text]}"), transient=True
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total or 1, text="")
+            text = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" if what == "fetch" else f"generation {done}/{total}"
+            bar.update(tasks[what], completed=done, total=total or 1, text=text)
+
+        yield update
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(restore_group)

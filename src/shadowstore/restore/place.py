@@ -1,0 +1,107 @@
+"""Putting recovered store files in their place, and giving them a log stream to continue on.
+
+Every step here is a rename or the creation of a new file, and each can run again after a crash: a store file
+still in the staging folder is moved into place (what was there first goes to the quarantine folder, never
+deleted); the log stream is replaced by moving every log file, the reserve logs and the checkpoint file of the
+old stream into the quarantine folder and writing the first generation of a new one with a new log signature.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+
+from shadowstore.config import SgConfig
+from shadowstore.engine import layout
+from shadowstore.engine.checkpointfile import CheckpointFile
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.errors import RestoreError, ShadowStoreError
+from shadowstore.format.checkpoint import Checkpoint
+from shadowstore.format.common import LgPos, now_us
+from shadowstore.format.logfile import FLAG_CIRCULAR, LOG_HEADER_SIZE, LogHeader, checkpoint_name
+from shadowstore.io.fs import FileSystem
+
+
+def move_store_into_place(fs: FileSystem, staged: str, destination: str, quarantine: str) -> bool:
+    """Move ``staged`` to ``destination``; a file already there goes to ``quarantine`` first. Returns False when
+    there was nothing left to move (an earlier run moved it). Raises RestoreError when both the destination and
+    its quarantined copy exist while the staged file is still there: someone changed the files between runs,
+    and guessing which to keep could lose one."""
+    if not fs.exists(staged):
+        return False
+    if fs.exists(destination):
+        kept = os.path.join(quarantine, os.path.basename(destination))
+        if fs.exists(kept):
+            raise RestoreError(
+                f"{destination} and {kept} both exist while {staged} waits to be restored",
+                hint="move one of them away and run the restore again",
+            )
+        fs.makedirs(quarantine)
+        fs.rename(destination, kept)
+        fs.fsync_dir(quarantine)
+    fs.rename(staged, destination)
+    fs.fsync_dir(os.path.dirname(destination))
+    return True
+
+
+def replace_log_stream(fs: FileSystem, config: SgConfig, quarantine: str, first_gen: int) -> LogHeader:
+    """Quarantine the storage group's log files and checkpoint, then start a new stream at ``first_gen``
+    with a new log signature, its reserve logs and a checkpoint file. Safe to run again after a crash (a
+    new stream that was half made is quarantined too)."""
+    folder = os.path.join(quarantine, "logs")
+    logs = LogSet.scan(fs, config.log_dir, config.log_base)
+    old = [*logs.archived.values(), logs.current, logs.tmp, *logs.reserves]
+    old += [os.path.join(config.system_dir, checkpoint_name(config.log_base))]
+    moved = False
+    for path in old:
+        if path is not None and fs.exists(path):
+            fs.makedirs(folder)
+            fs.rename(path, _free_name(fs, os.path.join(folder, os.path.basename(path))))
+            moved = True
+    if moved:
+        fs.fsync_dir(folder)
+        fs.fsync_dir(config.log_dir)
+        fs.fsync_dir(config.system_dir)
+    header = layout.create_log_stream(
+        fs,
+        config.log_dir,
+        config.log_base,
+        config.log_file_size,
+        config.page_size,
+        config.circular_logging,
+        first_gen=first_gen,
+    )
+    layout.ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
+    fs.fsync_dir(config.log_dir)
+    CheckpointFile.create(
+        fs,
+        os.path.join(config.system_dir, checkpoint_name(config.log_base)),
+        Checkpoint(
+            sequence=1,
+            checkpoint=LgPos(first_gen, LOG_HEADER_SIZE),
+            signature=header.signature,
+            base=config.log_base,
+            written_us=now_us(),
+            log_file_size=config.log_file_size,
+            flags=FLAG_CIRCULAR if config.circular_logging else 0,
+        ),
+    )
+    return header
+
+
+def highest_generation(fs: FileSystem, config: SgConfig) -> int:
+    """The newest generation in the log folder, the current log's included (0 when there is none)."""
+    logs = LogSet.scan(fs, config.log_dir, config.log_base)
+    high = max(logs.archived, default=0)
+    if logs.current is not None:
+        with suppress(ShadowStoreError):  # why: a damaged current log still leaves the archived numbers
+            high = max(high, read_header(fs, logs.current).generation)
+    return high
+
+
+def _free_name(fs: FileSystem, path: str) -> str:
+    candidate, n = path, 1
+    while fs.exists(candidate):
+        candidate = f"{path}.{n}"
+        n += 1
+    return candidate

@@ -1,0 +1,434 @@
+"""Running a restore plan: fetch the files, hard-recover them, put them in place.
+
+    plan = plan_restore(list_sets(target), RestoreTarget.latest(), sg="First Storage Group")
+    outcome = run_restore(home, target, plan, into=INTO_RECOVERY_GROUP)
+
+The destination is either the storage group itself (``in-place``: its stores must be dismounted, and the user
+must have confirmed) or the Recovery Storage Group (log base R00) of the same server home, which never touches
+a live storage group. The destination's lock is held for the whole restore. Work happens in
+``<destination system folder>/restore/``, whose ``restore.json`` records the plan and the phase reached:
+
+1. **fetch**: every database file and log generation of the plan is copied out of the target, its SHA-256
+   checked as it streams (restore/fetch.py). Store files are fetched again whenever this phase runs (a killed
+   recovery may have written to them); logs already fetched are kept (they are only renamed in once checked).
+2. **recover**: hard recovery (engine/hardrecovery.py) in the staging folder, with the live storage group's
+   newer logs after the restored ones when the plan says so; the stores end in Clean Shutdown at the target.
+3. **place**: each store file is renamed into the destination (what was there goes to
+   ``<log folder>/quarantine/restore-<time>/``), and, unless the stores were rolled forward to the very end of
+   the live log stream, the log stream is replaced by a new one with a new log signature (restore/place.py).
+4. **done**: the staging folder is removed.
+
+Running the same restore again after a crash continues from the phase recorded; nothing in a live storage
+group is changed before phase 3, and in phase 3 only complete, Clean Shutdown stores are moved in. Events: 204
+and 205 around the restore, 300-302 for the replay, 1040 where it stopped, 1041 for a new log stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shadowstore import config as cfg
+from shadowstore.backup.manifest import set_folder
+from shadowstore.backup.target import Target
+from shadowstore.config import SgConfig, StoreConfig
+from shadowstore.engine.hardrecovery import HardRecoveryReport, ReplayLog, Stop, hard_recover
+from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.engine.mountlog import restore_journal_path
+from shadowstore.engine.storagegroup import StorageGroup
+from shadowstore.errors import (
+    InvalidParameterError,
+    MissingRestoreLogFilesError,
+    NotFoundError,
+    RestoreError,
+    RestoreInProgressError,
+    ShadowStoreError,
+    StorageGroupBusyError,
+)
+from shadowstore.format.common import iso_time
+from shadowstore.format.logfile import archived_log_name
+from shadowstore.home import ServerHome
+from shadowstore.io.fs import FileSystem, atomic_write, read_file
+from shadowstore.restore.fetch import fetch_file
+from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
+from shadowstore.restore.plan import RestorePlan
+
+RECOVERY_SG = "Recovery Storage Group"
+RECOVERY_BASE = "R00"
+INTO_RECOVERY_GROUP = "recovery-group"
+INTO_PLACE = "in-place"
+JOURNAL_FORMAT = "shadowstore-restore"
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class RestoreOutcome:
+    source_sg: str
+    destination_sg: str
+    into: str
+    stores: list[str]
+    stop: str  # the log position the stores are consistent at
+    stopped: str  # where replay stopped, in words
+    last_commit: str | None  # time of the newest transaction replayed
+    generations: tuple[int, int]
+    new_log_stream: bool
+    quarantine: str | None
+    fetched_bytes: int = 0
+    seconds: float = 0.0
+    resumed: bool = False
+    replay_seconds: float = 0.0
+    log_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Journal:
+    path: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, fs: FileSystem) -> None:
+        atomic_write(fs, self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+
+
+def run_restore(
+    home: ServerHome,
+    target: Target,
+    plan: RestorePlan,
+    *,
+    into: str,
+    progress: Progress = lambda what, done, total: None,
+) -> RestoreOutcome:
+    """Carry out ``plan`` into the recovery storage group or in place (see the module documentation).
+
+    Raises RestoreError (a destination that is mounted or does not fit the backup, a store copy newer than
+    the target), RestoreInProgressError, BackupSetError (a file whose hash does not match), the log errors of
+    hard recovery (-557, -530, -515, -513, -501), BackupTargetError; before phase 3 nothing of a live storage
+    group has changed, and running the same restore again finishes it.
+    """
+    if into not in (INTO_RECOVERY_GROUP, INTO_PLACE):
+        raise InvalidParameterError(f"restore into {into!r}: choose {INTO_RECOVERY_GROUP} or {INTO_PLACE}")
+    fs = home.fs
+    started = time.perf_counter()
+    dest = _destination(home, plan, into)
+    fs.makedirs(dest.system_dir)
+    lock = _lock(fs, dest, into)
+    try:
+        journal_path = restore_journal_path(dest)
+        staging = os.path.dirname(journal_path)
+        journal, resumed = _open_journal(fs, journal_path, plan, into, dest.name)
+        home.events.emit(
+            204, sg=dest.name, folder=os.path.join(staging, "logs"), live=_live_dir(home, plan, into) or "-"
+        )
+        fetched = 0
+        if journal.data["phase"] in ("fetch", "recover"):
+            try:
+                fetched = _fetch(fs, target, plan, staging, journal, progress)
+                report = _recover(home, plan, into, staging, journal, progress)
+            except ShadowStoreError:
+                # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
+                _clear_staging(fs, staging)
+                raise
+            journal.data.update(
+                phase="place", recovery=_report_dict(report), new_stream=_needs_new_stream(report, into)
+            )
+            journal.save(fs)
+        _place(home, plan, into, dest, staging, journal)
+        journal.data["phase"] = "done"
+        journal.save(fs)
+        _clear_staging(fs, staging)
+    finally:
+        lock.release()
+    recovery = journal.data["recovery"]
+    outcome = RestoreOutcome(
+        source_sg=plan.sg,
+        destination_sg=dest.name,
+        into=into,
+        stores=[d.database.store for d in plan.databases],
+        stop=recovery["stop"],
+        stopped=recovery["stopped"],
+        last_commit=iso_time(recovery["last_commit_us"]) if recovery["last_commit_us"] else None,
+        generations=(recovery["generations"][0], recovery["generations"][1]),
+        new_log_stream=bool(journal.data["new_stream"]),
+        quarantine=journal.data.get("quarantine_used"),
+        fetched_bytes=fetched,
+        seconds=time.perf_counter() - started,
+        resumed=resumed,
+        replay_seconds=recovery["replay_seconds"],
+        log_bytes=recovery["log_bytes"],
+    )
+    home.events.emit(
+        1040,
+        sg=dest.name,
+        where=outcome.stopped,
+        lgpos=outcome.stop,
+        last_commit=outcome.last_commit or "(none replayed)",
+    )
+    if outcome.new_log_stream and into == INTO_PLACE:
+        home.events.emit(1041, sg=dest.name, quarantine=outcome.quarantine or "-")
+    home.events.emit(205, sg=dest.name)
+    return outcome
+
+
+# --- destination ----------------------------------------------------------------------------------------------
+
+
+def _destination(home: ServerHome, plan: RestorePlan, into: str) -> SgConfig:
+    """The resolved configuration of the storage group the stores go to (the recovery group's is made up
+    here and saved only when files are placed)."""
+    wanted = [StoreConfig(d.database.store, d.database.file, d.database.dbid) for d in plan.databases]
+    if into == INTO_PLACE:
+        try:
+            sg_config = home.config.find(plan.sg)
+        except NotFoundError:
+            raise RestoreError(
+                f"storage group {plan.sg!r} is not in the server home {home.path}",
+                hint="restore into the recovery storage group (--into-recovery-group) instead",
+            ) from None
+        have = {(s.name, s.file, s.dbid) for s in sg_config.stores}
+        missing = [s for s in wanted if (s.name, s.file, s.dbid) not in have]
+        if missing:
+            raise RestoreError(
+                f"storage group {plan.sg!r} has no store "
+                + ", ".join(f"{s.name!r} ({s.file}, dbid {s.dbid})" for s in missing)
+                + " as the backup does",
+                hint="restore into the recovery storage group (--into-recovery-group) instead",
+            )
+        return sg_config.resolved(home.path)
+    source = next((g for g in home.config.storage_groups if g.name == plan.sg), None)
+    existing = next((g for g in home.config.storage_groups if g.name == RECOVERY_SG), None)
+    if plan.sg == RECOVERY_SG:
+        raise RestoreError("a backup of the recovery storage group cannot be restored into itself")
+    return SgConfig(
+        name=RECOVERY_SG,
+        log_base=RECOVERY_BASE,
+        log_dir=existing.log_dir if existing else RECOVERY_SG,
+        system_dir=existing.system_dir if existing else RECOVERY_SG,
+        data_dir=existing.data_dir if existing else RECOVERY_SG,
+        log_file_size=source.log_file_size if source else cfg.DEFAULT_LOG_FILE_SIZE,
+        page_size=plan.databases[0].database.page_size,
+        stores=wanted,
+    ).resolved(home.path)
+
+
+def _lock(fs: FileSystem, dest: SgConfig, into: str) -> Any:
+    path = os.path.join(dest.system_dir, f"{dest.log_base}.lock")
+    try:
+        return fs.lock(path, f"pid {os.getpid()} (restore into {dest.name})")
+    except StorageGroupBusyError as exc:
+        if "(restore into" in exc.message:
+            raise RestoreInProgressError(f"another restore is running into {dest.name!r}: {exc.message}") from None
+        what = "dismount it" if into == INTO_PLACE else "dismount the recovery storage group"
+        raise RestoreError(
+            f"storage group {dest.name!r} is in use: {exc.message}", hint=f"{what}, then run the restore again"
+        ) from None
+
+
+def _live_dir(home: ServerHome, plan: RestorePlan, into: str) -> str | None:
+    """The log folder whose newer generations the plan rolls forward with (None: the plan uses none)."""
+    if plan.live_from is None:
+        return None
+    try:
+        return home.config.find(plan.sg).resolved(home.path).log_dir
+    except NotFoundError:
+        raise RestoreError(
+            f"the plan continues with the live logs of {plan.sg!r}, which is not in the server home {home.path}",
+            hint="restore without --roll-forward-live",
+        ) from None
+
+
+# --- journal --------------------------------------------------------------------------------------------------
+
+
+def _open_journal(fs: FileSystem, path: str, plan: RestorePlan, into: str, dest: str) -> tuple[_Journal, bool]:
+    """The journal of this restore: the one left by an interrupted run of the same restore, or a new one."""
+    staging = os.path.dirname(path)
+    journal = _Journal(path)
+    wanted = {"format": JOURNAL_FORMAT, "plan": plan.to_dict(), "into": into, "destination": dest}
+    if fs.exists(journal.path):
+        try:
+            old = json.loads(read_file(fs, journal.path))
+        except ValueError:
+            old = {}
+        same = all(old.get(k) == v for k, v in wanted.items())
+        if same and old.get("phase") != "done":
+            journal.data = old
+            return journal, True
+        if old.get("phase") == "place" and not same:
+            raise RestoreError(
+                f"an earlier restore into {dest!r} ({old.get('plan', {}).get('target')}) was interrupted while "
+                f"putting its files in place ({journal.path})",
+                hint="run that restore again to finish it before starting another",
+            )
+        _clear_staging(fs, staging)
+    fs.makedirs(staging)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # names this restore's quarantine folder
+    journal.data = {**wanted, "phase": "fetch", "started": stamp}
+    journal.save(fs)
+    return journal, False
+
+
+def _clear_staging(fs: FileSystem, staging: str) -> None:
+    """Remove the staging folder: copies of backup files and their recovered forms, all made again on demand."""
+    if not fs.exists(staging):
+        return
+    for sub in ("db", "logs"):
+        folder = os.path.join(staging, sub)
+        if fs.exists(folder):
+            for name in fs.listdir(folder):
+                fs.unlink(os.path.join(folder, name))
+            fs.fsync_dir(folder)
+            fs.rmdir(folder)
+    for name in fs.listdir(staging):
+        fs.unlink(os.path.join(staging, name))
+    fs.fsync_dir(staging)
+    fs.rmdir(staging)
+    fs.fsync_dir(os.path.dirname(staging))
+
+
+# --- phases ---------------------------------------------------------------------------------------------------
+
+
+def _fetch(
+    fs: FileSystem, target: Target, plan: RestorePlan, staging: str, journal: _Journal, progress: Progress
+) -> int:
+    db_dir, log_dir = os.path.join(staging, "db"), os.path.join(staging, "logs")
+    fs.makedirs(db_dir)
+    fs.makedirs(log_dir)
+    todo = [(d.backup_id, d.entry, os.path.join(db_dir, d.database.file)) for d in plan.databases]
+    todo += [
+        (log.backup_id, log.entry, os.path.join(log_dir, archived_log_name(plan.log_base, log.generation)))
+        for log in plan.logs
+        if not fs.exists(os.path.join(log_dir, archived_log_name(plan.log_base, log.generation)))
+    ]
+    total = sum(entry.size for _, entry, _ in todo)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress("fetch", done, total)
+
+    for backup_id, entry, destination in todo:
+        fetch_file(target, set_folder(plan.sg, backup_id), entry, fs, destination, progress=advance)
+        fs.crash_point("restore.fetch.file")
+    journal.data["phase"] = "recover"
+    journal.save(fs)
+    return done
+
+
+def _recover(
+    home: ServerHome, plan: RestorePlan, into: str, staging: str, journal: _Journal, progress: Progress
+) -> HardRecoveryReport:
+    sg_config = SgConfig(
+        name=journal.data["destination"],
+        log_base=plan.log_base,
+        log_dir=os.path.join(staging, "logs"),
+        system_dir=staging,
+        data_dir=os.path.join(staging, "db"),
+        page_size=plan.databases[0].database.page_size,
+        stores=[StoreConfig(d.database.store, d.database.file, d.database.dbid) for d in plan.databases],
+    )
+    sg = StorageGroup(sg_config, home.fs, home.events)
+    logs = [
+        ReplayLog(log.generation, os.path.join(sg_config.log_dir, archived_log_name(plan.log_base, log.generation)))
+        for log in plan.logs
+    ]
+    live = _live_dir(home, plan, into)
+    if live is not None and plan.live_from is not None:
+        logs += _live_logs(home.fs, live, plan.log_base, plan.live_from, plan.target.until_gen)
+    stop = Stop(until_gen=plan.target.until_gen, until_us=plan.target.until_us)
+    last = logs[-1].generation if logs else 0
+    try:
+        return hard_recover(sg, logs, stop, on_log=lambda gen: progress("replay", gen, last))
+    finally:
+        for store in sg.stores.values():
+            store.close()
+
+
+def _live_logs(fs: FileSystem, log_dir: str, base: str, first: int, until_gen: int | None) -> list[ReplayLog]:
+    """Generations ``first``.. of the live log folder, the current log last; every one must be there."""
+    found = LogSet.scan(fs, log_dir, base)
+    current_gen = read_header(fs, found.current).generation if found.current else None
+    high = current_gen if current_gen is not None else max(found.archived, default=first - 1)
+    if until_gen is not None:
+        high = min(high, until_gen)
+    logs = []
+    for gen in range(first, high + 1):
+        if gen == current_gen and found.current is not None:
+            logs.append(ReplayLog(gen, found.current, current=True))
+        elif gen in found.archived:
+            logs.append(ReplayLog(gen, found.archived[gen]))
+        else:
+            raise MissingRestoreLogFilesError(
+                f"rolling forward needs generation {gen} ({archived_log_name(base, gen)}), which is neither in the "
+                f"backups nor in the live log folder {log_dir}"
+                + (f" (it holds {min(found.archived)}-{high})" if found.archived else "")
+            )
+    if not logs:
+        raise MissingRestoreLogFilesError(
+            f"rolling forward needs generations from {first} on, but the live log folder {log_dir} has none"
+        )
+    return logs
+
+
+def _needs_new_stream(report: HardRecoveryReport, into: str) -> bool:
+    """In place, the stores may continue the live stream only if they were rolled forward to its very end."""
+    return into == INTO_RECOVERY_GROUP or not (report.reached_end and report.rolled_to_current)
+
+
+def _place(home: ServerHome, plan: RestorePlan, into: str, dest: SgConfig, staging: str, journal: _Journal) -> None:
+    fs = home.fs
+    quarantine = os.path.join(dest.log_dir, "quarantine", f"restore-{journal.data['started']}")
+    if into == INTO_RECOVERY_GROUP:
+        home.set_storage_group_config(_relative(home, dest))
+    for d in plan.databases:
+        staged = os.path.join(staging, "db", d.database.file)
+        if move_store_into_place(fs, staged, os.path.join(dest.data_dir, d.database.file), quarantine):
+            fs.crash_point("restore.place.store")
+    if fs.exists(quarantine):
+        journal.data["quarantine_used"] = quarantine
+    if journal.data["new_stream"] and not journal.data.get("stream_done"):
+        stop_gen = journal.data["recovery"]["stop_gen"]
+        first = 1 if into == INTO_RECOVERY_GROUP else max(highest_generation(fs, dest), stop_gen) + 1
+        replace_log_stream(fs, dest, quarantine, first)
+        journal.data["stream_done"] = True
+        if fs.exists(quarantine):
+            journal.data["quarantine_used"] = quarantine
+        journal.save(fs)
+        fs.crash_point("restore.place.stream")
+
+
+def _relative(home: ServerHome, dest: SgConfig) -> SgConfig:
+    """``dest`` with its folders relative to the server home, as the configuration keeps them."""
+    return SgConfig(
+        name=dest.name,
+        log_base=dest.log_base,
+        log_dir=os.path.relpath(dest.log_dir, home.path),
+        system_dir=os.path.relpath(dest.system_dir, home.path),
+        data_dir=os.path.relpath(dest.data_dir, home.path),
+        log_file_size=dest.log_file_size,
+        page_size=dest.page_size,
+        circular_logging=dest.circular_logging,
+        stores=list(dest.stores),
+    )
+
+
+def _report_dict(report: HardRecoveryReport) -> dict[str, Any]:
+    return {
+        "stop": str(report.stop),
+        "stop_gen": report.stop.gen,
+        "stopped": report.stopped,
+        "last_commit_us": report.last_commit_us,
+        "generations": list(report.generations),
+        "records": report.records,
+        "replay_seconds": report.replay_seconds,
+        "log_bytes": report.log_bytes,
+    }

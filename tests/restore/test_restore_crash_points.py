@@ -1,0 +1,124 @@
+"""Named crash points of a restore: cut it at an exact instant, lose or tear what was not synced, run it again.
+
+The home lives on the fault-injecting file system; the backups on a local folder (a target survives the crash of
+the machine restoring from it). After the crash the destination must never mount with a mix of restored and
+unrestored stores, and running the same restore again must give exactly the backed-up data.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shadowstore.backup import catalog
+from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.run import back_up
+from shadowstore.errors import RestoreInProgressError
+from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
+from shadowstore.home import ServerHome
+from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
+from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
+from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, RECOVERY_SG, run_restore
+from tests.conftest import fault_home, reopen
+
+SG = "First Storage Group"
+POINTS = [
+    "restore.fetch.file",
+    "restore.replay.log",
+    "restore.recover.store",
+    "restore.place.store",
+    "restore.place.stream",
+]
+
+
+def commit(home: ServerHome, first: int, count: int) -> None:
+    sg = home.storage_group()
+    with sg.store("Mailbox Store").transaction() as tx:
+        if not tx.has_table("t"):
+            tx.create_table("t")
+    for n in range(first, first + count):
+        with sg.store("Mailbox Store").transaction() as tx:
+            tx.put("t", b"k%05d" % n, b"v%d" % n * 40)
+            if n % 3 == 0:
+                tx.delete("t", b"k%05d" % (n - 2))
+        with sg.store("Public Folder Store").transaction() as tx:
+            if not tx.has_table("p"):
+                tx.create_table("p")
+            tx.put("p", b"p%05d" % (n % 50), b"%d" % n)
+
+
+def model(upto: int) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    mail: dict[bytes, bytes] = {}
+    public: dict[bytes, bytes] = {}
+    for n in range(1, upto + 1):
+        mail[b"k%05d" % n] = b"v%d" % n * 40
+        if n % 3 == 0:
+            mail.pop(b"k%05d" % (n - 2), None)
+        public[b"p%05d" % (n % 50)] = b"%d" % n
+    return mail, public
+
+
+def read(home: ServerHome, sg_name: str) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    sg = home.storage_group(sg_name)
+    sg.mount()
+    try:
+        with sg.store("Mailbox Store").snapshot() as a, sg.store("Public Folder Store").snapshot() as b:
+            return dict(a.range("t")), dict(b.range("p"))
+    finally:
+        sg.dismount()
+
+
+@pytest.fixture
+def backed_up(tmp_path: os.PathLike[str]) -> tuple[FaultFileSystem, LocalTarget, RestorePlan]:
+    """A home with 300 transactions in a full and an incremental backup and 100 more only in its logs."""
+    fs = FaultFileSystem(seed=7)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    target = LocalTarget(os.path.join(tmp_path, "backups"))
+    commit(home, 1, 200)
+    back_up(home, SG, "full", target)
+    commit(home, 201, 100)
+    back_up(home, SG, "incremental", target)
+    commit(home, 301, 100)
+    sg.dismount()
+    plan = plan_restore(catalog.list_sets(target, SG), RestoreTarget.latest(), sg=SG)
+    assert len(plan.logs) >= 3, "the restore should replay several generations"
+    return fs, target, plan
+
+
+@pytest.mark.parametrize(("mode", "seed"), [("drop", 0), ("tear", 1)])
+@pytest.mark.parametrize("into", [INTO_RECOVERY_GROUP, INTO_PLACE])
+@pytest.mark.parametrize("point", POINTS)
+def test_a_restore_cut_at_a_crash_point_finishes_when_run_again(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan], point: str, into: str, mode: str, seed: int
+) -> None:
+    fs, target, plan = backed_up
+    fs.arm_crash(point, after=1 if point == "restore.replay.log" else 0)
+    with pytest.raises(SimulatedCrash):
+        run_restore(reopen(fs), target, plan, into=into)
+    after = fs.crash(mode, seed)
+    home = reopen(after)
+    dest = SG if into == INTO_PLACE else RECOVERY_SG
+    if point.startswith("restore.place"):
+        with pytest.raises(RestoreInProgressError, match="interrupted while putting its files in place"):
+            home.storage_group(dest).mount()
+    elif into == INTO_PLACE:
+        # nothing of the live storage group changed yet: it still mounts with its newer data
+        assert read(home, SG) == model(400)
+    outcome = run_restore(home, target, plan, into=into)
+    assert outcome.resumed
+    assert read(home, dest) == model(300)
+    for store in home.storage_group(dest).stores.values():
+        store.open()
+        assert store.header is not None
+        assert store.header.state == STATE_CLEAN_SHUTDOWN
+        store.close()
+    assert not after.exists(os.path.join(home.storage_group(dest).config.system_dir, "restore"))
+
+
+def test_a_crash_point_is_reached_in_every_phase(backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan]) -> None:
+    fs, target, plan = backed_up
+    run_restore(reopen(fs), target, plan, into=INTO_PLACE)
+    assert set(POINTS) <= set(fs.points_seen)
