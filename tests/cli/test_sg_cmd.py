@@ -1,4 +1,4 @@
-"""``shadowstore sg create`` and ``shadowstore store create``."""
+"""``shadowstore sg create`` and ``shadowstore store create|tables|read``."""
 
 from __future__ import annotations
 
@@ -73,3 +73,45 @@ def test_store_in_unknown_storage_group(home_dir: str, capsys: pytest.CaptureFix
     code, _out, err = run(capsys, "--home", home_dir, "store", "create", "Nope", "X")
     assert code == 4
     assert "there is no storage group 'Nope'" in err
+
+
+def test_store_tables_and_read(tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]) -> None:
+    home = os.path.join(tmp_path, "home")
+    assert run(capsys, "--home", home, "init")[0] == 0
+    h = ServerHome.open(home)
+    sg = h.storage_group()
+    sg.mount()
+    with sg.store("Mailbox Store").transaction() as tx:
+        tx.create_table("inbox")
+        tx.put("inbox", b"m1", b"hello")
+        tx.put("inbox", b"m2", b"\x00\xff")
+        tx.put("inbox", b"x3", b"")
+    sg.dismount()
+    code, tables = run_json(capsys, "--home", home, "store", "tables", "First Storage Group", "priv1.edb", "--json")
+    assert (code, tables) == (0, [{"table": "inbox", "rows": 3}])
+    code, rows = run_json(
+        capsys,
+        "--home",
+        home,
+        "store",
+        "read",
+        "First Storage Group",
+        "Mailbox Store",
+        "inbox",
+        "--prefix",
+        "m",
+        "--json",
+    )
+    assert code == 0
+    assert [(r["key"], r["value"], r["value_hex"]) for r in rows] == [
+        ("m1", "hello", "68656c6c6f"),
+        ("m2", None, "00ff"),
+    ]
+    code, out, _err = run(
+        capsys, "--home", home, "store", "read", "First Storage Group", "Mailbox Store", "inbox", "--limit", "2"
+    )
+    assert code == 0
+    assert out.splitlines() == ["m1\t5 bytes\thello", "m2\t2 bytes\t0x00ff"]
+    code, _out, err = run(capsys, "--home", home, "store", "read", "First Storage Group", "Mailbox Store", "outbox")
+    assert code != 0
+    assert "has no table 'outbox' (tables: inbox)" in err
