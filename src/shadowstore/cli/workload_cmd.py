@@ -23,8 +23,11 @@ def workload_group() -> None:
 @click.option("--seed", type=int, required=True, help="Seed that keys and values derive from.")
 @click.option("--value-size", type=int, default=100, show_default=True, help="Bytes per value.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Committing threads.")
+@click.option("--print-times", is_flag=True, help="Print 'committed <n> <commit time, µs since 1970>'.")
 @pass_ctx
-def run(ctx: CliContext, sg: str, store: str, txns: int, seed: int, value_size: int, threads: int) -> None:
+def run(
+    ctx: CliContext, sg: str, store: str, txns: int, seed: int, value_size: int, threads: int, print_times: bool
+) -> None:
     """Mount, commit TXNS transactions printing 'committed <n>' after each durable commit, dismount."""
     home = ctx.open_home()
     group = home.storage_group(sg)
@@ -32,8 +35,8 @@ def run(ctx: CliContext, sg: str, store: str, txns: int, seed: int, value_size: 
     try:
         target = group.store(store)
 
-        def report(n: int) -> None:
-            sys.stdout.write(f"committed {n}\n")
+        def report(n: int, commit_time_us: int) -> None:
+            sys.stdout.write(f"committed {n} {commit_time_us}\n" if print_times else f"committed {n}\n")
             sys.stdout.flush()
 
         workload.run(target, txns=txns, seed=seed, value_size=value_size, threads=threads, on_commit=report)
@@ -47,15 +50,18 @@ def run(ctx: CliContext, sg: str, store: str, txns: int, seed: int, value_size: 
 @click.option("--seed", type=int, required=True)
 @click.option("--committed", type=int, required=True, help="Transactions 1..N that must all be present.")
 @click.option("--value-size", type=int, default=100, show_default=True)
+@click.option("--exact", is_flag=True, help="Also fail if a transaction after N is present (point-in-time restores).")
 @json_option
 @pass_ctx
-def check(ctx: CliContext, sg: str, store: str, seed: int, committed: int, value_size: int, as_json: bool) -> None:
+def check(
+    ctx: CliContext, sg: str, store: str, seed: int, committed: int, value_size: int, exact: bool, as_json: bool
+) -> None:
     """Mount (recovering if needed) and verify the workload; exit 30 naming any mismatch."""
     home = ctx.open_home()
     group = home.storage_group(sg)
     recovery = group.mount()
     try:
-        result = workload.check(group.store(store), seed=seed, committed=committed, value_size=value_size)
+        result = workload.check(group.store(store), seed=seed, committed=committed, value_size=value_size, exact=exact)
     finally:
         group.dismount()
     if as_json:

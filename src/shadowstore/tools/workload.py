@@ -44,9 +44,10 @@ def run(
     seed: int,
     value_size: int = 100,
     threads: int = 1,
-    on_commit: Callable[[int], None] = lambda n: None,
+    on_commit: Callable[[int, int], None] = lambda n, commit_time_us: None,
 ) -> int:
-    """Commit transactions 1..``txns`` (from ``threads`` threads); ``on_commit(n)`` after each durable commit.
+    """Commit transactions 1..``txns`` (from ``threads`` threads); ``on_commit(n, commit time)`` after each
+    durable commit.
 
     Returns the number committed. Raises the first error a thread met (the others stop).
     """
@@ -75,7 +76,7 @@ def run(
                 return
             with lock:
                 done[0] += 1
-                on_commit(n)
+                on_commit(n, tx.commit_time_us or 0)
 
     workers = [threading.Thread(target=worker, name=f"workload-{k}") for k in range(threads)]
     for w in workers:
@@ -100,8 +101,9 @@ class CheckReport:
         return not self.problems
 
 
-def check(store: Store, *, seed: int, committed: int, value_size: int = 100) -> CheckReport:
-    """Verify the workload of ``seed`` in a mounted store; raises WorkloadMismatchError naming what is wrong."""
+def check(store: Store, *, seed: int, committed: int, value_size: int = 100, exact: bool = False) -> CheckReport:
+    """Verify the workload of ``seed`` in a mounted store; raises WorkloadMismatchError naming what is wrong.
+    With ``exact`` a complete transaction beyond ``committed`` is wrong too (a restore to a point in time)."""
     report = CheckReport(seed, committed)
     found: dict[int, dict[int, bytes]] = {}
     with store.snapshot() as snap:
@@ -126,6 +128,8 @@ def check(store: Store, *, seed: int, committed: int, value_size: int = 100) -> 
         else:
             report.present += 1
             report.beyond.append(n)
+            if exact:
+                report.problems.append(f"transaction {n} is present, but only 1..{committed} should be")
     if report.problems:
         shown = "; ".join(report.problems[:10]) + (" ..." if len(report.problems) > 10 else "")
         raise WorkloadMismatchError(
