@@ -209,6 +209,16 @@ def test_an_incomplete_set_in_the_chain_is_named_with_its_problem() -> None:
         plan_restore(h.sets, RestoreTarget.latest())
 
 
+def test_a_newer_incomplete_set_is_reported_as_not_used() -> None:
+    h, chain = chain_history()
+    chain[3].manifest = None
+    chain[3].problem = "the manifest is malformed (log range 15-14 is impossible)"
+    plan = plan_restore(h.sets, RestoreTarget.latest())
+    assert ids(plan.sets) == ids(chain[:3])
+    assert plan.ignored == (f"backup set {chain[3].backup_id} (incremental) is incomplete: {chain[3].problem}",)
+    assert f"Not used: backup set {chain[3].backup_id}" in "\n".join(plan.describe())
+
+
 def test_a_generation_missing_from_the_full_backup_is_named() -> None:
     h = History()
     h.take("full", 6, checkpoint=4, first=5)  # the store whose replay starts at 3 needs 3 and 4
