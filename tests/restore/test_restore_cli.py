@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from shadowstore.format.common import crc32c, iso_time
-from shadowstore.format.logfile import archived_log_name
+from shadowstore.format.logfile import LOG_HEADER_SIZE, archived_log_name, unpack_log_header
 from tests.backup.test_backup_run import grow_logs_below_checkpoint, shadowstore_process
 from tests.cli.clirun import run, run_json
 
@@ -169,6 +169,9 @@ def test_scenario_7_full_and_incrementals_to_the_latest_state_a_time_and_a_gener
     restore(capsys, home, "--into-recovery-group", "--until-gen", str(inc1["last_gen"]))
     check(capsys, home, RSG, {1: 120, 2: 120, 3: 0})
     check(capsys, home, SG, {1: 120, 2: 120, 3: 120, 4: 120, 5: 50})
+    for event_id in (204, 205, 300, 302, 1040):
+        code, found = run_json(capsys, "--home", home, "events", "--id", str(event_id), "--json")
+        assert code == 0 and len(found) == 5, f"event {event_id} once per restore"
 
 
 def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,6 +256,37 @@ def test_a_log_with_a_foreign_signature_is_named(
     assert "-530" in err
     assert archived_log_name("E00", gen) in err
     assert "belongs to another log stream" in err
+
+
+def log_in_set(home: str, backup: dict[str, object], generation: int) -> bytes:
+    with open(os.path.join(set_dir(home, backup["id"]), archived_log_name("E00", generation)), "rb") as f:
+        return f.read()
+
+
+def test_a_log_holding_another_generation_is_named(
+    home: str, chain: list[dict[str, object]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gen = int(str(chain[2]["first_gen"]))
+    rewrite_log_in_set(home, chain[2]["id"], gen, log_in_set(home, chain[1], gen - 1))
+    err = refused(capsys, home)
+    assert "-513" in err
+    assert f"should hold generation {gen} but its header says {gen - 1}" in err
+
+
+def test_a_log_that_does_not_follow_the_one_before_is_named(
+    home: str, chain: list[dict[str, object]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gen = int(str(chain[2]["first_gen"]))
+    data = log_in_set(home, chain[2], gen)
+    header = unpack_log_header(data[:LOG_HEADER_SIZE])
+    forged = header._replace(prev_created_us=header.prev_created_us + 1).pack()
+    rewrite_log_in_set(home, chain[2]["id"], gen, forged + data[LOG_HEADER_SIZE:])
+    err = refused(capsys, home)
+    assert "-515" in err
+    assert f"does not follow generation {gen - 1}" in err
+    code, found = run_json(capsys, "--home", home, "events", "--id", "434", "--json")
+    assert code == 0
+    assert found
 
 
 def test_a_gap_in_the_logs_is_named(

@@ -40,7 +40,7 @@ from shadowstore.errors import (
     RestoreError,
 )
 from shadowstore.format.common import LGPOS_ZERO, LgPos, format_time, iso_time
-from shadowstore.format.logfile import LOG_HEADER_SIZE, LogHeader
+from shadowstore.format.logfile import LOG_HEADER_SIZE, LogHeader, LogHeaderError, unpack_log_header
 from shadowstore.format.logrecord import KIND_ATTACH, KIND_DETACH, KIND_TXN, TXN_HEADER
 from shadowstore.io.fs import read_file
 
@@ -107,7 +107,7 @@ def hard_recover(
     sg.signature = signatures.pop()
     low = min(store.replay_start.gen for store in stores)
     chosen = _check_chain(sg, [log for log in logs if stop.until_gen is None or log.generation <= stop.until_gen], low)
-    report = HardRecoveryReport(generations=(low, chosen[-1][0].generation))
+    report = HardRecoveryReport(generations=(low, chosen[-1].log.generation))
     sg.events.emit(300, sg=sg.name)
     replays = {}
     for store in stores:
@@ -136,7 +136,7 @@ def hard_recover(
     return report
 
 
-def _check_chain(sg: StorageGroup, logs: Sequence[ReplayLog], low: int) -> list[tuple[ReplayLog, LogHeader]]:
+def _check_chain(sg: StorageGroup, logs: Sequence[ReplayLog], low: int) -> list[_Checked]:
     """The generations from ``low`` on, each with its verified header, after every continuity check."""
     logs = [log for log in logs if log.generation >= low]
     expected = list(range(low, low + len(logs)))
@@ -153,7 +153,7 @@ def _check_chain(sg: StorageGroup, logs: Sequence[ReplayLog], low: int) -> list[
     chain = []
     previous: LogHeader | None = None
     for log in logs:
-        header = read_header(sg.fs, log.path)
+        header, data = _read_header(sg, log)
         if header.generation != log.generation:
             sg.events.emit(440, sg=sg.name, file=log.path, error="-513", detail="its header names another generation")
             raise LogGenerationMismatchError(
@@ -172,14 +172,33 @@ def _check_chain(sg: StorageGroup, logs: Sequence[ReplayLog], low: int) -> list[
                 f"records the previous generation as created at {format_time(header.prev_created_us)}, but "
                 f"generation {previous.generation} was created at {format_time(previous.created_us)}"
             )
-        chain.append((log, header))
+        chain.append(_Checked(log, header, data))
         previous = header
     return chain
 
 
+@dataclass(frozen=True)
+class _Checked:
+    log: ReplayLog
+    header: LogHeader
+    data: bytes | None  # the live current log is read once, here: it may grow or roll away meanwhile
+
+
+def _read_header(sg: StorageGroup, log: ReplayLog) -> tuple[LogHeader, bytes | None]:
+    if not log.current:
+        return read_header(sg.fs, log.path), None
+    data = read_file(sg.fs, log.path)
+    try:
+        return unpack_log_header(data[:LOG_HEADER_SIZE]), data
+    except LogHeaderError as exc:
+        raise LogFileCorruptError(
+            f"{log.path}: log header is damaged at offset {exc.offset}: {exc}", file=log.path, offset=exc.offset
+        ) from None
+
+
 def _replay(
     sg: StorageGroup,
-    chain: list[tuple[ReplayLog, LogHeader]],
+    chain: list[_Checked],
     stop: Stop,
     replays: dict[int, StoreReplay],
     report: HardRecoveryReport,
@@ -187,8 +206,10 @@ def _replay(
 ) -> None:
     assembler = RecordAssembler()
     until_us = stop.until_us
-    for log, header in chain:
-        gen = scan_generation(log.path, read_file(sg.fs, log.path), header, tolerate_torn_tail=log.current)
+    for checked in chain:
+        log, header = checked.log, checked.header
+        content = checked.data if checked.data is not None else read_file(sg.fs, log.path)
+        gen = scan_generation(log.path, content, header, tolerate_torn_tail=log.current)
         report.log_bytes += gen.end_offset - LOG_HEADER_SIZE
         for start, end, data in assembler.feed(gen):
             kind = data[0]
@@ -211,13 +232,13 @@ def _replay(
         on_log(header.generation)
         sg.fs.crash_point("restore.replay.log")
     report.reached_end = True
-    report.rolled_to_current = chain[-1][0].current
-    last = chain[-1][0].generation
+    report.rolled_to_current = chain[-1].log.current
+    last = chain[-1].log.generation
     if stop.until_gen is not None and last == stop.until_gen:
         report.stopped = f"at the end of generation {last}"
     else:
         report.stopped = (
-            f"at the end of the logs (generation {last}{', the live current log' if chain[-1][0].current else ''})"
+            f"at the end of the logs (generation {last}{', the live current log' if chain[-1].log.current else ''})"
         )
     if until_us is not None:
         report.stopped += f", before any transaction committed after {iso_time(until_us)} was found"
