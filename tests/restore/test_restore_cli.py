@@ -171,7 +171,8 @@ def test_scenario_7_full_and_incrementals_to_the_latest_state_a_time_and_a_gener
     check(capsys, home, SG, {1: 120, 2: 120, 3: 120, 4: 120, 5: 50})
     for event_id in (204, 205, 300, 302, 1040):
         code, found = run_json(capsys, "--home", home, "events", "--id", str(event_id), "--json")
-        assert code == 0 and len(found) == 5, f"event {event_id} once per restore"
+        assert code == 0
+        assert len(found) == 5, f"event {event_id} once per restore"
 
 
 def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixture[str]) -> None:
