@@ -285,3 +285,28 @@ def test_dismount_ends_a_running_session_with_event_226() -> None:
     sg.mount()
     sg.begin_backup("full", owner="t").abort("done")
     sg.dismount()
+
+
+def test_truncation_is_never_seen_as_logs_deleted_by_hand() -> None:
+    """The maintenance thread's log-folder check may run at any instant of a truncation: it must find nothing
+    (no event 1011 advising a full backup while one completes)."""
+    fs, home = mounted()
+    sg = home.storage_group()
+    for _ in range(5):
+        fill(home, 40)
+        sg.log.roll()
+        sg.log.flush()
+    sg.checkpoint()
+    findings = []
+    unlink = fs.unlink
+
+    def unlink_then_check(path: str) -> None:
+        unlink(path)
+        with sg.log.stable_current() as (handle, header, generation):
+            findings.extend(sg.watch.check(generation, handle, None if header is None else header.pack()))
+
+    fs.unlink = unlink_then_check  # type: ignore[method-assign]
+    _copies, _logs, report = run_backup(home, "full")
+    assert len(report.truncated) >= 4  # type: ignore[attr-defined]
+    assert findings == []
+    assert 1011 not in ids(home)

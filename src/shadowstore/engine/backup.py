@@ -401,6 +401,7 @@ class BackupSession:
             self.sg.events.emit(225, sg=self.sg.name)
             return
         self.sg.events.emit(224, sg=self.sg.name, low=_name(self.sg, delete.start), high=_name(self.sg, delete[-1]))
+        self.sg.watch.forget_below(delete.stop)  # before deleting: the health check must not see them go
         for gen in delete:
             path = os.path.join(self.sg.config.log_dir, _name(self.sg, gen))
             try:
@@ -410,7 +411,6 @@ class BackupSession:
                 report.missing.append(gen)
             self.sg.fs.crash_point("backup.truncate.after_delete")
         self.sg.fs.fsync_dir(self.sg.config.log_dir)
-        self.sg.watch.forget_below(delete.stop)
         if report.missing:
             self.sg.events.emit(
                 227,

@@ -10,6 +10,7 @@ Each problem is reported once.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from shadowstore.format.logfile import archived_log_name, current_log_name
@@ -38,6 +39,9 @@ class LogFolderWatch:
         self.base = base
         self._known: dict[int, tuple[int, int, int, int]] = {}
         self._reported: set[tuple[int, str]] = set()
+        # why: the maintenance thread checks while a backup thread truncates; a generation forgotten before it
+        # is deleted must not be seen as missing by a check already running
+        self._lock = threading.Lock()
 
     def remember(self, generation: int, st: FileStat | None = None) -> None:
         """Record the identity of archived generation ``generation``: ``st`` if given (taken from the open
@@ -45,21 +49,25 @@ class LogFolderWatch:
         if st is None:
             st = self.fs.stat(os.path.join(self.log_dir, archived_log_name(self.base, generation)))
         if st is not None:
-            self._known[generation] = _identity(st)
+            with self._lock:
+                self._known[generation] = _identity(st)
 
     def forget_below(self, generation: int) -> None:
-        """Generations below this were removed on purpose (circular logging, backup truncation)."""
-        for gen in [g for g in self._known if g < generation]:
-            del self._known[gen]
+        """Generations below this are about to be removed on purpose (circular logging, backup truncation):
+        call it before deleting them."""
+        with self._lock:
+            for gen in [g for g in self._known if g < generation]:
+                del self._known[gen]
 
     def check(self, current_gen: int, current: FileHandle | None, header_bytes: bytes | None) -> list[Finding]:
         findings = []
-        for gen, identity in sorted(self._known.items()):
-            path = os.path.join(self.log_dir, archived_log_name(self.base, gen))
-            st = self.fs.stat(path)
-            problem = MISSING if st is None else REPLACED if _identity(st) != identity else None
-            if problem is not None:
-                findings.append(Finding(gen, path, problem, False))
+        with self._lock:
+            for gen, identity in sorted(self._known.items()):
+                path = os.path.join(self.log_dir, archived_log_name(self.base, gen))
+                st = self.fs.stat(path)
+                problem = MISSING if st is None else REPLACED if _identity(st) != identity else None
+                if problem is not None:
+                    findings.append(Finding(gen, path, problem, False))
         if current is not None:
             path = os.path.join(self.log_dir, current_log_name(self.base))
             problem = self._current_problem(path, current, header_bytes)

@@ -415,10 +415,10 @@ class StorageGroup:
         doomed = sorted(g for g in logs.archived if g < position.gen)
         if not doomed:
             return
+        self.watch.forget_below(position.gen)
         for gen in doomed:
             self.fs.unlink(logs.archived[gen])
         self.fs.fsync_dir(self.config.log_dir)
-        self.watch.forget_below(position.gen)
         self.events.emit(1030, sg=self.name, low=doomed[0], high=doomed[-1], checkpoint=str(position))
 
     def attach_list(self) -> list[AttachInfo]:
