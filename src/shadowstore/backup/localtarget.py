@@ -20,7 +20,6 @@ import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
-from shadowstore.backup.directwrite import DirectWriter
 from shadowstore.backup.target import CHUNK, Buffer, check_name
 from shadowstore.errors import (
     BackupTargetError,
@@ -28,6 +27,7 @@ from shadowstore.errors import (
     BackupTargetNotFoundError,
     InvalidParameterError,
 )
+from shadowstore.io.directwrite import DirectWriter
 
 _TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{16}")
 _FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from shadowstore.errors import StorageGroupBusyError
 from shadowstore.io.blockread import BlockReader, BufferedBlocks
+from shadowstore.io.directwrite import PositionalWriter
 from shadowstore.io.fs import SECTOR_SIZE, FileStat
 
 _inode_numbers = itertools.count(1)
@@ -131,6 +132,9 @@ class FaultFile:
 
     def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
         return BufferedBlocks(self.pread, offset, end, block_size)
+
+    def stream_writer(self) -> PositionalWriter:
+        return PositionalWriter(self.pwrite)
 
     def close(self) -> None:
         self._closed = True

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from shadowstore.errors import StorageGroupBusyError
 from shadowstore.io.blockread import BlockReader, BufferedBlocks, open_direct
+from shadowstore.io.directwrite import DirectWriter
 
 SECTOR_SIZE = 512
 
@@ -67,6 +68,24 @@ class FileHandle(Protocol):
     def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
         """``[offset, end)`` in blocks of ``block_size`` bytes, for reading a long stretch once (see
         :mod:`shadowstore.io.blockread`): every block must be released, and the reader closed."""
+
+    def stream_writer(self) -> StreamWriter:
+        """A writer that appends a long stream from offset 0 of this (empty) file, for writing it once (see
+        :mod:`shadowstore.io.directwrite`); durable only after ``fsync``."""
+
+    def close(self) -> None: ...
+
+
+class StreamWriter(Protocol):
+    def __enter__(self) -> StreamWriter: ...
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Append ``chunk`` (copied before returning); raises the OSError of an earlier write."""
+
+    def finish(self) -> int:
+        """Write what remains, wait for every write; returns the bytes written."""
 
     def close(self) -> None: ...
 
@@ -184,6 +203,10 @@ class OsFile:
             return direct
         os.posix_fadvise(self.fd, offset, end - offset, os.POSIX_FADV_SEQUENTIAL)
         return BufferedBlocks(self.pread, offset, end, block_size)
+
+    def stream_writer(self) -> StreamWriter:
+        os.lseek(self.fd, 0, os.SEEK_SET)  # why: DirectWriter appends at the file offset
+        return DirectWriter(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1,17 +1,20 @@
 """Copying one file of a backup set out of its target, checking it as it streams.
 
-The stored bytes are decompressed as they arrive; the original bytes are hashed (SHA-256) and counted, and
-written to a temporary name beside the destination. Only a file whose size and hash match the manifest is
-fsynced and renamed into place (then the folder is fsynced), so a destination file either is a verified copy
-or does not exist.
+The stored bytes are read and decompressed by a thread as they arrive; the original bytes are hashed (SHA-256)
+and counted, and written (with O_DIRECT where the file system allows) to a temporary name beside the
+destination. Only a file whose size and hash match the manifest is fsynced and renamed into place (then the
+folder is fsynced), so a destination file either is a verified copy or does not exist.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 
 import zstandard
 
@@ -19,9 +22,10 @@ from shadowstore.backup.manifest import FileEntry
 from shadowstore.backup.setfiles import original_chunks
 from shadowstore.backup.target import Target
 from shadowstore.errors import BackupSetError
-from shadowstore.io.fs import FileHandle, FileSystem
+from shadowstore.io.fs import FileSystem, StreamWriter
 
-WRITE_CHUNK = 8 << 20  # bytes gathered before each write
+READ_CHUNK = 8 << 20  # bytes per read from the target
+READ_AHEAD = 4  # chunks read ahead of hashing and writing
 
 
 def fetch_file(
@@ -42,7 +46,8 @@ def fetch_file(
     handle = fs.open(tmp, create=True)
     try:
         handle.truncate(0)
-        _copy_checked(target, f"{folder}/{entry.name}", entry, handle, progress)
+        with handle.stream_writer() as writer:
+            _copy_checked(target, f"{folder}/{entry.name}", entry, writer, progress)
         handle.fsync()
     except BaseException:
         handle.close()
@@ -54,30 +59,20 @@ def fetch_file(
 
 
 def _copy_checked(
-    target: Target, name: str, entry: FileEntry, handle: FileHandle, progress: Callable[[int], None]
+    target: Target, name: str, entry: FileEntry, writer: StreamWriter, progress: Callable[[int], None]
 ) -> None:
+    """Three stages at once: a thread reads (and decompresses), this one hashes, the writer's thread writes."""
     sha = hashlib.sha256()
     size = 0
-    pending: list[bytes] = []
-    pending_size = 0
-
-    def write_pending() -> None:
-        nonlocal size, pending, pending_size
-        handle.pwrite(b"".join(pending), size)
-        size += pending_size
-        progress(pending_size)
-        pending, pending_size = [], 0
-
     try:
-        for chunk in original_chunks(target.read_file(name), entry.compression):
+        for chunk in read_ahead(original_chunks(target.read_file(name, READ_CHUNK), entry.compression)):
             sha.update(chunk)
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= WRITE_CHUNK:
-                write_pending()
+            writer.write(chunk)
+            size += len(chunk)
+            progress(len(chunk))
     except zstandard.ZstdError as exc:
         raise BackupSetError(f"{target.url}/{name} does not decompress: {exc}", file=name) from None
-    write_pending()
+    writer.finish()
     if size != entry.size:
         raise BackupSetError(
             f"{target.url}/{name} holds {size} bytes, the manifest says {entry.size}: the set is damaged", file=name
@@ -86,6 +81,51 @@ def _copy_checked(
         raise BackupSetError(
             f"{target.url}/{name} does not match the SHA-256 in its manifest: the set is damaged", file=name
         )
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """``chunks``, produced by a thread of their own up to ``depth`` ahead of the consumer (reading and
+    decompressing overlap with hashing and writing). An exception of the producer is raised here; leaving
+    early stops and closes the producer."""
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                handoff.put(chunk)
+            handoff.put(_END)
+        except BaseException as exc:  # why: handed to the consumer, which raises it
+            handoff.put(_Failed(exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="restore-read", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # why: a producer blocked on a full queue must be able to see the stop
+            with suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
 
 
 def _remove(fs: FileSystem, path: str) -> None:

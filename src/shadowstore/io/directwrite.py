@@ -1,12 +1,13 @@
 """Writing a long stream to a local file without copying it through the page cache.
 
-A backup writes gigabytes that nobody reads soon. Through the page cache each byte costs a copy into the cache
-and, later, writeback, and the copy competes for the CPU with verifying, hashing and compressing. A
-``DirectWriter`` gathers the chunks into page-aligned buffers and writes each full buffer with ``O_DIRECT``
-from a thread of its own: the device reads the buffer itself, and the write overlaps with producing the next
-chunks. The tail that does not fill a buffer is written through the page cache. Where the file system refuses
-``O_DIRECT`` (tmpfs, some FUSE file systems) everything goes through the page cache. Either way the data are
-durable only after the caller's fsync, which also covers the file's size and extents.
+A backup or a restore writes gigabytes that nobody reads soon. Through the page cache each byte costs a copy
+into the cache and, later, writeback, and the copy competes for the CPU with verifying, hashing and
+compressing. A ``DirectWriter`` gathers the chunks into page-aligned buffers and writes each full buffer with
+``O_DIRECT`` from a thread of its own: the device reads the buffer itself, and the write overlaps with
+producing the next chunks. The tail that does not fill a buffer is written through the page cache. Where the
+file system refuses ``O_DIRECT`` (tmpfs, some FUSE file systems) everything goes through the page cache.
+Either way the data are durable only after the caller's fsync, which also covers the file's size and extents.
+``PositionalWriter`` offers the same interface over any ``pwrite`` (the fault-injecting file system).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import mmap
 import os
 import queue
 import threading
+from collections.abc import Callable
 
 BUFFER = 8 << 20  # a multiple of every logical block size O_DIRECT may require
 DEPTH = 3  # buffers: one being filled, the others being written
@@ -83,7 +85,7 @@ class DirectWriter:
             self._filled = 0
             return
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="backup-write", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="stream-write", daemon=True)
             self._thread.start()
         self._full.put(self._current)
         self._current = self._free.get()
@@ -124,6 +126,31 @@ class DirectWriter:
                         raise
                 done += count
                 self.written += count
+
+
+class PositionalWriter:
+    """The same interface over any ``pwrite``: for files that are not OS files (the fault-injecting file
+    system)."""
+
+    def __init__(self, pwrite: Callable[[bytes | bytearray | memoryview, int], None]) -> None:
+        self._pwrite = pwrite
+        self.written = 0
+
+    def __enter__(self) -> PositionalWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self._pwrite(chunk, self.written)
+        self.written += len(chunk)
+
+    def finish(self) -> int:
+        return self.written
+
+    def close(self) -> None:
+        pass
 
 
 def _set_direct(fd: int, on: bool) -> bool:

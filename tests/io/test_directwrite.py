@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from shadowstore.backup import directwrite
-from shadowstore.backup.directwrite import DirectWriter
+from shadowstore.io import directwrite
+from shadowstore.io.directwrite import DirectWriter
 
 BUFFER = 64 * 1024
 
