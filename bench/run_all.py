@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import sys
 
+import bench_backup
 import bench_bulk
 import bench_commits
 import bench_replay
+import bench_restore
 from common import Result
 
 
 def main() -> int:
     results: list[Result] = []
-    for module in (bench_commits, bench_bulk, bench_replay):
+    for module in (bench_commits, bench_bulk, bench_replay, bench_backup, bench_restore):
         sys.argv = [module.__name__]
         results += module.main()
     print("\n| benchmark | ShadowStore | peer | ratio | target |")
