@@ -128,6 +128,8 @@ def run_cmd(
     plan = _plan(home, source, sg, _target_of(until, until_gen), roll_forward_live)
     target = resolve_target(home, source)
     into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
+    for why in plan.ignored:
+        click.echo(f"warning: not used: {why}", err=True)
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
         outcome = run_restore(home, target, plan, into=into, progress=progress)
     if as_json:
