@@ -179,9 +179,10 @@ def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixtu
     workload(capsys, home, 1, 100)
     backup(capsys, home, "full")
     workload(capsys, home, 2, 100)
-    backup(capsys, home, "differential")
+    diff1 = backup(capsys, home, "differential")
     times = workload(capsys, home, 3, 100)
     diff2 = backup(capsys, home, "differential")
+    workload(capsys, home, 4, 30)  # only in the live logs
     code, plan = run_json(capsys, "--home", home, "restore", "plan", "--json")
     assert code == 0
     assert [s["kind"] for s in plan["sets"]] == ["full", "differential"]
@@ -191,6 +192,19 @@ def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixtu
     at = (times[40] + times[41]) // 2
     restore(capsys, home, "--into-recovery-group", "--until", str(iso_time(at)))
     check(capsys, home, RSG, {1: 100, 2: 100, 3: 41})
+    # a generation inside the newest differential: the end of the first one's logs is the end of seed 2
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--until-gen", str(diff1["last_gen"]), "--json")
+    assert code == 0
+    assert [s["id"] for s in plan["sets"]][1] == diff2["id"]
+    assert plan["last_gen"] == diff1["last_gen"]
+    restore(capsys, home, "--into-recovery-group", "--until-gen", str(diff1["last_gen"]))
+    check(capsys, home, RSG, {1: 100, 2: 100, 3: 0})
+    # and forward through the live logs, beside the live storage group, which is left as it is
+    live = digest_tree(os.path.join(home, SG))
+    result = restore(capsys, home, "--into-recovery-group", "--roll-forward-live")
+    assert result["plan"]["live_from"] == diff2["last_gen"] + 1
+    check(capsys, home, RSG, {1: 100, 2: 100, 3: 100, 4: 30})
+    assert digest_tree(os.path.join(home, SG)) == live
 
 
 # --- refusals: each named precisely, nothing written to the live storage group ----------------------------------
