@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 
+from shadowstore.config import SgConfig
 from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, LogDiskFullError, ShadowStoreError
 from shadowstore.format.common import LgPos, Signature, now_us
 from shadowstore.format.dbheader import (
@@ -87,6 +88,22 @@ def create_log_stream(
         write_zero_file(fs, os.path.join(log_dir, current_log_name(base)), file_size, header.pack())
     except OSError as exc:
         raise _disk_error(exc, f"creating the first log file in {log_dir}") from exc
+    return header
+
+
+def start_log_stream(fs: FileSystem, config: SgConfig, first_gen: int = 1) -> LogHeader:
+    """A new log stream for storage group ``config``: its first log ``E00.log`` (generation ``first_gen``,
+    a new log signature) and the reserve logs. The caller writes the checkpoint file."""
+    header = create_log_stream(
+        fs,
+        config.log_dir,
+        config.log_base,
+        config.log_file_size,
+        config.page_size,
+        config.circular_logging,
+        first_gen=first_gen,
+    )
+    ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
     return header
 
 

@@ -138,15 +138,7 @@ class StorageGroup:
         sg = cls(config, fs, events, policy=policy)
         if fs.exists(sg.current_log_path):
             raise InvalidParameterError(f"{sg.current_log_path} already exists; pick another log folder")
-        header = layout.create_log_stream(
-            fs,
-            config.log_dir,
-            config.log_base,
-            config.log_file_size,
-            config.page_size,
-            config.circular_logging,
-        )
-        layout.ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
+        header = layout.start_log_stream(fs, config)
         tail = header.checkpoint
         CheckpointFile.create(fs, sg.checkpoint_path, sg._checkpoint_record(tail, header.signature, []))
         for store in sg.stores.values():

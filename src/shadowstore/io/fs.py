@@ -19,7 +19,7 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
@@ -311,12 +311,18 @@ def atomic_write(fs: FileSystem, path: str, data: bytes) -> None:
     Writes a temporary file in the same directory, fsyncs it, renames it over ``path`` and fsyncs the
     directory. Raises ``OSError`` from the file system; the temporary file is removed on failure.
     """
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp"
+    replace_durably(fs, path, lambda handle: handle.pwrite(data, 0))
+
+
+def replace_durably(fs: FileSystem, path: str, fill: Callable[[FileHandle], None], suffix: str = ".tmp") -> None:
+    """Replace ``path`` with what ``fill`` writes into an empty temporary file ``path + suffix``: the file is
+    fsynced, renamed over ``path`` and the directory fsynced, so a crash leaves the old or the new content.
+    Whatever ``fill`` raises (a failed check, say) propagates after the temporary file is removed."""
+    tmp = f"{path}{suffix}"
     handle = fs.open(tmp, create=True)
     try:
         handle.truncate(0)
-        handle.pwrite(data, 0)
+        fill(handle)
         handle.fsync()
     except BaseException:
         handle.close()
@@ -324,7 +330,7 @@ def atomic_write(fs: FileSystem, path: str, data: bytes) -> None:
         raise
     handle.close()
     fs.rename(tmp, path)
-    fs.fsync_dir(directory)
+    fs.fsync_dir(os.path.dirname(path) or ".")
 
 
 def read_file(fs: FileSystem, path: str) -> bytes:

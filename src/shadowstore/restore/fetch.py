@@ -9,7 +9,6 @@ folder is fsynced), so a destination file either is a verified copy or does not 
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from shadowstore.backup.manifest import FileEntry
 from shadowstore.backup.setfiles import original_chunks
 from shadowstore.backup.target import Target
 from shadowstore.errors import BackupSetError
-from shadowstore.io.fs import FileSystem, StreamWriter
+from shadowstore.io.fs import FileHandle, FileSystem, StreamWriter, replace_durably
 
 READ_CHUNK = 8 << 20  # bytes per read from the target
 READ_AHEAD = 4  # chunks read ahead of hashing and writing
@@ -42,20 +41,12 @@ def fetch_file(
     Raises BackupSetError naming the set file when its size or SHA-256 differs from the manifest or it does
     not decompress, BackupTargetError when the target cannot be read, OSError from the local file system.
     """
-    tmp = f"{destination}.restoring"
-    handle = fs.open(tmp, create=True)
-    try:
-        handle.truncate(0)
+
+    def fill(handle: FileHandle) -> None:
         with handle.stream_writer() as writer:
             _copy_checked(target, f"{folder}/{entry.name}", entry, writer, progress)
-        handle.fsync()
-    except BaseException:
-        handle.close()
-        _remove(fs, tmp)
-        raise
-    handle.close()
-    fs.rename(tmp, destination)
-    fs.fsync_dir(os.path.dirname(destination))
+
+    replace_durably(fs, destination, fill, suffix=".restoring")
 
 
 def _copy_checked(
@@ -126,8 +117,3 @@ def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[byt
             with suppress(queue.Empty):
                 handoff.get(timeout=0.05)
         thread.join()
-
-
-def _remove(fs: FileSystem, path: str) -> None:
-    with suppress(FileNotFoundError):  # why: the temporary file may not have been created
-        fs.unlink(path)

@@ -62,16 +62,7 @@ def replace_log_stream(fs: FileSystem, config: SgConfig, quarantine: str, first_
         fs.fsync_dir(folder)
         fs.fsync_dir(config.log_dir)
         fs.fsync_dir(config.system_dir)
-    header = layout.create_log_stream(
-        fs,
-        config.log_dir,
-        config.log_base,
-        config.log_file_size,
-        config.page_size,
-        config.circular_logging,
-        first_gen=first_gen,
-    )
-    layout.ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
+    header = layout.start_log_stream(fs, config, first_gen)
     fs.fsync_dir(config.log_dir)
     CheckpointFile.create(
         fs,
