@@ -1,4 +1,5 @@
-"""Backups into every kind of target: s3:// (a real local S3 server), memory://, and a full local disk."""
+"""Backups into every kind of target: s3:// (a real local S3 server, restored from too), memory://, and a full
+local disk."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ def test_full_and_incremental_into_s3(
     assert [(s["kind"], s["complete"]) for s in sets] == [("full", True), ("incremental", True)]
     keys = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=url.split("/", 3)[3])["Contents"]
     assert any(k["Key"].endswith("/manifest.json") for k in keys)
+    # and the sets restore from there: the compressed full and the incremental, every hash checked
+    code, out, err = run(capsys, "--home", home.path, "restore", "run", "--from", url, "--into-recovery-group")
+    assert code == 0, out + err
+    for seed, txns, value_size in ((1, 300, 300), (2, 100, 100)):
+        args = ["--sg", "Recovery Storage Group", "--seed", str(seed), "--committed", str(txns)]
+        code, out, err = run(
+            capsys, "--home", home.path, "workload", "check", *args, "--value-size", str(value_size), "--exact"
+        )
+        assert code == 0, out + err
 
 
 def test_backup_into_memory_target(home: ServerHome) -> None:
