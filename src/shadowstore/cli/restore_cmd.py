@@ -172,7 +172,7 @@ def _progress(enabled: bool) -> Iterator[Progress]:
         def update(what: str, done: int, total: int) -> None:
             if what not in tasks:
                 tasks[what] = bar.add_task(what, total=total or 1, text="")
-            text = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" if what == "fetch" else f"generation {done}/{total}"
+            text = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" if what == "fetch" else f"{done}/{total} generations"
             bar.update(tasks[what], completed=done, total=total or 1, text=text)
 
         yield update

@@ -64,7 +64,7 @@ INTO_RECOVERY_GROUP = "recovery-group"
 INTO_PLACE = "in-place"
 JOURNAL_FORMAT = "shadowstore-restore"
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
+Progress = Callable[[str, int, int], None]  # ("fetch", bytes, bytes) or ("replay", generations, generations)
 
 
 @dataclass
@@ -345,9 +345,10 @@ def _recover(
     if live is not None and plan.live_from is not None:
         logs += _live_logs(home.fs, live, plan.log_base, plan.live_from, plan.target.until_gen)
     stop = Stop(until_gen=plan.target.until_gen, until_us=plan.target.until_us)
-    last = logs[-1].generation if logs else 0
+    first = logs[0].generation if logs else 0
     try:
-        return hard_recover(sg, logs, stop, on_log=lambda gen: progress("replay", gen, last))
+        # progress of the replay: generations done out of those given (replay may stop before the last)
+        return hard_recover(sg, logs, stop, on_log=lambda gen: progress("replay", gen - first + 1, len(logs)))
     finally:
         for store in sg.stores.values():
             store.close()
