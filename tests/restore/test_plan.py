@@ -253,6 +253,16 @@ def test_a_target_after_the_backups_needs_the_live_logs() -> None:
     assert plan_restore(h.sets, RestoreTarget.at_generation(10), roll_forward_live=True).live_from is None
 
 
+def test_the_live_logs_serve_only_when_no_backup_reaches_the_target() -> None:
+    h = History()
+    old = h.take("full", 3, checkpoint=3)
+    h.take("copy", 4, checkpoint=4)
+    inc = h.take("incremental", 6, based_on=old)
+    plan = plan_restore(h.sets, RestoreTarget.at_generation(5), roll_forward_live=True)
+    assert ids(plan.sets) == ids([old, inc])
+    assert plan.live_from is None
+
+
 def test_several_storage_groups_need_a_choice() -> None:
     h, _ = chain_history()
     other = History()
@@ -361,8 +371,9 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     bases = [s for s in h.sets if s.kind in ("full", "copy")]
     startable = [b for b in bases if usable(b, target)]
     reachable = [b for b in startable if any(reaches(s, target) for s in family(h, b))]
+    live = data.draw(st.booleans(), label="roll forward live")
     try:
-        plan = plan_restore(h.sets, target)
+        plan = plan_restore(h.sets, target, roll_forward_live=live)
     except NoRestorableBackupError:
         assert not startable
         return
@@ -370,7 +381,9 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
         assert startable
         assert not reachable
         return
-    assert reachable
+    assert reachable or live
+    if reachable:  # the backups reach it: the live logs are not used
+        assert plan.live_from is None or target.kind == "latest"
     base = plan.sets[0].manifest
     assert base is not None
     assert base.kind in ("full", "copy")
@@ -384,9 +397,11 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
         assert m is not None
         assert m.first_gen <= log.generation <= m.last_gen
         assert log.backup_id in {s.backup_id for s in family(h, plan.sets[0])}
-    if target.until_gen is not None:
+    if plan.live_from is not None:
+        assert plan.live_from == plan.last_gen + 1
+    elif target.until_gen is not None:
         assert plan.last_gen == target.until_gen
-    if target.until_us is not None:
+    elif target.until_us is not None:
         assert created(plan.last_gen + 1) > target.until_us  # every commit up to the target is in the logs
     if target.kind == "latest":
         furthest = max(max(s.manifest.last_gen for s in family(h, b) if s.manifest) for b in bases)

@@ -359,3 +359,28 @@ def test_kill_9_during_a_restore_then_the_same_command_finishes_it(
     assert code == 0, out + err
     check(capsys, home, SG, {1: 100, 2: 100, 3: 100, 4: 0})
     assert not os.path.exists(os.path.join(home, SG, "restore"))
+
+
+def test_a_restore_killed_while_placing_files_blocks_mounting_until_restore_finish(
+    home: str, chain: list[dict[str, object]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = shadowstore_process(
+        "--home", home, "restore", "run", "--in-place", "--yes", env={"SHADOWSTORE_PAUSE_AT": "restore.place.store"}
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "paused at restore.place.store"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    code, _out, err = run(capsys, "--home", home, "workload", "check", "--seed", "1", "--committed", "100")
+    assert code == 5
+    assert "-506" in err
+    assert "interrupted while putting its files in place" in err
+    assert f"shadowstore restore finish --sg '{SG}'" in err
+    os.rename(os.path.join(home, "backups"), os.path.join(home, "elsewhere"))  # not needed to finish
+    code, data = run_json(capsys, "--home", home, "restore", "finish", "--sg", SG, "--json")
+    assert code == 0, data
+    assert data["finished"] is True
+    check(capsys, home, SG, {1: 100, 2: 100, 3: 100})
+    code, _out, err = run(capsys, "--home", home, "restore", "finish", "--sg", SG)
+    assert code == 4
+    assert "no restore into" in err

@@ -14,13 +14,13 @@ import pytest
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.run import back_up
-from shadowstore.errors import RestoreInProgressError
+from shadowstore.errors import NotFoundError, RestoreInProgressError
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
-from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, RECOVERY_SG, run_restore
-from tests.conftest import fault_home, reopen
+from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, RECOVERY_SG, finish_restore, run_restore
+from tests.conftest import HOME, fault_home, reopen
 
 SG = "First Storage Group"
 POINTS = [
@@ -122,3 +122,31 @@ def test_a_crash_point_is_reached_in_every_phase(backed_up: tuple[FaultFileSyste
     fs, target, plan = backed_up
     run_restore(reopen(fs), target, plan, into=INTO_PLACE)
     assert set(POINTS) <= set(fs.points_seen)
+
+
+@pytest.mark.parametrize("into", [INTO_RECOVERY_GROUP, INTO_PLACE])
+@pytest.mark.parametrize("point", POINTS)
+def test_an_interrupted_restore_is_finished_or_cleaned_up_without_the_target(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan], point: str, into: str, tmp_path: os.PathLike[str]
+) -> None:
+    fs, target, plan = backed_up
+    fs.arm_crash(point)
+    with pytest.raises(SimulatedCrash):
+        run_restore(reopen(fs), target, plan, into=into)
+    home = reopen(fs.crash("drop"))
+    os.rename(os.path.join(tmp_path, "backups"), os.path.join(tmp_path, "gone"))  # the target is unreachable
+    dest = SG if into == INTO_PLACE else RECOVERY_SG
+    if point.startswith("restore.place"):
+        outcome = finish_restore(home, dest)
+        assert outcome is not None
+        assert outcome.resumed
+        assert read(home, dest) == model(300)
+    else:
+        assert finish_restore(home, dest) is None
+        if into == INTO_PLACE:
+            assert read(home, SG) == model(400)  # untouched
+        else:
+            assert RECOVERY_SG not in {g.name for g in home.config.storage_groups}
+            with pytest.raises(NotFoundError, match="no restore into"):
+                finish_restore(home, dest)
+    assert not home.fs.exists(os.path.join(HOME, dest, "restore"))

@@ -15,7 +15,14 @@ from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError
 from shadowstore.home import ServerHome
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
-from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, Progress, RestoreOutcome, run_restore
+from shadowstore.restore.run import (
+    INTO_PLACE,
+    INTO_RECOVERY_GROUP,
+    Progress,
+    RestoreOutcome,
+    finish_restore,
+    run_restore,
+)
 
 
 def parse_until(value: str) -> int:
@@ -51,7 +58,8 @@ def _plan(home: ServerHome, source: str | None, sg: str | None, target: RestoreT
 
 @click.group("restore")
 def restore_group() -> None:
-    """Restore backups: plan what to apply, then copy, roll the logs forward and bring the stores online."""
+    """Restore backups: plan what to apply, then copy, roll the logs forward and leave the stores in Clean
+    Shutdown; finish an interrupted restore."""
 
 
 _from = click.option("--from", "source", help="Backup target to restore from [default: backup.target].")
@@ -135,6 +143,26 @@ def run_cmd(
     if as_json:
         print_json({"plan": plan.to_dict(), "restore": outcome.to_dict()})
     elif not quiet:
+        _summary(outcome)
+
+
+@restore_group.command("finish")
+@click.option(
+    "--sg", required=True, help='The storage group the restore went into ("Recovery Storage Group" or its own).'
+)
+@json_option
+@pass_ctx
+def finish_cmd(ctx: CliContext, sg: str, as_json: bool) -> None:
+    """Finish a restore that was interrupted while putting its files in place, from its journal alone (the
+    backup target is not needed); a restore interrupted before that changed nothing, and its copies are
+    removed."""
+    home = ctx.open_home()
+    outcome = finish_restore(home, sg)
+    if as_json:
+        print_json({"finished": outcome is not None, "restore": outcome.to_dict() if outcome else None})
+    elif outcome is None:
+        click.echo(f"The interrupted restore into {sg!r} had not changed it; its copies were removed.")
+    else:
         _summary(outcome)
 
 

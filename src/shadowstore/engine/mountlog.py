@@ -43,11 +43,10 @@ def refuse_interrupted_restore(fs: FileSystem, config: SgConfig) -> None:
         return  # why: the journal is replaced atomically; a damaged one predates any placing of files
     if journal.get("phase") == "place":
         plan = journal.get("plan", {})
-        where = "--in-place --yes" if journal.get("into") == "in-place" else "--into-recovery-group"
         raise RestoreInProgressError(
             f"a restore of {plan.get('sg')!r} into {config.name!r} was interrupted while putting its files in "
             f"place ({path}); mounting now would mix restored and unrestored stores",
-            hint=f"run 'shadowstore restore run {where}' again with the same options to finish it",
+            hint=f"finish it: shadowstore restore finish --sg {config.name!r} (or run the same restore again)",
         )
 
 

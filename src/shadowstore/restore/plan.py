@@ -193,19 +193,14 @@ def plan_restore(
             f"{oldest.backup_id}, {_newness(oldest, target)}"
         )
     # the newest full backup that reaches the target; for the latest state the one that goes furthest (a
-    # copy backup newer than a full may end before the incrementals built on the full)
-    plans: list[RestorePlan] = []
-    first_refusal: MissingRestoreLogFilesError | None = None
-    for base in usable:
-        try:
-            plans.append(_plan_from(base, complete, mine, target, roll_forward_live))
-        except MissingRestoreLogFilesError as exc:
-            first_refusal = first_refusal or exc
-        if plans and target.kind != LATEST:
-            break
+    # copy backup newer than a full may end before the incrementals built on the full). The live logs serve
+    # only when no backup reaches the target: an older full with its chain beats a newer one plus live logs.
+    plans, refusal = _attempt(usable, complete, mine, target, roll_forward_live and target.kind == LATEST)
+    if not plans and roll_forward_live and target.kind != LATEST:
+        plans, _ = _attempt(usable, complete, mine, target, True)
     if not plans:
-        assert first_refusal is not None
-        raise first_refusal
+        assert refusal is not None
+        raise refusal
     plan = max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
     ignored = tuple(
         f"backup set {s.backup_id} ({s.kind}) is incomplete: {s.problem}"
@@ -213,6 +208,23 @@ def plan_restore(
         if not s.complete and s.backup_id > plan.sets[0].backup_id
     )
     return dataclasses.replace(plan, ignored=ignored)
+
+
+def _attempt(
+    usable: list[SetInfo], complete: dict[str, SetInfo], mine: list[SetInfo], target: RestoreTarget, live: bool
+) -> tuple[list[RestorePlan], MissingRestoreLogFilesError | None]:
+    """Plans from the usable full backups, newest first (all of them for the latest state, else up to the
+    first that works), and the refusal of the newest that did not."""
+    plans: list[RestorePlan] = []
+    refusal: MissingRestoreLogFilesError | None = None
+    for base in usable:
+        try:
+            plans.append(_plan_from(base, complete, mine, target, live))
+        except MissingRestoreLogFilesError as exc:
+            refusal = refusal or exc
+        if plans and target.kind != LATEST:
+            break
+    return plans, refusal
 
 
 def _m(s: SetInfo) -> Manifest:

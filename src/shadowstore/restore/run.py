@@ -25,12 +25,10 @@ and 205 around the restore, 300-302 for the replay, 1040 where it stopped, 1041 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from shadowstore import config as cfg
@@ -53,8 +51,9 @@ from shadowstore.errors import (
 from shadowstore.format.common import iso_time
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
-from shadowstore.io.fs import FileSystem, atomic_write, read_file
+from shadowstore.io.fs import FileSystem
 from shadowstore.restore.fetch import fetch_file
+from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
 from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
 from shadowstore.restore.plan import RestorePlan
 
@@ -89,15 +88,6 @@ class RestoreOutcome:
         return asdict(self)
 
 
-@dataclass
-class _Journal:
-    path: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, fs: FileSystem) -> None:
-        atomic_write(fs, self.path, (json.dumps(self.data, indent=2) + "\n").encode())
-
-
 def run_restore(
     home: ServerHome,
     target: Target,
@@ -123,7 +113,7 @@ def run_restore(
     try:
         journal_path = restore_journal_path(dest)
         staging = os.path.dirname(journal_path)
-        journal, resumed = _open_journal(fs, journal_path, plan, into, dest.name)
+        journal, resumed = open_journal(fs, journal_path, plan.to_dict(), into, dest.name)
         home.events.emit(
             204, sg=dest.name, folder=os.path.join(staging, "logs"), live=_live_dir(home, plan, into) or "-"
         )
@@ -134,30 +124,73 @@ def run_restore(
                 report = _recover(home, plan, into, staging, journal, progress)
             except ShadowStoreError:
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
-                _clear_staging(fs, staging)
+                clear_staging(fs, staging)
                 raise
+            if into == INTO_RECOVERY_GROUP:
+                # why before phase "place": finishing an interrupted placement needs only the home and the journal
+                home.set_storage_group_config(_relative(home, dest))
             journal.data.update(
                 phase="place", recovery=_report_dict(report), new_stream=_needs_new_stream(report, into)
             )
             journal.save(fs)
-        _place(home, plan, into, dest, staging, journal)
-        journal.data["phase"] = "done"
-        journal.save(fs)
-        _clear_staging(fs, staging)
+        return _finish(home, dest, journal, fetched, started, resumed)
     finally:
         lock.release()
-    recovery = journal.data["recovery"]
+
+
+def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
+    """Finish a restore into storage group ``sg_name`` that was interrupted while putting its files in place,
+    from its journal alone (the backup target is not needed); returns its outcome. A restore interrupted
+    before that changed nothing of the storage group: its copies are removed and None is returned.
+
+    Raises NotFoundError (no such storage group, or no interrupted restore into it), RestoreInProgressError
+    (a restore is running), RestoreError (the storage group is mounted).
+    """
+    started = time.perf_counter()
+    try:
+        dest = home.config.find(sg_name).resolved(home.path)
+    except NotFoundError:
+        if sg_name != RECOVERY_SG:
+            raise
+        # why: a first restore into the recovery group adds it to the configuration only when it places files
+        dest = SgConfig(RECOVERY_SG, RECOVERY_BASE, RECOVERY_SG, RECOVERY_SG, RECOVERY_SG).resolved(home.path)
+    path = restore_journal_path(dest)
+    if not home.fs.exists(path):
+        raise NotFoundError(f"no restore into {sg_name!r} was interrupted ({path} does not exist)")
+    into = INTO_RECOVERY_GROUP if dest.name == RECOVERY_SG else INTO_PLACE
+    lock = _lock(home.fs, dest, into)
+    try:
+        journal = load_journal(home.fs, path)
+        if journal.data.get("phase") != "place":
+            clear_staging(home.fs, os.path.dirname(path))
+            return None
+        return _finish(home, dest, journal, 0, started, True)
+    finally:
+        lock.release()
+
+
+def _finish(
+    home: ServerHome, dest: SgConfig, journal: Journal, fetched: int, started: float, resumed: bool
+) -> RestoreOutcome:
+    """Phase "place" and the end: everything it needs is in the journal."""
+    fs = home.fs
+    _place(home, dest, journal)
+    journal.data["phase"] = "done"
+    journal.save(fs)
+    clear_staging(fs, os.path.dirname(journal.path))
+    data = journal.data
+    recovery = data["recovery"]
     outcome = RestoreOutcome(
-        source_sg=plan.sg,
+        source_sg=data["plan"]["sg"],
         destination_sg=dest.name,
-        into=into,
-        stores=[d.database.store for d in plan.databases],
+        into=data["into"],
+        stores=[d["store"] for d in data["plan"]["databases"]],
         stop=recovery["stop"],
         stopped=recovery["stopped"],
         last_commit=iso_time(recovery["last_commit_us"]) if recovery["last_commit_us"] else None,
         generations=(recovery["generations"][0], recovery["generations"][1]),
-        new_log_stream=bool(journal.data["new_stream"]),
-        quarantine=journal.data.get("quarantine_used"),
+        new_log_stream=bool(data["new_stream"]),
+        quarantine=data.get("quarantine_used"),
         fetched_bytes=fetched,
         seconds=time.perf_counter() - started,
         resumed=resumed,
@@ -171,7 +204,7 @@ def run_restore(
         lgpos=outcome.stop,
         last_commit=outcome.last_commit or "(none replayed)",
     )
-    if outcome.new_log_stream and into == INTO_PLACE:
+    if outcome.new_log_stream and outcome.into == INTO_PLACE:
         home.events.emit(1041, sg=dest.name, quarantine=outcome.quarantine or "-")
     home.events.emit(205, sg=dest.name)
     return outcome
@@ -244,60 +277,11 @@ def _live_dir(home: ServerHome, plan: RestorePlan, into: str) -> str | None:
         ) from None
 
 
-# --- journal --------------------------------------------------------------------------------------------------
-
-
-def _open_journal(fs: FileSystem, path: str, plan: RestorePlan, into: str, dest: str) -> tuple[_Journal, bool]:
-    """The journal of this restore: the one left by an interrupted run of the same restore, or a new one."""
-    staging = os.path.dirname(path)
-    journal = _Journal(path)
-    wanted = {"format": JOURNAL_FORMAT, "plan": plan.to_dict(), "into": into, "destination": dest}
-    if fs.exists(journal.path):
-        try:
-            old = json.loads(read_file(fs, journal.path))
-        except ValueError:
-            old = {}
-        same = all(old.get(k) == v for k, v in wanted.items())
-        if same and old.get("phase") != "done":
-            journal.data = old
-            return journal, True
-        if old.get("phase") == "place" and not same:
-            raise RestoreError(
-                f"an earlier restore into {dest!r} ({old.get('plan', {}).get('target')}) was interrupted while "
-                f"putting its files in place ({journal.path})",
-                hint="run that restore again to finish it before starting another",
-            )
-        _clear_staging(fs, staging)
-    fs.makedirs(staging)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # names this restore's quarantine folder
-    journal.data = {**wanted, "phase": "fetch", "started": stamp}
-    journal.save(fs)
-    return journal, False
-
-
-def _clear_staging(fs: FileSystem, staging: str) -> None:
-    """Remove the staging folder: copies of backup files and their recovered forms, all made again on demand."""
-    if not fs.exists(staging):
-        return
-    for sub in ("db", "logs"):
-        folder = os.path.join(staging, sub)
-        if fs.exists(folder):
-            for name in fs.listdir(folder):
-                fs.unlink(os.path.join(folder, name))
-            fs.fsync_dir(folder)
-            fs.rmdir(folder)
-    for name in fs.listdir(staging):
-        fs.unlink(os.path.join(staging, name))
-    fs.fsync_dir(staging)
-    fs.rmdir(staging)
-    fs.fsync_dir(os.path.dirname(staging))
-
-
 # --- phases ---------------------------------------------------------------------------------------------------
 
 
 def _fetch(
-    fs: FileSystem, target: Target, plan: RestorePlan, staging: str, journal: _Journal, progress: Progress
+    fs: FileSystem, target: Target, plan: RestorePlan, staging: str, journal: Journal, progress: Progress
 ) -> int:
     db_dir, log_dir = os.path.join(staging, "db"), os.path.join(staging, "logs")
     fs.makedirs(db_dir)
@@ -325,7 +309,7 @@ def _fetch(
 
 
 def _recover(
-    home: ServerHome, plan: RestorePlan, into: str, staging: str, journal: _Journal, progress: Progress
+    home: ServerHome, plan: RestorePlan, into: str, staging: str, journal: Journal, progress: Progress
 ) -> HardRecoveryReport:
     sg_config = SgConfig(
         name=journal.data["destination"],
@@ -371,7 +355,7 @@ def _live_logs(fs: FileSystem, log_dir: str, base: str, first: int, until_gen: i
             raise MissingRestoreLogFilesError(
                 f"rolling forward needs generation {gen} ({archived_log_name(base, gen)}), which is neither in the "
                 f"backups nor in the live log folder {log_dir}"
-                + (f" (it holds {min(found.archived)}-{high})" if found.archived else "")
+                + (f" (it holds {min(found.archived)}-{max(found.archived)})" if found.archived else "")
             )
     if not logs:
         raise MissingRestoreLogFilesError(
@@ -385,24 +369,24 @@ def _needs_new_stream(report: HardRecoveryReport, into: str) -> bool:
     return into == INTO_RECOVERY_GROUP or not (report.reached_end and report.rolled_to_current)
 
 
-def _place(home: ServerHome, plan: RestorePlan, into: str, dest: SgConfig, staging: str, journal: _Journal) -> None:
+def _place(home: ServerHome, dest: SgConfig, journal: Journal) -> None:
     fs = home.fs
-    quarantine = os.path.join(dest.log_dir, "quarantine", f"restore-{journal.data['started']}")
-    if into == INTO_RECOVERY_GROUP:
-        home.set_storage_group_config(_relative(home, dest))
-    for d in plan.databases:
-        staged = os.path.join(staging, "db", d.database.file)
-        if move_store_into_place(fs, staged, os.path.join(dest.data_dir, d.database.file), quarantine):
+    data = journal.data
+    staging = os.path.dirname(journal.path)
+    quarantine = os.path.join(dest.log_dir, "quarantine", f"restore-{data['started']}")
+    for d in data["plan"]["databases"]:
+        staged = os.path.join(staging, "db", d["file"])
+        if move_store_into_place(fs, staged, os.path.join(dest.data_dir, d["file"]), quarantine):
             fs.crash_point("restore.place.store")
     if fs.exists(quarantine):
-        journal.data["quarantine_used"] = quarantine
-    if journal.data["new_stream"] and not journal.data.get("stream_done"):
-        stop_gen = journal.data["recovery"]["stop_gen"]
-        first = 1 if into == INTO_RECOVERY_GROUP else max(highest_generation(fs, dest), stop_gen) + 1
+        data["quarantine_used"] = quarantine
+    if data["new_stream"] and not data.get("stream_done"):
+        stop_gen = data["recovery"]["stop_gen"]
+        first = 1 if data["into"] == INTO_RECOVERY_GROUP else max(highest_generation(fs, dest), stop_gen) + 1
         replace_log_stream(fs, dest, quarantine, first)
-        journal.data["stream_done"] = True
+        data["stream_done"] = True
         if fs.exists(quarantine):
-            journal.data["quarantine_used"] = quarantine
+            data["quarantine_used"] = quarantine
         journal.save(fs)
         fs.crash_point("restore.place.stream")
 
