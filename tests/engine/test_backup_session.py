@@ -310,3 +310,22 @@ def test_truncation_is_never_seen_as_logs_deleted_by_hand() -> None:
     assert len(report.truncated) >= 4  # type: ignore[attr-defined]
     assert findings == []
     assert 1011 not in ids(home)
+
+
+def test_a_differential_after_an_incremental_that_truncated_its_logs_says_why() -> None:
+    _fs, home = mounted()
+    sg = home.storage_group()
+    run_backup(home, "full")
+    for _ in range(3):
+        fill(home, 40)
+        sg.log.roll()
+        sg.log.flush()
+    sg.checkpoint()
+    _copies, _logs, report = run_backup(home, "incremental")
+    assert report.truncated  # type: ignore[attr-defined]
+    with pytest.raises(MissingFileToBackupError) as err:
+        run_backup(home, "differential")
+    assert err.value.code == -569
+    assert "(an incremental backup since the last full backup truncated them); take a full backup" in err.value.message
+    run_backup(home, "full")
+    run_backup(home, "differential")  # a full backup starts a new chain

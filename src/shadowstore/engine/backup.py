@@ -319,11 +319,18 @@ class BackupSession:
         for gen in missing[:10]:
             self.sg.events.emit(459, sg=self.sg.name, file=_name(self.sg, gen))
         shown = ", ".join(f"{_name(self.sg, g)} (generation {g})" for g in missing[:10])
+        why = ""
+        if self.kind == "differential" and any(
+            s.header is not None and not s.header.inc_prev.is_empty and s.header.inc_prev.gen_high >= missing[0]
+            for s in self.sg.stores.values()
+        ):
+            # why say so: a differential holds every log since the full, and an incremental truncates them
+            why = " (an incremental backup since the last full backup truncated them)"
         error = MissingFileToBackupError(
             f"the {self.kind} backup of {self.sg.name!r} must contain log generations {missing[0]}-"
             f"{max(missing)} onwards, but these are missing from {self.sg.config.log_dir}: {shown}"
             + (" ..." if len(missing) > 10 else "")
-            + "; take a full backup",
+            + f"{why}; take a full backup",
         )
         self.abort("a log file to back up is missing", error=error)
         raise error
