@@ -176,12 +176,11 @@ def _summary(o: RestoreOutcome) -> None:
     if o.last_commit:
         click.echo(f"The newest transaction restored was committed at {o.last_commit}.")
     if o.new_log_stream and o.into == INTO_PLACE:
-        click.echo(
-            "The log stream was restarted with a new signature (the old logs are in "
-            f"{o.quarantine}); take a full backup now."
-        )
+        click.echo(f"The log stream was restarted with a new signature (the old logs are in {o.quarantine}).")
     elif o.quarantine:
         click.echo(f"The files the restore replaced are in {o.quarantine}.")
+    if o.into == INTO_PLACE:
+        click.echo("Take a full backup now: incremental and differential backups do not continue across a restore.")
     click.echo(f"{o.fetched_bytes:,} bytes fetched in {o.seconds:.1f} s.")
 
 
