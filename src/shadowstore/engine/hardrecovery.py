@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -186,8 +187,10 @@ class _Checked:
 
 def _read_header(sg: StorageGroup, log: ReplayLog) -> tuple[LogHeader, bytes | None]:
     if not log.current:
-        return read_header(sg.fs, log.path), None
-    data = read_file(sg.fs, log.path)
+        with _gone_is_missing(log):
+            return read_header(sg.fs, log.path), None
+    with _gone_is_missing(log):
+        data = read_file(sg.fs, log.path)
     try:
         return unpack_log_header(data[:LOG_HEADER_SIZE]), data
     except LogHeaderError as exc:
@@ -208,7 +211,8 @@ def _replay(
     until_us = stop.until_us
     for checked in chain:
         log, header = checked.log, checked.header
-        content = checked.data if checked.data is not None else read_file(sg.fs, log.path)
+        with _gone_is_missing(log):
+            content = checked.data if checked.data is not None else read_file(sg.fs, log.path)
         gen = scan_generation(log.path, content, header, tolerate_torn_tail=log.current)
         report.log_bytes += gen.end_offset - LOG_HEADER_SIZE
         for start, end, data in assembler.feed(gen):
@@ -242,6 +246,18 @@ def _replay(
         )
     if until_us is not None:
         report.stopped += f", before any transaction committed after {iso_time(until_us)} was found"
+
+
+@contextmanager
+def _gone_is_missing(log: ReplayLog) -> Iterator[None]:
+    """A log that vanished under the restore (the live folder: a backup truncated it, someone moved it) is a
+    missing log, named, not an accident."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise MissingRestoreLogFilesError(
+            f"{log.path} (generation {log.generation}) disappeared while the restore was reading it"
+        ) from None
 
 
 def _check_not_ahead(sg: StorageGroup, replays: dict[int, StoreReplay], report: HardRecoveryReport) -> None:
