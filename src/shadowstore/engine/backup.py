@@ -398,6 +398,7 @@ class BackupSession:
                     report.stamped.append(store.name)
             self.sg.note_backup(self.kind, info)
             self.sg.events.emit(213, sg=self.sg.name)
+            self.sg.events.emit(202, sg=self.sg.name)  # why both: ESE logs the instance's end and the engine's
             self._end()
             return report
 
@@ -432,7 +433,9 @@ class BackupSession:
             if self.ended:
                 return
             if error is not None:
-                self.sg.events.emit(214, sg=self.sg.name, error=f"{error.code} ({error.code_name}): {error.message}")
+                detail = f"{error.code} ({error.code_name}): {error.message}"
+                self.sg.events.emit(214, sg=self.sg.name, error=detail)
+                self.sg.events.emit(203, sg=self.sg.name, error=detail)
             elif by_server:
                 self.sg.events.emit(226, sg=self.sg.name)
             else:
