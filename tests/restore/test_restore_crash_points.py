@@ -14,7 +14,7 @@ import pytest
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.run import back_up
-from shadowstore.errors import NotFoundError, RestoreInProgressError
+from shadowstore.errors import DiskFullError, NotFoundError, RestoreInProgressError
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
@@ -150,3 +150,33 @@ def test_an_interrupted_restore_is_finished_or_cleaned_up_without_the_target(
             with pytest.raises(NotFoundError, match="no restore into"):
                 finish_restore(home, dest)
     assert not home.fs.exists(os.path.join(HOME, dest, "restore"))
+
+
+def test_a_disk_without_room_for_the_copies_is_refused_before_anything_is_copied(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan],
+) -> None:
+    fs, target, plan = backed_up
+    fs.capacity = 1 << 40
+    fs.capacity = (1 << 40) - fs.free_space("/") + 200_000  # 200 kB left
+    home = reopen(fs)
+    with pytest.raises(DiskFullError, match=r"the restore needs [\d,]+ bytes in .* but only [\d,]+ are free"):
+        run_restore(home, target, plan, into=INTO_PLACE)
+    assert read(home, SG) == model(400)  # nothing changed
+    fs.capacity = None
+    run_restore(home, target, plan, into=INTO_PLACE)
+    assert read(home, SG) == model(300)
+
+
+def test_a_disk_that_fills_during_the_copy_fails_cleanly_and_frees_the_copies(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, target, plan = backed_up
+    fs.capacity = 1 << 40
+    fs.capacity = (1 << 40) - fs.free_space("/") + 300_000
+    monkeypatch.setattr(fs, "free_space", lambda path: 1 << 40)  # a file system that overstates its room
+    home = reopen(fs)
+    with pytest.raises(DiskFullError, match="the disk filled while restoring in") as err:
+        run_restore(home, target, plan, into=INTO_PLACE)
+    assert "run the restore again" in err.value.hint
+    assert not fs.exists(os.path.join(HOME, SG, "restore"))
+    assert read(home, SG) == model(400)

@@ -25,9 +25,11 @@ and 205 around the restore, 300-302 for the replay, 1040 where it stopped, 1041 
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,6 +42,8 @@ from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.engine.mountlog import restore_journal_path
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
+    DiskFullError,
+    DiskIOError,
     InvalidParameterError,
     MissingRestoreLogFilesError,
     NotFoundError,
@@ -63,6 +67,7 @@ INTO_RECOVERY_GROUP = "recovery-group"
 INTO_PLACE = "in-place"
 JOURNAL_FORMAT = "shadowstore-restore"
 
+ROOM_MARGIN = 16 << 20  # bytes kept free beyond the files a restore copies
 Progress = Callable[[str, int, int], None]  # ("fetch", bytes, bytes) or ("replay", generations, generations)
 
 
@@ -126,6 +131,10 @@ def run_restore(
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
                 clear_staging(fs, staging)
                 raise
+            except OSError as exc:
+                with suppress(OSError):  # why: the copies are only copies; the error that matters is exc
+                    clear_staging(fs, staging)
+                raise _local_error(exc, staging, "run the restore again") from exc
             if into == INTO_RECOVERY_GROUP:
                 # why before phase "place": finishing an interrupted placement needs only the home and the journal
                 home.set_storage_group_config(_relative(home, dest))
@@ -134,8 +143,18 @@ def run_restore(
             )
             journal.save(fs)
         return _finish(home, dest, journal, fetched, started, resumed)
+    except OSError as exc:
+        raise _local_error(exc, dest.system_dir, _again(dest, journal_path, fs)) from exc
     finally:
         lock.release()
+
+
+def _again(dest: SgConfig, journal_path: str, fs: FileSystem) -> str:
+    """How to go on after a local disk error: finish the placement, or run the restore again."""
+    with suppress(OSError):
+        if load_journal(fs, journal_path).data.get("phase") == "place":
+            return f"run 'shadowstore restore finish --sg {dest.name!r}'"
+    return "run the restore again"
 
 
 def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
@@ -165,6 +184,8 @@ def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
             clear_staging(home.fs, os.path.dirname(path))
             return None
         return _finish(home, dest, journal, 0, started, True)
+    except OSError as exc:
+        raise _local_error(exc, dest.system_dir, f"run 'shadowstore restore finish --sg {dest.name!r}' again") from exc
     finally:
         lock.release()
 
@@ -293,6 +314,13 @@ def _fetch(
         if not fs.exists(os.path.join(log_dir, archived_log_name(plan.log_base, log.generation)))
     ]
     total = sum(entry.size for _, entry, _ in todo)
+    free = fs.free_space(staging)
+    if free < total + ROOM_MARGIN:
+        raise DiskFullError(
+            f"the restore needs {total:,} bytes in {staging} for the files it copies out of the backups, but "
+            f"only {free:,} are free",
+            hint="free space on that disk and run the restore again (the current stores stay where they are)",
+        )
     done = 0
 
     def advance(n: int) -> None:
@@ -362,6 +390,15 @@ def _live_logs(fs: FileSystem, log_dir: str, base: str, first: int, until_gen: i
             f"rolling forward needs generations from {first} on, but the live log folder {log_dir} has none"
         )
     return logs
+
+
+def _local_error(exc: OSError, where: str, then: str) -> ShadowStoreError:
+    """What a failing local disk means to a restore; ``then`` says how to go on once it is fixed."""
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(
+            f"the disk filled while restoring in {where}", hint=f"free space on that disk, then {then}"
+        )
+    return DiskIOError(f"I/O error while restoring in {where}: {exc}", hint=f"check the disk, then {then}")
 
 
 def _needs_new_stream(report: HardRecoveryReport, into: str) -> bool:
