@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -59,6 +62,53 @@ def test_a_held_block_keeps_its_bytes_while_later_blocks_are_read(content: tuple
         first.release()  # idempotent
 
 
+class SlowEvenBlocks(DirectBlocks):
+    """Every other read takes longer, so that reads in flight finish out of order."""
+
+    def _read(self, buf: Any, offset: int) -> int:
+        if offset // BLOCK % 2 == 0:
+            time.sleep(0.01)
+        return super()._read(buf, offset)
+
+
+@pytest.mark.parametrize("readers", [1, 2, 4])
+def test_blocks_come_in_file_order_however_the_reads_finish(content: tuple[str, bytes], readers: int) -> None:
+    path, data = content
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        pytest.skip(f"the file system under {path} refuses O_DIRECT")
+    with SlowEvenBlocks(fd, 0, len(data), BLOCK, depth=readers + 2, readers=readers) as reader:
+        got = read_all(reader)
+    assert [o for o, _ in got] == list(range(0, len(data), BLOCK))
+    assert b"".join(chunk for _, chunk in got) == data
+
+
+def test_a_failed_read_is_raised_where_its_block_would_have_been(content: tuple[str, bytes]) -> None:
+    path, data = content
+
+    class FailsAtThird(DirectBlocks):
+        def _read(self, buf: Any, offset: int) -> int:
+            if offset == 2 * BLOCK:
+                raise OSError(errno.EIO, "Input/output error")
+            return super()._read(buf, offset)
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        pytest.skip(f"the file system under {path} refuses O_DIRECT")
+    offsets = []
+
+    def consume(reader: DirectBlocks) -> None:
+        for block in reader:
+            offsets.append(block.offset)
+            block.release()
+
+    with FailsAtThird(fd, 0, len(data), BLOCK) as reader, pytest.raises(OSError, match="Input/output"):
+        consume(reader)
+    assert offsets == [0, BLOCK]
+
+
 def test_closing_early_stops_the_reader(content: tuple[str, bytes]) -> None:
     path, data = content
     reader = open_direct(path, 0, len(data), BLOCK)
@@ -67,7 +117,7 @@ def test_closing_early_stops_the_reader(content: tuple[str, bytes]) -> None:
     block = next(iter(reader))
     reader.close()
     reader.close()
-    assert not any(t.name == "backup-read" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name.startswith("backup-read") and t.is_alive() for t in threading.enumerate())
     assert bytes(block.data) == data[:BLOCK]  # still valid: not released
 
 

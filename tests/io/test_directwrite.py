@@ -30,11 +30,14 @@ def write(path: str, pieces: list[bytes], **kwargs: int) -> tuple[int, bool]:
 
 @pytest.mark.parametrize("size", [0, 1, BUFFER - 1, BUFFER, BUFFER + 1, 3 * BUFFER + BUFFER // 2, 8 * BUFFER])
 @pytest.mark.parametrize("piece", [1000, BUFFER, 3 * BUFFER + 7])
-def test_the_file_holds_exactly_what_was_written(tmp_path: os.PathLike[str], size: int, piece: int) -> None:
+@pytest.mark.parametrize("writers", [1, 3])
+def test_the_file_holds_exactly_what_was_written(
+    tmp_path: os.PathLike[str], size: int, piece: int, writers: int
+) -> None:
     data = os.urandom(size)
     path = os.path.join(tmp_path, "f")
     pieces = [data[i : i + piece] for i in range(0, size, piece)]
-    written, direct = write(path, pieces)
+    written, direct = write(path, pieces, writers=writers)
     assert written == size
     with open(path, "rb") as f:
         assert f.read() == data
@@ -75,4 +78,4 @@ def test_a_failed_write_is_raised_and_close_still_releases_everything(tmp_path: 
         writer.close()
     finally:
         os.close(fd)
-    assert not any(t.name == "backup-write" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name == "stream-write" and t.is_alive() for t in threading.enumerate())
