@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowstore.format.dbheader import BLOB_REF, BlobRef
 from shadowstore.format.page import (
@@ -16,6 +18,7 @@ from shadowstore.format.page import (
     PageError,
     PageHeader,
     blob_pages_needed,
+    first_bad_page,
     leaf_entry_size,
     pack_blob_page,
     pack_branch,
@@ -187,3 +190,66 @@ def test_branch_key_length_that_disagrees_with_the_payload() -> None:
     page = pack_branch(PAGE, PGNO, LGPOS, [b"m", b"t"], [5, 9, 12])
     damaged = patch(page, "<H", PAGE_HEADER.size + 3 * 4, 0)  # first separator now empty
     assert str(page_error(damaged)) == "branch keys fill 17 bytes, payload is 18"
+
+
+# --- checking a block of pages at once -----------------------------------------------------------------------
+
+DAMAGES = {
+    "flipped byte": lambda page, pgno: flip_byte(page, 4000),
+    "flipped checksum": lambda page, pgno: flip_byte(page, 1),
+    "wrong number": lambda page, pgno: patch(page, "<I", OFF_PGNO, pgno + 1),
+    "long payload": lambda page, pgno: patch(page, "<I", OFF_LENGTH, PAGE - PAGE_HEADER.size + 1),
+    "unknown type": lambda page, pgno: patch(page, "<B", OFF_TYPE, 9),
+    "zeros": lambda page, pgno: bytes(PAGE),
+}
+
+
+def block_of(first: int, count: int) -> list[bytes]:
+    return [pack_leaf(PAGE, first + i, LGPOS, [b"k%d" % i], [b"v" * i]) for i in range(count)]
+
+
+def slow_first_bad(pages: list[bytes], first: int, used: bytearray) -> int | None:
+    """The reference: verify_page on each used page in turn."""
+    for i, page in enumerate(pages):
+        if used[first + i]:
+            try:
+                verify_page(page, first + i)
+            except PageError:
+                return first + i
+    return None
+
+
+def test_a_block_of_good_pages_has_no_bad_page() -> None:
+    pages = block_of(5, 16)
+    used = bytearray(b"\x01" * 21)
+    assert first_bad_page(b"".join(pages), 5, PAGE, used) is None
+    assert first_bad_page(memoryview(b"".join(pages)), 5, PAGE, used) is None
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_the_first_damaged_used_page_is_found_and_free_pages_are_not_checked(damage: str) -> None:
+    first = 40
+    pages = block_of(first, 12)
+    used = bytearray(b"\x01" * (first + 12))
+    pages[3] = DAMAGES[damage](pages[3], first + 3)
+    pages[8] = DAMAGES[damage](pages[8], first + 8)
+    assert first_bad_page(b"".join(pages), first, PAGE, used) == first + 3
+    used[first + 3] = 0  # a free page may hold anything
+    assert first_bad_page(b"".join(pages), first, PAGE, used) == first + 8
+    used[first + 8] = 0
+    assert first_bad_page(b"".join(pages), first, PAGE, used) is None
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([None, *DAMAGES]), st.booleans()), min_size=1, max_size=12),
+    st.integers(min_value=2, max_value=10_000),
+)
+def test_the_block_check_agrees_with_verify_page(layout: list[tuple[str | None, bool]], first: int) -> None:
+    pages = block_of(first, len(layout))
+    used = bytearray(first + len(layout))
+    for i, (damage, in_use) in enumerate(layout):
+        if damage is not None:
+            pages[i] = bytes(DAMAGES[damage](pages[i], first + i))
+        used[first + i] = in_use
+    assert first_bad_page(b"".join(pages), first, PAGE, used) == slow_first_bad(pages, first, used)

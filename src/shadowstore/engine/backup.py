@@ -42,7 +42,7 @@ from shadowstore.errors import (
 from shadowstore.format.common import BACKUP_STREAMING, BackupInfo, LgPos, now_us
 from shadowstore.format.dbheader import DbHeader
 from shadowstore.format.logfile import archived_log_name
-from shadowstore.format.page import PageError, verify_page
+from shadowstore.format.page import PageError, first_bad_page, verify_page
 from shadowstore.io.blockread import Block
 from shadowstore.io.fs import read_file
 
@@ -130,16 +130,14 @@ class DatabaseCopy:
             pgno = first + count
             self.session.fail_database(self.store, pgno, f"the file ends inside page {pgno}", None, None)
         view = block.data
-        free = False
-        for i in range(count):
-            if not used[first + i]:
-                free = True
-                continue
+        bad = first_bad_page(view, first, page_size, used)
+        if bad is not None:
+            index = bad - first
             try:
-                verify_page(view[i * page_size : (i + 1) * page_size], first + i)
+                verify_page(view[index * page_size : (index + 1) * page_size], bad)
             except PageError as exc:
-                self.session.fail_database(self.store, first + i, str(exc), exc.stored, exc.computed)
-        if not free:
+                self.session.fail_database(self.store, bad, str(exc), exc.stored, exc.computed)
+        if used.find(0, first, first + count) == -1:
             return block
         zero_page = bytes(page_size)
         chunk = b"".join(
