@@ -24,7 +24,7 @@ from shadowstore.backup.fsspectarget import FsspecTarget
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.run import back_up
 from shadowstore.backup.target import CHUNK
-from shadowstore.backup.verify import VerifyReport, verify_set
+from shadowstore.backup.verify import MAX_PAGE_PROBLEMS, VerifyReport, verify_set
 from shadowstore.format.common import crc32c
 from shadowstore.format.logfile import archived_log_name, unpack_log_header
 from shadowstore.home import ServerHome
@@ -39,13 +39,23 @@ PAGE = 8192
 # --- making real sets -----------------------------------------------------------------------------------
 
 
-def make_chain(root: Path, level: int | None, seed: int = 1) -> dict[str, str]:
-    """A home under ``root/home`` and, in ``root/t``, a full, an incremental and a differential backup."""
+def make_chain(root: Path, level: int | None, seed: int = 1, bulk: bool = False) -> dict[str, str]:
+    """A home under ``root/home`` and, in ``root/t``, a full, an incremental and a differential backup. With
+    ``bulk`` the store is a few hundred pages, some of them free."""
     home = ServerHome.init(str(root / "home"), log_file_size=64 * 1024, policy=QUIET)
     target = LocalTarget(str(root / "t"))
     sg = home.storage_group()
     sg.mount()
     ids = {}
+    if bulk:  # a store of a few hundred pages, some of them free
+        with sg.store("Mailbox Store").transaction() as tx:
+            tx.create_table("bulk")
+            for i in range(1200):
+                tx.put("bulk", b"%06d" % i, bytes([i % 251]) * 1500)
+        with sg.store("Mailbox Store").transaction() as tx:
+            for i in range(200, 900):
+                tx.delete("bulk", b"%06d" % i)
+        sg.checkpoint()
     for n, kind in enumerate(("full", "incremental", "differential")):
         workload.run(sg.store("Mailbox Store"), txns=150, seed=seed * 10 + n)
         ids[kind] = back_up(home, SG, kind, target, level=level).backup_id
@@ -82,6 +92,20 @@ class Sets:
 def pristine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     root = tmp_path_factory.mktemp("pristine")
     return root, (request.param, make_chain(root, request.param))
+
+
+@pytest.fixture(scope="module", params=[None, 3], ids=["plain", "zstd"])
+def pristine_bulk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    root = tmp_path_factory.mktemp("pristine-bulk")
+    return root, (request.param, make_chain(root, request.param, bulk=True))
+
+
+@pytest.fixture
+def bulk_sets(pristine_bulk: tuple[Path, Any], tmp_path: Path) -> Sets:
+    """A private copy of a home and target whose store has a few hundred pages, some of them free."""
+    root, (level, ids) = pristine_bulk
+    shutil.copytree(root, tmp_path / "copy")
+    return Sets(tmp_path / "copy", level, ids)
 
 
 @pytest.fixture
@@ -233,6 +257,36 @@ def test_damaged_page_behind_resealed_hashes_is_named_with_page_and_offset(sets:
     detail = report.errors[0].detail
     assert f"page {pgno} at offset {pgno * PAGE} of the original file" in detail
     assert "checksum mismatch" in detail
+
+
+def test_every_damaged_page_is_counted_and_the_first_twenty_are_named(bulk_sets: Sets) -> None:
+    sets = bulk_sets
+    folder, name = sets.folder("full"), sets.stored_name("priv1.edb")
+    data = bytearray(original_bytes(folder, name))
+    used = [p for p in range(2, len(data) // PAGE) if any(data[p * PAGE : (p + 1) * PAGE])]
+    damaged = used[:: max(1, len(used) // 25)][:25]
+    assert len(damaged) == 25, "the store has enough used pages"
+    for pgno in damaged:
+        data[pgno * PAGE + 200] ^= 0x10
+    reseal(folder, name, bytes(data))
+    report = sets.verify("full")
+    named = [p.detail for p in report.errors if p.kind == "page" and "at offset" in p.detail]
+    assert [int(d.split()[1]) for d in named] == damaged[:MAX_PAGE_PROBLEMS]
+    assert ("page", name, "5 more damaged pages not listed") in {(p.kind, p.file, p.detail) for p in report.errors}
+
+
+def test_free_pages_are_counted_as_free(bulk_sets: Sets) -> None:
+    sets = bulk_sets
+    folder, zero = sets.folder("full"), bytes(PAGE)
+    free = 0
+    for entry in load_manifest(folder)["files"]:
+        if entry["role"] == "db":
+            data = original_bytes(folder, entry["name"])
+            free += sum(data[p * PAGE : (p + 1) * PAGE] == zero for p in range(2, len(data) // PAGE))
+    assert free > 0, "the stores have free pages"
+    report = sets.verify("full")
+    assert report.ok
+    assert report.free_pages == free
 
 
 def test_garbage_in_a_free_page_is_an_error(sets: Sets) -> None:

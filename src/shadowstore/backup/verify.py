@@ -26,7 +26,7 @@ from shadowstore.format import dbheader
 from shadowstore.format.common import crc32c
 from shadowstore.format.dbheader import DbHeader, DbHeaderError
 from shadowstore.format.logfile import LogHeader, LogHeaderError, archived_log_name, unpack_log_header
-from shadowstore.format.page import PageError, verify_page
+from shadowstore.format.page import PageError, first_bad_page, verify_page
 
 MAX_PAGE_PROBLEMS = 20  # per file; the rest are counted in one more problem
 BASE_KINDS = {"incremental": ("full", "incremental"), "differential": ("full",)}
@@ -231,8 +231,18 @@ class _PageChecker:
             return
         size, whole = self.page_size, len(data) // self.page_size
         view, zero = memoryview(data), bytes(size)
-        for i in range(whole):
-            self._page(view[i * size : (i + 1) * size], zero)
+        done = 0
+        while done < whole and self.pgno < dbheader.HEADER_PAGES:
+            self._page(view[done * size : (done + 1) * size], zero)
+            done += 1
+        rest, count = view[done * size : whole * size], whole - done
+        used = bytearray(rest[i * size : (i + 1) * size] != zero for i in range(count))
+        if first_bad_page(rest, self.pgno, size, used) is None:  # the usual case: every page verified at once
+            self.free += count - used.count(1)
+            self.pgno += count
+        else:
+            for i in range(count):
+                self._page(rest[i * size : (i + 1) * size], zero)
         self.tail = data[whole * size :]
 
     def _page(self, page: memoryview, zero: bytes) -> None:

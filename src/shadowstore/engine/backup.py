@@ -123,13 +123,14 @@ class DatabaseCopy:
         and need not verify), in a new chunk (the block is then released)."""
         if self.session.ended:
             raise BackupAbortedError(f"the backup session of {self.session.sg.name!r} was ended while copying")
-        page_size, used = self.store.page_size, self._used
+        page_size = self.store.page_size
         first = block.offset // page_size
         count = len(block) // page_size
         if count * page_size != len(block):
             pgno = first + count
             self.session.fail_database(self.store, pgno, f"the file ends inside page {pgno}", None, None)
         view = block.data
+        used = self._used[first : first + count]
         bad = first_bad_page(view, first, page_size, used)
         if bad is not None:
             index = bad - first
@@ -137,12 +138,10 @@ class DatabaseCopy:
                 verify_page(view[index * page_size : (index + 1) * page_size], bad)
             except PageError as exc:
                 self.session.fail_database(self.store, bad, str(exc), exc.stored, exc.computed)
-        if used.find(0, first, first + count) == -1:
+        if used.find(0) == -1:
             return block
         zero_page = bytes(page_size)
-        chunk = b"".join(
-            view[i * page_size : (i + 1) * page_size] if used[first + i] else zero_page for i in range(count)
-        )
+        chunk = b"".join(view[i * page_size : (i + 1) * page_size] if used[i] else zero_page for i in range(count))
         block.release()
         return chunk
 

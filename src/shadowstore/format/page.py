@@ -88,7 +88,7 @@ def verify_page(page: bytes | memoryview, pgno: int) -> PageHeader:
 
 def first_bad_page(block: bytes | memoryview, first: int, page_size: int, used: bytes | bytearray) -> int | None:
     """The number of the first page of ``block`` (whole pages, the first being page ``first``) that is used
-    (``used[pgno]`` is set) and fails :func:`verify_page`, or None if there is none.
+    (``used[i]`` is set for page ``first + i``) and fails :func:`verify_page`, or None if there is none.
 
     The same checks as verify_page, made on all the pages at once so that the per-page work runs in C: a
     backup reads gigabytes and this is its only pass over every page. Call verify_page on the page returned
@@ -97,7 +97,7 @@ def first_bad_page(block: bytes | memoryview, first: int, page_size: int, used: 
     count = len(block) // page_size
     if sys.byteorder != "little":  # the fast path reads the header words in native order
         pages = ((first + i, memoryview(block)[i * page_size : (i + 1) * page_size]) for i in range(count))
-        return next((pgno for pgno, page in pages if used[pgno] and not _verifies(page, pgno)), None)
+        return next((pgno for pgno, page in pages if used[pgno - first] and not _verifies(page, pgno)), None)
     block = memoryview(block).cast("B")[: count * page_size]
     words = block.cast("I")
     step = page_size // 4
@@ -108,7 +108,7 @@ def first_bad_page(block: bytes | memoryview, first: int, page_size: int, used: 
     computed = [crc32c(block[offset + 4 : offset + page_size]) for offset in range(0, count * page_size, page_size)]
     capacity = payload_capacity(page_size)
     if (
-        used.find(0, first, first + count) == -1
+        used.find(0, 0, count) == -1
         and stored == computed
         and numbers == list(range(first, first + count))
         and max(lengths, default=0) <= capacity
@@ -116,7 +116,7 @@ def first_bad_page(block: bytes | memoryview, first: int, page_size: int, used: 
     ):
         return None
     for i in range(count):
-        if used[first + i] and (
+        if used[i] and (
             stored[i] != computed[i] or numbers[i] != first + i or lengths[i] > capacity or types[i] not in TYPE_NAMES
         ):
             return first + i
