@@ -14,7 +14,7 @@ import pytest
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.run import back_up
-from shadowstore.errors import DiskFullError, NotFoundError, RestoreInProgressError
+from shadowstore.errors import DiskFullError, LogDiskFullError, NotFoundError, RestoreInProgressError
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
@@ -180,3 +180,35 @@ def test_a_disk_that_fills_during_the_copy_fails_cleanly_and_frees_the_copies(
     assert "run the restore again" in err.value.hint
     assert not fs.exists(os.path.join(HOME, SG, "restore"))
     assert read(home, SG) == model(400)
+
+
+@pytest.mark.parametrize("into", [INTO_PLACE, INTO_RECOVERY_GROUP])
+@pytest.mark.parametrize("room", [20_000, 60_000, 120_000, 250_000])
+def test_a_disk_that_fills_after_the_copy_fails_with_a_named_error_and_a_way_on(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan],
+    monkeypatch: pytest.MonkeyPatch,
+    into: str,
+    room: int,
+) -> None:
+    """The copies fit, then the replay, the stores' checkpoint or the placement runs out of room; the hint
+    says how to go on with the restore (the engine's own hints speak of mounting)."""
+    fs, target, plan = backed_up
+    fetched = sum(d.entry.size for d in plan.databases) + sum(log.entry.size for log in plan.logs)
+    fs.capacity = 1 << 40
+    fs.capacity = (1 << 40) - fs.free_space("/") + fetched + room
+    monkeypatch.setattr(fs, "free_space", lambda path: 1 << 40)
+    home = reopen(fs)
+    dest = SG if into == INTO_PLACE else RECOVERY_SG
+    with pytest.raises((DiskFullError, LogDiskFullError)) as err:  # a store's disk, or the new log stream's
+        run_restore(home, target, plan, into=into)
+    placing = fs.exists(os.path.join(HOME, dest, "restore", "restore.json"))  # only a placement keeps it
+    expected = f"run 'shadowstore restore finish --sg {dest!r}'" if placing else "run the restore again"
+    assert err.value.hint.startswith("free space ")
+    assert err.value.hint.endswith(expected)
+    fs.capacity = None
+    home = reopen(fs)
+    if placing:
+        finish_restore(home, dest)
+    else:
+        run_restore(home, target, plan, into=into)
+    assert read(home, dest) == model(300)

@@ -45,6 +45,7 @@ from shadowstore.errors import (
     DiskFullError,
     DiskIOError,
     InvalidParameterError,
+    LogDiskFullError,
     MissingRestoreLogFilesError,
     NotFoundError,
     RestoreError,
@@ -127,6 +128,10 @@ def run_restore(
             try:
                 fetched = _fetch(fs, target, plan, staging, journal, progress)
                 report = _recover(home, plan, into, staging, journal, progress)
+            except (DiskFullError, LogDiskFullError) as exc:
+                with suppress(OSError):  # why: the copies are only copies; the error that matters is exc
+                    clear_staging(fs, staging)
+                raise _with_hint(exc, f"free space in {staging}, then run the restore again") from None
             except ShadowStoreError:
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
                 clear_staging(fs, staging)
@@ -143,6 +148,8 @@ def run_restore(
             )
             journal.save(fs)
         return _finish(home, dest, journal, fetched, started, resumed)
+    except (DiskFullError, LogDiskFullError) as exc:
+        raise _with_hint(exc, f"free space on that disk, then {_again(dest, journal_path, fs)}") from None
     except OSError as exc:
         raise _local_error(exc, dest.system_dir, _again(dest, journal_path, fs)) from exc
     finally:
@@ -184,6 +191,9 @@ def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
             clear_staging(home.fs, os.path.dirname(path))
             return None
         return _finish(home, dest, journal, 0, started, True)
+    except (DiskFullError, LogDiskFullError) as exc:
+        again = f"run 'shadowstore restore finish --sg {dest.name!r}' again"
+        raise _with_hint(exc, f"free space on that disk, then {again}") from None
     except OSError as exc:
         raise _local_error(exc, dest.system_dir, f"run 'shadowstore restore finish --sg {dest.name!r}' again") from exc
     finally:
@@ -399,6 +409,12 @@ def _local_error(exc: OSError, where: str, then: str) -> ShadowStoreError:
             f"the disk filled while restoring in {where}", hint=f"free space on that disk, then {then}"
         )
     return DiskIOError(f"I/O error while restoring in {where}: {exc}", hint=f"check the disk, then {then}")
+
+
+def _with_hint(exc: ShadowStoreError, hint: str) -> ShadowStoreError:
+    """``exc`` telling how to go on with the restore: the engine's own hint speaks of mounting."""
+    exc.hint = hint
+    return exc
 
 
 def _needs_new_stream(report: HardRecoveryReport, into: str) -> bool:
