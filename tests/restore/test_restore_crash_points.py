@@ -8,6 +8,7 @@ unrestored stores, and running the same restore again must give exactly the back
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from shadowstore.errors import DiskFullError, LogDiskFullError, NotFoundError, R
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
+from shadowstore.restore import run as run_module
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
 from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, RECOVERY_SG, finish_restore, run_restore
 from tests.conftest import HOME, fault_home, reopen
@@ -212,3 +214,33 @@ def test_a_disk_that_fills_after_the_copy_fails_with_a_named_error_and_a_way_on(
     else:
         run_restore(home, target, plan, into=into)
     assert read(home, dest) == model(300)
+
+
+def test_rolling_forward_from_a_mounted_storage_group_whose_log_rolls_meanwhile(
+    backed_up: tuple[FaultFileSystem, LocalTarget, RestorePlan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live storage group commits and rolls its log while the restore lists its logs: the restore rolls
+    forward to the point of the live stream it read, not into a generation that moved (-557 or -513 before)."""
+    fs, target, _ = backed_up
+    home = reopen(fs)
+    live = home.storage_group(SG)
+    live.mount()
+    plan = plan_restore(catalog.list_sets(target, SG), RestoreTarget.latest(), sg=SG, roll_forward_live=True)
+    original = run_module.LogSet.scan
+    rolls = []
+
+    def scan_then_roll(fs: Any, log_dir: str, base: str) -> Any:
+        found = original(fs, log_dir, base)
+        if not rolls:  # once: right after the restore listed the live folder
+            commit(home, 401, 20)
+            rolls.append(live.log.roll())
+            commit(home, 421, 20)
+        return found
+
+    monkeypatch.setattr(run_module.LogSet, "scan", scan_then_roll)
+    outcome = run_restore(home, target, plan, into=INTO_RECOVERY_GROUP)
+    assert rolls, "the live log rolled during the restore"
+    # the current log was read before the folder was listed (and before the roll): 400 transactions
+    assert read(home, RECOVERY_SG) == model(400), outcome
+    live.dismount()
+    assert read(home, SG) == model(440)  # the live storage group went on untouched

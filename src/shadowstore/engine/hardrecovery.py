@@ -43,7 +43,7 @@ from shadowstore.errors import (
 from shadowstore.format.common import LGPOS_ZERO, LgPos, format_time, iso_time
 from shadowstore.format.logfile import LOG_HEADER_SIZE, LogHeader, LogHeaderError, unpack_log_header
 from shadowstore.format.logrecord import KIND_ATTACH, KIND_DETACH, KIND_TXN, TXN_HEADER
-from shadowstore.io.fs import read_file
+from shadowstore.io.fs import FileSystem, read_file
 
 if TYPE_CHECKING:
     from shadowstore.engine.storagegroup import StorageGroup
@@ -53,11 +53,13 @@ _unpack_txn = TXN_HEADER.unpack_from
 
 @dataclass(frozen=True)
 class ReplayLog:
-    """One generation to replay: its file, and whether it is the live current log (a torn tail is its end)."""
+    """One generation to replay: its file, and whether it is the live current log (a torn tail is its end).
+    ``data`` is the content of a current log as the caller read it, if it did (see :func:`read_current_log`)."""
 
     generation: int
     path: str
     current: bool = False
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,13 +191,26 @@ def _read_header(sg: StorageGroup, log: ReplayLog) -> tuple[LogHeader, bytes | N
     if not log.current:
         with _gone_is_missing(log):
             return read_header(sg.fs, log.path), None
+    if log.data is not None:
+        return _current_header(log.path, log.data), log.data
     with _gone_is_missing(log):
-        data = read_file(sg.fs, log.path)
+        header, data = read_current_log(sg.fs, log.path)
+    return header, data
+
+
+def read_current_log(fs: FileSystem, path: str) -> tuple[LogHeader, bytes]:
+    """The header and the whole content of a current log, read once: a storage group that is still mounted may
+    go on writing it, or roll it away, meanwhile. Raises FileNotFoundError, LogFileCorruptError."""
+    data = read_file(fs, path)
+    return _current_header(path, data), data
+
+
+def _current_header(path: str, data: bytes) -> LogHeader:
     try:
-        return unpack_log_header(data[:LOG_HEADER_SIZE]), data
+        return unpack_log_header(data[:LOG_HEADER_SIZE])
     except LogHeaderError as exc:
         raise LogFileCorruptError(
-            f"{log.path}: log header is damaged at offset {exc.offset}: {exc}", file=log.path, offset=exc.offset
+            f"{path}: log header is damaged at offset {exc.offset}: {exc}", file=path, offset=exc.offset
         ) from None
 
 

@@ -37,8 +37,8 @@ from shadowstore import config as cfg
 from shadowstore.backup.manifest import set_folder
 from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig, StoreConfig
-from shadowstore.engine.hardrecovery import HardRecoveryReport, ReplayLog, Stop, hard_recover
-from shadowstore.engine.logstream import LogSet, read_header
+from shadowstore.engine.hardrecovery import HardRecoveryReport, ReplayLog, Stop, hard_recover, read_current_log
+from shadowstore.engine.logstream import LogSet
 from shadowstore.engine.mountlog import restore_journal_path
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
@@ -54,7 +54,7 @@ from shadowstore.errors import (
     StorageGroupBusyError,
 )
 from shadowstore.format.common import iso_time
-from shadowstore.format.logfile import archived_log_name
+from shadowstore.format.logfile import archived_log_name, current_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.fs import FileSystem
 from shadowstore.restore.fetch import fetch_file
@@ -377,16 +377,24 @@ def _recover(
 
 
 def _live_logs(fs: FileSystem, log_dir: str, base: str, first: int, until_gen: int | None) -> list[ReplayLog]:
-    """Generations ``first``.. of the live log folder, the current log last; every one must be there."""
+    """Generations ``first``.. of the live log folder, the current log last; every one must be there.
+
+    The current log is read first, whole: a storage group still mounted may roll it at any moment, and every
+    generation before the one read was archived before it was read, so the folder listed next holds them."""
+    current_path = os.path.join(log_dir, current_log_name(base))
+    try:
+        current_header, current_data = read_current_log(fs, current_path)
+        current_gen: int | None = current_header.generation
+    except FileNotFoundError:
+        current_gen, current_data = None, None
     found = LogSet.scan(fs, log_dir, base)
-    current_gen = read_header(fs, found.current).generation if found.current else None
     high = current_gen if current_gen is not None else max(found.archived, default=first - 1)
     if until_gen is not None:
         high = min(high, until_gen)
     logs = []
     for gen in range(first, high + 1):
-        if gen == current_gen and found.current is not None:
-            logs.append(ReplayLog(gen, found.current, current=True))
+        if gen == current_gen:
+            logs.append(ReplayLog(gen, current_path, current=True, data=current_data))
         elif gen in found.archived:
             logs.append(ReplayLog(gen, found.archived[gen]))
         else:
