@@ -8,18 +8,21 @@ error code, the generations named, the event, and that nothing was changed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
 from shadowstore.errors import (
     BadLogSignatureError,
     InvalidLogSequenceError,
+    LogFileCorruptError,
     LogGenerationMismatchError,
     MissingLogFileError,
     RequiredLogFilesMissingError,
 )
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN, STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import archived_log_name
+from shadowstore.format.logrecord import KIND_TXN, OP_PUT, PUT, TXN_HEADER, TXN_TIME_OFFSET
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
 from tests.conftest import HOME, fault_home, reopen
@@ -223,3 +226,44 @@ def test_clean_stores_mount_without_any_archived_log() -> None:
     with sg.store("Mailbox Store").snapshot() as snap:
         assert snap.get("t", b"k") == b"v"
     sg.dismount()
+
+
+# --- records that pass their checksums but do not parse -----------------------------------------------------
+
+
+def _one_put(table_id: int, key: bytes, value: bytes, *, claim: int | None = None) -> bytes:
+    """The operations of a one-put record; ``claim`` overrides the value length it states."""
+    return PUT.pack(OP_PUT, table_id, len(key), len(value) if claim is None else claim) + key + value
+
+
+@pytest.mark.parametrize(
+    ("ops", "problem"),
+    [
+        (lambda t: _one_put(t, b"k", b"vv", claim=5), "an operation runs past the end of its TXN record"),
+        (lambda t: _one_put(t, b"k", b"v") + b"extra", "TXN record has 5 bytes after its last operation"),
+        (lambda t: _one_put(t, b"k", b"v")[:7], f"the PUT operation at byte {TXN_HEADER.size} is cut off"),
+        (lambda t: _one_put(t, b"k", b"v", claim=0), "TXN record has 1 bytes after its last operation"),
+    ],
+)
+def test_a_one_put_record_that_does_not_parse_fails_recovery_naming_it(
+    ops: Callable[[int], bytes], problem: str
+) -> None:
+    """The writer seals whatever it is given, so these records pass every checksum: only parsing finds them."""
+    fs = FaultFileSystem(seed=9)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table("t")
+    with store.snapshot() as tx:
+        meta = tx.table_by_id(1)
+        assert meta is not None
+        assert meta.name == "t"
+    head = store.head
+    assert head is not None
+    record = bytearray(TXN_HEADER.pack(KIND_TXN, store.dbid, 0, head.dbtime + 1, 0, 1) + ops(1))
+    start, _ = sg.log.append(record, time_at=TXN_TIME_OFFSET)
+    sg.log.flush()
+    error, _ = mount_fails(fs.crash("keep"), LogFileCorruptError)
+    assert f"the record at {start} does not parse: {problem}" in str(error)
