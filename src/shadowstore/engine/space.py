@@ -182,3 +182,15 @@ class SpaceMap:
 
     def count_used(self) -> int:
         return sum(bin(b).count("1") for b in self.used)
+
+
+_FLAGS = [bytes((byte >> bit) & 1 for bit in range(8)) for byte in range(256)]  # a bitmap byte, a byte per bit
+
+
+def page_flags(page_count: int, bitmap: bytes) -> bytearray:
+    """A byte per page, 1 where the space-map ``bitmap`` marks it used, as a scan wants it; the header pages
+    are always used."""
+    flags = bytearray(b"".join(_FLAGS[byte] for byte in bitmap[: (page_count + 7) // 8])[:page_count])
+    flags.extend(bytes(page_count - len(flags)))
+    flags[0:HEADER_PAGES] = b"\x01" * min(HEADER_PAGES, page_count)
+    return flags

@@ -13,10 +13,11 @@ import threading
 from collections import Counter, deque
 from typing import TYPE_CHECKING
 
-from shadowstore.engine.btree import Blob, Branch, Leaf, Limits, Node
+from shadowstore.engine.btree import Branch, Leaf, Limits, Node
 from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
 from shadowstore.engine.pageflush import flush_state
-from shadowstore.engine.space import SpaceMap
+from shadowstore.engine.retired import pages_of, resolve_retired
+from shadowstore.engine.space import SpaceMap, page_flags
 from shadowstore.engine.transaction import DbState, TableMeta, Transaction
 from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError
 from shadowstore.format.catalog import CatalogError, unpack_catalog
@@ -211,7 +212,7 @@ class Store:
             with self._state_lock:
                 self._head = state
                 if txn.ctx.retired:
-                    retired = _resolve_retired(txn.ctx.retired, self._flush_running)
+                    retired = resolve_retired(txn.ctx.retired, self._flush_running)
                     if retired:
                         self._retired.append((dbtime, retired))
                 if txn.lazy:
@@ -252,7 +253,7 @@ class Store:
         state = DbState(dbtime, txn.current_tables, txn.next_table_id, end)
         with self._state_lock:
             self._head = self._visible = state
-            retired = _resolve_retired(txn.ctx.retired, self._flush_running)
+            retired = resolve_retired(txn.ctx.retired, self._flush_running)
             if retired:
                 self._retired.append((dbtime, retired))
         txn._open = False
@@ -279,18 +280,8 @@ class Store:
     def space_map_of(self, header: DbHeader) -> bytearray:
         """For a pinned (or the current) durable header: ``used[pgno]`` is 1 for every page it refers to."""
         assert self.file is not None
-        used = bytearray(header.page_count)
-        used[0:2] = b"\x01\x01"
-        if header.space_map.is_empty:
-            return used
-        bitmap = self.file.read_blob(header.space_map)
-        for byte_index, byte in enumerate(bitmap):
-            if byte:
-                base = byte_index * 8
-                for bit in range(8):
-                    if byte & (1 << bit) and base + bit < header.page_count:
-                        used[base + bit] = 1
-        return used
+        bitmap = b"" if header.space_map.is_empty else self.file.read_blob(header.space_map)
+        return page_flags(header.page_count, bitmap)
 
     def stamp_backup(self, kind: str, info: BackupInfo) -> None:
         """Record a backup that ended successfully in the header's slot for its kind (durably, both copies).
@@ -339,7 +330,7 @@ class Store:
             entries = [refs for t, refs in self._retired if t <= dbtime]
         for refs in entries:
             for ref in refs:
-                pages.extend(_pages_of(ref))
+                pages.extend(pages_of(ref))
         return pages
 
     def _forget_retired_upto(self, dbtime: int, dropped: list[int]) -> None:
@@ -493,40 +484,3 @@ class Store:
             "dbtime": self._head.dbtime if self._head else (header.dbtime if header else None),
             "tables": sorted(self._head.tables) if self._head else None,
         }
-
-
-def _resolve_retired(refs: list[object], keep_unwritten: bool) -> list[object]:
-    """What a commit must remember of the nodes and values it replaced: page numbers where they have pages.
-
-    A node or value without a page is forgotten, unless a running checkpoint (which captured a state that
-    still holds it) may give it one; then it is kept and resolved when its pages are released.
-    """
-    out: list[object] = []
-    for ref in refs:
-        kind = type(ref)
-        if kind is int:
-            out.append(ref)
-        elif kind is BlobRef:
-            out.extend(range(ref.first_page, ref.first_page + ref.page_count))  # type: ignore[attr-defined]
-        elif kind is Blob:
-            if ref.ref is not None:  # type: ignore[attr-defined]
-                out.extend(range(ref.ref.first_page, ref.ref.first_page + ref.ref.page_count))  # type: ignore[attr-defined]
-            elif keep_unwritten:
-                out.append(ref)
-        elif ref.pgno is not None:  # type: ignore[attr-defined]
-            out.append(ref.pgno)  # type: ignore[attr-defined]
-        elif keep_unwritten:
-            out.append(ref)
-    return out
-
-
-def _pages_of(ref: object) -> list[int]:
-    """Pages a retired reference occupied (nothing for nodes and values that were never written)."""
-    if type(ref) is int:
-        return [ref]
-    if type(ref) is BlobRef:
-        return list(range(ref.first_page, ref.first_page + ref.page_count))
-    if type(ref) is Blob:
-        return [] if ref.ref is None else list(range(ref.ref.first_page, ref.ref.first_page + ref.ref.page_count))
-    pgno = getattr(ref, "pgno", None)
-    return [] if pgno is None else [pgno]
