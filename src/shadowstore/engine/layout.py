@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 
 from shadowstore.config import SgConfig
 from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, LogDiskFullError, ShadowStoreError
@@ -23,9 +24,10 @@ from shadowstore.format.logfile import (
     LOG_HEADER_SIZE,
     RESERVE_LOG_NAMES,
     LogHeader,
+    archived_log_name,
     current_log_name,
 )
-from shadowstore.io.fs import FileHandle, FileSystem
+from shadowstore.io.fs import FileHandle, FileStat, FileSystem
 
 _ZEROS = bytes(1 << 20)
 
@@ -135,6 +137,49 @@ def quarantine(fs: FileSystem, path: str, log_dir: str) -> str:
     target = os.path.join(folder, f"{os.path.basename(path)}.{now_us()}")
     fs.rename(path, target)
     return target
+
+
+def install_generation(
+    fs: FileSystem,
+    log_dir: str,
+    base: str,
+    held: FileHandle,
+    held_gen: int,
+    prepared: str,
+    file_size: int,
+    on_write_back: Callable[[str, str], None],
+) -> FileStat | None:
+    """Steps 4-6 of a log roll: archive the current log ``held`` (generation ``held_gen``) under its own name,
+    move the ``prepared`` next log (header written and synced) to the current name, sync the folder. Returns
+    what the archived file is, from the open file (it may be deleted before anyone looks by name).
+
+    If someone deleted, moved or replaced the current log while it was open, the file held still has every
+    record of its generation: it is written back under its archived name (``on_write_back(current, archived)``)
+    so that the stream stays whole, and whatever took its name is quarantined, as is a stray file that sits
+    where the archived log goes.
+    """
+    current = os.path.join(log_dir, current_log_name(base))
+    archived = os.path.join(log_dir, archived_log_name(base, held_gen))
+    if fs.exists(archived):
+        # why: never let a stray file take a place in the stream; keep it for the user to look at.
+        quarantine(fs, archived, log_dir)
+    closed: FileStat | None
+    st, mine = fs.stat(current), held.stat()
+    if st is not None and (st.dev, st.ino) == (mine.dev, mine.ino):
+        fs.rename(current, archived)
+        closed = held.stat()
+    else:
+        if fs.exists(current):
+            quarantine(fs, current, log_dir)
+        write_zero_file(fs, archived, 0, held.pread(file_size, 0))
+        on_write_back(current, archived)
+        closed = fs.stat(archived)
+    fs.crash_point("log.roll.after_archive_rename")
+    fs.rename(prepared, current)
+    fs.crash_point("log.roll.after_current_rename")
+    fs.fsync_dir(log_dir)
+    fs.crash_point("log.roll.after_dir_sync")
+    return closed
 
 
 def release_spare_reserve(fs: FileSystem, log_dir: str) -> str | None:

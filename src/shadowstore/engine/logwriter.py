@@ -62,8 +62,6 @@ from shadowstore.format.logfile import (
     LOG_HEADER_SIZE,
     MAX_GENERATION,
     LogHeader,
-    archived_log_name,
-    current_log_name,
 )
 from shadowstore.io.fs import FileHandle, FileStat, FileSystem
 
@@ -460,34 +458,9 @@ class LogWriter:
             handle.pwrite(header.pack(), 0)
             handle.fdatasync()
             self.fs.crash_point("log.roll.after_new_header")
-            current = os.path.join(self.log_dir, current_log_name(self.base))
-            archived = os.path.join(self.log_dir, archived_log_name(self.base, self._disk_gen))
-            if self.fs.exists(archived):
-                # why: never let a stray file take a place in the stream; keep it for the user to look at.
-                layout.quarantine(self.fs, archived, self.log_dir)
-            closed: FileStat | None
-            if self._path_is_ours(current):
-                self.fs.rename(current, archived)
-                closed = self._file.stat()  # why not by path: it may be deleted before anyone looks
-            else:
-                # Someone deleted, moved or replaced E00.log while it was open. The file we hold still has every
-                # record of this generation: write it back under its archived name so the stream stays whole.
-                if self.fs.exists(current):
-                    layout.quarantine(self.fs, current, self.log_dir)
-                layout.write_zero_file(self.fs, archived, 0, self._file.pread(self.file_size, 0))
-                self.events.emit(
-                    1011,
-                    sg=self.sg,
-                    file=current,
-                    gen=self._disk_gen,
-                    detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
-                )
-                closed = self.fs.stat(archived)
-            self.fs.crash_point("log.roll.after_archive_rename")
-            self.fs.rename(path, current)
-            self.fs.crash_point("log.roll.after_current_rename")
-            self.fs.fsync_dir(self.log_dir)
-            self.fs.crash_point("log.roll.after_dir_sync")
+            closed = layout.install_generation(
+                self.fs, self.log_dir, self.base, self._file, self._disk_gen, path, self.file_size, self._wrote_back
+            )
             old = self._file
             self._file, self._header, self._disk_gen = handle, header, gen
             self.rolls += 1
@@ -499,11 +472,14 @@ class LogWriter:
         else:
             self._next.want()
 
-    def _path_is_ours(self, path: str) -> bool:
-        assert self._file is not None
-        st = self.fs.stat(path)
-        held = self._file.stat()
-        return st is not None and (st.dev, st.ino) == (held.dev, held.ino)
+    def _wrote_back(self, current: str, archived: str) -> None:
+        self.events.emit(
+            1011,
+            sg=self.sg,
+            file=current,
+            gen=self._disk_gen,
+            detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
+        )
 
     def _enter_disk_full(self, reserve_path: str) -> None:
         with self._lock:
