@@ -162,6 +162,19 @@ def test_kinds_and_the_catalog(home_dir: str, capsys: pytest.CaptureFixture[str]
     assert code == 0
     assert "priv1.edb" in out
     assert "full, complete" in out
+    # the text list: a header, then one row per set with its columns aligned; an unfinished set says so
+    unfinished = os.path.join(home_dir, "backups", SG, "20991231T000000.000000Z-full-000000")
+    os.makedirs(unfinished)
+    with open(os.path.join(unfinished, "priv1.edb"), "wb") as f:
+        f.write(b"cut short")
+    code, out, _ = run(capsys, "--home", home_dir, "backup", "list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "STORAGE", "GROUP", "KIND", "LOGS", "BYTES"]
+    assert [line.split()[0] for line in lines[1:]] == [s["id"] for s in sets] + ["20991231T000000.000000Z-full-000000"]
+    assert len({line.index(SG) for line in lines[1:]}) == 1, "the storage group column is aligned"
+    assert f"{sets[0]['first_gen']}-{sets[0]['last_gen']}" in lines[1]
+    assert f"{sets[0]['bytes']:,}" in lines[1]
+    assert "INCOMPLETE (" in lines[-1]
 
 
 def test_unwritable_target_fails_cleanly(home_dir: str, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:

@@ -583,8 +583,16 @@ def test_cli_verify_ok(sets: Sets, capsys: pytest.CaptureFixture[str]) -> None:
         capsys, "--home", sets.home, "backup", "verify", sets.ids["full"], "--to", str(sets.target.url)
     )
     assert code == 0
-    assert out.strip().splitlines()[-1].startswith("verified 4 files, ")
-    assert out.strip().endswith(": OK")
+    report = sets.verify("full")
+    assert out.strip().splitlines()[-1] == (
+        f"verified 4 files, {report.bytes:,} bytes ({report.pages:,} database pages, {report.free_pages:,} of them "
+        f"free; {report.logs} log generation{'' if report.logs == 1 else 's'}): OK"
+    )
+    code, out, _err = run(
+        capsys, "--home", sets.home, "backup", "verify", sets.ids["incremental"], "--to", sets.target.url
+    )
+    assert code == 0
+    assert "database pages" not in out  # an incremental holds logs only
 
 
 def test_cli_verify_damaged_set_exits_22_naming_the_first_problem(

@@ -41,7 +41,10 @@ def _summary(report: VerifyReport) -> list[str]:
     lines = [f"Backup set {report.backup_id} of {report.sg!r} ({report.kind}) in {report.target}"]
     for p in report.problems:
         lines.append(f"  {p.severity}: [{p.kind}] {p}")
-    detail = f"{report.pages} pages ({report.free_pages} free), {report.logs} log generations"
+    parts = [f"{report.logs} log generation{'' if report.logs == 1 else 's'}"]
+    if report.pages:
+        parts.insert(0, f"{report.pages:,} database pages, {report.free_pages:,} of them free")
+    detail = "; ".join(parts)
     state = "OK" if report.ok else f"{len(report.errors)} error(s)"
     lines.append(f"verified {report.files} files, {report.bytes:,} bytes ({detail}): {state}")
     return lines

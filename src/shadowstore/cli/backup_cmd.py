@@ -15,7 +15,7 @@ from shadowstore.backup.run import BackupOutcome, Progress, back_up
 from shadowstore.backup.sessions import request_abort, running_sessions
 from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
 from shadowstore.backup.target import Target, open_target
-from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json, table
 from shadowstore.errors import InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 
@@ -174,11 +174,18 @@ def list_sets(ctx: CliContext, to: str | None, sg_name: str | None, as_json: boo
     if as_json:
         print_json([s.to_dict() for s in sets])
         return
+    if not sets:
+        click.echo(f"no backup sets in {resolve_target(home, to).url}" + (f" for {sg_name!r}" if sg_name else ""))
+        return
+    rows = []
     for s in sets:
         d = s.to_dict()
-        gens = f"logs {d['first_gen']}-{d['last_gen']}" if s.complete else "INCOMPLETE"
-        size = f"{d['bytes']:,} bytes" if s.complete else (s.problem or "")
-        click.echo(f"{s.backup_id}  {s.sg:<24} {s.kind:<13} {gens:<18} {size}")
+        if s.complete:
+            rows.append([s.backup_id, s.sg, s.kind, f"{d['first_gen']}-{d['last_gen']}", f"{d['bytes']:,}", ""])
+        else:
+            rows.append([s.backup_id, s.sg, s.kind, "-", "-", f"INCOMPLETE ({s.problem or 'no manifest'})"])
+    for line in table(["ID", "STORAGE GROUP", "KIND", "LOGS", "BYTES", ""], rows, right=frozenset({4})):
+        click.echo(line)
 
 
 @backup_group.command("show")
