@@ -101,11 +101,25 @@ def run(
                 f"{o.sg}: {o.kind} backup {o.backup_id}: {len(o.files)} files, {o.bytes:,} bytes "
                 f"({o.stored_bytes:,} stored) in {o.seconds:.1f} s"
             )
-            if o.completion and o.completion.missing:
-                click.echo(f"  {len(o.completion.missing)} log file(s) were already missing when truncating")
+            done = o.completion
+            if done and done.truncated:
+                click.echo(f"  truncated {len(done.truncated)} log file(s): generations {_gens(done.truncated)}")
+            if done and done.missing:
+                click.echo(
+                    f"  {len(done.missing)} log file(s) to truncate were already missing, which is not an error "
+                    f"(event 227): generations {_gens(done.missing)}"
+                )
         click.echo(f"report: {report.path}")
     if failure is not None:
         raise failure
+
+
+def _gens(generations: list[int]) -> str:
+    """``4-9`` for a contiguous run, else the numbers (the first ten)."""
+    ordered = sorted(generations)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ", ".join(map(str, ordered[:10])) + (f" and {len(ordered) - 10} more" if len(ordered) > 10 else "")
 
 
 @contextmanager

@@ -1,9 +1,17 @@
-"""``make demo``: create a server home, run a workload, dismount, show the store header in Clean Shutdown."""
+"""``make demo``: the main job of ShadowStore on a built-in default, step by step, as shell commands.
+
+A server home takes a workload; then an administrator deletes log files by hand, the step that wedged every
+later backup of the original system. Here the full backup still succeeds (it reports the missing
+generations), more work follows, an incremental backup, a verify of it, a restore of the latest state into the
+Recovery Storage Group, a check that the restored stores hold every committed transaction, and the store
+header with its backup stamps.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +19,9 @@ from pathlib import Path
 from shadowstore.cli.main import main as cli_main
 
 MARKER = ".shadowstore-demo"
+SG = "First Storage Group"
+RSG = "Recovery Storage Group"
+_ARCHIVED_LOG = re.compile(r"E00[0-9A-F]{5}\.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,21 +35,61 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{home} exists and was not made by the demo; pass another --home", file=sys.stderr)
             return 3
         shutil.rmtree(home)
-    steps = [
-        ["--home", home, "init", "--log-file-size", "256K"],
-        ["--home", home, "workload", "run", "--txns", str(args.txns), "--seed", "7", "--threads", "4"],
-        ["--home", home, "workload", "check", "--seed", "7", "--committed", str(args.txns)],
-        ["--home", home, "status"],
-        ["--home", home, "eseutil", "/mh", os.path.join(home, "First Storage Group", "priv1.edb")],
+    first, more = args.txns, max(1, args.txns // 4)
+    steps: list[list[str] | str] = [
+        "A server home with one storage group of two stores, and a workload committed from 4 threads.",
+        ["init", "--log-file-size", "64K"],
+        ["workload", "run", "--txns", str(first), "--seed", "7", "--threads", "4"],
+        "An administrator deletes the old log files by hand to free space ...",
+        "rm",
+        "... and the full backup still succeeds: it names the missing generations and truncates the rest.",
+        ["backup", "run", "--sg", SG, "--kind", "full"],
+        ["workload", "run", "--txns", str(more), "--seed", "8"],
+        ["backup", "run", "--sg", SG, "--kind", "incremental"],
+        ["backup", "list"],
+        "verify",
+        "A restore of the latest state beside the live storage group, and a check of every transaction in it.",
+        ["restore", "run", "--into-recovery-group"],
+        ["workload", "check", "--sg", RSG, "--seed", "7", "--committed", str(first)],
+        ["workload", "check", "--sg", RSG, "--seed", "8", "--committed", str(more)],
+        ["status"],
+        ["eseutil", "/mh", os.path.join(home, SG, "priv1.edb")],
     ]
     for step in steps:
-        print(f"\n$ shadowstore {' '.join(step)}", flush=True)
-        code = _quiet_run(step) if step[2:4] == ["workload", "run"] else cli_main(step)
+        if step == "rm":
+            _delete_old_logs(os.path.join(home, SG))
+            continue
+        if step == "verify":
+            step = ["backup", "verify", _newest_set(home)]
+        if isinstance(step, str):
+            print(f"\n# {step}", flush=True)
+            continue
+        argv_ = ["--home", home, *step]
+        print(f"\n$ shadowstore {' '.join(_quote(a) for a in argv_)}", flush=True)
+        code = _quiet_run(argv_) if step[:2] == ["workload", "run"] else cli_main(argv_)
         if code != 0:
             return code
-        if step[2] == "init":
+        if step[0] == "init":
             Path(home, MARKER).touch()
     return 0
+
+
+def _delete_old_logs(folder: str) -> None:
+    """What the administrator did: remove archived log files, all but the oldest (E00.log stays)."""
+    logs = sorted(path for path in Path(folder).iterdir() if _ARCHIVED_LOG.fullmatch(path.name))[1:]
+    names = [path.name for path in logs]
+    shown = names if len(names) <= 4 else [*names[:2], "...", names[-1]]
+    print(f"\n$ rm {' '.join(shown)}    # {len(names)} files, in {folder}", flush=True)
+    for path in logs:
+        path.unlink()
+
+
+def _newest_set(home: str) -> str:
+    return max(path.name for path in Path(home, "backups", SG).iterdir())
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if " " in arg else arg
 
 
 def _quiet_run(step: list[str]) -> int:
