@@ -239,6 +239,14 @@ def test_local_target_is_created_by_the_first_write(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b" / "s" / "f").read_bytes() == b"1"
 
 
+def test_a_local_target_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "backups").write_bytes(b"not a folder")
+    target = LocalTarget(str(tmp_path / "backups"))
+    with pytest.raises(BackupTargetError, match="the backup target is a file, not a folder"):
+        target.write_file("sg/set/priv1.edb", [b"x"])
+    assert (tmp_path / "backups").read_bytes() == b"not a folder"
+
+
 def test_local_leftover_temporaries_are_not_listed(tmp_path: Path) -> None:
     target = LocalTarget(str(tmp_path))
     target.write_file("s/f", [b"1"])

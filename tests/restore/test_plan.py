@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from shadowstore.backup.catalog import SetInfo
 from shadowstore.backup.manifest import DatabaseEntry, FileEntry, Manifest
 from shadowstore.errors import InvalidParameterError, MissingRestoreLogFilesError, NoRestorableBackupError
+from shadowstore.format.common import iso_time
 from shadowstore.restore.plan import RestoreTarget, plan_restore
 
 T0 = 1_790_000_000_000_000
@@ -248,6 +249,9 @@ def test_a_target_after_the_backups_needs_the_live_logs() -> None:
     h, _ = chain_history()
     with pytest.raises(MissingRestoreLogFilesError, match=r"do not reach .* end at generation 14.*--roll-forward-live"):
         plan_restore(h.sets, RestoreTarget.at_time(created(20)))
+    with pytest.raises(MissingRestoreLogFilesError) as err:
+        plan_restore(h.sets, RestoreTarget.at_time(created(20)))
+    assert f"generation 14, which holds every transaction committed before {iso_time(created(15))};" in str(err.value)
     plan = plan_restore(h.sets, RestoreTarget.at_time(created(20)), roll_forward_live=True)
     assert (plan.last_gen, plan.live_from) == (14, 15)
     assert plan_restore(h.sets, RestoreTarget.latest(), roll_forward_live=True).live_from == 15
@@ -407,3 +411,10 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     if target.kind == "latest":
         furthest = max(max(s.manifest.last_gen for s in family(h, b) if s.manifest) for b in bases)
         assert plan.last_gen == furthest
+
+
+def test_an_empty_target_says_how_to_get_a_backup() -> None:
+    with pytest.raises(NoRestorableBackupError, match="the target holds no backup sets") as err:
+        plan_restore([], RestoreTarget.latest())
+    assert "backup run --all --kind full" in err.value.hint
+    assert "--from" in err.value.hint

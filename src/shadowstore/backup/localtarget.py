@@ -251,6 +251,10 @@ class LocalTarget:
             state = "not writable" if action in ("write", "delete") else "not readable"
             message = f"cannot {action} {name!r}: backup target {self.url} is {state} ({exc.strerror})"
             return BackupTargetError(message, file=name, target=self.url)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR) and os.path.exists(self.url) and not os.path.isdir(self.url):
+            return BackupTargetError(
+                f"cannot {where}: the backup target is a file, not a folder", file=name, target=self.url
+            )
         if exc.errno in _MISSING and action in ("read", "look up"):
             return BackupTargetNotFoundError(f"cannot {where}: no such file", file=name, target=self.url)
         return BackupTargetError(f"cannot {where}: {exc.strerror or exc}", file=name, target=self.url)

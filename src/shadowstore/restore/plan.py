@@ -242,7 +242,11 @@ def _choose_sg(sets: list[SetInfo], sg: str | None) -> str:
             hint="choose one with --sg",
         )
     if not groups:
-        raise NoRestorableBackupError("the target holds no backup sets")
+        raise NoRestorableBackupError(
+            "the target holds no backup sets",
+            hint="take a full backup first ('shadowstore backup run --all --kind full'), or name the target that "
+            "holds them with --from",
+        )
     return groups[0]
 
 
@@ -408,7 +412,11 @@ def _short_of(
     text = f"the backups of {base.sg!r} from {base.backup_id} on do not reach {target.describe()}: they end at "
     text += f"generation {end.last_gen}"
     if target.until_us is not None:
-        text += f" (logs_end {iso_time(end.logs_end_us)})" if end.logs_end_us else " (their end time is not recorded)"
+        text += (
+            f", which holds every transaction committed before {iso_time(end.logs_end_us)}"
+            if end.logs_end_us
+            else " (when it ends is not recorded)"
+        )
     broken = [why for s, why in _broken_links(base, complete, mine) if _m(s).last_gen > end.last_gen]
     if broken:
         text += "; " + broken[0]
