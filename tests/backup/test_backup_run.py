@@ -305,6 +305,13 @@ def test_status_and_abort_of_a_backup_running_in_another_process(
         assert code == 0
         assert "full backup, running" in out
         assert f"pid {proc.pid}" in out
+        # a second backup is told what runs, not just that something holds the storage group
+        code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")
+        assert code == 5, err
+        assert "[-505 JET_errBackupInProgress] a backup session is already running" in err
+        assert f"pid {proc.pid}" in err
+        assert "full backup, started " in err
+        assert "backup abort" in err  # the hint says how to end it
         code, result = run_json(capsys, "--home", home_dir, "backup", "abort", "--sg", SG, "--json")
         assert code == 0
         assert result["ended"] is True

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from shadowstore.backup.catalog import SetInfo, previous_in_chain
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest, set_folder
 from shadowstore.backup.report import BackupReport
+from shadowstore.backup.sessions import running_elsewhere
 from shadowstore.backup.setfiles import store_file
 from shadowstore.backup.target import Target
 from shadowstore.engine.backup import BackupSession, CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
-from shadowstore.errors import BackupError, ShadowStoreError
+from shadowstore.errors import BackupError, ShadowStoreError, StorageGroupBusyError
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.blockread import Block
@@ -226,7 +227,13 @@ def back_up(
     report = report or BackupReport(home.fs, home.path)
     mounted_here = not sg.mounted
     if mounted_here:
-        sg.mount()
+        try:
+            sg.mount()
+        except StorageGroupBusyError:
+            elsewhere = running_elsewhere(home, sg_name)
+            if elsewhere is None:
+                raise
+            raise elsewhere from None  # why: the process holding the storage group is backing it up: say so
     run = _Run(sg, kind, target, level, report, progress)
     started = time.monotonic()
     try:

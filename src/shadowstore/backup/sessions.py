@@ -13,7 +13,7 @@ import os
 import time
 
 from shadowstore.engine.backupslot import abort_request_path, status_path
-from shadowstore.errors import NoBackupError
+from shadowstore.errors import BackupInProgressError, NoBackupError
 from shadowstore.home import ServerHome, is_locked
 from shadowstore.io.fs import atomic_write, read_file
 
@@ -67,3 +67,17 @@ def request_abort(home: ServerHome, sg_name: str) -> dict[str, object]:
         "message": f"Asked the owner to end the backup session of {sg_name!r}; it has not answered within "
         f"{ABORT_WAIT_SECONDS:.0f} s (it ends the session at its next maintenance cycle).",
     }
+
+
+def running_elsewhere(home: ServerHome, sg_name: str) -> BackupInProgressError | None:
+    """The -505 for a backup of ``sg_name`` that another live process runs, naming its owner, start and lease;
+    None when no live process describes one."""
+    for session in running_sessions(home):
+        if session.get("sg") == sg_name and session["alive"]:
+            lease = session.get("lease_expires")
+            return BackupInProgressError(
+                f"a backup session is already running for {sg_name!r} in another process: owner "
+                f"{session.get('owner')!r}, {session.get('kind')} backup, started {session.get('started')}, "
+                + (f"lease expires {lease}" if lease else "no lease: it ends with its owner's process")
+            )
+    return None
