@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from shadowstore.errors import BackupSetError
 from shadowstore.format.common import crc32c
 from shadowstore.io.faulty import FaultFileSystem
 from shadowstore.io.fs import OsFileSystem
-from shadowstore.restore.fetch import fetch_file, read_ahead
+from shadowstore.restore.fetch import fetch_file
 
 DATA = os.urandom(3 << 20) + b"tail that is not a whole block"
 
@@ -88,33 +86,3 @@ def test_a_stored_file_that_does_not_decompress_is_named(tmp_path: Path) -> None
     with pytest.raises(BackupSetError, match=r"priv1\.edb"):
         fetch_file(target, "sg/set", entry, OsFileSystem(), str(tmp_path / "priv1.edb"))
     assert not (tmp_path / "priv1.edb").exists()
-
-
-def test_read_ahead_passes_chunks_in_order_and_raises_the_producers_error() -> None:
-    assert list(read_ahead(iter([b"a", b"b", b"c"]), depth=1)) == [b"a", b"b", b"c"]
-
-    def failing() -> Iterator[bytes]:
-        yield b"first"
-        raise OSError(5, "Input/output error")
-
-    reader = read_ahead(failing())
-    assert next(reader) == b"first"
-    with pytest.raises(OSError, match="Input/output error"):
-        next(reader)
-
-
-def test_leaving_read_ahead_early_stops_and_closes_the_producer() -> None:
-    closed = threading.Event()
-
-    def endless() -> Iterator[bytes]:
-        try:
-            while True:
-                yield b"x" * 1000
-        finally:
-            closed.set()
-
-    reader = read_ahead(endless(), depth=2)
-    assert next(reader) == b"x" * 1000
-    reader.close()
-    assert closed.wait(5)
-    assert not [t for t in threading.enumerate() if t.name == "restore-read"]

@@ -10,6 +10,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
 
 import zstandard
 
@@ -22,6 +24,7 @@ ZSTD_SUFFIX = ".zst"
 COMPRESS_THREADS = max(1, min(4, os.cpu_count() or 1))
 COMPRESS_AHEAD = 2 * COMPRESS_THREADS  # chunks being compressed ahead of the writer
 DEFAULT_ZSTD_LEVEL = 3
+READ_AHEAD = 4  # chunks read ahead of their consumer (see read_ahead)
 
 
 class BackgroundHash:
@@ -173,3 +176,48 @@ def original_chunks(stored: Iterable[bytes], compression: str | None) -> Iterato
         out = decompressor.decompress(chunk)
         if out:
             yield out
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """``chunks``, produced by a thread of their own up to ``depth`` ahead of the consumer (reading and
+    decompressing overlap with hashing, checking and writing). An exception of the producer is raised here;
+    leaving early stops and closes the producer."""
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                handoff.put(chunk)
+            handoff.put(_END)
+        except BaseException as exc:  # why: handed to the consumer, which raises it
+            handoff.put(_Failed(exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="set-read", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # why: a producer blocked on a full queue must be able to see the stop
+            with suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()

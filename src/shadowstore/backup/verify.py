@@ -9,7 +9,6 @@ problems are collected; only an unusable manifest stops the check.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ import zstandard
 
 from shadowstore.backup.catalog import SetInfo, list_sets
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
-from shadowstore.backup.setfiles import original_chunks
+from shadowstore.backup.setfiles import BackgroundHash, original_chunks, read_ahead
 from shadowstore.backup.target import Target
 from shadowstore.engine.logreader import scan_generation
 from shadowstore.errors import BackupTargetNotFoundError, LogFileCorruptError
@@ -28,6 +27,7 @@ from shadowstore.format.dbheader import DbHeader, DbHeaderError
 from shadowstore.format.logfile import LogHeader, LogHeaderError, archived_log_name, unpack_log_header
 from shadowstore.format.page import PageError, first_bad_page, verify_page
 
+READ_CHUNK = 8 << 20  # bytes per read from the target
 MAX_PAGE_PROBLEMS = 20  # per file; the rest are counted in one more problem
 BASE_KINDS = {"incremental": ("full", "incremental"), "differential": ("full",)}
 
@@ -147,7 +147,7 @@ def _verify_file(report: VerifyReport, source: _Source, entry: FileEntry, header
     log = bytearray()
     broken = None  # why the stored bytes do not decompress
     try:
-        stored_chunks = stored.wrap(source.target.read_file(f"{source.folder}/{entry.name}"))
+        stored_chunks = stored.wrap(read_ahead(source.target.read_file(f"{source.folder}/{entry.name}", READ_CHUNK)))
         try:
             for chunk in original.wrap(original_chunks(stored_chunks, entry.compression)):
                 if pages is not None:
@@ -161,6 +161,8 @@ def _verify_file(report: VerifyReport, source: _Source, entry: FileEntry, header
     except BackupTargetNotFoundError:
         report.error("missing", entry.name, "the file disappeared while it was being read")
         return
+    finally:
+        original.close()
     for label, want_size, want_digest, got in (
         ("stored", entry.stored_size, entry.stored_crc32c, stored),
         ("original", entry.size, entry.sha256, original),
@@ -182,13 +184,14 @@ def _verify_file(report: VerifyReport, source: _Source, entry: FileEntry, header
 
 
 class _Hashed:
-    """Passes chunks through, counting them and hashing them with SHA-256 (or CRC-32C, for stored bytes)."""
+    """Passes chunks through, counting them and hashing them with SHA-256 on a thread of its own (or CRC-32C,
+    for stored bytes, here: it is cheap). Call :meth:`close` when done."""
 
     def __init__(self, name: str, progress: VerifyProgress | None, *, crc: bool = False) -> None:
         self.name, self.progress = name, progress
         self.size = 0
         self.algorithm = "crc32c" if crc else "sha256"
-        self.sha = None if crc else hashlib.sha256()
+        self.sha = None if crc else BackgroundHash()
         self.crc = 0
 
     def wrap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -204,6 +207,10 @@ class _Hashed:
 
     def digest(self) -> str:
         return self.sha.hexdigest() if self.sha is not None else f"{self.crc:08x}"
+
+    def close(self) -> None:
+        if self.sha is not None:
+            self.sha.close()
 
 
 class _PageChecker:

@@ -9,22 +9,17 @@ folder is fsynced), so a destination file either is a verified copy or does not 
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import suppress
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import zstandard
 
 from shadowstore.backup.manifest import FileEntry
-from shadowstore.backup.setfiles import original_chunks
+from shadowstore.backup.setfiles import original_chunks, read_ahead
 from shadowstore.backup.target import Target
 from shadowstore.errors import BackupSetError
 from shadowstore.io.fs import FileHandle, FileSystem, StreamWriter, replace_durably
 
 READ_CHUNK = 8 << 20  # bytes per read from the target
-READ_AHEAD = 4  # chunks read ahead of hashing and writing
 
 
 def fetch_file(
@@ -72,48 +67,3 @@ def _copy_checked(
         raise BackupSetError(
             f"{target.url}/{name} does not match the SHA-256 in its manifest: the set is damaged", file=name
         )
-
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
-
-
-_END = object()
-
-
-def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
-    """``chunks``, produced by a thread of their own up to ``depth`` ahead of the consumer (reading and
-    decompressing overlap with hashing and writing). An exception of the producer is raised here; leaving
-    early stops and closes the producer."""
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                handoff.put(chunk)
-            handoff.put(_END)
-        except BaseException as exc:  # why: handed to the consumer, which raises it
-            handoff.put(_Failed(exc))
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="restore-read", daemon=True)
-    thread.start()
-    try:
-        while (item := handoff.get()) is not _END:
-            if isinstance(item, _Failed):
-                raise item.error
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # why: a producer blocked on a full queue must be able to see the stop
-            with suppress(queue.Empty):
-                handoff.get(timeout=0.05)
-        thread.join()
