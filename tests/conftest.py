@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from shadowstore.engine.maintenance import MaintenancePolicy
+from shadowstore.engine.storagegroup import StorageGroup
+from shadowstore.engine.store import Store
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
 
@@ -32,6 +34,17 @@ def fault_home(fs: FaultFileSystem | None = None, *, log_file_size: int = 64 * 1
     """A new home on a fault-injecting file system."""
     fs = fs or FaultFileSystem(seed=1)
     return ServerHome.init(HOME, fs=fs, log_file_size=log_file_size, policy=QUIET, **kw)  # type: ignore[arg-type]
+
+
+def mounted_with_table(fs: FaultFileSystem, table: str = "t") -> tuple[ServerHome, StorageGroup, Store]:
+    """A new home on ``fs``, its storage group mounted, and ``table`` created in Mailbox Store."""
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table(table)
+    return home, sg, store
 
 
 def reopen(fs: FaultFileSystem) -> ServerHome:

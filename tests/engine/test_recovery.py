@@ -25,7 +25,7 @@ from shadowstore.format.logfile import archived_log_name
 from shadowstore.format.logrecord import KIND_TXN, OP_PUT, PUT, TXN_HEADER, TXN_TIME_OFFSET
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
-from tests.conftest import HOME, fault_home, reopen
+from tests.conftest import HOME, fault_home, mounted_with_table, reopen
 
 SG_DIR = os.path.join(HOME, "First Storage Group")
 STORE = os.path.join(SG_DIR, "priv1.edb")
@@ -38,12 +38,7 @@ def log_path(gen: int) -> str:
 def crashed_with_dirty_store(seed: int = 5, commits: int = 400) -> tuple[FaultFileSystem, int]:
     """A home whose stores are in Dirty Shutdown, replay starting at generation 2; returns (fs, current gen)."""
     fs = FaultFileSystem(seed=seed)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    _home, sg, store = mounted_with_table(fs)
     sg.log.roll()
     sg.log.flush()
     sg.checkpoint()  # replay start is now in generation 2
@@ -250,12 +245,7 @@ def test_a_one_put_record_that_does_not_parse_fails_recovery_naming_it(
 ) -> None:
     """The writer seals whatever it is given, so these records pass every checksum: only parsing finds them."""
     fs = FaultFileSystem(seed=9)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    _home, sg, store = mounted_with_table(fs)
     with store.snapshot() as tx:
         meta = tx.table_by_id(1)
         assert meta is not None

@@ -34,7 +34,7 @@ from shadowstore.format.logblock import (
 from shadowstore.format.logfile import LOG_HEADER_SIZE, MIN_LOG_FILE_SIZE, LogHeader, unpack_log_header
 from shadowstore.format.logrecord import KIND_ATTACH, KIND_TXN, OP_PUT, iter_ops, txn_header
 from shadowstore.io.faulty import FaultFileSystem
-from tests.conftest import fault_home
+from tests.conftest import mounted_with_table
 from tests.format.test_common import flip_byte, reseal_checksum
 
 GEN = 7
@@ -356,12 +356,7 @@ def test_resealed_fragment_passes_the_scan() -> None:
 def real_log(puts: int) -> bytes:
     """E00.log of a storage group that created table 't' and committed ``puts`` single-put transactions."""
     fs = FaultFileSystem(seed=11)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    _home, sg, store = mounted_with_table(fs)
     for i in range(puts):
         with store.transaction() as tx:
             tx.put("t", b"key%03d" % i, b"value %d" % i)
