@@ -205,8 +205,7 @@ class OsFile:
         return BufferedBlocks(self.pread, offset, end, block_size)
 
     def stream_writer(self) -> StreamWriter:
-        os.lseek(self.fd, 0, os.SEEK_SET)  # why: DirectWriter appends at the file offset
-        return DirectWriter(self.fd)
+        return DirectWriter(self.fd)  # it writes from offset 0 with pwrite, whatever the file offset
 
     def close(self) -> None:
         if self.fd >= 0:
