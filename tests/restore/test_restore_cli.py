@@ -173,6 +173,10 @@ def test_scenario_7_full_and_incrementals_to_the_latest_state_a_time_and_a_gener
         code, found = run_json(capsys, "--home", home, "events", "--id", str(event_id), "--json")
         assert code == 0
         assert len(found) == 5, f"event {event_id} once per restore"
+        if event_id == 204:
+            assert "continue rolling forward logfiles in folder (none: this restore does not roll forward)" in str(
+                found[-1]["description"]
+            )
 
 
 def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,6 +209,8 @@ def test_scenario_7_full_and_differential(home: str, capsys: pytest.CaptureFixtu
     assert result["plan"]["live_from"] == diff2["last_gen"] + 1
     check(capsys, home, RSG, {1: 100, 2: 100, 3: 100, 4: 30})
     assert digest_tree(os.path.join(home, SG)) == live
+    code, started = run_json(capsys, "--home", home, "events", "--id", "204", "--json")
+    assert f"continue rolling forward logfiles in folder {os.path.join(home, SG)}." in str(started[-1]["description"])
 
 
 # --- refusals: each named precisely, nothing written to the live storage group ----------------------------------

@@ -121,7 +121,10 @@ def run_restore(
         staging = os.path.dirname(journal_path)
         journal, resumed = open_journal(fs, journal_path, plan.to_dict(), into, dest.name)
         home.events.emit(
-            204, sg=dest.name, folder=os.path.join(staging, "logs"), live=_live_dir(home, plan, into) or "-"
+            204,
+            sg=dest.name,
+            folder=os.path.join(staging, "logs"),
+            live=_live_dir(home, plan, into) or "(none: this restore does not roll forward)",
         )
         fetched = 0
         if journal.data["phase"] in ("fetch", "recover"):
