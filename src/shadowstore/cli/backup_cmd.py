@@ -25,7 +25,11 @@ def resolve_target(home: ServerHome, to: str | None) -> Target:
     configuration (a relative path there is inside the home)."""
     if to is not None:
         return open_target(to if "://" in to else os.path.abspath(to))
-    url = str(home.config.settings.get("backup", {}).get("target", "backups"))
+    return configured_target(home, str(home.config.settings.get("backup", {}).get("target", "backups")))
+
+
+def configured_target(home: ServerHome, url: str) -> Target:
+    """The target a ``backup.target`` setting of ``url`` names: a relative path is inside the home."""
     if "://" not in url and not url.startswith("/"):
         url = os.path.join(home.path, url)
     return open_target(url)

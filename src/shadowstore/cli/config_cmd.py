@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowstore import config as cfg
+from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError, NotFoundError
 
@@ -25,6 +26,9 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     if key not in SETTINGS:
         raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
     home = ctx.open_home()
+    if key == "backup.target":
+        # why now: a target that can never work should be refused here, not at the next backup
+        configured_target(home, value)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = value
     cfg.save(home.fs, home.path, home.config)

@@ -1,0 +1,50 @@
+"""``shadowstore config get|set``: the home's settings, checked when they are set."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.cli.clirun import run, run_json
+
+
+@pytest.fixture
+def home(tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]) -> str:
+    path = os.path.join(tmp_path, "home")
+    code, _out, err = run(capsys, "--home", path, "init")
+    assert code == 0, err
+    return path
+
+
+def test_a_relative_backup_target_is_inside_the_home_and_backups_go_there(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(capsys, "--home", home, "config", "set", "backup.target", "elsewhere")
+    assert (code, out) == (0, "backup.target = elsewhere\n")
+    code, value = run_json(capsys, "--home", home, "config", "get", "backup.target", "--json")
+    assert (code, value) == (0, {"backup.target": "elsewhere"})
+    code, _out, err = run(capsys, "--home", home, "backup", "run", "--all", "--kind", "full", "--quiet")
+    assert code == 0, err
+    assert os.listdir(os.path.join(home, "elsewhere", "First Storage Group"))
+    assert not os.path.exists(os.path.join(home, "backups"))
+
+
+def test_a_target_that_can_never_work_is_refused_when_it_is_set(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--home", home, "config", "set", "backup.target", "/srv/backups")
+    code, _out, err = run(capsys, "--home", home, "config", "set", "backup.target", "nowhere://bucket")
+    assert code == 3
+    assert "supported are a directory, memory:// and s3://" in err
+    code, out, _err = run(capsys, "--home", home, "config", "get", "backup.target")
+    assert (code, out) == (0, "/srv/backups\n")  # unchanged
+
+
+def test_unknown_and_unset_settings_are_named(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "--home", home, "config", "set", "backup.colour", "blue")
+    assert code == 3
+    assert "unknown setting 'backup.colour'; settings: backup.target" in err
+    code, out, _err = run(capsys, "--home", home, "config", "get", "backup.target")
+    assert (code, out) == (0, "backups\n")  # a new home backs up into <home>/backups
+    code, _out, err = run(capsys, "--home", home, "config", "get", "backup.colour")
+    assert code != 0
+    assert "setting 'backup.colour' is not set" in err
