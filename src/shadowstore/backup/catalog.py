@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from shadowstore.backup.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from shadowstore.backup.target import Target
 from shadowstore.errors import BackupSetError, BackupTargetNotFoundError
+
+MANIFEST_READERS = 8  # manifests read at once
 
 
 @dataclass
@@ -59,18 +62,19 @@ def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
         if len(parts) != 3:
             continue
         folders.setdefault((parts[0], parts[1]), []).append(parts[2])
-    sets = []
-    for (group, backup_id), files in sorted(folders.items()):
-        info = SetInfo(group, backup_id, sorted(files))
-        if MANIFEST_NAME in files:
-            where = f"{target.url}/{group}/{backup_id}/{MANIFEST_NAME}"
+    sets = [SetInfo(group, backup_id, sorted(files)) for (group, backup_id), files in sorted(folders.items())]
+    with_manifest = [info for info in sets if MANIFEST_NAME in info.files]
+    # why threads: on an object store each manifest is a round trip; read several at once
+    with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="catalog") as pool:
+        raw = pool.map(target.read_bytes, [f"{info.folder}/{MANIFEST_NAME}" for info in with_manifest])
+        for info, data in zip(with_manifest, raw, strict=True):
             try:
-                info.manifest = parse_manifest(target.read_bytes(f"{group}/{backup_id}/{MANIFEST_NAME}"), where)
+                info.manifest = parse_manifest(data, f"{target.url}/{info.folder}/{MANIFEST_NAME}")
             except BackupSetError as exc:
                 info.problem = exc.message
-        else:
+    for info in sets:
+        if MANIFEST_NAME not in info.files:
             info.problem = "no manifest: the backup did not finish"
-        sets.append(info)
     return sets
 
 

@@ -1,0 +1,64 @@
+"""The catalog of a target: every set of every storage group, complete or not, manifests read several at once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from shadowstore.backup import catalog
+from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.run import back_up
+from shadowstore.errors import BackupTargetNotFoundError
+from shadowstore.home import ServerHome
+from tests.conftest import QUIET
+
+SG = "First Storage Group"
+
+
+@pytest.fixture
+def four_sets(tmp_path: Path) -> tuple[LocalTarget, list[str]]:
+    home = ServerHome.init(str(tmp_path / "home"), policy=QUIET)
+    target = LocalTarget(str(tmp_path / "target"))
+    ids = [back_up(home, SG, kind, target).backup_id for kind in ("full", "incremental", "incremental", "copy")]
+    home.close()
+    return target, ids
+
+
+def test_sets_are_listed_oldest_first_and_unfinished_or_damaged_ones_say_why(
+    four_sets: tuple[LocalTarget, list[str]],
+) -> None:
+    target, ids = four_sets
+    target.write_file(f"{SG}/20991231T000000.000000Z-full-000000/priv1.edb", [b"cut short"])
+    target.write_file(f"{SG}/{ids[2]}/manifest.json", [b"{ not json"])
+    sets = catalog.list_sets(target)
+    assert [s.backup_id for s in sets] == [*ids, "20991231T000000.000000Z-full-000000"]
+    assert [s.complete for s in sets] == [True, True, False, True, False]
+    assert [s.kind for s in sets] == ["full", "incremental", "incremental", "copy", "full"]
+    assert sets[2].problem is not None
+    assert "manifest.json" in sets[2].problem
+    assert sets[4].problem == "no manifest: the backup did not finish"
+    assert catalog.list_sets(target, "Another Group") == []
+    assert catalog.find_set(target, ids[1]).backup_id == ids[1]
+    with pytest.raises(BackupTargetNotFoundError, match="there is no backup set 'nope'"):
+        catalog.find_set(target, "nope")
+
+
+class MeetingTarget(LocalTarget):
+    """Each manifest read waits until ``readers`` reads are under way at once: on a target read one at a time
+    the first waits in vain and the barrier breaks."""
+
+    def __init__(self, url: str, readers: int) -> None:
+        super().__init__(url)
+        self.barrier = threading.Barrier(readers, timeout=10)
+
+    def read_bytes(self, name: str) -> bytes:
+        self.barrier.wait()
+        return super().read_bytes(name)
+
+
+def test_manifests_are_read_several_at_once(four_sets: tuple[LocalTarget, list[str]]) -> None:
+    target, ids = four_sets
+    sets = catalog.list_sets(MeetingTarget(target.url, readers=4))
+    assert [s.backup_id for s in sets if s.complete] == ids
