@@ -328,6 +328,37 @@ def test_status_and_abort_of_a_backup_running_in_another_process(
     assert code == 0, err
 
 
+def test_a_storage_group_another_process_has_mounted_is_refused_naming_that_process(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = shadowstore_process(
+        "--home",
+        home_dir,
+        "workload",
+        "run",
+        "--txns",
+        "10",
+        "--seed",
+        "1",
+        env={"SHADOWSTORE_PAUSE_AT": "log.flush.after_sync"},
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == "paused at log.flush.after_sync"
+        code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
+        assert code == 5, err
+        assert f"is locked by pid {proc.pid}" in err
+        assert "workload run" in err
+        assert "-505" not in err  # that process is not backing it up
+        code, status = run_json(capsys, "--home", home_dir, "backup", "status", "--json")
+        assert status == []  # the refused backup left nothing behind
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
+    assert code == 0, err
+
+
 def test_a_forged_manifest_in_the_target_is_never_used(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
     workload(capsys, home_dir, 1)
     code, data = run_json(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--json")

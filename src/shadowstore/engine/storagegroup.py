@@ -170,7 +170,7 @@ class StorageGroup:
                 return self.last_recovery or RecoveryReport()
             self._offline_reason = None
             self.stopped_because = None
-            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})")
+            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({_this_command()})")
             try:
                 report = self._mount_phases()
             except BaseException:
@@ -468,3 +468,16 @@ class StorageGroup:
             "circular_logging": self.config.circular_logging,
             "stores": [s.status() for s in self.stores.values()],
         }
+
+
+def _this_command() -> str:
+    """This process's command as a person recognises it in a lock error: the program and its first words,
+    ``--home`` and its folder left out (the folder is the one the error is about)."""
+    words: list[str] = []
+    args = iter(sys.argv[1:])
+    for arg in args:
+        if arg == "--home":
+            next(args, None)
+        elif not arg.startswith("--home="):
+            words.append(arg)
+    return " ".join([os.path.basename(sys.argv[0]), *words[:3]])
