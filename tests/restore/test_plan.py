@@ -290,6 +290,9 @@ def test_no_backup_at_all_is_minus_560() -> None:
     full.problem = "no manifest: the backup did not finish"
     with pytest.raises(NoRestorableBackupError, match=r"incomplete: .*did not finish"):
         plan_restore(h.sets, RestoreTarget.latest())
+    with pytest.raises(NoRestorableBackupError, match="the target holds no backup of 'Nope'") as err:
+        plan_restore(h.sets, RestoreTarget.latest(), sg="Nope")
+    assert err.value.hint == f"take a full backup of 'Nope' first; this target holds backups of {h.sets[0].sg!r}"
 
 
 def test_the_plan_describes_itself_and_round_trips_to_json() -> None:

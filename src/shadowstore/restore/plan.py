@@ -184,7 +184,11 @@ def plan_restore(
         reverse=True,
     )
     if not bases:
-        raise NoRestorableBackupError(_no_base_message(sg, mine))
+        others = sorted({s.sg for s in sets} - {sg})
+        hint = f"take a full backup of {sg!r} first" + (
+            f"; this target holds backups of {', '.join(repr(g) for g in others)}" if others else ""
+        )
+        raise NoRestorableBackupError(_no_base_message(sg, mine), hint=hint)
     usable = [b for b in bases if _starts_before(b, target)]
     if not usable:
         oldest = bases[-1]
