@@ -37,7 +37,6 @@ class DirectWriter:
         self.fd = fd
         self.buffer_size = buffer_size
         self.direct = _set_direct(fd, True)
-        self.written = 0
         self._writers = writers if self.direct else 0
         count = writers + 2 if self.direct else 1  # one being filled, one waiting, the others being written
         self._buffers = [mmap.mmap(-1, buffer_size) for _ in range(count)]
@@ -49,7 +48,6 @@ class DirectWriter:
         self._offset = 0  # of the buffer being filled
         self._full: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
         self._error: OSError | None = None
 
     def __enter__(self) -> DirectWriter:
@@ -77,7 +75,7 @@ class DirectWriter:
             self._write_out(self._current, self._filled, self._offset)
             self._offset += self._filled
             self._filled = 0
-        return self.written
+        return self._offset
 
     def close(self) -> None:
         self._drain(raise_error=False)
@@ -136,8 +134,6 @@ class DirectWriter:
                             continue
                         raise
                 done += count
-                with self._lock:
-                    self.written += count
 
 
 class PositionalWriter:
