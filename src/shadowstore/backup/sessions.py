@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from shadowstore.engine.backup import describe_session
 from shadowstore.engine.backupslot import abort_request_path, status_path
 from shadowstore.errors import BackupInProgressError, NoBackupError
 from shadowstore.home import ServerHome, is_locked
@@ -74,10 +75,7 @@ def running_elsewhere(home: ServerHome, sg_name: str) -> BackupInProgressError |
     None when no live process describes one."""
     for session in running_sessions(home):
         if session.get("sg") == sg_name and session["alive"]:
-            lease = session.get("lease_expires")
             return BackupInProgressError(
-                f"a backup session is already running for {sg_name!r} in another process: owner "
-                f"{session.get('owner')!r}, {session.get('kind')} backup, started {session.get('started')}, "
-                + (f"lease expires {lease}" if lease else "no lease: it ends with its owner's process")
+                f"a backup session is already running for {sg_name!r} in another process: {describe_session(session)}"
             )
     return None

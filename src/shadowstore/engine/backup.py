@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -151,6 +151,16 @@ class DatabaseCopy:
             self.session.database_closed(self)
 
 
+def describe_session(session: Mapping[str, object]) -> str:
+    """A session as -505 names it, from its ``to_dict`` form (which another process reads from its status
+    file): owner, kind, start and lease."""
+    lease = session.get("lease_expires")
+    lease_text = f"lease expires {lease}" if lease else "no lease: it ends with its owner's process"
+    return (
+        f"owner {session.get('owner')!r}, {session.get('kind')} backup, started {session.get('started')}, {lease_text}"
+    )
+
+
 class BackupSession:
     """One running backup of one storage group, owned by exactly one client. Obtain it from
     ``StorageGroup.begin_backup``."""
@@ -197,13 +207,7 @@ class BackupSession:
         self.bytes_done += count
 
     def describe(self) -> str:
-        started = _utc(self.started_us)
-        lease = (
-            f"lease expires {_utc(self.lease_expires_us)}"
-            if self.lease_expires_us is not None
-            else "no lease: it ends with its owner's process"
-        )
-        return f"owner {self.owner!r}, {self.kind} backup, started {started}, {lease}"
+        return describe_session(self.to_dict())
 
     def to_dict(self) -> dict[str, object]:
         return {
