@@ -131,10 +131,10 @@ def run_restore(
             try:
                 fetched = _fetch(fs, target, plan, staging, journal, progress)
                 report = _recover(home, plan, into, staging, journal, progress)
-            except (DiskFullError, LogDiskFullError) as exc:
-                with suppress(OSError):  # why: the copies are only copies; the error that matters is exc
+            except (DiskFullError, LogDiskFullError):
+                with suppress(OSError):  # why: the copies are only copies; the error that matters is this one
                     clear_staging(fs, staging)
-                raise _with_hint(exc, f"free space in {staging}, then run the restore again") from None
+                raise  # the handler below says how to go on
             except ShadowStoreError:
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
                 clear_staging(fs, staging)
