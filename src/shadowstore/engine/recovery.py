@@ -29,7 +29,6 @@ from shadowstore.format.logrecord import (
     OP_DELETE,
     OP_DROP,
     OP_PUT,
-    PUT,
     TXN_HEADER,
     RecordError,
     parse_ops,
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
 
 _TXN_SIZE = TXN_HEADER.size
 _unpack_txn = TXN_HEADER.unpack_from
-_unpack_put = PUT.unpack_from
-_ONE_PUT_MIN = _TXN_SIZE + PUT.size  # a record of one put with an empty key and value
 
 
 @dataclass
@@ -178,30 +175,13 @@ def apply_txn(replay: StoreReplay, start: LgPos, end: LgPos, data: bytes | memor
             f"{replay.store.path} is at transaction {replay.dbtime} but the log record at {start} in {path} "
             f"is transaction {dbtime}: the store and the log do not match"
         )
+    try:
+        operations = parse_ops(data, count)
+    except RecordError as exc:
+        raise LogFileCorruptError(f"{path}: the record at {start} does not parse: {exc}") from None
     gen, offset = start
     replay.stamp.lgpos = (gen << 32) | ((offset >> 9) << 16) | (offset & 511)  # LgPos.pack_u64, inlined
     tables = replay.tables
-    buf = data if type(data) is bytes else bytes(data)
-    if count == 1 and len(buf) >= _ONE_PUT_MIN and buf[_TXN_SIZE] == OP_PUT:
-        # One put, the commonest record: parse_ops's checks inlined, its list and loop skipped.
-        _op, table_id, klen, vlen = _unpack_put(buf, _TXN_SIZE)
-        if _ONE_PUT_MIN + klen + vlen == len(buf):
-            value = buf[_ONE_PUT_MIN + klen :]
-            meta = tables.get(table_id) or _writable(replay, table_id, start, path)
-            meta.root = insert(
-                replay.ctx,
-                meta.root,
-                buf[_ONE_PUT_MIN : _ONE_PUT_MIN + klen],
-                value if vlen <= replay.inline_max else Blob(value),
-            )
-            replay.dbtime = dbtime
-            replay.end = end
-            replay.records += 1
-            return
-    try:
-        operations = parse_ops(buf, count)
-    except RecordError as exc:
-        raise LogFileCorruptError(f"{path}: the record at {start} does not parse: {exc}") from None
     ctx = replay.ctx
     inline_max = replay.inline_max
     for op, table_id, key, value in operations:
