@@ -194,8 +194,7 @@ def _read_header(sg: StorageGroup, log: ReplayLog) -> tuple[LogHeader, bytes | N
     if log.data is not None:
         return _current_header(log.path, log.data), log.data
     with _gone_is_missing(log):
-        header, data = read_current_log(sg.fs, log.path)
-    return header, data
+        return read_current_log(sg.fs, log.path)
 
 
 def read_current_log(fs: FileSystem, path: str) -> tuple[LogHeader, bytes]:

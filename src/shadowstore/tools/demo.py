@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from shadowstore.backup.catalog import list_sets
+from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.cli.main import main as cli_main
 
 MARKER = ".shadowstore-demo"
@@ -85,7 +87,7 @@ def _delete_old_logs(folder: str) -> None:
 
 
 def _newest_set(home: str) -> str:
-    return max(path.name for path in Path(home, "backups", SG).iterdir())
+    return list_sets(LocalTarget(os.path.join(home, "backups")), SG)[-1].backup_id
 
 
 def _quote(arg: str) -> str:
