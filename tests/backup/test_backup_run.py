@@ -38,6 +38,15 @@ def shadowstore_process(*args: str, env: dict[str, str] | None = None) -> subpro
     )
 
 
+def paused_process(point: str, *args: str) -> subprocess.Popen[str]:
+    """``shadowstore ARGS`` in another process, returned once it has stopped at crash point ``point``."""
+    proc = shadowstore_process(*args, env={"SHADOWSTORE_PAUSE_AT": point})
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.strip() == f"paused at {point}", line
+    return proc
+
+
 @pytest.fixture
 def home_dir(tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
     path = os.path.join(tmp_path, "home")
@@ -251,12 +260,7 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
     workload(capsys, home_dir, 2, txns=300)
     grow_logs_below_checkpoint(home_dir)
-    proc = shadowstore_process(
-        "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", env={"SHADOWSTORE_PAUSE_AT": point}
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert line.strip() == f"paused at {point}", line
+    proc = paused_process(point, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
     code, status = run_json(capsys, "--home", home_dir, "backup", "status", "--json")
     assert [s["alive"] for s in status] == [True]
     proc.send_signal(signal.SIGKILL)
@@ -287,20 +291,8 @@ def test_status_and_abort_of_a_backup_running_in_another_process(
     home_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     workload(capsys, home_dir, 1, txns=300)
-    proc = shadowstore_process(
-        "--home",
-        home_dir,
-        "backup",
-        "run",
-        "--sg",
-        SG,
-        "--kind",
-        "full",
-        env={"SHADOWSTORE_PAUSE_AT": "backup.copy.database"},
-    )
+    proc = paused_process("backup.copy.database", "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
     try:
-        assert proc.stderr is not None
-        assert proc.stderr.readline().strip() == "paused at backup.copy.database"
         code, out, _ = run(capsys, "--home", home_dir, "backup", "status")
         assert code == 0
         assert "full backup, running" in out
@@ -331,20 +323,8 @@ def test_status_and_abort_of_a_backup_running_in_another_process(
 def test_a_storage_group_another_process_has_mounted_is_refused_naming_that_process(
     home_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc = shadowstore_process(
-        "--home",
-        home_dir,
-        "workload",
-        "run",
-        "--txns",
-        "10",
-        "--seed",
-        "1",
-        env={"SHADOWSTORE_PAUSE_AT": "log.flush.after_sync"},
-    )
+    proc = paused_process("log.flush.after_sync", "--home", home_dir, "workload", "run", "--txns", "10", "--seed", "1")
     try:
-        assert proc.stderr is not None
-        assert proc.stderr.readline().strip() == "paused at log.flush.after_sync"
         code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
         assert code == 5, err
         assert f"is locked by pid {proc.pid}" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -238,6 +239,19 @@ def test_the_first_damaged_used_page_is_found_and_free_pages_are_not_checked(dam
     assert first_bad_page(b"".join(pages), first, PAGE, used) == first + 8
     used[8] = 0
     assert first_bad_page(b"".join(pages), first, PAGE, used) is None
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])  # big: the page-by-page path a big-endian machine takes
+def test_the_first_damaged_page_is_found_whatever_the_byte_order(
+    byteorder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "byteorder", byteorder)
+    pages = block_of(30, 6)
+    pages[4] = bytes(DAMAGES["wrong number"](pages[4], 34))
+    used = bytearray(b"\x01" * 6)
+    assert first_bad_page(b"".join(pages), 30, PAGE, used) == 34
+    used[4] = 0
+    assert first_bad_page(b"".join(pages), 30, PAGE, used) is None
 
 
 @settings(max_examples=200, derandomize=True, deadline=None)
