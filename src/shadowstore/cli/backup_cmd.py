@@ -131,10 +131,16 @@ def _progress(enabled: bool) -> Iterator[Progress]:
     if not enabled:
         yield lambda name, done, size, total: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with Progress(
-        TextColumn("{task.description:<20}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(stderr=True),  # why: the summary and --json own stdout; the bar is for the terminal
     ) as bar:
         tasks: dict[str, object] = {}
 

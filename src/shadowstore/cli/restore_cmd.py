@@ -169,10 +169,9 @@ def finish_cmd(ctx: CliContext, sg: str, as_json: bool) -> None:
 def _summary(o: RestoreOutcome) -> None:
     where = "in place" if o.into == INTO_PLACE else f"into {o.destination_sg!r}"
     click.echo(f"Restored {', '.join(o.stores)} of {o.source_sg!r} {where}{' (resumed)' if o.resumed else ''}.")
-    click.echo(
-        f"Replayed generations {o.generations[0]}-{o.generations[1]} and stopped {o.stopped}; the stores are in "
-        f"Clean Shutdown at {o.stop}."
-    )
+    first, last = o.generations
+    replayed = f"generation {first}" if first == last else f"generations {first}-{last}"
+    click.echo(f"Replayed {replayed} and stopped {o.stopped}; the stores are in Clean Shutdown at {o.stop}.")
     if o.last_commit:
         click.echo(f"The newest transaction restored was committed at {o.last_commit}.")
     if o.new_log_stream and o.into == INTO_PLACE:
@@ -189,10 +188,15 @@ def _progress(enabled: bool) -> Iterator[Progress]:
     if not enabled:
         yield lambda what, done, total: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
     with Progress(
-        TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.fields[text]}"), transient=True
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        TextColumn("{task.fields[text]}"),
+        transient=True,
+        console=Console(stderr=True),  # why: the summary and --json own stdout; the bar is for the terminal
     ) as bar:
         tasks: dict[str, TaskID] = {}
 
