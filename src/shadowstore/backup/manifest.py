@@ -98,12 +98,6 @@ class Manifest:
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=False) + "\n").encode()
 
-    def file(self, name: str) -> FileEntry:
-        for entry in self.files:
-            if entry.name == name:
-                return entry
-        raise BackupSetError(f"backup set {self.backup_id} has no file {name!r}")
-
     def logs(self) -> list[FileEntry]:
         return sorted((f for f in self.files if f.role == "log"), key=lambda f: f.generation or 0)
 
