@@ -13,6 +13,7 @@ from shadowstore.errors import (
     BackupInProgressError,
     InvalidBackupError,
     InvalidBackupSequenceError,
+    LogReadVerifyFailureError,
     MissingFileToBackupError,
     MissingFullBackupError,
     NoBackupError,
@@ -330,3 +331,148 @@ def test_a_differential_after_an_incremental_that_truncated_its_logs_says_why() 
     assert "(an incremental backup since the last full backup truncated them); take a full backup" in err.value.message
     run_backup(home, "full")
     run_backup(home, "differential")  # a full backup starts a new chain
+
+
+def _incremental_range(home: ServerHome) -> range:
+    """After a full backup and more commits: the generations the next incremental must copy."""
+    sg = home.storage_group()
+    with sg.begin_backup("incremental", owner="probe") as session:
+        copy = session.prepare_logs().copy
+        session.abort("only looking at the range")
+    return copy
+
+
+def _damaged_log_refused(fs: FaultFileSystem, home: ServerHome, gen: int, problem: str) -> None:
+    """An incremental now fails with -612 naming the file and ``problem``; events 218 and 214; nothing was
+    truncated or stamped and no session is left; a full backup (which does not need the log) succeeds."""
+    sg = home.storage_group()
+    before = generations(fs, home)
+    inc_before = sg.store("Mailbox Store").header.inc_prev  # type: ignore[union-attr]
+    with pytest.raises(LogReadVerifyFailureError) as info:
+        run_backup(home, "incremental")
+    assert info.value.code == -612
+    assert f"{archived_log_name('E00', gen)} failed verification: {problem}" in str(info.value)
+    assert info.value.hint == "check the disk, then take a full backup: it does not need this log"
+    assert {218, 214} <= set(ids(home))
+    assert set(before) <= set(generations(fs, home)), "nothing was truncated"
+    assert sg.store("Mailbox Store").header.inc_prev == inc_before, "nothing was stamped"
+    assert sg.backup_session is None
+    _copies, logs, _report = run_backup(home, "full")
+    assert gen not in logs
+
+
+def test_a_damaged_log_fails_an_incremental_with_612_and_a_full_backup_goes_on() -> None:
+    fs, home = mounted()
+    fill(home, 100)
+    run_backup(home, "full")
+    fill(home, 300, b"inc")
+    gen = _incremental_range(home)[1]
+    path = os.path.join(home.storage_group().config.log_dir, archived_log_name("E00", gen))
+    data = bytearray(fs.read_bytes(path))
+    data[4096 + 32 + 12 + 20] ^= 0x40  # inside the first record (after the file and block headers)
+    fs.write_bytes(path, bytes(data))
+    _damaged_log_refused(fs, home, gen, "damaged block 0 at offset 4096 (0x3,8,0): fragment at offset 4128 fails")
+
+
+def test_a_log_damaged_during_a_full_backup_fails_it_and_a_clean_remount_cures_it() -> None:
+    fs, home = mounted()
+    fill(home, 300)
+    sg = home.storage_group()
+    with sg.begin_backup("full", owner="t") as session:
+        for store in session.databases():
+            with session.open_database(store) as copy:
+                b"".join(owned(copy.chunks()))
+        gen = session.prepare_logs().copy[0]
+        path = os.path.join(sg.config.log_dir, archived_log_name("E00", gen))
+        data = bytearray(fs.read_bytes(path))
+        data[4096 + 32 + 12 + 20] ^= 0x40
+        fs.write_bytes(path, bytes(data))
+        with pytest.raises(LogReadVerifyFailureError) as info:
+            session.read_log(gen)
+    assert sg.backup_session is None
+    assert info.value.code == -612
+    assert "take the full backup again" in info.value.hint
+    assert sg.store("Mailbox Store").header.full_prev.is_empty  # type: ignore[union-attr]
+    sg.dismount()  # what the hint says
+    sg.mount()
+    _copies, logs, _report = run_backup(home, "full")
+    assert gen not in logs
+    assert not sg.store("Mailbox Store").header.full_prev.is_empty  # type: ignore[union-attr]
+
+
+def test_a_log_under_another_generations_name_fails_with_612() -> None:
+    fs, home = mounted()
+    fill(home, 100)
+    run_backup(home, "full")
+    fill(home, 300, b"inc")
+    copy = _incremental_range(home)
+    log_dir = home.storage_group().config.log_dir
+    older = fs.read_bytes(os.path.join(log_dir, archived_log_name("E00", copy[0])))
+    fs.write_bytes(os.path.join(log_dir, archived_log_name("E00", copy[1])), older)
+    _damaged_log_refused(fs, home, copy[1], f"its header says generation {copy[0]}")
+
+
+def test_a_log_of_another_log_stream_fails_with_612() -> None:
+    fs, home = mounted()
+    fill(home, 100)
+    run_backup(home, "full")
+    fill(home, 300, b"inc")
+    gen = _incremental_range(home)[1]
+    other_fs, other = mounted(seed=52)
+    fill(other, 400, b"other")
+    name = archived_log_name("E00", gen)
+    foreign = other_fs.read_bytes(os.path.join(other.storage_group().config.log_dir, name))
+    fs.write_bytes(os.path.join(home.storage_group().config.log_dir, name), foreign)
+    _damaged_log_refused(fs, home, gen, "it belongs to another log stream")
+
+
+def test_a_log_deleted_while_the_backup_runs_fails_with_569_and_truncates_nothing() -> None:
+    fs, home = mounted()
+    fill(home, 100)
+    run_backup(home, "full")
+    fill(home, 300, b"inc")
+    sg = home.storage_group()
+    with sg.begin_backup("incremental", owner="t") as session:
+        copy = session.prepare_logs().copy
+        session.read_log(copy[0])
+        fs.unlink(os.path.join(sg.config.log_dir, archived_log_name("E00", copy[1])))
+        before = generations(fs, home)
+        with pytest.raises(MissingFileToBackupError) as info:
+            session.read_log(copy[1])
+    assert f"(generation {copy[1]})" in str(info.value)
+    assert set(before) <= set(generations(fs, home)), "nothing was truncated"
+    assert 459 in ids(home)
+    assert sg.backup_session is None
+
+
+def test_more_calls_out_of_order_get_521_and_the_session_goes_on() -> None:
+    _fs, home = mounted()
+    fill(home, 50)
+    sg = home.storage_group()
+    with sg.begin_backup("full", owner="t") as session:
+        stores = session.databases()
+        with session.open_database(stores[0]) as copy:
+            with pytest.raises(InvalidBackupSequenceError, match="is still open; close it before opening"):
+                session.open_database(stores[1])
+            with pytest.raises(InvalidBackupSequenceError, match="is still open"):
+                session.prepare_logs()
+            b"".join(owned(copy.chunks()))
+        for store in stores[1:]:
+            with session.open_database(store) as copy:
+                b"".join(owned(copy.chunks()))
+        logs = session.prepare_logs()
+        assert session.prepare_logs() is logs, "asking again gives the same ranges"
+        for gen in logs.copy:
+            session.read_log(gen)
+        session.complete()
+    fill(home, 300, b"inc")
+    with sg.begin_backup("incremental", owner="t") as session:
+        logs = session.prepare_logs()
+        assert len(logs.copy) >= 2
+        session.read_log(logs.copy[0])
+        with pytest.raises(InvalidBackupSequenceError, match=rf"generations {logs.copy[1]}-{logs.copy[-1]} were not"):
+            session.complete()
+        for gen in logs.copy[1:]:
+            session.read_log(gen)
+        session.complete()
+    assert not sg.store("Mailbox Store").header.inc_prev.is_empty  # type: ignore[union-attr]

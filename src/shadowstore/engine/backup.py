@@ -353,7 +353,9 @@ class BackupSession:
                 raise  # unreachable: _refuse_missing raises
             problem = self._log_problem(path, data, generation)
             if problem is not None:
-                error = LogReadVerifyFailureError(f"log file {path} failed verification: {problem}")
+                error = LogReadVerifyFailureError(
+                    f"log file {path} failed verification: {problem}", hint=self._damaged_log_hint()
+                )
                 self.sg.events.emit(218, sg=self.sg.name, error="-612 (JET_errLogReadVerifyFailure)", file=path)
                 self.abort(f"log file {path} failed verification", error=error)
                 raise error
@@ -366,13 +368,22 @@ class BackupSession:
         try:
             header = read_header(self.sg.fs, path)
             scan_generation(path, data, header, tolerate_torn_tail=False)
-        except ShadowStoreError as exc:
-            return exc.message
+        except ShadowStoreError as exc:  # why strip: the reader's messages start with the path we already name
+            return exc.message.removeprefix(f"{path} (generation {generation}): ").removeprefix(f"{path}: ")
         if header.generation != generation:
             return f"its header says generation {header.generation}"
         if header.signature != self.sg.signature:
             return "it belongs to another log stream"
         return None
+
+    def _damaged_log_hint(self) -> str:
+        if self.kind in ("incremental", "differential"):
+            return "check the disk, then take a full backup: it does not need this log"
+        # why not "take a full backup": this is one; its logs are those written since its checkpoint
+        return (
+            f"check the disk, then dismount and mount {self.sg.name!r} (a clean dismount leaves no log needed) "
+            "and take the full backup again"
+        )
 
     # --- the end ---------------------------------------------------------------------------------------------
 
