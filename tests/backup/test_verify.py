@@ -501,6 +501,45 @@ def test_set_whose_base_is_incomplete_has_a_base_error(sets: Sets) -> None:
     assert "incomplete" in report.errors[0].detail
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"kind": "copy"}, "a copy backup it cannot build on"),
+        ({"log_signature": {"random": 1, "created": 2, "computer": "elsewhere"}}, "a backup of another log stream"),
+    ],
+    ids=["copy-base", "other-stream"],
+)
+def test_base_of_the_wrong_kind_or_stream_is_an_error(sets: Sets, change: dict[str, Any], problem: str) -> None:
+    folder = sets.folder("full")
+    save_manifest(folder, load_manifest(folder) | change)
+    report = sets.verify("incremental")
+    assert kinds(report) == {("base", sets.ids["full"])}
+    assert report.errors[0].detail.endswith(f"builds on {sets.ids['full']}, {problem}")
+
+
+def test_log_listed_under_a_generation_outside_the_range_breaks_the_chain(sets: Sets) -> None:
+    folder = sets.folder("differential")
+    raw = load_manifest(folder)
+    first, last = raw["first_gen"], raw["last_gen"]
+    entry_of(raw, sets.stored_name(archived_log_name("E00", first)))["generation"] = last + 5
+    save_manifest(folder, raw)
+    details = [p.detail for p in sets.verify("differential").errors if p.kind == "chain"]
+    assert f"log generation {last + 5} is outside the set's range {first}-{last}" in details
+    assert f"log generation {first} of {first}-{last} is not in the set" in details
+
+
+def test_log_listed_twice_breaks_the_chain(sets: Sets) -> None:
+    folder = sets.folder("differential")
+    raw = load_manifest(folder)
+    first, last = raw["first_gen"], raw["last_gen"]
+    assert last > first
+    entry_of(raw, sets.stored_name(archived_log_name("E00", last)))["generation"] = first
+    save_manifest(folder, raw)
+    details = [p.detail for p in sets.verify("differential").errors if p.kind == "chain"]
+    assert f"log generation {first} is in the set 2 times" in details
+    assert f"log generation {last} of {first}-{last} is not in the set" in details
+
+
 def test_gap_in_the_chain_is_an_error(sets: Sets) -> None:
     """An incremental whose base skips a link (the program refuses to write one; an edited or foreign manifest
     can still say so)."""
