@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -85,9 +86,17 @@ class SgConfig:
         for store in self.stores:
             if store.name == name or store.file == name:
                 return store
-        raise NotFoundError(
-            f"storage group {self.name!r} has no store {name!r} (it has: {', '.join(s.name for s in self.stores)})"
+        raise no_such_store(self.name, name, [s.name for s in self.stores])
+
+
+def no_such_store(sg: str, name: str, stores: list[str]) -> NotFoundError:
+    """The error for store ``name`` that storage group ``sg`` (holding ``stores``) does not have."""
+    if not stores:
+        return NotFoundError(
+            f"storage group {sg!r} has no stores yet, so it has no store {name!r}",
+            hint=f"create one with: shadowstore store create {shlex.quote(sg)} {shlex.quote(name)}",
         )
+    return NotFoundError(f"storage group {sg!r} has no store {name!r} (it has: {', '.join(stores)})")
 
 
 @dataclass

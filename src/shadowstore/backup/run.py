@@ -26,7 +26,7 @@ from shadowstore.backup.setfiles import store_file
 from shadowstore.backup.target import Target
 from shadowstore.engine.backup import BackupSession, CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
-from shadowstore.errors import BackupError, ShadowStoreError, StorageGroupBusyError
+from shadowstore.errors import MissingFullBackupError, ShadowStoreError, StorageGroupBusyError
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.blockread import Block
@@ -159,9 +159,10 @@ class _Run:
             found = f"its newest {base.kind} backup {base.backup_id} ends at log generation {base.last_gen}"
         else:
             found = "it holds no full backup of this storage group"
-        error = BackupError(
+        error = MissingFullBackupError(
             f"the {self.kind} backup of {self.sg.name!r} would start at log generation {copied.start}, but "
-            f"{self.target.url} cannot continue that chain: {found} (the last backup went to another target)",
+            f"{self.target.url} cannot continue that chain: {found} (was the last backup taken to another "
+            "target, or a set deleted from this one?)",
             hint=f"take a full backup into {self.target.url} first",
         )
         session.abort("its target does not hold the chain it builds on", error=error)

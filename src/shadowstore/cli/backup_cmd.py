@@ -16,7 +16,7 @@ from shadowstore.backup.sessions import request_abort, running_sessions
 from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
 from shadowstore.backup.target import Target, open_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json, table
-from shadowstore.errors import InvalidParameterError, ShadowStoreError
+from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 
 
@@ -74,8 +74,10 @@ def run(
     compress: str | None,
     quiet: bool,
     as_json: bool,
-) -> None:
-    """Back up storage groups while they stay online; truncate logs after full and incremental backups."""
+) -> int:
+    """Back up storage groups while they stay online; truncate logs after full and incremental backups.
+
+    A storage group that fails stops no other; each failure is named, and the exit code is the first's."""
     home = ctx.open_home()
     if all_groups == bool(sg_names):
         raise InvalidParameterError("name the storage groups with --sg NAME, or pass --all (one of the two)")
@@ -87,35 +89,52 @@ def run(
     report = BackupReport(home.fs, home.path)
     report.started(target.url, kind, groups)
     outcomes: list[BackupOutcome] = []
-    failure: ShadowStoreError | None = None
+    failures: list[tuple[str, ShadowStoreError]] = []  # why a list: with --all, one failure stops no other group
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
         for name in groups:
             try:
                 outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
             except ShadowStoreError as exc:
-                failure = failure or exc
+                failures.append((name, exc))
     report.finished(
         sum(len(o.files) for o in outcomes), sum(o.bytes for o in outcomes), sum(o.seconds for o in outcomes)
     )
-    if as_json:
-        print_json({"report": report.path, "target": target.url, "backups": [o.to_dict() for o in outcomes]})
-    elif not quiet:
+    if as_json:  # one document, failures included, so that a script can always parse stdout
+        print_json(
+            {
+                "report": report.path,
+                "target": target.url,
+                "backups": [o.to_dict() for o in outcomes],
+                "failed": [{"sg": name} | error.to_dict() for name, error in failures],
+            }
+        )
+        return int(failures[0][1].exit_code) if failures else int(ExitCode.OK)
+    if not quiet:
         for o in outcomes:
-            click.echo(
-                f"{o.sg}: {o.kind} backup {o.backup_id}: {len(o.files)} files, {o.bytes:,} bytes "
-                f"({o.stored_bytes:,} stored) in {o.seconds:.1f} s"
-            )
-            done = o.completion
-            if done and done.truncated:
-                click.echo(f"  truncated {len(done.truncated)} log file(s): generations {_gens(done.truncated)}")
-            if done and done.missing:
-                click.echo(
-                    f"  {len(done.missing)} log file(s) to truncate were already missing, which is not an error "
-                    f"(event 227): generations {_gens(done.missing)}"
-                )
+            _summary(o)
         click.echo(f"report: {report.path}")
-    if failure is not None:
-        raise failure
+    if len(failures) == 1:
+        raise failures[0][1]
+    for name, error in failures:
+        click.echo(f"error: {name}: {error}", err=True)
+        if error.hint:
+            click.echo(f"hint: {error.hint}", err=True)
+    return int(failures[0][1].exit_code) if failures else int(ExitCode.OK)
+
+
+def _summary(o: BackupOutcome) -> None:
+    click.echo(
+        f"{o.sg}: {o.kind} backup {o.backup_id}: {len(o.files)} files, {o.bytes:,} bytes "
+        f"({o.stored_bytes:,} stored) in {o.seconds:.1f} s"
+    )
+    done = o.completion
+    if done and done.truncated:
+        click.echo(f"  truncated {len(done.truncated)} log file(s): generations {_gens(done.truncated)}")
+    if done and done.missing:
+        click.echo(
+            f"  {len(done.missing)} log file(s) to truncate were already missing, which is not an error "
+            f"(event 227): generations {_gens(done.missing)}"
+        )
 
 
 def _gens(generations: list[int]) -> str:

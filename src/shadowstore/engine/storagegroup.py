@@ -16,7 +16,7 @@ import sys
 import threading
 from contextlib import suppress
 
-from shadowstore.config import SgConfig
+from shadowstore.config import SgConfig, no_such_store
 from shadowstore.engine import layout, mountlog
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
@@ -31,7 +31,6 @@ from shadowstore.engine.store import Store
 from shadowstore.errors import (
     DatabaseNotFoundError,
     InvalidParameterError,
-    NotFoundError,
     NotMountedError,
     ShadowStoreError,
     StorageGroupOfflineError,
@@ -122,9 +121,7 @@ class StorageGroup:
             for store in self.stores.values():
                 if os.path.basename(store.path) == name:
                     return store
-            raise NotFoundError(
-                f"storage group {self.name!r} has no store {name!r} (stores: {', '.join(self.stores)})"
-            ) from None
+            raise no_such_store(self.name, name, list(self.stores)) from None
 
     # --- creation -----------------------------------------------------------------------------------------
 
