@@ -342,6 +342,25 @@ def _incremental_range(home: ServerHome) -> range:
     return copy
 
 
+def _full_then_more_logs() -> tuple[FaultFileSystem, ServerHome, range]:
+    """A full backup, then commits over several generations; returns the range the next incremental copies."""
+    fs, home = mounted()
+    fill(home, 100)
+    run_backup(home, "full")
+    fill(home, 300, b"inc")
+    return fs, home, _incremental_range(home)
+
+
+def _log_path(home: ServerHome, gen: int) -> str:
+    return os.path.join(home.storage_group().config.log_dir, archived_log_name("E00", gen))
+
+
+def _damage_first_record(fs: FaultFileSystem, path: str) -> None:
+    data = bytearray(fs.read_bytes(path))
+    data[4096 + 32 + 12 + 20] ^= 0x40  # inside the first record (after the file and block headers)
+    fs.write_bytes(path, bytes(data))
+
+
 def _damaged_log_refused(fs: FaultFileSystem, home: ServerHome, gen: int, problem: str) -> None:
     """An incremental now fails with -612 naming the file and ``problem``; events 218 and 214; nothing was
     truncated or stamped and no session is left; a full backup (which does not need the log) succeeds."""
@@ -362,15 +381,9 @@ def _damaged_log_refused(fs: FaultFileSystem, home: ServerHome, gen: int, proble
 
 
 def test_a_damaged_log_fails_an_incremental_with_612_and_a_full_backup_goes_on() -> None:
-    fs, home = mounted()
-    fill(home, 100)
-    run_backup(home, "full")
-    fill(home, 300, b"inc")
-    gen = _incremental_range(home)[1]
-    path = os.path.join(home.storage_group().config.log_dir, archived_log_name("E00", gen))
-    data = bytearray(fs.read_bytes(path))
-    data[4096 + 32 + 12 + 20] ^= 0x40  # inside the first record (after the file and block headers)
-    fs.write_bytes(path, bytes(data))
+    fs, home, copy = _full_then_more_logs()
+    gen = copy[1]
+    _damage_first_record(fs, _log_path(home, gen))
     _damaged_log_refused(fs, home, gen, "damaged block 0 at offset 4096 (0x3,8,0): fragment at offset 4128 fails")
 
 
@@ -383,10 +396,7 @@ def test_a_log_damaged_during_a_full_backup_fails_it_and_a_clean_remount_cures_i
             with session.open_database(store) as copy:
                 b"".join(owned(copy.chunks()))
         gen = session.prepare_logs().copy[0]
-        path = os.path.join(sg.config.log_dir, archived_log_name("E00", gen))
-        data = bytearray(fs.read_bytes(path))
-        data[4096 + 32 + 12 + 20] ^= 0x40
-        fs.write_bytes(path, bytes(data))
+        _damage_first_record(fs, _log_path(home, gen))
         with pytest.raises(LogReadVerifyFailureError) as info:
             session.read_log(gen)
     assert sg.backup_session is None
@@ -401,41 +411,27 @@ def test_a_log_damaged_during_a_full_backup_fails_it_and_a_clean_remount_cures_i
 
 
 def test_a_log_under_another_generations_name_fails_with_612() -> None:
-    fs, home = mounted()
-    fill(home, 100)
-    run_backup(home, "full")
-    fill(home, 300, b"inc")
-    copy = _incremental_range(home)
-    log_dir = home.storage_group().config.log_dir
-    older = fs.read_bytes(os.path.join(log_dir, archived_log_name("E00", copy[0])))
-    fs.write_bytes(os.path.join(log_dir, archived_log_name("E00", copy[1])), older)
+    fs, home, copy = _full_then_more_logs()
+    fs.write_bytes(_log_path(home, copy[1]), fs.read_bytes(_log_path(home, copy[0])))
     _damaged_log_refused(fs, home, copy[1], f"its header says generation {copy[0]}")
 
 
 def test_a_log_of_another_log_stream_fails_with_612() -> None:
-    fs, home = mounted()
-    fill(home, 100)
-    run_backup(home, "full")
-    fill(home, 300, b"inc")
-    gen = _incremental_range(home)[1]
+    fs, home, copy = _full_then_more_logs()
+    gen = copy[1]
     other_fs, other = mounted(seed=52)
     fill(other, 400, b"other")
-    name = archived_log_name("E00", gen)
-    foreign = other_fs.read_bytes(os.path.join(other.storage_group().config.log_dir, name))
-    fs.write_bytes(os.path.join(home.storage_group().config.log_dir, name), foreign)
+    fs.write_bytes(_log_path(home, gen), other_fs.read_bytes(_log_path(other, gen)))
     _damaged_log_refused(fs, home, gen, "it belongs to another log stream")
 
 
 def test_a_log_deleted_while_the_backup_runs_fails_with_569_and_truncates_nothing() -> None:
-    fs, home = mounted()
-    fill(home, 100)
-    run_backup(home, "full")
-    fill(home, 300, b"inc")
+    fs, home, _copy = _full_then_more_logs()
     sg = home.storage_group()
     with sg.begin_backup("incremental", owner="t") as session:
         copy = session.prepare_logs().copy
         session.read_log(copy[0])
-        fs.unlink(os.path.join(sg.config.log_dir, archived_log_name("E00", copy[1])))
+        fs.unlink(_log_path(home, copy[1]))
         before = generations(fs, home)
         with pytest.raises(MissingFileToBackupError) as info:
             session.read_log(copy[1])
