@@ -392,19 +392,14 @@ class BackupSession:
 
 
 def check_can_begin(sg: StorageGroup, kind: str) -> None:
-    """The refusals of a backup begin: -1003 unknown kind, -526 circular logging, -560 no previous full backup
-    (event 206 naming each store)."""
+    """The refusals of a backup begin: -1003 unknown kind or no store at all, -526 circular logging, -560 no
+    previous full backup (event 206 naming each store)."""
     if kind not in KINDS:
         raise InvalidParameterError(f"backup kind {kind!r} is not one of {', '.join(KINDS)}")
     if not sg.stores:  # why refuse: no header to stamp, and no log a restore could use
         raise InvalidParameterError(
             f"storage group {sg.name!r} has no stores: there is nothing to back up",
             hint=f"create one with: shadowstore store create {shlex.quote(sg.name)} NAME",
-        )
-    if not any(s.mounted for s in sg.stores.values()):
-        raise InvalidParameterError(
-            f"no store of storage group {sg.name!r} is mounted: there is nothing to back up",
-            hint="mount its stores",
         )
     if kind in ("incremental", "differential"):
         if sg.config.circular_logging:
