@@ -182,7 +182,7 @@ def kinds(report: VerifyReport) -> set[tuple[str, str | None]]:
 @pytest.mark.parametrize("kind", ["full", "incremental", "differential"])
 def test_sound_set_verifies_and_counts_what_it_read(sets: Sets, kind: str) -> None:
     seen: list[tuple[str, int]] = []
-    report = verify_set(sets.target, sets.ids[kind], progress=lambda name, done: seen.append((name, done)))
+    report = verify_set(sets.target, sets.ids[kind], progress=lambda name, done, _size: seen.append((name, done)))
     raw = load_manifest(sets.folder(kind))
     assert report.problems == []
     assert report.ok

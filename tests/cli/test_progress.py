@@ -1,5 +1,5 @@
-"""The progress shown by ``backup run`` and ``restore run``: drawn on a terminal, on stderr only, and never into
-a pipe or a file, where it would end up in a script's input or a log."""
+"""The progress shown by ``backup run``, ``backup verify`` and ``restore run``: drawn on a terminal, on stderr
+only, and never into a pipe or a file, where it would end up in a script's input or a log."""
 
 from __future__ import annotations
 
@@ -107,3 +107,18 @@ def test_restore_run_shows_fetch_and_replay_progress_on_a_terminal(home: str) ->
     assert out.startswith(f"Restored Mailbox Store, Public Folder Store of {SG!r}"), out
     assert re.search(r"Replayed generation \d+ and stopped", out), out  # one generation is not "45-45"
     assert "━" not in out
+
+
+def test_backup_verify_shows_each_file_on_a_terminal(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--json")
+    assert code == 0
+    backup_id = json.loads(out)["backups"][0]["id"]
+    code, out, screen = on_terminal("--home", home, "backup", "verify", backup_id)
+    assert code == 0, screen
+    assert re.search(r"priv1\.edb +━+ \d+\.\d/\d+\.\d MB \d+(\.\d)? [kMG]B/s", screen), screen
+    assert out.startswith(f"Backup set {backup_id} of {SG!r} (full)"), out
+    assert "━" not in out
+    for quiet in (("--quiet",), ("--json",)):
+        code, _out, screen = on_terminal("--home", home, "backup", "verify", backup_id, *quiet)
+        assert code == 0
+        assert "━" not in screen

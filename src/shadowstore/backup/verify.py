@@ -31,8 +31,8 @@ READ_CHUNK = 8 << 20  # bytes per read from the target
 MAX_PAGE_PROBLEMS = 20  # per file; the rest are counted in one more problem
 BASE_KINDS = {"incremental": ("full", "incremental"), "differential": ("full",)}
 
-# progress(file name, stored bytes of it read so far)
-VerifyProgress = Callable[[str, int], None]
+# progress(file name, stored bytes of it read so far, its stored size)
+VerifyProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,8 @@ class _Source:
 
 def _verify_file(report: VerifyReport, source: _Source, entry: FileEntry, headers: dict[str, LogHeader]) -> None:
     """Hash one file both ways, reading it once, and hand its original bytes to the check of its role."""
-    stored, original = _Hashed(entry.name, source.progress, crc=True), _Hashed(entry.name, None)
+    stored = _Hashed(entry.name, source.progress, crc=True, total=entry.stored_size)
+    original = _Hashed(entry.name, None)
     database = next((d for d in source.manifest.databases if d.file == entry.source), None)
     pages = _PageChecker(entry.name, database) if entry.role == "db" else None
     log = bytearray()
@@ -187,8 +188,8 @@ class _Hashed:
     """Passes chunks through, counting them and hashing them with SHA-256 on a thread of its own (or CRC-32C,
     for stored bytes, here: it is cheap). Call :meth:`close` when done."""
 
-    def __init__(self, name: str, progress: VerifyProgress | None, *, crc: bool = False) -> None:
-        self.name, self.progress = name, progress
+    def __init__(self, name: str, progress: VerifyProgress | None, *, crc: bool = False, total: int = 0) -> None:
+        self.name, self.progress, self.total = name, progress, total
         self.size = 0
         self.algorithm = "crc32c" if crc else "sha256"
         self.sha = None if crc else BackgroundHash()
@@ -202,7 +203,7 @@ class _Hashed:
             else:
                 self.crc = crc32c(chunk, self.crc)
             if self.progress is not None:
-                self.progress(self.name, self.size)
+                self.progress(self.name, self.size, self.total)
             yield chunk
 
     def digest(self) -> str:

@@ -8,21 +8,24 @@ from shadowstore.backup import catalog
 from shadowstore.backup.prune import PruneDecision, apply_prune, plan_prune
 from shadowstore.backup.verify import VerifyReport, verify_set
 from shadowstore.cli.backup_cmd import resolve_target
-from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json
 from shadowstore.errors import BackupSetError, ExitCode, InvalidParameterError
 
 
 @click.command("verify")
 @click.argument("backup_id")
 @click.option("--to", help="Backup target [default: backup.target].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @pass_ctx
-def verify(ctx: CliContext, backup_id: str, to: str | None, as_json: bool) -> int:
+def verify(ctx: CliContext, backup_id: str, to: str | None, quiet: bool, as_json: bool) -> int:
     """Re-hash every file of a backup set, check every database page and the log chain.
 
     Exit code 0 when the set is sound; otherwise 22, naming the first problem (--json: the whole report).
     """
-    report = verify_set(resolve_target(ctx.open_home(), to), backup_id)
+    target = resolve_target(ctx.open_home(), to)
+    with byte_bars(enabled=not (quiet or as_json)) as bar:
+        report = verify_set(target, backup_id, progress=bar)
     if as_json:
         print_json(report.to_dict())
         return int(ExitCode.OK if report.ok else BackupSetError.exit_code)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
 from shadowstore.backup import catalog
 from shadowstore.backup.report import BackupReport
-from shadowstore.backup.run import BackupOutcome, Progress, back_up
+from shadowstore.backup.run import BackupOutcome, back_up
 from shadowstore.backup.sessions import request_abort, running_sessions
 from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
 from shadowstore.backup.target import Target, open_target
-from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json, table
+from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json, table
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 
@@ -90,7 +87,11 @@ def run(
     report.started(target.url, kind, groups)
     outcomes: list[BackupOutcome] = []
     failures: list[tuple[str, ShadowStoreError]] = []  # why a list: with --all, one failure stops no other group
-    with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
+    with byte_bars(enabled=not (quiet or as_json)) as bar:
+
+        def progress(file: str, done: int, size: int | None, _total: int) -> None:
+            bar(file, done, size)
+
         for name in groups:
             try:
                 outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
@@ -143,32 +144,6 @@ def _gens(generations: list[int]) -> str:
     if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1:
         return f"{ordered[0]}-{ordered[-1]}"
     return ", ".join(map(str, ordered[:10])) + (f" and {len(ordered) - 10} more" if len(ordered) > 10 else "")
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    if not enabled:
-        yield lambda name, done, size, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        transient=True,
-        console=Console(stderr=True),  # why: the summary and --json own stdout; the bar is for the terminal
-    ) as bar:
-        tasks: dict[str, object] = {}
-
-        def update(name: str, done: int, size: int | None, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=size)
-            bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
-
-        yield update
 
 
 @backup_group.command("status")

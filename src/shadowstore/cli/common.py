@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import click
@@ -79,3 +82,32 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+@contextmanager
+def byte_bars(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """``update(name, done, size)`` drawing one bar per name on stderr (bytes done of the size, the rate), if
+    ``enabled`` and stderr is a terminal; otherwise ``update`` does nothing. Stdout stays for the summary or
+    the ``--json`` document a script reads."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda name, done, size: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(name: str, done: int, size: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=size)
+            bar.update(tasks[name], completed=done)
+
+        yield update
