@@ -45,6 +45,22 @@ def test_sets_are_listed_oldest_first_and_unfinished_or_damaged_ones_say_why(
         catalog.find_set(target, "nope")
 
 
+def test_a_backup_killed_while_writing_its_first_file_is_listed_as_incomplete(
+    four_sets: tuple[LocalTarget, list[str]],
+) -> None:
+    """Its folder holds nothing but the temporary file of the store it was copying, which ``list`` hides."""
+    target, ids = four_sets
+    folder = Path(target.url) / SG / "20991231T000000.000000Z-full-000000"
+    folder.mkdir()
+    (folder / ".priv1.edb.tmp-0123456789abcdef").write_bytes(b"half a store")
+    sets = catalog.list_sets(target, SG)
+    assert [s.backup_id for s in sets] == [*ids, folder.name]
+    assert (sets[-1].complete, sets[-1].files, sets[-1].partial) == (False, [], ["priv1.edb"])
+    assert sets[-1].problem == "no manifest: the backup did not finish; partly written: priv1.edb"
+    assert sets[-1].to_dict()["partial_files"] == 1
+    assert all(s.partial == [] for s in sets[:-1])
+
+
 class MeetingTarget(LocalTarget):
     """Each manifest read waits until ``readers`` reads are under way at once: on a target read one at a time
     the first waits in vain and the barrier breaks."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,13 +266,25 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     assert [s["alive"] for s in status] == [True]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    target = LocalTarget(os.path.join(home_dir, "backups"))
+    killed = [s for s in catalog.list_sets(target, SG) if not s.complete]
+    if point == "backup.truncate.after_delete":  # the manifest was written: that set is complete
+        assert killed == []
+    else:  # listed even when its only file is the one being written when it was killed
+        assert len(killed) == 1
+        partial = killed[0].partial  # the file it was writing when it was killed
+        if point == "backup.copy.database":
+            assert partial == ["priv1.edb"]
+        elif point == "backup.copy.log":
+            assert [re.fullmatch(r"E00[0-9A-F]{5}\.log", name) is not None for name in partial] == [True]
+        else:
+            assert partial == []  # killed between files
     # The next backup succeeds, no partial set is complete, and the newest complete set can roll forward.
     code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")
     if code != 0:  # a killed full may have truncated logs an incremental needed: it says so; a full works
         assert code == 20
         assert "take a full backup" in err
     assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
-    target = LocalTarget(os.path.join(home_dir, "backups"))
     sets = catalog.list_sets(target, SG)
     for info in sets:
         if info.complete:
@@ -285,6 +298,12 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     current = max(on_disk, default=newest.manifest.last_gen) + 1
     assert all(g in on_disk for g in range(newest.manifest.last_gen + 1, current)), "a needed log was deleted"
     assert json.loads(target.read_bytes(f"{newest.folder}/manifest.json"))["kind"] == "full"
+    # Prune removes the killed backup, the partial file it was writing included: nothing is left on disk.
+    code, out, err = run(capsys, "--home", home_dir, "backup", "prune", "--to", target.url, "--keep-full", "1", "--yes")
+    assert code == 0, out + err
+    assert all(s.complete for s in catalog.list_sets(target, SG))
+    assert not [f for _d, _s, files in os.walk(target.url) for f in files if ".tmp-" in f]
+    assert run(capsys, "--home", home_dir, "backup", "verify", newest.backup_id)[0] == 0
 
 
 def test_status_and_abort_of_a_backup_running_in_another_process(

@@ -259,6 +259,23 @@ def test_prune_yes_deletes_old_sets_and_the_rest_still_verify(
         assert report.ok, report.problems
 
 
+def test_prune_removes_what_killed_backups_left_but_not_a_backup_that_may_be_running(history: History) -> None:
+    _home, target, ids = history
+    old, running = "20000101T000000.000000Z-full-00000a", "20991231T000000.000000Z-full-00000b"
+    for backup_id in (old, running):  # each killed while writing its first store: a temporary file alone
+        folder = Path(target.url) / SG / backup_id
+        folder.mkdir()
+        (folder / ".priv1.edb.tmp-0123456789abcdef").write_bytes(b"half a store")
+    plan = plan_prune(list_sets(target), keep_full=3)
+    assert [d.backup_id for d in plan.to_delete] == [old]
+    result = apply_prune(target, plan)
+    assert result.deleted == [f"{SG}/{old}"]
+    assert result.files == 1
+    assert not (Path(target.url) / SG / old).exists()
+    assert [p.name for p in (Path(target.url) / SG / running).iterdir()] == [".priv1.edb.tmp-0123456789abcdef"]
+    assert [s.backup_id for s in list_sets(target)] == [*ids, running]
+
+
 class FailingDeletes(LocalTarget):
     """Records deletions; the ``fail_at``-th one (counting from 1) raises like a target that went away."""
 

@@ -196,6 +196,60 @@ def test_failing_chunk_iterator_keeps_the_previous_file(target: Target) -> None:
     assert everything_beside(target) == [beside_name(target, "f")]
 
 
+KILLED_WRITER = """
+import os, signal, sys
+from shadowstore.backup.target import open_target
+
+def chunks():
+    yield b"x" * (9 << 20)  # more than one S3 part: the multipart upload has begun
+    yield b"y" * (1 << 20)
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield b""
+
+open_target(sys.argv[1]).write_file(sys.argv[2], chunks())
+"""
+
+
+def killed_while_writing(target: Target, name: str) -> None:
+    """Write ``name`` from another process that is killed (SIGKILL) halfway through the write."""
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, target.url, name], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+
+
+def test_a_write_killed_midway_leaves_a_partial_that_discard_removes(target: Target) -> None:
+    target.write_file("s/f", [b"previous"])
+    target.write_file("t/g", [b"other"])
+    killed_while_writing(target, "s/f")
+    killed_while_writing(target, "s/new/h")
+    # memory:// lives in the killed process's memory: nothing of its writes is anywhere
+    left = [] if target.url.startswith("memory://") else ["s/f", "s/new/h"]
+    assert target.partial() == left
+    assert target.partial("s/") == left
+    assert target.partial("s/new/") == left[1:]
+    assert target.partial("t/") == []
+    assert target.list() == ["s/f", "t/g"]  # a partial is never listed
+    target.discard_partial("s/f")
+    target.discard_partial("s/new/h")
+    target.discard_partial("never/written")
+    assert target.partial() == []
+    assert target.read_bytes("s/f") == b"previous"  # the complete file of that name is untouched
+    assert sorted(everything_beside(target)) == [beside_name(target, "s/f"), beside_name(target, "t/g")]
+
+
+def test_a_partial_is_named_while_its_write_runs(target: Target) -> None:
+    """A running write looks like a killed one from outside: callers decide by what else they know."""
+    seen: list[list[str]] = []
+
+    def chunks() -> Iterator[bytes]:
+        yield b"x" * (PART_SIZE + MiB)
+        seen.append(target.partial())
+        yield b"y"
+
+    target.write_file("s/f", chunks())
+    assert seen == [[] if target.url.startswith("memory://") else ["s/f"]]
+    assert target.partial() == []
+
+
 def test_open_target_reaches_the_same_files(target: Target) -> None:
     target.write_file("s/f", [b"same"])
     again = open_target(target.url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shadowstore.backup.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from shadowstore.backup.target import Target
@@ -19,6 +19,7 @@ class SetInfo:
     files: list[str]  # names inside the set folder
     manifest: Manifest | None = None  # None: incomplete (no manifest) or unreadable (see problem)
     problem: str | None = None
+    partial: list[str] = field(default_factory=list)  # names whose write was cut short (Target.partial)
 
     @property
     def folder(self) -> str:
@@ -48,21 +49,28 @@ class SetInfo:
             "bytes": sum(f.size for f in m.files) if m else None,
             "stored_bytes": sum(f.stored_size for f in m.files) if m else None,
             "problem": self.problem,
+            "partial_files": len(self.partial),
         }
 
 
 def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
     """Every backup set in ``target`` (of storage group ``sg`` if given), oldest first per storage group.
 
-    A set whose manifest does not parse is listed as incomplete with the problem; it is never used.
+    A set whose manifest does not parse is listed as incomplete with the problem; it is never used. A backup
+    killed while it wrote its first file has left only a partial file (``Target.partial``): it is listed too,
+    as incomplete, so that ``backup prune`` can remove it.
     """
-    folders: dict[tuple[str, str], list[str]] = {}
-    for name in target.list(f"{sg}/" if sg else ""):
-        parts = name.split("/")
-        if len(parts) != 3:
-            continue
-        folders.setdefault((parts[0], parts[1]), []).append(parts[2])
-    sets = [SetInfo(group, backup_id, sorted(files)) for (group, backup_id), files in sorted(folders.items())]
+    prefix = f"{sg}/" if sg else ""
+    folders: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for names, which in ((target.list(prefix), 0), (target.partial(prefix), 1)):
+        for name in names:
+            parts = name.split("/")
+            if len(parts) == 3:
+                folders.setdefault((parts[0], parts[1]), ([], []))[which].append(parts[2])
+    sets = [
+        SetInfo(group, backup_id, sorted(files), partial=sorted(partial))
+        for (group, backup_id), (files, partial) in sorted(folders.items())
+    ]
     with_manifest = [info for info in sets if MANIFEST_NAME in info.files]
     # why threads: on an object store each manifest is a round trip; read several at once
     with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="catalog") as pool:
@@ -75,6 +83,8 @@ def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
     for info in sets:
         if MANIFEST_NAME not in info.files:
             info.problem = "no manifest: the backup did not finish"
+            if info.partial:
+                info.problem += f"; partly written: {', '.join(info.partial)}"
     return sets
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from shadowstore.backup.target import CHUNK, Buffer, check_name
+from shadowstore.backup.target import CHUNK, Buffer, Names, check_name
 from shadowstore.errors import (
     BackupTargetError,
     BackupTargetFullError,
@@ -153,6 +153,51 @@ class FsspecTarget:
             return
         except Exception as exc:
             raise self._error(exc, "delete", name) from exc
+
+    def partial(self, prefix: str = "") -> Names:
+        """On S3, the names with an unfinished multipart upload: a process writing them was killed (a write that
+        fails aborts its own). A listed name may be one being written right now. Elsewhere a write is one call
+        that leaves nothing behind, so there are none."""
+        if not self._multipart:
+            return []
+        if prefix:
+            check_name(prefix.rstrip("/") or "/")
+        base = self._key(prefix) if prefix else self._key("")
+        names = {upload["Key"][len(self._key("")) :] for upload in self._uploads(base, prefix or "/")}
+        return sorted(name for name in names if name.startswith(prefix))
+
+    def discard_partial(self, name: str) -> None:
+        """Abort the unfinished multipart uploads of ``name`` (S3); nothing elsewhere."""
+        if not self._multipart:
+            return
+        key = self._key(name)
+        bucket = self._fs.split_path(self._path(name))[0]
+        for upload in self._uploads(key, name):
+            if upload["Key"] == key:
+                with self._wrapped("discard a partial", name):
+                    self._fs.call_s3(
+                        "abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+
+    def _key(self, name: str) -> str:
+        """The object key of ``name`` inside the bucket (``""``: the key prefix of the target itself)."""
+        _bucket, root_key, _version = self._fs.split_path(self._root)
+        root_key = root_key.strip("/")
+        if not name:
+            return f"{root_key}/" if root_key else ""
+        return f"{root_key}/{name}" if root_key else name
+
+    def _uploads(self, key_prefix: str, what: str) -> Iterator[dict[str, Any]]:
+        """The unfinished multipart uploads whose key starts with ``key_prefix``, every page of the listing."""
+        bucket = self._fs.split_path(self._root)[0]
+        markers: dict[str, str] = {}
+        while True:
+            with self._wrapped("list the unfinished uploads of", what):
+                page = self._fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key_prefix, **markers)
+            yield from page.get("Uploads", [])
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
     def _info(self, name: str) -> dict[str, Any]:
         path = self._path(name)

@@ -8,7 +8,7 @@ file that ``list`` never shows.
 """
 
 # why: like src/shadowstore/io/fs.py this module is a door to the OS and calls os.* on purpose.
-# ruff: noqa: PTH102, PTH105, PTH106, PTH108, PTH110, PTH112, PTH116
+# ruff: noqa: PTH102, PTH105, PTH106, PTH108, PTH110, PTH112, PTH116, PTH208
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
-from shadowstore.backup.target import CHUNK, Buffer, check_name
+from shadowstore.backup.target import CHUNK, Buffer, Names, check_name
 from shadowstore.errors import (
     BackupTargetError,
     BackupTargetFullError,
@@ -29,7 +29,7 @@ from shadowstore.errors import (
 )
 from shadowstore.io.directwrite import DirectWriter
 
-_TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{16}")
+_TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9a-f]{16}")  # group 1: the name being written
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
@@ -179,6 +179,49 @@ class LocalTarget:
                     if name.startswith(prefix) and not is_temporary(base):
                         names.append(name)
         return sorted(names)
+
+    # --- what killed writes left behind ----------------------------------------------------------------------
+
+    def partial(self, prefix: str = "") -> Names:
+        """Names whose temporary files are still in the target: a process writing them was killed (a write
+        that fails removes its own). A listed name may be one being written right now."""
+        names = set()
+        for folder, base, _tmp in self._temporaries(prefix):
+            relative = os.path.relpath(folder, self.url)
+            name = base if relative == "." else f"{relative}/{base}"
+            if name.startswith(prefix):
+                names.add(name)
+        return sorted(names)
+
+    def discard_partial(self, name: str) -> None:
+        """Remove the temporary files of ``name``, then the folders that leaves empty; fsynced."""
+        path = self._path(name)
+        directory, base = os.path.split(path)
+        with self._wrapped("discard a partial", name):
+            try:
+                entries = os.listdir(directory)
+            except FileNotFoundError:
+                return
+            for entry in entries:
+                match = _TEMPORARY.fullmatch(entry)
+                if match is not None and match.group(1) == base:
+                    with suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, entry))
+            while directory != self.url and _rmdir_if_empty(directory):
+                directory = os.path.dirname(directory)
+            self._sync_dir(directory)
+
+    def _temporaries(self, prefix: str) -> Iterator[tuple[str, str, str]]:
+        """(folder, name being written, temporary file name) for each temporary file under ``prefix``."""
+        if prefix:
+            check_name(prefix.rstrip("/") or "/")
+        start = os.path.join(self.url, prefix.rpartition("/")[0])
+        with self._wrapped("list", prefix or "/"):
+            for folder, _dirs, files in os.walk(start):
+                for entry in files:
+                    match = _TEMPORARY.fullmatch(entry)
+                    if match is not None:
+                        yield folder, match.group(1), entry
 
     # --- deleting and space ---------------------------------------------------------------------------------
 

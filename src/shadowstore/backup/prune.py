@@ -8,8 +8,9 @@ older than the newest complete set of its group is a failed backup and is delete
 still running and is kept. A set whose manifest exists but cannot be read is kept for a person to look at.
 Ids sort in time order (``shadowstore.backup.manifest``), so "older" means "smaller id".
 
-``apply_prune`` deletes, newest set first, each set's manifest before its other files: a set that is half
-deleted is simply incomplete, and every remaining complete set still has the sets it builds on.
+``apply_prune`` deletes, newest set first, each set's manifest before its other files, then what a backup killed
+while writing left in its folder (a temporary file, an unfinished upload): a set that is half deleted is simply
+incomplete, and every remaining complete set still has the sets it builds on.
 """
 
 from __future__ import annotations
@@ -166,8 +167,11 @@ def apply_prune(
         manifest = f"{decision.folder}/{MANIFEST_NAME}"
         for name in sorted(names, key=lambda n: n != manifest):
             target.delete(name)
+        partial = target.partial(f"{decision.folder}/")
+        for name in partial:  # what a backup killed while writing left behind
+            target.discard_partial(name)
         result.deleted.append(decision.folder)
-        result.files += len(names)
+        result.files += len(names) + len(partial)
         if on_deleted is not None:
             on_deleted(decision, len(names))
     return result

@@ -19,6 +19,7 @@ from shadowstore.errors import InvalidParameterError
 
 CHUNK = 1 << 20
 Buffer = bytes | memoryview  # a chunk of a file being written
+Names = list[str]  # why an alias: inside a target class, ``list`` names its method
 
 
 class Target(Protocol):
@@ -48,6 +49,15 @@ class Target(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (no error if it is already gone)."""
+
+    def partial(self, prefix: str = "") -> Names:
+        """Names (starting with ``prefix``, sorted) of files whose write was cut short by a killed process and
+        left something behind that ``list`` never shows but that takes space: a temporary file, an unfinished
+        upload. The file itself may exist too, from an earlier complete write."""
+
+    def discard_partial(self, name: str) -> None:
+        """Remove what cut-short writes of ``name`` left behind (nothing happens if there is nothing); never
+        touches ``name`` itself. A write of ``name`` still running fails if it is discarded."""
 
 
 def check_name(name: str) -> str:
