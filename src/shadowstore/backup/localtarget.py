@@ -162,6 +162,11 @@ class LocalTarget:
     def list(self, prefix: str = "") -> list[str]:
         """Sorted names of the files whose name starts with ``prefix``, without temporary files. A target
         directory that does not exist yet lists nothing; any other error raises BackupTargetError."""
+        return sorted(name for name, base in self._files(prefix) if not is_temporary(base))
+
+    def _files(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(name, base name on disk) of every file, temporary ones included, whose name starts with ``prefix``
+        (a temporary file's name is that of its folder and its own base name)."""
         if prefix:
             check_name(prefix.rstrip("/") or "/")
         start = os.path.join(self.url, prefix.rpartition("/")[0])
@@ -170,27 +175,27 @@ class LocalTarget:
             if not (exc.errno in (errno.ENOENT, errno.ENOTDIR) and exc.filename == start):
                 raise exc
 
-        names = []
         with self._wrapped("list", prefix or "/"):
             for folder, _dirs, files in os.walk(start, onerror=fail):
                 relative = os.path.relpath(folder, self.url)
                 for base in files:
                     name = base if relative == "." else f"{relative}/{base}"
-                    if name.startswith(prefix) and not is_temporary(base):
-                        names.append(name)
-        return sorted(names)
+                    if name.startswith(prefix):
+                        yield name, base
 
     # --- what killed writes left behind ----------------------------------------------------------------------
 
     def partial(self, prefix: str = "") -> Names:
         """Names whose temporary files are still in the target: a process writing them was killed (a write
         that fails removes its own). A listed name may be one being written right now."""
+        folder_prefix = prefix.rpartition("/")[0]
         names = set()
-        for folder, base, _tmp in self._temporaries(prefix):
-            relative = os.path.relpath(folder, self.url)
-            name = base if relative == "." else f"{relative}/{base}"
-            if name.startswith(prefix):
-                names.add(name)
+        for name, base in self._files(folder_prefix + "/" if folder_prefix else ""):
+            match = _TEMPORARY.fullmatch(base)
+            if match is not None:
+                written = f"{name.rpartition('/')[0]}/{match.group(1)}" if "/" in name else match.group(1)
+                if written.startswith(prefix):
+                    names.add(written)
         return sorted(names)
 
     def discard_partial(self, name: str) -> None:
@@ -210,18 +215,6 @@ class LocalTarget:
             while directory != self.url and _rmdir_if_empty(directory):
                 directory = os.path.dirname(directory)
             self._sync_dir(directory)
-
-    def _temporaries(self, prefix: str) -> Iterator[tuple[str, str, str]]:
-        """(folder, name being written, temporary file name) for each temporary file under ``prefix``."""
-        if prefix:
-            check_name(prefix.rstrip("/") or "/")
-        start = os.path.join(self.url, prefix.rpartition("/")[0])
-        with self._wrapped("list", prefix or "/"):
-            for folder, _dirs, files in os.walk(start):
-                for entry in files:
-                    match = _TEMPORARY.fullmatch(entry)
-                    if match is not None:
-                        yield folder, match.group(1), entry
 
     # --- deleting and space ---------------------------------------------------------------------------------
 
