@@ -9,8 +9,9 @@ import pytest
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.prune import apply_prune, plan_prune
 from shadowstore.backup.run import back_up
-from shadowstore.errors import BackupTargetNotFoundError
+from shadowstore.errors import BackupTargetError, BackupTargetNotFoundError
 from shadowstore.home import ServerHome
 from tests.conftest import QUIET
 
@@ -59,6 +60,27 @@ def test_a_backup_killed_while_writing_its_first_file_is_listed_as_incomplete(
     assert sets[-1].problem == "no manifest: the backup did not finish; partly written: priv1.edb"
     assert sets[-1].to_dict()["partial_files"] == 1
     assert all(s.partial == [] for s in sets[:-1])
+
+
+class NoUploadListing(LocalTarget):
+    """A target that refuses to name its unfinished writes, as S3 does under a policy without
+    s3:ListBucketMultipartUploads."""
+
+    def partial(self, prefix: str = "") -> list[str]:
+        raise BackupTargetError("cannot list the unfinished uploads: access denied")
+
+
+def test_a_target_that_will_not_name_its_unfinished_writes_still_lists_its_sets(
+    four_sets: tuple[LocalTarget, list[str]],
+) -> None:
+    target, ids = four_sets
+    failed = "20000101T000000.000000Z-full-000001"  # older than every complete set: prune deletes it
+    target.write_file(f"{SG}/{failed}/priv1.edb", [b"cut short"])
+    refusing = NoUploadListing(target.url)
+    assert [s.backup_id for s in catalog.list_sets(refusing)] == [failed, *ids]
+    assert catalog.find_set(refusing, ids[1]).complete
+    with pytest.raises(BackupTargetError, match="access denied"):  # prune, which would remove them, says so
+        apply_prune(refusing, plan_prune(catalog.list_sets(refusing), keep_full=1))
 
 
 class MeetingTarget(LocalTarget):

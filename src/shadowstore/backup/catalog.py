@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from shadowstore.backup.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from shadowstore.backup.target import Target
-from shadowstore.errors import BackupSetError, BackupTargetNotFoundError
+from shadowstore.errors import BackupSetError, BackupTargetError, BackupTargetNotFoundError
 
 MANIFEST_READERS = 8  # manifests read at once
 
@@ -61,8 +61,13 @@ def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
     as incomplete, so that ``backup prune`` can remove it.
     """
     prefix = f"{sg}/" if sg else ""
+    listed = target.list(prefix)
+    try:
+        unfinished = target.partial(prefix)
+    except BackupTargetError:  # why: a target that will not list unfinished uploads must still list and restore
+        unfinished = []  # (an S3 policy without s3:ListBucketMultipartUploads); prune, which needs them, asks again
     folders: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-    for names, which in ((target.list(prefix), 0), (target.partial(prefix), 1)):
+    for names, which in ((listed, 0), (unfinished, 1)):
         for name in names:
             parts = name.split("/")
             if len(parts) == 3:

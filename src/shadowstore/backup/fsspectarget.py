@@ -162,8 +162,8 @@ class FsspecTarget:
             return []
         if prefix:
             check_name(prefix.rstrip("/") or "/")
-        base = self._key(prefix) if prefix else self._key("")
-        names = {upload["Key"][len(self._key("")) :] for upload in self._uploads(base, prefix or "/")}
+        root = self._key("")
+        names = {upload["Key"][len(root) :] for upload in self._uploads(self._key(prefix), prefix or "/")}
         return sorted(name for name in names if name.startswith(prefix))
 
     def discard_partial(self, name: str) -> None:
