@@ -83,6 +83,30 @@ def test_a_target_that_will_not_name_its_unfinished_writes_still_lists_its_sets(
         apply_prune(refusing, plan_prune(catalog.list_sets(refusing), keep_full=1))
 
 
+class CountingPartial(LocalTarget):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.asked = 0
+
+    def partial(self, prefix: str = "") -> list[str]:
+        self.asked += 1
+        return super().partial(prefix)
+
+
+def test_finding_the_set_a_backup_builds_on_does_not_look_for_unfinished_writes(
+    four_sets: tuple[LocalTarget, list[str]],
+) -> None:
+    """Each backup and restore reads the catalog; only listing and pruning need the extra listing."""
+    target, ids = four_sets
+    counting = CountingPartial(target.url)
+    found = catalog.previous_in_chain(counting, SG, "incremental")
+    assert found is not None
+    assert found.backup_id == ids[2]
+    assert counting.asked == 0
+    catalog.list_sets(counting, SG)
+    assert counting.asked == 1
+
+
 class MeetingTarget(LocalTarget):
     """Each manifest read waits until ``readers`` reads are under way at once: on a target read one at a time
     the first waits in vain and the barrier breaks."""

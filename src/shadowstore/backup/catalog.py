@@ -53,17 +53,18 @@ class SetInfo:
         }
 
 
-def list_sets(target: Target, sg: str | None = None) -> list[SetInfo]:
+def list_sets(target: Target, sg: str | None = None, *, unfinished_writes: bool = True) -> list[SetInfo]:
     """Every backup set in ``target`` (of storage group ``sg`` if given), oldest first per storage group.
 
     A set whose manifest does not parse is listed as incomplete with the problem; it is never used. A backup
     killed while it wrote its first file has left only a partial file (``Target.partial``): it is listed too,
-    as incomplete, so that ``backup prune`` can remove it.
+    as incomplete, so that ``backup prune`` can remove it. Looking for unfinished writes costs one more
+    listing (on S3 a request); ``unfinished_writes=False`` skips it where only complete sets matter.
     """
     prefix = f"{sg}/" if sg else ""
     listed = target.list(prefix)
     try:
-        unfinished = target.partial(prefix)
+        unfinished = target.partial(prefix) if unfinished_writes else []
     except BackupTargetError:  # why: a target that will not list unfinished uploads must still list and restore
         unfinished = []  # (an S3 policy without s3:ListBucketMultipartUploads); prune, which needs them, asks again
     folders: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
@@ -107,5 +108,5 @@ def previous_in_chain(target: Target, sg: str, kind: str) -> SetInfo | None:
     if kind in ("full", "copy"):
         return None
     wanted = ("full",) if kind == "differential" else ("full", "incremental")
-    candidates = [s for s in list_sets(target, sg) if s.complete and s.kind in wanted]
+    candidates = [s for s in list_sets(target, sg, unfinished_writes=False) if s.complete and s.kind in wanted]
     return candidates[-1] if candidates else None

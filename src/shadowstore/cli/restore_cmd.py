@@ -53,7 +53,8 @@ def _target_of(until: str | None, until_gen: int | None) -> RestoreTarget:
 
 
 def _plan(home: ServerHome, source: str | None, sg: str | None, target: RestoreTarget, live: bool) -> RestorePlan:
-    return plan_restore(catalog.list_sets(resolve_target(home, source), sg), target, sg=sg, roll_forward_live=live)
+    sets = catalog.list_sets(resolve_target(home, source), sg, unfinished_writes=False)
+    return plan_restore(sets, target, sg=sg, roll_forward_live=live)
 
 
 @click.group("restore")
