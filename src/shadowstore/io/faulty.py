@@ -10,8 +10,9 @@ the current state into the state a machine would find after power loss, under on
 * ``"keep"``: everything written reached the disk (a process crash rather than a power loss).
 
 Faults are armed explicitly: :meth:`arm_crash` stops the program at a named crash point (the engine calls
-``fs.crash_point(name)`` at the instants the tests cut), :meth:`fail_fsync` makes the next fsync fail with EIO,
-and ``capacity`` makes writes beyond that many bytes fail with ENOSPC. A crashed file system refuses every
+``fs.crash_point(name)`` at the instants the tests cut), :meth:`fail_fsync` makes the next fsync fail with EIO
+the way Linux fails one (the file's unsynced writes are dropped for good and the error is reported once: a
+later fsync succeeds and makes nothing durable), and ``capacity`` makes writes beyond that many bytes fail with ENOSPC. A crashed file system refuses every
 further call with :class:`SimulatedCrash`, a ``BaseException`` so that no engine error handler swallows it.
 """
 
@@ -46,7 +47,14 @@ class _Inode:
     mtime_ns: int = 0
 
     def sync(self) -> None:
-        self.durable = bytes(self.data)
+        """The pending changes reach the disk (not ``data``: what an earlier failed fsync lost stays lost)."""
+        if self.pending:
+            self.durable = bytes(_apply(bytearray(self.durable), self.pending))
+            self.pending.clear()
+
+    def lose_pending(self) -> None:
+        """A failed fsync, as Linux has it: the unsynced changes never reach the disk, the program still reads
+        them from the page cache, and the next fsync has nothing to write and succeeds."""
         self.pending.clear()
 
 
@@ -96,7 +104,11 @@ class FaultFile:
 
     def fsync(self) -> None:
         with self._fs._guard():
-            self._fs._check_fsync(self.path)
+            try:
+                self._fs._check_fsync(self.path)
+            except OSError:
+                self._inode.lose_pending()
+                raise
             self._inode.sync()
 
     fdatasync = fsync
@@ -147,7 +159,7 @@ class _Lock:
 
     def release(self) -> None:
         with self._fs._mutex:
-            self._fs._locks.discard(self._path)
+            self._fs._locks.pop(self._path, None)
 
 
 class FaultFileSystem:
@@ -157,7 +169,7 @@ class FaultFileSystem:
         self._dirs: dict[str, _Dir] = {"/": _Dir()}
         self._ops: list[_DirOp] = []
         self._mutex = threading.RLock()
-        self._locks: set[str] = set()
+        self._locks: dict[str, str] = {}  # path -> owner
         self._crashed = False
         self._crash_points: dict[str, int] = {}
         self._fsync_failures: list[str | None] = []
@@ -307,9 +319,13 @@ class FaultFileSystem:
         with self._guard():
             p = _norm(path)
             if p in self._locks:
-                raise StorageGroupBusyError(f"{path} is locked by another opener")
-            self._locks.add(p)
+                raise StorageGroupBusyError(f"{path} is locked by {self._locks[p]}")
+            self._locks[p] = owner
             return _Lock(self, p)
+
+    def lock_holder(self, path: str) -> str | None:
+        with self._guard():
+            return self._locks.get(_norm(path))
 
     def free_space(self, path: str) -> int:
         with self._guard():
@@ -347,7 +363,8 @@ class FaultFileSystem:
                 directory.volatile[name] = inode
                 directory.durable[name] = inode
             inode.data = bytearray(data)
-            inode.sync()
+            inode.durable = bytes(data)
+            inode.pending.clear()
             self._tick(inode)
 
     # --- internals -------------------------------------------------------------------------------------
@@ -434,9 +451,29 @@ def _norm(path: str) -> str:
     return os.path.normpath(os.path.join("/", path))
 
 
+def _apply(data: bytearray, changes: list[tuple]) -> bytearray:
+    """``data`` with every change of a pending list applied in order."""
+    for change in changes:
+        if change[0] == "size":
+            size = change[1]
+            if size < len(data):
+                del data[size:]
+            else:
+                data.extend(bytes(size - len(data)))
+            continue
+        _, offset, payload = change
+        end = offset + len(payload)
+        if end > len(data):
+            data.extend(bytes(end - len(data)))
+        data[offset:end] = payload
+    return data
+
+
 def _crash_image(inode: _Inode, mode: str, rng: random.Random) -> _Inode:
     """The content a file has after a crash: its durable bytes plus some or all unsynced changes."""
     data = bytearray(inode.durable)
+    if mode == "keep":  # a process crash: the page cache survives, failed fsync or not
+        return _Inode(data=bytearray(inode.data), durable=bytes(inode.data))
     for change in inode.pending:
         if change[0] == "size":
             if mode == "keep" or (mode == "tear" and rng.random() < 0.5):
