@@ -232,7 +232,7 @@ def test_writes_after_a_failed_fsync_are_made_durable_by_the_next_one() -> None:
     fs = with_unsynced_overwrite()
     fs.fail_fsync()
     handle = fs.open("/d/f")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         handle.fsync()
     handle.pwrite(b"X", 0)
     handle.fsync()
@@ -362,3 +362,17 @@ def test_lock_is_exclusive_until_released() -> None:
         fs.lock("/d/E00.lock", "second")
     lock.release()
     fs.lock("/d/E00.lock", "second").release()
+
+
+def test_fail_fsync_after_lets_that_many_matching_fsyncs_through_first() -> None:
+    fs = FaultFileSystem()
+    fs.makedirs("/d")
+    a, b = fs.open("/d/a", create=True), fs.open("/d/b", create=True)
+    fs.fail_fsync("/d/a", after=2)
+    b.fsync()  # does not match: not counted
+    a.fsync()
+    a.fsync()
+    with pytest.raises(OSError, match="Input/output error"):
+        a.fsync()
+    a.fsync()  # fired once
+    assert fs.fsyncs_seen == ["/d/b", "/d/a", "/d/a", "/d/a", "/d/a"]

@@ -12,8 +12,9 @@ the current state into the state a machine would find after power loss, under on
 Faults are armed explicitly: :meth:`arm_crash` stops the program at a named crash point (the engine calls
 ``fs.crash_point(name)`` at the instants the tests cut), :meth:`fail_fsync` makes the next fsync fail with EIO
 the way Linux fails one (the file's unsynced writes are dropped for good and the error is reported once: a
-later fsync succeeds and makes nothing durable), and ``capacity`` makes writes beyond that many bytes fail with ENOSPC. A crashed file system refuses every
-further call with :class:`SimulatedCrash`, a ``BaseException`` so that no engine error handler swallows it.
+later fsync succeeds and makes nothing durable), and ``capacity`` makes writes beyond that many bytes fail with
+ENOSPC. A crashed file system refuses every further call with :class:`SimulatedCrash`, a ``BaseException`` so
+that no engine error handler swallows it.
 """
 
 from __future__ import annotations
@@ -172,11 +173,12 @@ class FaultFileSystem:
         self._locks: dict[str, str] = {}  # path -> owner
         self._crashed = False
         self._crash_points: dict[str, int] = {}
-        self._fsync_failures: list[str | None] = []
+        self._fsync_failures: list[list] = []  # [path_contains or None, fsyncs to let through first]
         self._clock = itertools.count(1)
         self.capacity = capacity
         self.rng = random.Random(seed)
         self.points_seen: list[str] = []
+        self.fsyncs_seen: list[str] = []  # the path of every fsync asked for, failed or not (directories too)
 
     # --- faults ------------------------------------------------------------------------------------------
 
@@ -185,10 +187,11 @@ class FaultFileSystem:
         with self._mutex:
             self._crash_points[point] = after
 
-    def fail_fsync(self, path_contains: str | None = None) -> None:
-        """Make the next fsync (of a path containing ``path_contains``, if given) fail with EIO."""
+    def fail_fsync(self, path_contains: str | None = None, *, after: int = 0) -> None:
+        """Make the next fsync (of a path containing ``path_contains``, if given) fail with EIO; with ``after``,
+        the one after that many matching fsyncs succeeded. Each armed failure fires once."""
         with self._mutex:
-            self._fsync_failures.append(path_contains)
+            self._fsync_failures.append([path_contains, after])
 
     def copy(self) -> FaultFileSystem:
         """An independent image of everything written so far (like copying a disk); this one goes on."""
@@ -409,8 +412,13 @@ class FaultFileSystem:
             raise OSError(errno.EBADF, f"{what} on a file opened read-only", handle.path)
 
     def _check_fsync(self, path: str) -> None:
-        for i, pattern in enumerate(self._fsync_failures):
+        self.fsyncs_seen.append(path)
+        for i, armed in enumerate(self._fsync_failures):
+            pattern = armed[0]
             if pattern is None or pattern in path:
+                if armed[1] > 0:
+                    armed[1] -= 1
+                    continue
                 del self._fsync_failures[i]
                 raise OSError(errno.EIO, os.strerror(errno.EIO), path)
 
