@@ -387,10 +387,13 @@ class Store:
             if self.file is None or self.header is None or self._head is None:
                 raise NotMountedError(f"store {self.name} is not open")
             state, covered = self._state_and_coverage(clean_at)
-            current_gen = max(self.sg.log.generation, covered.gen) if self.sg.log_open else covered.gen
 
             def make_header(catalog: BlobRef, space_map: BlobRef, page_count: int) -> DbHeader:
                 assert self.header is not None
+                # why the generation on disk and not the one records are laid out in: the header is durable
+                # before anything else is flushed, and Log Required must never name a log a crash would lose.
+                # flush_state flushed the log up to ``covered`` before calling this.
+                current_gen = max(self.sg.log.disk_generation, covered.gen) if self.sg.log_open else covered.gen
                 common = {
                     "sequence": self.header.sequence + 1,
                     "dbtime": state.dbtime,
