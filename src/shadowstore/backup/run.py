@@ -245,6 +245,8 @@ def back_up(
             if kind in ("full", "copy"):
                 run.copy_databases(session)
             copied = run.copy_logs(session)
+            run.call = "prove_coverage"
+            session.prove_coverage()  # why before the manifest: a set the catalog lists must restore
             run.write_manifest(session, copied, begun)
             run.call = "complete"
             run.outcome.completion = session.complete()

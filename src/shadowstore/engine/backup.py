@@ -16,6 +16,12 @@ context manager that always ends (an exception aborts it); an out-of-process own
 -521 and leave the session usable. Logs are truncated only in ``complete``, which the backup program calls after
 its manifest is durable; a log already gone is counted and reported (event 227), never fatal, and truncation
 never passes the checkpoint.
+
+A set is correct by construction: a full or copy set holds the logs from the lowest replay start of the
+headers its copies were pinned at (checkpoints running during the copy move the live headers on, not the
+pinned ones), and a full backup truncates only below that generation. ``prove_coverage`` checks the finished
+range against the pinned headers and the chain before the manifest is written and again before truncating;
+a set that would not restore is refused and nothing is truncated or stamped.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ class BackupSession:
         self.mark = sg.log.tail
         self.logs: LogRange | None = None
         self._open: DatabaseCopy | None = None
-        self._copied: set[str] = set()
+        self._copied: dict[str, DbHeader] = {}  # store name -> the durable header its copy was pinned at
         self._logs_read: set[int] = set()
         self._mutex = threading.RLock()
 
@@ -167,7 +173,7 @@ class BackupSession:
             return self._open
 
     def database_done(self, copy: DatabaseCopy) -> None:
-        self._copied.add(copy.store.name)
+        self._copied[copy.store.name] = copy.header
         self.sg.events.emit(221, sg=self.sg.name, file=copy.store.path)
 
     def database_closed(self, copy: DatabaseCopy) -> None:
@@ -204,31 +210,43 @@ class BackupSession:
                         + ", ".join(missing)
                     )
             log = self.sg.log
-            log.roll()
-            log.flush()
-            self.mark = log.tail
-            top = log.disk_generation - 1
+            # why from the roll's own position: commits from other threads may fill and roll more
+            # generations before the next line runs; the set ends where this backup's mark is.
+            self.mark = log.roll()
+            log.flush(self.mark)
+            top = self.mark.gen - 1
             low = self._copy_low(top)
             logs = LogSet.scan(self.sg.fs, self.sg.config.log_dir, self.sg.base)
             missing_gens = [g for g in range(low, top + 1) if g not in logs.archived]
             if missing_gens:
                 self._refuse_missing(missing_gens)
             on_disk = min(logs.archived) if logs.archived else top + 1
+            # Crash recovery needs the logs from the checkpoint on; a full set's copies need them from ``low``.
             delete_high = min(self.sg.checkpoint_position.gen, top + 1)
-            header = log.current_header
-            assert header is not None and header.generation == top + 1
+            if self.kind == "full":
+                delete_high = min(delete_high, low)
             self.logs = LogRange(
-                range(low, top + 1), range(min(on_disk, delete_high), delete_high), self.mark, header.created_us
+                range(low, top + 1), range(min(on_disk, delete_high), delete_high), self.mark, self._created_us(top + 1)
             )
             self.state = "logs"
             self.sg.events.emit(223, sg=self.sg.name, low=_name(self.sg, low), high=_name(self.sg, top))
             return self.logs
 
+    def _created_us(self, generation: int) -> int:
+        """The creation time of ``generation``, the current log or (after more rolls) an archived one."""
+        with self.sg.log.stable_current() as (_handle, header, current):
+            if header is not None and current == generation:
+                return header.created_us
+            return read_header(self.sg.fs, os.path.join(self.sg.config.log_dir, _name(self.sg, generation))).created_us
+
     def _copy_low(self, top: int) -> int:
-        stores = [s for s in self.sg.stores.values() if s.mounted and s.header is not None]
+        """The first generation the set must hold: where replay of its oldest copy starts (full, copy), or the
+        generation after the previous backup in the chain (incremental, differential)."""
         if self.kind in ("full", "copy"):
-            # The copies are consistent at their pinned headers' replay starts: roll forward from there.
-            return min((s.header.replay_start.gen for s in stores), default=top + 1)  # type: ignore[union-attr]
+            # why the pinned headers and not the live ones: a checkpoint that ran while a store was copied
+            # moved the live replay start past logs the copy needs.
+            return min((h.replay_start.gen for h in self._copied.values()), default=top + 1)
+        stores = [s for s in self.sg.stores.values() if s.mounted and s.header is not None]
         previous = [
             max(s.header.full_prev.gen_high, s.header.inc_prev.gen_high if self.kind == "incremental" else 0)
             for s in stores
@@ -320,6 +338,7 @@ class BackupSession:
                 raise InvalidBackupSequenceError(
                     f"log generations {unread[0]}-{unread[-1]} were not copied ({len(unread)} file(s))"
                 )
+            self.prove_coverage()
             report = CompletionReport()
             if self.kind in ("full", "incremental"):
                 self._truncate(report)
@@ -333,6 +352,41 @@ class BackupSession:
             self.sg.events.emit(202, sg=self.sg.name)  # why both: ESE logs the instance's end and the engine's
             self._end()
             return report
+
+    def prove_coverage(self) -> None:
+        """Refuse (-521, session aborted: nothing truncated, nothing stamped) a set that cannot restore: a copy
+        whose replay start is below the logs copied, an incremental or differential that does not continue
+        its chain, or logs that do not reach the mark. Checked from what the copies were pinned at and what
+        the stores' headers say now, independently of how the range was computed. The backup program calls
+        it before it writes the manifest; ``complete`` calls it again before truncating."""
+        if self.logs is None:
+            raise InvalidBackupSequenceError("the coverage of a backup set is known only after prepare_logs")
+        copy, problems = self.logs.copy, []
+        for name, header in sorted(self._copied.items()):
+            need = header.replay_start.gen
+            if not copy.start <= need <= max(copy.start, copy.stop - 1):
+                problems.append(f"the copy of {name!r} needs log generations {need}-{copy.stop - 1}")
+        if self.kind in ("incremental", "differential"):
+            for store in self.sg.stores.values():
+                if not store.mounted or store.header is None:
+                    continue
+                prev = store.header.full_prev.gen_high
+                if self.kind == "incremental":
+                    prev = max(prev, store.header.inc_prev.gen_high)
+                if prev + 1 < copy.start:
+                    problems.append(f"{store.name!r} was last backed up up to generation {prev}")
+        if self.logs.mark.gen != copy.stop:
+            problems.append(f"the logs end at generation {copy.stop - 1} but the backup mark is {self.logs.mark}")
+        if not problems:
+            return
+        held = f"{copy.start}-{copy.stop - 1}" if copy else "none"
+        error = InvalidBackupSequenceError(
+            f"the {self.kind} backup of {self.sg.name!r} would not restore ({'; '.join(problems)}; the set holds "
+            f"log generations {held}); nothing was truncated or stamped",
+            hint="run the backup again; if it fails the same way, report it with the event log",
+        )
+        self.abort("the backup set would not cover the logs its copies need", error=error)
+        raise error
 
     def _truncate(self, report: CompletionReport) -> None:
         assert self.logs is not None
