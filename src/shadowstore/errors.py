@@ -137,6 +137,13 @@ class TransactionClosedError(ShadowStoreError):
     exit_code = ExitCode.USAGE
 
 
+class TransactionAbortedError(ShadowStoreError):
+    """The engine aborted a write transaction that held its store's writer latch too long (nothing of it was
+    written)."""
+
+    exit_code = ExitCode.DATABASE_STATE
+
+
 class StorageGroupOfflineError(ShadowStoreError):
     """The storage group stopped accepting work after an unrecoverable I/O failure."""
 

@@ -300,8 +300,7 @@ CATALOG: dict[int, EventSpec] = {
         "Storage Group",
         ERR,
         "SG_OFFLINE",
-        "Storage group {sg} stopped accepting work after an I/O failure ({error}). Mount it again to run soft "
-        "recovery.",
+        "Storage group {sg} went offline and stopped accepting work ({error}). Mount it again to run soft recovery.",
     ),
     1021: EventSpec(
         "ShadowStore",
@@ -326,6 +325,31 @@ CATALOG: dict[int, EventSpec] = {
         "RESERVE_LOGS_MISSING",
         "Reserve log files for storage group {sg} could not be created ({error}); the storage group has no "
         "reserve for a full disk.",
+    ),
+    1024: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        ERR,
+        "SG_FILE_WRITES_LOST",
+        "A write to {file} failed ({error}). What the file holds on disk is no longer known: the operating system "
+        "may have dropped writes it had accepted, and a retry would only seem to succeed. Storage group {sg} "
+        "stops accepting work now; check the disk, then mount it again to recover from its last durable state.",
+    ),
+    1025: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        ERR,
+        "SG_MAINTENANCE_FAILED",
+        "The maintenance of storage group {sg} failed unexpectedly ({error}), so lazy commits, checkpoints and "
+        "backup leases cannot be looked after. The storage group stops accepting work now; mount it again.",
+    ),
+    1026: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        WARN,
+        "TRANSACTION_ABORTED_LATCH_TIMEOUT",
+        "A write transaction on store {store} held its writer latch for {seconds} s and was aborted ({why}); "
+        "nothing of it was written, and its client gets an error at its next call.",
     ),
     1030: EventSpec(
         "ShadowStore",

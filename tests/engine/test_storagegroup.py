@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
+from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.logstream import LogSet
 from shadowstore.errors import (
     DatabaseNotFoundError,
@@ -147,3 +149,46 @@ def test_stores_added_later_mount_with_the_others() -> None:
     with again.storage_group().store("Archive").snapshot() as snap:
         assert snap.get("a", b"k") == b"v"
     again.storage_group().dismount()
+
+
+class _PausingFS(FaultFileSystem):
+    """Stops the thread that reaches ``pause_at`` until ``resume`` is set (a crash point used as a pause)."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=41)
+        self.pause_at: str | None = None
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def crash_point(self, name: str) -> None:
+        super().crash_point(name)
+        if name == self.pause_at:
+            self.pause_at = None
+            self.paused.set()
+            self.resume.wait(30)
+
+
+def test_a_backup_recording_its_mark_waits_for_a_checkpoint_writing_e00_chk() -> None:
+    # Two writers of E00.chk at once (the maintenance thread's checkpoint, a backup completing in the backup
+    # program's thread) would interleave their sequence numbers and records.
+    fs = _PausingFS()
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    commit(home, b"k")
+    fs.pause_at = "chk.after_primary_write"
+    checkpointer = threading.Thread(target=sg.checkpoint)
+    checkpointer.start()
+    assert fs.paused.wait(10)
+    info = sg.store("Mailbox Store").header.full_prev._replace(mark=sg.log.tail, time_us=123)  # type: ignore[union-attr]
+    recorder = threading.Thread(target=sg.note_backup, args=("full", info))
+    recorder.start()
+    recorder.join(0.5)
+    assert recorder.is_alive(), "E00.chk was written while another write of it was half done"
+    fs.resume.set()
+    checkpointer.join(10)
+    recorder.join(10)
+    chk, damaged = read_checkpoint(fs, sg.checkpoint_path)
+    assert not damaged
+    assert chk.full_backup_us == 123
+    sg.dismount()

@@ -396,15 +396,9 @@ class BackupSession:
             return
         self.sg.events.emit(224, sg=self.sg.name, low=_name(self.sg, delete.start), high=_name(self.sg, delete[-1]))
         self.sg.watch.forget_below(delete.stop)  # before deleting: the health check must not see them go
-        for gen in delete:
-            path = os.path.join(self.sg.config.log_dir, _name(self.sg, gen))
-            try:
-                self.sg.fs.unlink(path)
-                report.truncated.append(gen)
-            except FileNotFoundError:
-                report.missing.append(gen)
-            self.sg.fs.crash_point("backup.truncate.after_delete")
-        self.sg.fs.fsync_dir(self.sg.config.log_dir)
+        deleted, missing = self.sg.delete_logs(delete, crash_point="backup.truncate.after_delete")
+        report.truncated.extend(deleted)
+        report.missing.extend(missing)
         if report.missing:
             self.sg.events.emit(
                 227,

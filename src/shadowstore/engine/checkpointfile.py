@@ -2,13 +2,15 @@
 
 Durability: the file is created whole through a temporary name; after that each update writes the primary
 copy, fsyncs, writes the shadow copy, fsyncs (crash points ``chk.after_primary_write``,
-``chk.after_primary_sync``). A reader takes the valid copy with the higher sequence number.
+``chk.after_primary_sync``). A reader takes the valid copy with the higher sequence number. A failed update is
+final, as a store file's is (engine/dbfile.py): ``on_lost_writes`` hears of it before the error is raised.
 """
 
 from __future__ import annotations
 
 import os
 
+from shadowstore.engine.dbfile import LostWrites
 from shadowstore.errors import CheckpointCorruptError, CheckpointNotFoundError, DiskIOError
 from shadowstore.format.checkpoint import (
     CHECKPOINT_COPY_SIZE,
@@ -36,21 +38,24 @@ def read_checkpoint(fs: FileSystem, path: str) -> tuple[Checkpoint, list[Checkpo
 class CheckpointFile:
     """An open checkpoint file that the storage group updates as its checkpoint advances."""
 
-    def __init__(self, fs: FileSystem, path: str, sequence: int) -> None:
+    def __init__(self, fs: FileSystem, path: str, sequence: int, on_lost_writes: LostWrites | None = None) -> None:
         self.fs = fs
         self.path = path
         self.sequence = sequence
+        self.on_lost_writes = on_lost_writes
         self._handle: FileHandle | None = None
 
     @classmethod
-    def create(cls, fs: FileSystem, path: str, checkpoint: Checkpoint) -> CheckpointFile:
+    def create(
+        cls, fs: FileSystem, path: str, checkpoint: Checkpoint, on_lost_writes: LostWrites | None = None
+    ) -> CheckpointFile:
         """Write a new checkpoint file atomically (both copies identical)."""
         copy = checkpoint._replace(sequence=max(1, checkpoint.sequence)).pack()
         try:
             atomic_write(fs, path, copy + copy)
         except OSError as exc:
             raise DiskIOError(f"could not write checkpoint file {path}: {os.strerror(exc.errno or 0)}") from exc
-        return cls(fs, path, max(1, checkpoint.sequence))
+        return cls(fs, path, max(1, checkpoint.sequence), on_lost_writes)
 
     def write(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` with the next sequence number, primary copy first. Returns what was written."""
@@ -67,7 +72,12 @@ class CheckpointFile:
             self._handle.pwrite(data, CHECKPOINT_COPY_SIZE)
             self._handle.fdatasync()
         except OSError as exc:
-            raise DiskIOError(f"could not update checkpoint file {self.path}: {os.strerror(exc.errno or 0)}") from exc
+            error = DiskIOError(
+                f"could not update checkpoint file {self.path}: {os.strerror(exc.errno or 0)}; writes to it may be lost"
+            )
+            if self.on_lost_writes is not None:
+                self.on_lost_writes(self.path, error)
+            raise error from exc
         return written
 
     def close(self) -> None:

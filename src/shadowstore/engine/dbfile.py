@@ -3,12 +3,22 @@
 Durability: ``write_header`` writes the primary copy, fsyncs, writes the shadow copy, fsyncs; a reader takes
 the valid copy with the higher sequence number. Pages are written with ``write_pages`` and made durable with
 ``sync`` before any header that refers to them is written.
+
+A failed fsync is final. Linux reports a failed writeback once and drops the unsynced pages, so a retry would
+succeed and make nothing durable, and what the file holds on disk is no longer known: the file calls
+``on_lost_writes`` (the storage group stops all work and goes offline; recovery at the next mount is the only
+way back) before it raises DiskIOError. A write that fails with EIO is treated the same way. Running out of
+space is not: a write or a growth refused with ENOSPC wrote nothing that the durable header relies on (pages go
+to free locations, and the header copy being written has a valid twin), the pages already written stay dirty
+in the page cache for the next fsync, and the error is a DiskFullError the caller may retry after space is
+freed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 from shadowstore.errors import (
@@ -78,15 +88,27 @@ def read_header_copies(fs: FileSystem, path: str) -> HeaderChoice:
     return HeaderChoice(best, damaged)
 
 
+LostWrites = Callable[[str, "DiskIOError"], None]  # (file, error): a write or fsync failed, state is unknown
+
+
 class DatabaseFile:
     """An open store file with a known page size."""
 
-    def __init__(self, fs: FileSystem, path: str, page_size: int, events: EventLog, sg: str | None) -> None:
+    def __init__(
+        self,
+        fs: FileSystem,
+        path: str,
+        page_size: int,
+        events: EventLog,
+        sg: str | None,
+        on_lost_writes: LostWrites | None = None,
+    ) -> None:
         self.fs = fs
         self.path = path
         self.page_size = page_size
         self.events = events
         self.sg = sg
+        self.on_lost_writes = on_lost_writes
         self.handle: FileHandle = fs.open(path)
         self._allocated_bytes = self.handle.size()
 
@@ -96,18 +118,20 @@ class DatabaseFile:
     # --- headers ---------------------------------------------------------------------------------------
 
     def write_header(self, header: DbHeader) -> None:
-        """Write both header copies durably, primary first. Raises DiskIOError/DiskFullError on failure."""
+        """Write both header copies durably, primary first. Raises DiskFullError when the primary copy could not
+        be written for lack of space (nothing changed), DiskIOError (after ``on_lost_writes``) for any other
+        failure."""
         data = header.pack()
-        try:
-            self.handle.pwrite(data, 0)
-            self.fs.crash_point("header.after_primary_write")
-            self.handle.fdatasync()
-            self.fs.crash_point("header.after_primary_sync")
-            self.handle.pwrite(data, self.page_size)
-            self.fs.crash_point("header.after_shadow_write")
-            self.handle.fdatasync()
-        except OSError as exc:
-            raise _io_error(exc, f"writing the header of {self.path}") from exc
+        doing = f"writing the header of {self.path}"
+        self._write(data, 0, doing)
+        self.fs.crash_point("header.after_primary_write")
+        self._sync(doing)
+        self.fs.crash_point("header.after_primary_sync")
+        # why even ENOSPC is final from here: the new primary copy is durable, and the caller, told the write
+        # failed, would free the pages it names
+        self._write(data, self.page_size, doing, full_is_lost=True)
+        self.fs.crash_point("header.after_shadow_write")
+        self._sync(doing)
 
     # --- pages -----------------------------------------------------------------------------------------
 
@@ -147,17 +171,14 @@ class DatabaseFile:
     def write_pages(self, pages: list[tuple[int, bytes]]) -> None:
         """Write page images (not yet durable). Adjacent pages are written with one system call."""
         pages.sort(key=lambda p: p[0])
-        try:
-            i = 0
-            while i < len(pages):
-                j = i + 1
-                while j < len(pages) and pages[j][0] == pages[j - 1][0] + 1 and j - i < 256:
-                    j += 1
-                chunk = pages[i][1] if j == i + 1 else b"".join(p[1] for p in pages[i:j])
-                self.handle.pwrite(chunk, pages[i][0] * self.page_size)
-                i = j
-        except OSError as exc:
-            raise _io_error(exc, f"writing pages of {self.path}") from exc
+        i = 0
+        while i < len(pages):
+            j = i + 1
+            while j < len(pages) and pages[j][0] == pages[j - 1][0] + 1 and j - i < 256:
+                j += 1
+            chunk = pages[i][1] if j == i + 1 else b"".join(p[1] for p in pages[i:j])
+            self._write(chunk, pages[i][0] * self.page_size, f"writing pages of {self.path}")
+            i = j
 
     def ensure_pages(self, page_count: int) -> None:
         """Make the file at least ``page_count`` pages long, growing it in chunks with space reserved."""
@@ -179,10 +200,33 @@ class DatabaseFile:
         self._allocated_bytes = target
 
     def sync(self) -> None:
+        """Make the pages written so far durable. Raises DiskIOError (after ``on_lost_writes``)."""
+        self._sync(f"syncing {self.path}")
+
+    def _write(self, data: bytes, offset: int, doing: str, *, full_is_lost: bool = False) -> None:
+        try:
+            self.handle.pwrite(data, offset)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC and not full_is_lost:  # nothing the durable header relies on was touched
+                raise DiskFullError(f"no space left while {doing}") from exc
+            raise self._lost(exc, doing) from exc
+
+    def _sync(self, doing: str) -> None:
         try:
             self.handle.fdatasync()
         except OSError as exc:
-            raise _io_error(exc, f"syncing {self.path}") from exc
+            raise self._lost(exc, doing) from exc
+
+    def _lost(self, exc: OSError, doing: str) -> DiskIOError:
+        """The error for a failed write or flush, reported first to ``on_lost_writes``: the file's state on
+        disk is unknown from now on, whatever the errno (ENOSPC from fsync loses the writes as EIO does)."""
+        error = DiskIOError(
+            f"{'no space left' if exc.errno == errno.ENOSPC else 'I/O error'} while {doing}: "
+            f"{os.strerror(exc.errno or 0)}; writes to it may be lost"
+        )
+        if self.on_lost_writes is not None:
+            self.on_lost_writes(self.path, error)
+        return error
 
     # --- blobs -----------------------------------------------------------------------------------------
 

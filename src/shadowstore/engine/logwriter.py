@@ -280,6 +280,19 @@ class LogWriter:
             self.bytes_appended += len(record)
             return start, end
 
+    def fail(self, error: BaseException) -> bool:
+        """Stop the stream for good because another file of the storage group lost writes: from now on every
+        append and every flush not yet covered raises StorageGroupOfflineError. Returns whether this was the
+        first failure."""
+        with self._lock:
+            if self._failed is not None:
+                return False
+            self._failed = error
+            waiters, self._waiters = self._waiters, []
+        for _target, waiter in waiters:
+            waiter.release()  # each one finds the failure, or that a flush running now covered it
+        return True
+
     def roll(self) -> LgPos:
         """Start a new generation now (the next flush performs the roll); returns the new tail."""
         with self._lock:

@@ -6,10 +6,12 @@ Every ``policy.interval`` seconds (sooner when the log writer reports a roll or 
 2. dismounts it if the log disk filled and a reserve log is in use (event 1021);
 3. flushes lazily committed transactions;
 4. after log rolls, records the stores' Log Required maximum in their headers;
-5. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
+5. aborts a write transaction that held its store's writer latch longer than ``transaction_timeout``
+   (event 1026), so that no idle client can hold up dismount, checkpoints or backups;
+6. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
    1010/1011) and, when crash recovery still needed it, every store is written and the checkpoint advanced
    past it (event 1012);
-6. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
+7. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
    ``checkpoint_bytes`` of log, or ``checkpoint_seconds`` passed since the last one with commits since.
 """
 
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from shadowstore.engine import layout
 from shadowstore.engine.health import MISSING, Finding
-from shadowstore.errors import LogDiskFullError, ShadowStoreError
+from shadowstore.errors import LogDiskFullError, ShadowStoreError, StorageGroupOfflineError
 from shadowstore.format.common import now_us
 from shadowstore.format.logfile import archived_log_name
 
@@ -38,6 +40,7 @@ class MaintenancePolicy:
     checkpoint_generations: int = 4
     checkpoint_bytes: int = 64 << 20
     checkpoint_seconds: float = 60.0
+    transaction_timeout: float = 60.0  # a write transaction holding its store's writer latch longer is aborted
 
 
 class Maintenance:
@@ -52,6 +55,7 @@ class Maintenance:
         self._commits = 0
         self._seen_gen = sg.log.disk_generation
         self._bytes_at_checkpoint = sg.log.bytes_appended
+        self._last_warning: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"maintenance {sg.name}", daemon=True)
 
     def start(self) -> None:
@@ -63,6 +67,10 @@ class Maintenance:
         self._wake.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join()
+
+    def wake(self) -> None:
+        """Run the next cycle now (a failure to act on, say)."""
+        self._wake.set()
 
     def note_roll(self, generation: int) -> None:
         self._wake.set()
@@ -95,10 +103,13 @@ class Maintenance:
                     break
                 try:
                     self._cycle()
+                    self._last_warning = None
                 except ShadowStoreError as exc:
-                    _log.warning("maintenance of %s: %s", self.sg.name, exc)
-                except Exception:
-                    _log.exception("maintenance of %s failed", self.sg.name)
+                    if str(exc) != self._last_warning:  # why: a refusal that repeats each cycle is said once
+                        self._last_warning = str(exc)
+                        _log.warning("maintenance of %s: %s", self.sg.name, exc)
+                except Exception as exc:
+                    self._fail(exc)
                 with self._cond:
                     self.cycles += 1
                     self._cond.notify_all()
@@ -108,6 +119,18 @@ class Maintenance:
         finally:
             with self._cond:
                 self._cond.notify_all()
+
+    def _fail(self, exc: Exception) -> None:
+        """An error the engine did not expect (an OSError from a file system that misbehaves, say): maintenance
+        cannot go on safely (lazy commits would stay unflushed, leases unenforced, checkpoints not taken), so
+        the storage group goes offline once, with event 1025 and one traceback in the log, never a loop."""
+        sg = self.sg
+        _log.error("maintenance of %s failed; taking it offline", sg.name, exc_info=exc)
+        detail = f"{type(exc).__name__}: {exc}"
+        sg.log.fail(StorageGroupOfflineError(f"the maintenance of storage group {sg.name!r} failed: {detail}"))
+        sg.events.emit(1025, sg=sg.name, error=detail)
+        self._stop = True
+        sg.go_offline(f"its maintenance failed: {detail}")
 
     def _cycle(self) -> None:
         sg = self.sg
@@ -130,12 +153,23 @@ class Maintenance:
                     store.publish_flushed()
         self._after_rolls()
         sg.backups.tick()
+        self._enforce_transaction_timeout()
         with log.stable_current() as (handle, header, generation):
             findings = sg.watch.check(generation, handle, None if header is None else header.pack())
         if findings:
             self._handle_findings(findings)
         if self._checkpoint_due():
             self._checkpoint()
+
+    def _enforce_transaction_timeout(self) -> None:
+        """Abort a write transaction that has held its store's writer latch past the bound (event 1026)."""
+        bound = self.policy.transaction_timeout
+        for store in self.sg.stores.values():
+            held = store.latch.held_for()
+            if store.mounted and held > bound:
+                why = "a transaction may not hold it longer"
+                if store.abort_writer(self.sg.writer_timeout_error(store, held, why)) is not None:
+                    self.sg.events.emit(1026, sg=self.sg.name, store=store.name, seconds=f"{held:.1f}", why=why)
 
     def _after_rolls(self) -> None:
         sg = self.sg

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from contextlib import suppress
 
 from shadowstore.config import SgConfig, no_such_store
@@ -30,16 +31,18 @@ from shadowstore.engine.recovery import RecoveryReport, recover
 from shadowstore.engine.store import Store
 from shadowstore.errors import (
     DatabaseNotFoundError,
+    DiskIOError,
     InvalidParameterError,
     NotMountedError,
     ShadowStoreError,
     StorageGroupOfflineError,
+    TransactionAbortedError,
 )
 from shadowstore.events import EventLog
 from shadowstore.format.checkpoint import Checkpoint
 from shadowstore.format.common import LGPOS_ZERO, AttachInfo, BackupInfo, LgPos, Signature, now_us
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
-from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, checkpoint_name, current_log_name
+from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, archived_log_name, checkpoint_name, current_log_name
 from shadowstore.format.logrecord import AttachRecord, DetachRecord, pack_attach, pack_detach
 from shadowstore.io.fs import FileStat, FileSystem, Lock, read_file
 
@@ -249,7 +252,7 @@ class StorageGroup:
         try:
             chk, _damaged = read_checkpoint(self.fs, self.checkpoint_path)
             if chk.signature == self.signature:
-                self._chk = CheckpointFile(self.fs, self.checkpoint_path, chk.sequence)
+                self._chk = CheckpointFile(self.fs, self.checkpoint_path, chk.sequence, self.lost_writes)
                 self._checkpoint_pos = chk.checkpoint
                 if chk.full_backup_us:
                     self.last_full_backup = (chk.full_backup, chk.full_backup_us)
@@ -261,7 +264,7 @@ class StorageGroup:
             problem = f"unusable ({exc.message})"
         self.events.emit(1031, sg=self.name, file=self.checkpoint_path, problem=problem)
         self._chk = CheckpointFile.create(
-            self.fs, self.checkpoint_path, self._checkpoint_record(self.log.tail, self.signature, [])
+            self.fs, self.checkpoint_path, self._checkpoint_record(self.log.tail, self.signature, []), self.lost_writes
         )
         self._checkpoint_pos = self.log.tail
 
@@ -313,7 +316,7 @@ class StorageGroup:
         if not store.mounted:
             store.close()
             return None
-        store._write_lock.acquire()
+        store.take_latch(self.policy.transaction_timeout, "the storage group is being dismounted")
         try:
             store.mounted = False
             start, end = self.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
@@ -328,7 +331,7 @@ class StorageGroup:
             self.events.emit(1003, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
             return None
         finally:
-            store._write_lock.release()
+            store.latch.release(None)
             store.close()
 
     def _abandon(self) -> None:
@@ -345,6 +348,38 @@ class StorageGroup:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def lost_writes(self, path: str, error: ShadowStoreError) -> None:
+        """A write or fsync of a store or checkpoint file failed: what it holds on disk is no longer known, and
+        the writes a retry would seem to make durable may be gone. Fence the log writer at once (no commit is
+        acknowledged from now on, and no checkpoint writes anything), report it (event 1024), and let the
+        maintenance thread take the storage group offline; the next mount recovers from the durable state.
+
+        Called from whatever thread did the write, possibly holding store locks: it takes none of its own."""
+        first = self.log is not None and self.log.fail(error)
+        if first or self.log is None:
+            self.events.emit(1024, sg=self.name, file=path, error=str(error))
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.wake()
+
+    def writer_timeout_error(self, store: Store, held: float, why: str) -> TransactionAbortedError:
+        """The error a write transaction gets when its writer latch is taken away after ``held`` seconds."""
+        return TransactionAbortedError(
+            f"the write transaction on store {store.name!r} of {self.name!r} was aborted after holding the "
+            f"store's writer latch for {held:.0f} s ({why}); nothing of it was written",
+            hint="commit or abort write transactions promptly; the bound is the maintenance policy's "
+            f"transaction_timeout ({self.policy.transaction_timeout:g} s)",
+        )
+
+    def check_writable(self) -> None:
+        """Raise StorageGroupOfflineError when a failed write fenced this storage group (see ``lost_writes``)."""
+        log = self.log
+        if log is not None and log.failed is not None:
+            raise StorageGroupOfflineError(
+                f"storage group {self.name!r} stopped writing after an I/O failure: {log.failed}",
+                hint=f"mount {self.name!r} again: soft recovery replays the log from the last durable state",
+            )
 
     def go_offline(self, reason: str) -> None:
         """After an I/O failure: stop everything without writing; the next mount replays the log."""
@@ -370,15 +405,21 @@ class StorageGroup:
             return self.write_checkpoint()
 
     def write_checkpoint(self) -> LgPos:
-        """E00.chk := the oldest replay start of the mounted stores (the log tail when none is mounted)."""
-        mounted = [s for s in self.stores.values() if s.mounted]
-        position = min((s.replay_start for s in mounted), default=self.log.tail)
-        assert self._chk is not None
-        self._chk.write(self._checkpoint_record(position, self.signature, self.attach_list()))
-        previous, self._checkpoint_pos = self._checkpoint_pos, position
-        if self.config.circular_logging and position.gen > previous.gen:
-            self._delete_below(position)
-        return position
+        """E00.chk := the oldest replay start of the mounted stores (the log tail when none is mounted).
+
+        Under the storage group's mutex, like every checkpoint: a backup completing in another thread records
+        its mark here too, and two writers would interleave sequence numbers and records."""
+        with self._mutex:
+            self.check_writable()
+            if self._chk is None:
+                raise NotMountedError(f"storage group {self.name!r} is not mounted")
+            mounted = [s for s in self.stores.values() if s.mounted]
+            position = min((s.replay_start for s in mounted), default=self.log.tail)
+            self._chk.write(self._checkpoint_record(position, self.signature, self.attach_list()))
+            previous, self._checkpoint_pos = self._checkpoint_pos, position
+            if self.config.circular_logging and position.gen > previous.gen:
+                self._delete_below(position)
+            return position
 
     def _checkpoint_record(self, position: LgPos, signature: Signature, attached: list[AttachInfo]) -> Checkpoint:
         full = self.last_full_backup or (LGPOS_ZERO, 0)
@@ -405,10 +446,40 @@ class StorageGroup:
         if not doomed:
             return
         self.watch.forget_below(position.gen)
-        for gen in doomed:
-            self.fs.unlink(logs.archived[gen])
-        self.fs.fsync_dir(self.config.log_dir)
+        self.delete_logs(doomed)
         self.events.emit(1030, sg=self.name, low=doomed[0], high=doomed[-1], checkpoint=str(position))
+
+    def delete_logs(self, generations: Iterable[int], *, crash_point: str | None = None) -> tuple[list[int], list[int]]:
+        """Delete archived log generations (truncation, circular logging) and sync the log folder. Returns
+        (deleted, already gone). Raises DiskIOError when one cannot be deleted (those before it are), or when
+        the folder's fsync fails: that loses writes like any failed fsync (``lost_writes``)."""
+        deleted: list[int] = []
+        missing: list[int] = []
+        try:
+            for gen in generations:
+                path = os.path.join(self.config.log_dir, archived_log_name(self.base, gen))
+                try:
+                    self.fs.unlink(path)
+                    deleted.append(gen)
+                except FileNotFoundError:
+                    missing.append(gen)
+                except OSError as exc:
+                    raise DiskIOError(f"could not delete log file {path}: {os.strerror(exc.errno or 0)}") from exc
+                if crash_point is not None:
+                    self.fs.crash_point(crash_point)
+        finally:
+            if deleted:
+                self.sync_folder(self.config.log_dir)
+        return deleted, missing
+
+    def sync_folder(self, folder: str) -> None:
+        """fsync a folder of this storage group. Raises DiskIOError, after ``lost_writes``, when it fails."""
+        try:
+            self.fs.fsync_dir(folder)
+        except OSError as exc:
+            error = DiskIOError(f"I/O error while syncing the folder {folder}: {os.strerror(exc.errno or 0)}")
+            self.lost_writes(folder, error)
+            raise error from exc
 
     def attach_list(self) -> list[AttachInfo]:
         return [
@@ -431,7 +502,8 @@ class StorageGroup:
         self.backups.ended(session)
 
     def note_backup(self, kind: str, info: BackupInfo) -> None:
-        note_backup_in_checkpoint(self, kind, info)
+        with self._mutex:  # why: the marks and the E00.chk write that records them change together
+            note_backup_in_checkpoint(self, kind, info)
 
     # --- callbacks from the log writer (flush leader thread: keep them short) ------------------------------
 

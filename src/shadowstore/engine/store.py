@@ -19,7 +19,8 @@ from shadowstore.engine.pageflush import flush_state
 from shadowstore.engine.retired import pages_of, resolve_retired
 from shadowstore.engine.space import SpaceMap, page_flags
 from shadowstore.engine.transaction import DbState, TableMeta, Transaction
-from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError
+from shadowstore.engine.writerlatch import WriterLatch
+from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError, ShadowStoreError
 from shadowstore.format.catalog import CatalogError, unpack_catalog
 from shadowstore.format.common import EMPTY_BACKUP_INFO, LGPOS_ZERO, BackupInfo, LgPos, now_us
 from shadowstore.format.dbheader import (
@@ -54,7 +55,7 @@ class Store:
         self._head: DbState | None = None
         self._visible: DbState | None = None
         self._pending: deque[DbState] = deque()
-        self._write_lock = threading.Lock()
+        self.latch = WriterLatch()  # one write transaction at a time (engine/writerlatch.py)
         self._state_lock = threading.Lock()
         self._flush_lock = threading.RLock()
         self._readers: Counter[int] = Counter()
@@ -86,7 +87,9 @@ class Store:
     def open(self) -> DbHeader:
         """Open the file and read its header (no state is loaded yet)."""
         header = self.read_header()
-        self.file = DatabaseFile(self.sg.fs, self.path, self.page_size, self.sg.events, self.sg.name)
+        self.file = DatabaseFile(
+            self.sg.fs, self.path, self.page_size, self.sg.events, self.sg.name, self.sg.lost_writes
+        )
         self.header = header
         return header
 
@@ -116,7 +119,15 @@ class Store:
         return state
 
     def close(self) -> None:
+        """Forget the open file and states. A write transaction still open is aborted: a later mount must
+        not wait for a client of this one."""
         self.mounted = False
+        self.abort_writer(
+            NotMountedError(
+                f"store {self.name} of {self.sg.name} was closed while a write "
+                "transaction was open; nothing of that transaction was written"
+            )
+        )
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -166,12 +177,36 @@ class Store:
     # --- transactions ------------------------------------------------------------------------------------
 
     def transaction(self, *, lazy: bool = False) -> Transaction:
-        """Begin a write transaction (waits for the writer latch). Use it in a ``with`` block."""
-        self._write_lock.acquire()
+        """Begin a write transaction (waits for the writer latch). Use it in a ``with`` block.
+
+        A transaction that holds the latch longer than the maintenance policy's ``transaction_timeout`` is
+        aborted (see ``abort_writer``): its next call raises TransactionAbortedError."""
+        self.latch.acquire(None)
         if not self.mounted or self._head is None:
-            self._write_lock.release()
+            self.latch.release(None)
             raise self._not_mounted()
-        return Transaction(self, self._head, writable=True, lazy=lazy)
+        txn = Transaction(self, self._head, writable=True, lazy=lazy)
+        self.latch.adopt(txn)
+        return txn
+
+    def abort_writer(self, error: ShadowStoreError) -> Transaction | None:
+        """Take the writer latch away from the write transaction holding it: that transaction is aborted
+        (nothing of it was logged) and its next call raises ``error``. Returns it, or None when there is none
+        or it is in the middle of its commit's append (which ends by itself in microseconds)."""
+        txn = self.latch.take_away()
+        if txn is None:
+            return None
+        assert isinstance(txn, Transaction)
+        txn.kill(error)
+        return txn
+
+    def take_latch(self, bound: float, why: str) -> None:
+        """Wait for the writer latch without a transaction (dismount); a transaction that keeps it past
+        ``bound`` seconds is aborted, with event 1026, so the wait ends."""
+        while not self.latch.acquire(None, timeout=min(0.05, bound)):
+            held = self.latch.held_for()
+            if held > bound and self.abort_writer(self.sg.writer_timeout_error(self, held, why)) is not None:
+                self.sg.events.emit(1026, sg=self.sg.name, store=self.name, seconds=f"{held:.1f}", why=why)
 
     def _not_mounted(self) -> Exception:
         """The error for using a store that is not mounted: why the storage group stopped, if it did."""
@@ -196,9 +231,11 @@ class Store:
                 del self._readers[txn.state.dbtime]
 
     def _end_write(self, txn: Transaction) -> None:
-        self._write_lock.release()
+        self.latch.release(txn)
 
     def _commit_write(self, txn: Transaction) -> LgPos | None:
+        if not self.latch.begin_commit(txn):
+            txn.raise_killed()
         try:
             if txn.op_count == 0 and not txn.ctx.retired:
                 return None
@@ -220,7 +257,7 @@ class Store:
                 else:
                     self._pending.append(state)
         finally:
-            self._write_lock.release()
+            self.latch.end_commit(txn)
         if not txn.lazy:
             self.sg.log.flush(end)
             self.publish_flushed()
@@ -245,8 +282,10 @@ class Store:
     def replay_transaction(self) -> Transaction:
         """A write transaction for log replay (recovery); the caller applies operations and installs it."""
         assert self._head is not None
-        self._write_lock.acquire()
-        return Transaction(self, self._head, writable=True)
+        self.latch.acquire(None)
+        txn = Transaction(self, self._head, writable=True)
+        self.latch.adopt(txn)
+        return txn
 
     def install_replayed(self, txn: Transaction, dbtime: int, end: LgPos) -> None:
         """Make a replayed transaction the head and visible state (recovery only)."""
@@ -257,7 +296,7 @@ class Store:
             if retired:
                 self._retired.append((dbtime, retired))
         txn._open = False
-        self._write_lock.release()
+        self.latch.release(txn)
 
     @property
     def head(self) -> DbState | None:
@@ -291,6 +330,7 @@ class Store:
         with self._flush_lock:
             if self.file is None or self.header is None:
                 raise NotMountedError(f"store {self.name} is not open")
+            self.sg.check_writable()
             updates: dict[str, object] = {"sequence": self.header.sequence + 1}
             if kind == "full":
                 updates.update(
@@ -386,6 +426,7 @@ class Store:
         with self._flush_lock:
             if self.file is None or self.header is None or self._head is None:
                 raise NotMountedError(f"store {self.name} is not open")
+            self.sg.check_writable()
             state, covered = self._state_and_coverage(clean_at)
 
             def make_header(catalog: BlobRef, space_map: BlobRef, page_count: int) -> DbHeader:
@@ -443,12 +484,12 @@ class Store:
         assert self._head is not None
         if clean_at is not None:
             return self._capture_head(), clean_at
-        if self._write_lock.acquire(blocking=False):
+        if self.latch.try_idle():
             try:
                 state = self._capture_head()
                 return state, max(state.end, self.sg.log.tail) if self.sg.log_open else state.end
             finally:
-                self._write_lock.release()
+                self.latch.release(None)
         state = self._capture_head()
         return state, state.end
 
@@ -466,6 +507,7 @@ class Store:
                 return
             if self.header.log_required_max >= generation:
                 return
+            self.sg.check_writable()
             header = self.header._replace(
                 sequence=self.header.sequence + 1, log_required_max=generation, log_committed=generation
             )

@@ -18,6 +18,7 @@ from shadowstore.errors import (
     InvalidParameterError,
     KeyTooLargeError,
     ReadOnlyTransactionError,
+    ShadowStoreError,
     TableExistsError,
     TableNotFoundError,
     TransactionClosedError,
@@ -85,6 +86,7 @@ class Transaction:
         self.writable = writable
         self.lazy = lazy
         self._open = True
+        self._killed: ShadowStoreError | None = None  # why the engine ended it (see Store.abort_writer)
         self._tables = state.tables
         self._changes = 0
         if writable:
@@ -306,8 +308,20 @@ class Transaction:
     def new_state(self, end: LgPos) -> DbState:
         return DbState(self.state.dbtime + 1, self._tables, self.next_table_id, end)
 
+    def kill(self, error: ShadowStoreError) -> None:
+        """The engine ended this transaction (its writer latch was taken away): every later call raises
+        ``error``. Called by the store, from another thread."""
+        self._killed = error
+        self._open = False
+
+    def raise_killed(self) -> None:
+        assert self._killed is not None
+        raise type(self._killed)(self._killed.message, hint=self._killed.hint)
+
     def _check_open(self) -> None:
         if not self._open:
+            if self._killed is not None:
+                self.raise_killed()
             raise TransactionClosedError("the transaction has already ended")
 
     def _check_writable(self) -> None:
