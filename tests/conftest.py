@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -28,6 +29,24 @@ def home(tmp_path: os.PathLike[str]) -> Iterator[ServerHome]:
     h = ServerHome.init(os.path.join(tmp_path, "home"), log_file_size=64 * 1024, policy=QUIET)
     yield h
     h.close()
+
+
+class PausingFS(FaultFileSystem):
+    """A fault-injecting file system that stops the thread reaching crash point ``pause_at`` (once) until
+    ``resume`` is set: a way to hold one thread at an exact instant while another acts."""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.pause_at: str | None = None
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def crash_point(self, name: str) -> None:
+        super().crash_point(name)
+        if name == self.pause_at:
+            self.pause_at = None
+            self.paused.set()
+            self.resume.wait(30)
 
 
 def fault_home(fs: FaultFileSystem | None = None, *, log_file_size: int = 64 * 1024, **kw: object) -> ServerHome:

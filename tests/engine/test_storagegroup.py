@@ -17,7 +17,7 @@ from shadowstore.errors import (
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
-from tests.conftest import QUIET, fault_home, reopen
+from tests.conftest import QUIET, PausingFS, fault_home, reopen
 
 
 def commit(home: ServerHome, key: bytes, value: bytes = b"v") -> None:
@@ -151,27 +151,10 @@ def test_stores_added_later_mount_with_the_others() -> None:
     again.storage_group().dismount()
 
 
-class _PausingFS(FaultFileSystem):
-    """Stops the thread that reaches ``pause_at`` until ``resume`` is set (a crash point used as a pause)."""
-
-    def __init__(self) -> None:
-        super().__init__(seed=41)
-        self.pause_at: str | None = None
-        self.paused = threading.Event()
-        self.resume = threading.Event()
-
-    def crash_point(self, name: str) -> None:
-        super().crash_point(name)
-        if name == self.pause_at:
-            self.pause_at = None
-            self.paused.set()
-            self.resume.wait(30)
-
-
 def test_a_backup_recording_its_mark_waits_for_a_checkpoint_writing_e00_chk() -> None:
     # Two writers of E00.chk at once (the maintenance thread's checkpoint, a backup completing in the backup
     # program's thread) would interleave their sequence numbers and records.
-    fs = _PausingFS()
+    fs = PausingFS(seed=41)
     home = fault_home(fs)
     sg = home.storage_group()
     sg.mount()

@@ -50,6 +50,7 @@ class Generation:
     header: LogHeader
     fragments: list[tuple[int, int, memoryview]] = field(default_factory=list)  # (offset, kind, data)
     end_offset: int = LOG_HEADER_SIZE  # where the next block would start
+    last_block: int | None = None  # where the last valid block starts
     blocks: int = 0
     last_flush_us: int = 0
     torn: TornTail | None = None
@@ -68,6 +69,7 @@ def scan_generation(path: str, data: bytes, header: LogHeader, *, tolerate_torn_
     while pos + BLOCK_HEADER.size <= size:
         problem, length = _read_block(data, pos, size, header.generation, number, gen)
         if problem is None:
+            gen.last_block = pos
             pos += block_span(length)
             number += 1
             continue

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from shadowstore.config import SgConfig, no_such_store
-from shadowstore.engine import layout, mountlog
+from shadowstore.engine import layout, mountlog, resync
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
 from shadowstore.engine.checkpointfile import CheckpointFile, read_checkpoint
@@ -184,6 +184,7 @@ class StorageGroup:
 
     def _mount_phases(self) -> RecoveryReport:
         mountlog.refuse_interrupted_restore(self.fs, self.config)
+        resync.sync_folders(self.fs, self.config)  # see engine/resync.py: a failed fsync before this mount
         self._open_store_files()
         logs = mountlog.complete_interrupted_roll(
             self.fs, self.config, LogSet.scan(self.fs, self.config.log_dir, self.base)
@@ -201,6 +202,7 @@ class StorageGroup:
             current,
             tolerate_torn_tail=True,
         )
+        resync.resync_last_block(self.fs, self.current_log_path, current_scan)
         self._start_log_writer(current, current_scan)
         report = recover(self, logs, current, current_scan)
         handle = self.log.current_file()
@@ -222,7 +224,9 @@ class StorageGroup:
     def _open_store_files(self) -> None:
         for store in self.stores.values():
             try:
-                store.open()
+                header = store.open()
+                assert store.file is not None
+                store.file.write_header(header)  # durable as read (engine/resync.py)
             except FileNotFoundError:
                 raise DatabaseNotFoundError(
                     f"store {store.name!r} of {self.name!r}: {store.path} does not exist",
