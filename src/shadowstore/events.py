@@ -5,8 +5,16 @@ description) plus the storage group and structured parameters. They are stored a
 ``<home>/events/events.jsonl``, rotated at ``ROTATE_BYTES`` into ``events.1.jsonl`` ... ``events.N.jsonl``
 (oldest has the highest number), and also sent to Python logging under ``shadowstore.events``.
 
-Lines are appended with one write each and are not synced: a crash may lose the newest events, and a line cut
-by a crash is skipped when reading. Event IDs, sources and texts come from :mod:`shadowstore.eventids`.
+Durability: each line is appended whole (a short write is continued, never left half done). Error and warning
+events, and any event emitted with ``sync=True``, are synced before ``emit`` returns (the file's data, and its
+folder when this object has not yet synced the folder for this file); informational events are not, so a crash
+may lose the newest of them, and a line cut by a crash is skipped when reading. A failure to write or sync is
+logged, never raised: the event log must not take the engine down.
+
+Several processes may share the log: the size check, the rotation and the append happen under an exclusive lock
+on ``events.lock`` in the same folder, so no line is lost or written twice and the log rotates once when it
+reaches ``ROTATE_BYTES``. Readers open every file under that lock too, so a rotation cannot make them read a file
+twice or skip one. Event IDs, sources and texts come from :mod:`shadowstore.eventids`.
 ESE-sourced descriptions start the way the originals do: ``Information Store (PID) First Storage Group: <text>``.
 """
 
@@ -20,14 +28,17 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shadowstore.eventids import CATALOG, EventType
-from shadowstore.io.fs import FileSystem, OsFileSystem, read_file
+from shadowstore.io.fs import FileSystem, OsFileSystem, opened
 
 ROTATE_BYTES = 8 * 1024 * 1024
 KEEP_ROTATED = 4
+LOCK_NAME = "events.lock"
+SYNCED_TYPES = (EventType.ERROR, EventType.WARNING)
 PROCESS_NAME = "Information Store"
 _log = logging.getLogger("shadowstore.events")
 
@@ -77,13 +88,15 @@ class Event:
 
 
 class EventLog:
-    """Append-only event log. Thread-safe; safe to append from several processes (one write per line)."""
+    """Append-only event log. Thread-safe; safe to append from several processes (see the module docstring)."""
 
     def __init__(self, directory: str | None, fs: FileSystem | None = None) -> None:
         self.directory = directory
         self.fs: FileSystem = fs or OsFileSystem()
         self._mutex = threading.Lock()
         self._emitted = threading.Condition(self._mutex)
+        self._file_mutex = threading.Lock()  # this object's appends, one at a time (see _append)
+        self._synced_entry: int | None = None  # the inode of events.jsonl whose folder entry this object synced
         self.memory: list[Event] = []  # every event this object wrote, for callers and tests
         if directory is not None:
             self.fs.makedirs(directory)
@@ -92,8 +105,9 @@ class EventLog:
     def path(self) -> str | None:
         return None if self.directory is None else os.path.join(self.directory, "events.jsonl")
 
-    def emit(self, event_id: int, *, sg: str | None = None, **params: Any) -> Event:
-        """Record event ``event_id`` with its catalogue text filled from ``params``; returns the event."""
+    def emit(self, event_id: int, *, sg: str | None = None, sync: bool = False, **params: Any) -> Event:
+        """Record event ``event_id`` with its catalogue text filled from ``params``; returns the event. Error and
+        warning events, and any event with ``sync``, are durable when this returns (if the disk allows)."""
         spec = CATALOG[event_id]
         text = spec.template.format(sg=sg, **params)
         if spec.source == "ESE":
@@ -113,11 +127,12 @@ class EventLog:
         )
         level = {EventType.ERROR: logging.ERROR, EventType.WARNING: logging.WARNING}.get(spec.type, logging.INFO)
         _log.log(level, "%s %d: %s", spec.source, event_id, text)
-        with self._mutex:
-            self.memory.append(event)
+        with self._file_mutex:
             if self.path is not None:
-                self._append(json.dumps(event.to_dict(), sort_keys=True) + "\n")
-            self._emitted.notify_all()
+                self._append(json.dumps(event.to_dict(), sort_keys=True) + "\n", sync or spec.type in SYNCED_TYPES)
+            with self._mutex:
+                self.memory.append(event)
+                self._emitted.notify_all()
         return event
 
     def wait_for(self, event_id: int, timeout: float, *, after: int = 0) -> Event | None:
@@ -130,18 +145,32 @@ class EventLog:
             self._emitted.wait_for(lambda: find() is not None, timeout)
             return find()
 
-    def _append(self, line: str) -> None:
+    def _append(self, line: str, sync: bool) -> None:
+        """Requires: ``_file_mutex`` is held. The folder's lock is held across the fsyncs (when ``sync``): why, so
+        that no other process rotates the file between the append and the sync of its name."""
         assert self.path is not None and self.directory is not None
         try:
-            st = self.fs.stat(self.path)
-            if st is not None and st.size >= ROTATE_BYTES:
-                self._rotate()
-            self.fs.append(self.path, line.encode())
+            with self.fs.locked(os.path.join(self.directory, LOCK_NAME)):
+                st = self.fs.stat(self.path)
+                if st is not None and st.size >= ROTATE_BYTES:  # checked under the lock: one rotation per fill
+                    self._rotate()
+                self.fs.append(self.path, line.encode(), sync=sync)
+                if sync:
+                    self._sync_entry()
         except OSError as exc:
             # why: the event log must never take the engine down; a full disk is reported by the engine itself.
             _log.warning("could not write event log %s: %s", self.path, exc)
 
+    def _sync_entry(self) -> None:
+        """Make the current file's name durable, once per file: it may have been made by an unsynced append."""
+        assert self.path is not None and self.directory is not None
+        st = self.fs.stat(self.path)
+        if st is not None and st.ino != self._synced_entry:
+            self.fs.fsync_dir(self.directory)
+            self._synced_entry = st.ino
+
     def _rotate(self) -> None:
+        """Requires: the folder's lock is held."""
         assert self.directory is not None and self.path is not None
         for index in range(KEEP_ROTATED, 0, -1):
             older = os.path.join(self.directory, f"events.{index}.jsonl")
@@ -155,16 +184,29 @@ class EventLog:
         if self.directory is None:
             yield from list(self.memory)
             return
-        names = [f"events.{i}.jsonl" for i in range(KEEP_ROTATED, 0, -1)] + ["events.jsonl"]
-        for name in names:
-            path = os.path.join(self.directory, name)
-            if not self.fs.exists(path):
-                continue
-            for line in read_file(self.fs, path).decode("utf-8", "replace").splitlines():
+        for content in self._contents():
+            for line in content.decode("utf-8", "replace").splitlines():
                 try:
                     yield Event.from_dict(json.loads(line))
                 except (ValueError, TypeError):
                     continue  # a line torn by a crash while it was appended
+
+    def _contents(self) -> list[bytes]:
+        """The bytes of every file, oldest first. The files are opened under the folder's lock, so they are the
+        files of one instant; an open file keeps its content across a later rotation."""
+        assert self.directory is not None
+        names = [f"events.{i}.jsonl" for i in range(KEEP_ROTATED, 0, -1)] + ["events.jsonl"]
+        handles = []
+        with ExitStack() as files:
+            with ExitStack() as lock:
+                # why suppress: a reader without write access to the folder still reads, unlocked (a rotation may
+                # then show it a file twice)
+                with suppress(OSError):
+                    lock.enter_context(self.fs.locked(os.path.join(self.directory, LOCK_NAME)))
+                for name in names:
+                    with suppress(FileNotFoundError):
+                        handles.append(files.enter_context(opened(self.fs, os.path.join(self.directory, name))))
+            return [handle.pread(handle.size(), 0) for handle in handles]
 
     def query(
         self,

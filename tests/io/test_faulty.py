@@ -8,6 +8,7 @@ fsyncs, a full disk, armed crash points, and a crashed file system refusing furt
 from __future__ import annotations
 
 import errno
+import threading
 
 import pytest
 
@@ -367,6 +368,7 @@ def test_lock_is_exclusive_until_released() -> None:
 def test_fail_fsync_after_lets_that_many_matching_fsyncs_through_first() -> None:
     fs = FaultFileSystem()
     fs.makedirs("/d")
+    fs.fsyncs_seen.clear()  # makedirs synced "/"
     a, b = fs.open("/d/a", create=True), fs.open("/d/b", create=True)
     fs.fail_fsync("/d/a", after=2)
     b.fsync()  # does not match: not counted
@@ -376,3 +378,76 @@ def test_fail_fsync_after_lets_that_many_matching_fsyncs_through_first() -> None
         a.fsync()
     a.fsync()  # fired once
     assert fs.fsyncs_seen == ["/d/b", "/d/a", "/d/a", "/d/a", "/d/a"]
+
+
+# --- new folders --------------------------------------------------------------------------------------------------
+
+
+def test_a_folder_made_by_makedirs_survives_a_power_loss_with_its_durable_files() -> None:
+    fs = new_fs()
+    fs.makedirs("/d/e/f")
+    durable_file(fs, "/d/e/f/x", b"kept")
+    after = fs.crash("drop")
+    assert after.listdir("/d/e/f") == ["x"]
+    assert after.read_bytes("/d/e/f/x") == b"kept"
+
+
+def test_a_new_folder_whose_parent_was_never_synced_is_lost_with_everything_in_it() -> None:
+    fs = new_fs()
+    fs.fail_fsync("/d")  # the sync of /d, which would make /d/e durable, fails
+    with pytest.raises(OSError, match="Input/output error"):
+        fs.makedirs("/d/e/f")
+    durable_file(fs, "/d/e/f/x", b"synced, but in a folder that is not")
+    after = fs.crash("drop")
+    assert after.listdir("/d") == []
+    assert not after.exists("/d/e/f/x")
+
+
+def test_keep_keeps_a_new_folder_whose_parent_was_never_synced() -> None:
+    fs = new_fs()
+    fs.fail_fsync("/d")
+    with pytest.raises(OSError, match="Input/output error"):
+        fs.makedirs("/d/e")
+    assert fs.crash("keep").listdir("/d") == ["e"]
+
+
+def test_removing_a_folder_that_never_became_durable_forgets_it() -> None:
+    fs = new_fs()
+    fs.fail_fsync("/d")
+    with pytest.raises(OSError, match="Input/output error"):
+        fs.makedirs("/d/e")
+    fs.rmdir("/d/e")
+    fs.makedirs("/d/e")  # durable this time
+    assert fs.crash("drop").listdir("/d") == ["e"]
+
+
+# --- locks --------------------------------------------------------------------------------------------------------
+
+
+def test_a_lock_writes_its_owner_into_its_file_as_the_real_one_does() -> None:
+    fs = new_fs()
+    lock = fs.lock("/d/E00.lock", "pid 7 (mount)")
+    assert fs.read_bytes("/d/E00.lock") == b"pid 7 (mount)\n"
+    assert lock.path_intact()
+    fs.rename("/d/E00.lock", "/d/moved")
+    assert not lock.path_intact()
+
+
+def test_locked_lets_one_thread_in_at_a_time() -> None:
+    fs = new_fs()
+    inside, second_in, second_trying = threading.Event(), threading.Event(), threading.Event()
+
+    def second() -> None:
+        second_trying.set()
+        with fs.locked("/d/events.lock"):
+            second_in.set()
+
+    with fs.locked("/d/events.lock"):
+        inside.set()
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert second_trying.wait(timeout=30)
+        assert not second_in.wait(timeout=0.2), "a second thread got in while the first held the lock"
+    thread.join(timeout=30)
+    assert second_in.is_set()
+    assert fs.exists("/d/events.lock")

@@ -1,12 +1,11 @@
 """Creating the files of a storage group: a new log stream, reserve logs, new store files.
 
 Each file appears whole or not at all: it is written under a temporary name, synced, renamed into place, and
-its directory synced.
+its directory synced. A file set aside goes to ``<log folder>/quarantine``, durably, and is never written over.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -27,32 +26,24 @@ from shadowstore.format.logfile import (
     archived_log_name,
     current_log_name,
 )
-from shadowstore.io.fs import FileHandle, FileStat, FileSystem
+from shadowstore.io.fs import FileHandle, FileStat, FileSystem, replace_durably
 
 _ZEROS = bytes(1 << 20)
 
 
 def write_zero_file(fs: FileSystem, path: str, size: int, head: bytes = b"") -> None:
-    """Create ``path`` (through ``path.tmp``) as ``head`` followed by zeros up to ``size``, durably.
+    """Create ``path`` as ``head`` followed by zeros up to ``size``, durably, through a temporary file of its
+    own (:func:`shadowstore.io.fs.replace_durably`).
 
     Raises OSError (ENOSPC when the disk is full); the temporary file is removed on failure.
     """
-    tmp = path + ".tmp"
-    handle = fs.open(tmp, create=True)
-    try:
-        handle.truncate(0)
+
+    def fill(handle: FileHandle) -> None:
         zero_fill(handle, size)
         if head:
             handle.pwrite(head, 0)
-        handle.fsync()
-    except BaseException:
-        handle.close()
-        with contextlib.suppress(OSError):
-            fs.unlink(tmp)
-        raise
-    handle.close()
-    fs.rename(tmp, path)
-    fs.fsync_dir(os.path.dirname(path))
+
+    replace_durably(fs, path, fill)
 
 
 def zero_fill(handle: FileHandle, size: int) -> None:
@@ -131,12 +122,27 @@ def ensure_reserve_logs(fs: FileSystem, log_dir: str, file_size: int) -> list[st
 
 
 def quarantine(fs: FileSystem, path: str, log_dir: str) -> str:
-    """Move ``path`` into ``<log folder>/quarantine`` under a unique name (never delete); returns the new path."""
+    """Move ``path`` into ``<log folder>/quarantine`` under a unique name (never delete); returns the new path.
+
+    The move is durable when this returns: the quarantine folder and the folder ``path`` left are synced, so
+    the caller may put something else under ``path`` at once. Raises OSError."""
     folder = os.path.join(log_dir, "quarantine")
     fs.makedirs(folder)
-    target = os.path.join(folder, f"{os.path.basename(path)}.{now_us()}")
+    target = free_name(fs, os.path.join(folder, f"{os.path.basename(path)}.{now_us()}"))
     fs.rename(path, target)
+    fs.fsync_dir(folder)
+    fs.fsync_dir(os.path.dirname(path))
     return target
+
+
+def free_name(fs: FileSystem, path: str) -> str:
+    """``path``, or ``path.1``, ``path.2`` ...: the first that does not exist (for files set aside, never
+    written over)."""
+    candidate, n = path, 1
+    while fs.exists(candidate):
+        candidate = f"{path}.{n}"
+        n += 1
+    return candidate
 
 
 def install_generation(

@@ -96,13 +96,16 @@ def open_current_log(
 
 def quarantine_torn_tail(fs: FileSystem, config: SgConfig, scan: Generation, handle: FileHandle) -> None:
     """Copy the bytes of a torn last flush to ``<log folder>/quarantine``, then zero them (durably), so that no
-    later reader mistakes them for anything and new blocks may be written over them."""
+    later reader mistakes them for anything and new blocks may be written over them.
+
+    The copy is durable before the bytes are zeroed (the folder is made durably, the copy written through a
+    synced temporary file and the folder synced); a copy an earlier mount made of the same place is kept."""
     if scan.torn is None or scan.torn.dropped <= 0:
         return
     data = handle.pread(scan.torn.dropped, scan.torn.offset)
     folder = os.path.join(config.log_dir, "quarantine")
     fs.makedirs(folder)
     name = f"{config.log_base}-gen{scan.header.generation:X}-offset{scan.torn.offset}.torn"
-    layout.write_zero_file(fs, os.path.join(folder, name), 0, data)
+    layout.write_zero_file(fs, layout.free_name(fs, os.path.join(folder, name)), 0, data)
     handle.pwrite(bytes(len(data)), scan.torn.offset)
     handle.fdatasync()

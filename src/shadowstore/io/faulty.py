@@ -4,7 +4,8 @@
 and directory, what is durable (synced) apart from what the program sees. :meth:`FaultFileSystem.crash` turns
 the current state into the state a machine would find after power loss, under one of three policies:
 
-* ``"drop"``: every unsynced write and every unsynced directory change is lost;
+* ``"drop"``: every unsynced write and every unsynced directory change is lost (a new directory is a change of
+  its parent: it is lost with everything in it until the parent is synced, which ``makedirs`` does);
 * ``"tear"``: each unsynced write reaches the disk only in part, whole 512-byte sectors chosen at random,
   and each directory keeps a random prefix of its unsynced changes;
 * ``"keep"``: everything written reached the disk (a process crash rather than a power loss).
@@ -24,6 +25,8 @@ import itertools
 import os
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from shadowstore.errors import StorageGroupBusyError
@@ -63,7 +66,7 @@ class _Inode:
 class _DirOp:
     """One directory change not yet durable. A rename is one op: it happens entirely or not at all."""
 
-    kind: str  # "link", "unlink" or "rename"
+    kind: str  # "link", "unlink", "rename" or "mkdir" (dst names the new directory; inode is None)
     src: tuple[str, str] | None  # (directory, name) removed
     dst: tuple[str, str] | None  # (directory, name) added
     inode: _Inode | None
@@ -154,9 +157,15 @@ class FaultFile:
 
 
 class _Lock:
-    def __init__(self, fs: FaultFileSystem, path: str) -> None:
+    def __init__(self, fs: FaultFileSystem, path: str, inode: _Inode) -> None:
         self._fs = fs
         self._path = path
+        self._inode = inode
+
+    def path_intact(self) -> bool:
+        with self._fs._guard():
+            directory = self._fs._dirs.get(os.path.dirname(self._path))
+            return directory is not None and directory.volatile.get(os.path.basename(self._path)) is self._inode
 
     def release(self) -> None:
         with self._fs._mutex:
@@ -170,7 +179,8 @@ class FaultFileSystem:
         self._dirs: dict[str, _Dir] = {"/": _Dir()}
         self._ops: list[_DirOp] = []
         self._mutex = threading.RLock()
-        self._locks: dict[str, str] = {}  # path -> owner
+        self._locks: dict[str, str] = {}  # path -> owner; kept by path: a file recreated there is still locked
+        self._mutexes: dict[str, threading.Lock] = {}  # path -> the lock of locked(path)
         self._crashed = False
         self._crash_points: dict[str, int] = {}
         self._fsync_failures: list[list] = []  # [path_contains or None, fsyncs to let through first]
@@ -216,8 +226,11 @@ class FaultFileSystem:
         keep = len(pending) if mode == "keep" else 0 if mode == "drop" else rng.randint(0, len(pending))
         for op in pending[:keep]:
             _apply_op(entries, op)
+        lost = [_join(op.dst) for op in pending[keep:] if op.kind == "mkdir"]
         images: dict[int, _Inode] = {}
         for path, names in entries.items():
+            if any(path == d or path.startswith(d + "/") for d in lost):
+                continue  # its folder, or a folder above it, never reached the disk
             new_dir = _Dir()
             for name, inode in names.items():
                 if inode.ino not in images:
@@ -287,10 +300,16 @@ class FaultFileSystem:
 
     def makedirs(self, path: str) -> None:
         with self._guard():
+            missing = []
             p = _norm(path)
             while p not in self._dirs:
-                self._dirs[p] = _Dir()
+                missing.append(p)
                 p = os.path.dirname(p)
+            for p in reversed(missing):
+                self._dirs[p] = _Dir()
+                self._ops.append(_DirOp("mkdir", None, _split(p), None))
+            for p in reversed(missing):  # as OsFileSystem.makedirs does: the new entry is durable once synced
+                self.fsync_dir(os.path.dirname(p))
 
     def rmdir(self, path: str) -> None:
         with self._guard():
@@ -301,7 +320,7 @@ class FaultFileSystem:
             # why durable too: an unlink not yet made durable could bring a name back after a crash
             if directory.volatile or directory.durable or any(os.path.dirname(d) == p for d in self._dirs if d != p):
                 raise OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), path)
-            del self._dirs[p]
+            del self._dirs[p]  # modelled as durable at once
 
     def fsync_dir(self, path: str) -> None:
         with self._guard():
@@ -314,21 +333,36 @@ class FaultFileSystem:
                     op.done = True
             self._ops = [op for op in self._ops if not op.done]
 
-    def append(self, path: str, data: bytes) -> None:
-        handle = self.open(path, create=True)
-        handle.pwrite(data, handle.size())
+    def append(self, path: str, data: bytes, *, sync: bool = False) -> None:
+        with self._guard():
+            handle = self.open(path, create=True)
+            handle.pwrite(data, handle.size())
+            if sync:
+                handle.fsync()
 
     def lock(self, path: str, owner: str) -> _Lock:
         with self._guard():
             p = _norm(path)
             if p in self._locks:
                 raise StorageGroupBusyError(f"{path} is locked by {self._locks[p]}")
+            handle = self.open(p, create=True)  # as on the real one: the file exists and names its owner,
+            with suppress(OSError):  # unless the disk is full
+                handle.truncate(0)
+                handle.pwrite(f"{owner}\n".encode(), 0)
             self._locks[p] = owner
-            return _Lock(self, p)
+            return _Lock(self, p, handle._inode)
 
     def lock_holder(self, path: str) -> str | None:
         with self._guard():
             return self._locks.get(_norm(path))
+
+    @contextmanager
+    def locked(self, path: str) -> Iterator[None]:
+        with self._guard():
+            self.open(path, create=True).close()
+            mutex = self._mutexes.setdefault(_norm(path), threading.Lock())
+        with mutex:
+            yield
 
     def free_space(self, path: str) -> int:
         with self._guard():
@@ -447,7 +481,14 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
+def _join(entry: tuple[str, str] | None) -> str:
+    assert entry is not None
+    return os.path.join(*entry)
+
+
 def _apply_op(entries: dict[str, dict[str, _Inode]], op: _DirOp) -> None:
+    if op.kind == "mkdir":
+        return  # a folder's existence is kept by FaultFileSystem._dirs, not in its parent's entries
     if op.src is not None:
         entries.setdefault(op.src[0], {}).pop(op.src[1], None)
     if op.dst is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowstore.errors import RestoreError
-from shadowstore.io.fs import FileSystem, atomic_write, read_file
+from shadowstore.io.fs import FileSystem, atomic_write, read_file, remove_temporaries_of
 
 JOURNAL_FORMAT = "shadowstore-restore"
 
@@ -41,8 +41,12 @@ def load_journal(fs: FileSystem, path: str) -> Journal:
 
 
 def open_journal(fs: FileSystem, path: str, plan: dict[str, Any], into: str, dest: str) -> tuple[Journal, bool]:
-    """The journal of this restore: the one left by an interrupted run of the same restore, or a new one."""
+    """The journal of this restore: the one left by an interrupted run of the same restore, or a new one.
+
+    Requires: the destination storage group's lock is held (no other process saves this journal), since the
+    temporary files an interrupted save left beside it are removed here."""
     staging = os.path.dirname(path)
+    remove_temporaries_of(fs, path)
     journal = Journal(path)
     wanted = {"format": JOURNAL_FORMAT, "plan": plan, "into": into, "destination": dest}
     if fs.exists(journal.path):

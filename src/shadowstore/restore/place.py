@@ -26,7 +26,8 @@ def move_store_into_place(fs: FileSystem, staged: str, destination: str, quarant
     """Move ``staged`` to ``destination``; a file already there goes to ``quarantine`` first. Returns False when
     there was nothing left to move (an earlier run moved it). Raises RestoreError when both the destination and
     its quarantined copy exist while the staged file is still there: someone changed the files between runs,
-    and guessing which to keep could lose one."""
+    and guessing which to keep could lose one. Each move is durable before the next step: both folders it
+    touched are synced."""
     if not fs.exists(staged):
         return False
     if fs.exists(destination):
@@ -39,8 +40,10 @@ def move_store_into_place(fs: FileSystem, staged: str, destination: str, quarant
         fs.makedirs(quarantine)
         fs.rename(destination, kept)
         fs.fsync_dir(quarantine)
+        fs.fsync_dir(os.path.dirname(destination))
     fs.rename(staged, destination)
     fs.fsync_dir(os.path.dirname(destination))
+    fs.fsync_dir(os.path.dirname(staged))
     return True
 
 
@@ -56,7 +59,7 @@ def replace_log_stream(fs: FileSystem, config: SgConfig, quarantine: str, first_
     for path in old:
         if path is not None and fs.exists(path):
             fs.makedirs(folder)
-            fs.rename(path, _free_name(fs, os.path.join(folder, os.path.basename(path))))
+            fs.rename(path, layout.free_name(fs, os.path.join(folder, os.path.basename(path))))
             moved = True
     if moved:
         fs.fsync_dir(folder)
@@ -88,11 +91,3 @@ def highest_generation(fs: FileSystem, config: SgConfig) -> int:
         with suppress(ShadowStoreError):  # why: a damaged current log still leaves the archived numbers
             high = max(high, read_header(fs, logs.current).generation)
     return high
-
-
-def _free_name(fs: FileSystem, path: str) -> str:
-    candidate, n = path, 1
-    while fs.exists(candidate):
-        candidate = f"{path}.{n}"
-        n += 1
-    return candidate
