@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	# the engine, backup and restore suites again with the production maintenance defaults (tests/conftest.py)
+	SHADOWSTORE_TEST_MAINTENANCE=production $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" \
+		tests/engine tests/backup tests/restore
 
 test: lint unit
 

@@ -16,17 +16,24 @@ from shadowstore.engine.store import Store
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
 
-# Maintenance that never runs by itself: tests drive checkpoints and health checks explicitly.
+# Maintenance that never runs by itself: tests drive checkpoints and health checks explicitly. A test that
+# needs it (an exact list of truncated generations, say) asks for it by name.
 QUIET = MaintenancePolicy(
     interval=3600.0, checkpoint_generations=1 << 30, checkpoint_bytes=1 << 60, checkpoint_seconds=1e9
 )
+# What the fixtures below use: QUIET, or the production defaults (checkpoints by themselves every few
+# generations, during backups and commits) when SHADOWSTORE_TEST_MAINTENANCE=production, as the second pass of
+# `make test` runs the engine, backup and restore suites. A quiet run must never be the only way a behaviour
+# is tested.
+PRODUCTION = os.environ.get("SHADOWSTORE_TEST_MAINTENANCE", "quiet") == "production"
+POLICY = MaintenancePolicy() if PRODUCTION else QUIET
 HOME = "/home/shadowstore"
 
 
 @pytest.fixture
 def home(tmp_path: os.PathLike[str]) -> Iterator[ServerHome]:
-    """A fresh server home on disk with 64 KiB logs and quiet maintenance; dismounted at the end."""
-    h = ServerHome.init(os.path.join(tmp_path, "home"), log_file_size=64 * 1024, policy=QUIET)
+    """A fresh server home on disk with 64 KiB logs and the test policy (POLICY); dismounted at the end."""
+    h = ServerHome.init(os.path.join(tmp_path, "home"), log_file_size=64 * 1024, policy=POLICY)
     yield h
     h.close()
 
@@ -52,7 +59,8 @@ class PausingFS(FaultFileSystem):
 def fault_home(fs: FaultFileSystem | None = None, *, log_file_size: int = 64 * 1024, **kw: object) -> ServerHome:
     """A new home on a fault-injecting file system."""
     fs = fs or FaultFileSystem(seed=1)
-    return ServerHome.init(HOME, fs=fs, log_file_size=log_file_size, policy=QUIET, **kw)  # type: ignore[arg-type]
+    kw.setdefault("policy", POLICY)
+    return ServerHome.init(HOME, fs=fs, log_file_size=log_file_size, **kw)  # type: ignore[arg-type]
 
 
 def mounted_with_table(fs: FaultFileSystem, table: str = "t") -> tuple[ServerHome, StorageGroup, Store]:
@@ -66,8 +74,8 @@ def mounted_with_table(fs: FaultFileSystem, table: str = "t") -> tuple[ServerHom
     return home, sg, store
 
 
-def reopen(fs: FaultFileSystem) -> ServerHome:
-    return ServerHome.open(HOME, fs=fs, policy=QUIET)
+def reopen(fs: FaultFileSystem, policy: MaintenancePolicy | None = None) -> ServerHome:
+    return ServerHome.open(HOME, fs=fs, policy=policy or POLICY)
 
 
 def _loop_facility_missing() -> str | None:
