@@ -351,6 +351,22 @@ CATALOG: dict[int, EventSpec] = {
         "A write transaction on store {store} held its writer latch for {seconds} s and was aborted ({why}); "
         "nothing of it was written, and its client gets an error at its next call.",
     ),
+    1027: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        INFO,
+        "SG_TEMPORARIES_REMOVED",
+        "Mounting storage group {sg} removed temporary files an interrupted write had left beside its files: "
+        "{files}. They held nothing the storage group needs.",
+    ),
+    1028: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        WARN,
+        "SG_LOCK_FILE_CHANGED",
+        "The lock file {file} of storage group {sg} was deleted or replaced while the storage group is mounted. "
+        "The storage group is still locked against other processes; dismount and mount it to make the file again.",
+    ),
     1030: EventSpec(
         "ShadowStore",
         "Logging",

@@ -9,7 +9,10 @@ Durability: each line is appended whole (a short write is continued, never left 
 events, and any event emitted with ``sync=True``, are synced before ``emit`` returns (the file's data, and its
 folder when this object has not yet synced the folder for this file); informational events are not, so a crash
 may lose the newest of them, and a line cut by a crash is skipped when reading. A failure to write or sync is
-logged, never raised: the event log must not take the engine down.
+logged, never raised: the event log must not take the engine down. The engine also syncs the informational
+events an administrator audits by: a backup's end (202) and the log deletion it is about to do (224, before
+the first file goes), the end of recovery (302), a dismount (1001), circular-logging deletions (1030), a
+checkpoint advanced for log health (1012) and a restore's end (205).
 
 Several processes may share the log: the size check, the rotation and the append happen under an exclusive lock
 on ``events.lock`` in the same folder, so no line is lost or written twice and the log rotates once when it

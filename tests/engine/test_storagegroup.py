@@ -9,6 +9,7 @@ import pytest
 
 from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.logstream import LogSet
+from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
     DatabaseNotFoundError,
     StorageGroupBusyError,
@@ -16,7 +17,8 @@ from shadowstore.errors import (
 )
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.home import ServerHome
-from shadowstore.io.faulty import FaultFileSystem
+from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
+from shadowstore.io.fs import temporary_name
 from tests.conftest import QUIET, PausingFS, fault_home, reopen
 
 
@@ -175,3 +177,71 @@ def test_a_backup_recording_its_mark_waits_for_a_checkpoint_writing_e00_chk() ->
     assert not damaged
     assert chk.full_backup_us == 123
     sg.dismount()
+
+
+def test_a_mount_removes_the_temporaries_a_crash_left_beside_its_files_and_nothing_else() -> None:
+    fs = FaultFileSystem(seed=42)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    folder = sg.config.log_dir
+    ours = [
+        temporary_name(os.path.join(folder, name))
+        for name in ("E00.chk", "priv1.edb", "E00.log", "E00tmp.log", "res1.log", "E0000007.log", "E00.backup.json")
+    ]
+    strangers = [temporary_name(os.path.join(folder, "notes.txt")), os.path.join(folder, ".E00.log.tmp-xyz")]
+    for path in ours + strangers:
+        fs.open(path, create=True).pwrite(b"left by a crash", 0)
+    sg.mount()
+    assert [p for p in ours + strangers if fs.exists(p)] == strangers
+    event = next(e for e in home.events.memory if e.event_id == 1027)
+    assert all(os.path.basename(p) in event.description for p in ours)
+    sg.dismount()
+
+
+def test_a_deleted_lock_file_is_reported_once_while_the_lock_still_holds() -> None:
+    fs = FaultFileSystem(seed=43)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    fs.unlink(sg.lock_path)
+    maintenance = sg._maintenance
+    assert maintenance is not None
+    assert maintenance.run_cycles(2)
+    assert [e.event_id for e in home.events.memory].count(1028) == 1
+    with pytest.raises(StorageGroupBusyError):
+        reopen(fs).storage_group().mount()
+    sg.dismount()
+
+
+def full_backup(sg: StorageGroup) -> None:
+    with sg.begin_backup("full", owner="test") as session:
+        for store in session.databases():
+            with session.open_database(store) as copy:
+                for chunk in copy.chunks():
+                    if not isinstance(chunk, bytes):
+                        chunk.release()
+        for gen in session.prepare_logs().copy:
+            session.read_log(gen)
+        session.complete()
+
+
+@pytest.mark.parametrize("crash_at", ["backup.truncate.after_delete", None])
+def test_the_events_an_administrator_audits_by_survive_a_power_loss(crash_at: str | None) -> None:
+    fs = FaultFileSystem(seed=44)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    for i in range(3):
+        commit(home, b"k%d" % i, b"v" * 30_000)
+        sg.log.roll()
+        sg.log.flush()
+    sg.checkpoint()
+    if crash_at is not None:
+        fs.arm_crash(crash_at)
+        with pytest.raises(SimulatedCrash):
+            full_backup(sg)
+    else:
+        full_backup(sg)
+    ids = [e.event_id for e in reopen(fs.crash("drop")).events.read()]
+    assert 224 in ids  # "Deleting log files ...": durable before the first one went
+    assert (202 in ids) == (crash_at is None)  # the end of the backup, durable once complete returns

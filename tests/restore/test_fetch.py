@@ -14,7 +14,7 @@ from shadowstore.backup.manifest import FileEntry
 from shadowstore.errors import BackupSetError
 from shadowstore.format.common import crc32c
 from shadowstore.io.faulty import FaultFileSystem
-from shadowstore.io.fs import OsFileSystem
+from shadowstore.io.fs import OsFileSystem, temporaries_of
 from shadowstore.restore.fetch import fetch_file
 
 DATA = os.urandom(3 << 20) + b"tail that is not a whole block"
@@ -44,7 +44,7 @@ def test_a_file_is_fetched_byte_for_byte_on_disk(tmp_path: Path, compress: bool)
     fetch_file(target, "sg/set", entry, OsFileSystem(), destination, progress=progress.append)
     assert Path(destination).read_bytes() == DATA
     assert sum(progress) == len(DATA)
-    assert not os.path.exists(destination + ".restoring")
+    assert temporaries_of(OsFileSystem(), destination) == []
 
 
 def test_a_file_is_fetched_on_the_fault_injecting_file_system(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_a_mismatch_leaves_no_file_and_keeps_what_was_there(tmp_path: Path, dama
         fetch_file(target, "sg/set", entry, OsFileSystem(), str(destination))
     assert "E0000001.log" in err.value.message
     assert destination.read_bytes() == b"what was there"
-    assert not os.path.exists(str(destination) + ".restoring")
+    assert temporaries_of(OsFileSystem(), str(destination)) == []
 
 
 def test_a_stored_file_that_does_not_decompress_is_named(tmp_path: Path) -> None:

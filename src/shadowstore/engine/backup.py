@@ -348,8 +348,9 @@ class BackupSession:
                     store.stamp_backup(self.kind, info)
                     report.stamped.append(store.name)
             self.sg.note_backup(self.kind, info)
+            # why both: ESE logs the instance's end and the engine's
             self.sg.events.emit(213, sg=self.sg.name)
-            self.sg.events.emit(202, sg=self.sg.name)  # why both: ESE logs the instance's end and the engine's
+            self.sg.events.emit(202, sg=self.sg.name, sync=True)
             self._end()
             return report
 
@@ -394,7 +395,8 @@ class BackupSession:
         if not delete:
             self.sg.events.emit(225, sg=self.sg.name)
             return
-        self.sg.events.emit(224, sg=self.sg.name, low=_name(self.sg, delete.start), high=_name(self.sg, delete[-1]))
+        low, high = _name(self.sg, delete.start), _name(self.sg, delete[-1])
+        self.sg.events.emit(224, sg=self.sg.name, low=low, high=high, sync=True)  # why synced: before any delete
         self.sg.watch.forget_below(delete.stop)  # before deleting: the health check must not see them go
         deleted, missing = self.sg.delete_logs(delete, crash_point="backup.truncate.after_delete")
         report.truncated.extend(deleted)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from shadowstore.engine.backup import BackupSession, check_can_begin
 from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError
 from shadowstore.format.common import BackupInfo, now_us
-from shadowstore.io.fs import read_file
+from shadowstore.io.fs import read_file, temporary_name
 
 if TYPE_CHECKING:
     from shadowstore.engine.storagegroup import StorageGroup
@@ -112,16 +112,17 @@ class BackupSlot:
             if session is None or session.ended:
                 return
             data = json.dumps({**session.to_dict(), "updated": now_us()}).encode()
-            tmp = self.status_path + ".tmp"
+            tmp = temporary_name(self.status_path)  # a reader never sees a half-written file
             try:
-                handle = self.sg.fs.open(tmp, create=True)
+                handle = self.sg.fs.open(tmp, exclusive=True)
                 try:
-                    handle.truncate(0)
                     handle.pwrite(data, 0)
                 finally:
                     handle.close()
                 self.sg.fs.rename(tmp, self.status_path)
             except OSError:
+                with contextlib.suppress(OSError):
+                    self.sg.fs.unlink(tmp)
                 return  # status is best effort; the session itself does not depend on it
 
     def _read(self, path: str) -> dict[str, object]:

@@ -135,7 +135,7 @@ def hard_recover(
         report.records += replay.records
     report.replay_seconds = replayed - started
     report.write_seconds = time.perf_counter() - replayed
-    sg.events.emit(302, sg=sg.name)
+    sg.events.emit(302, sg=sg.name, sync=True)
     return report
 
 

@@ -8,10 +8,11 @@ Every ``policy.interval`` seconds (sooner when the log writer reports a roll or 
 4. after log rolls, records the stores' Log Required maximum in their headers;
 5. aborts a write transaction that held its store's writer latch longer than ``transaction_timeout``
    (event 1026), so that no idle client can hold up dismount, checkpoints or backups;
-6. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
+6. reports once a lock file someone deleted or replaced (event 1028);
+7. checks the log folder (engine/health.py): a deleted, moved or replaced log is reported at once (events
    1010/1011) and, when crash recovery still needed it, every store is written and the checkpoint advanced
    past it (event 1012);
-7. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
+8. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
    ``checkpoint_bytes`` of log, or ``checkpoint_seconds`` passed since the last one with commits since.
 """
 
@@ -56,6 +57,7 @@ class Maintenance:
         self._seen_gen = sg.log.disk_generation
         self._bytes_at_checkpoint = sg.log.bytes_appended
         self._last_warning: str | None = None
+        self._lock_reported = False
         self._thread = threading.Thread(target=self._run, name=f"maintenance {sg.name}", daemon=True)
 
     def start(self) -> None:
@@ -154,12 +156,22 @@ class Maintenance:
         self._after_rolls()
         sg.backups.tick()
         self._enforce_transaction_timeout()
+        self._check_lock_file()
         with log.stable_current() as (handle, header, generation):
             findings = sg.watch.check(generation, handle, None if header is None else header.pack())
         if findings:
             self._handle_findings(findings)
         if self._checkpoint_due():
             self._checkpoint()
+
+    def _check_lock_file(self) -> None:
+        """Report once (event 1028) a lock file someone deleted or replaced: the lock still holds, but the next
+        mount should make the file again."""
+        lock = self.sg.held_lock
+        intact = lock is None or lock.path_intact()
+        if not intact and not self._lock_reported:
+            self.sg.events.emit(1028, sg=self.sg.name, file=self.sg.lock_path)
+        self._lock_reported = not intact
 
     def _enforce_transaction_timeout(self) -> None:
         """Abort a write transaction that has held its store's writer latch past the bound (event 1026)."""
@@ -223,7 +235,9 @@ class Maintenance:
         low = min(f.generation for f in needed)
         high = max(f.generation for f in needed)
         reason = ", ".join(f"generation {f.generation} {f.problem}" for f in needed)
-        sg.events.emit(1012, sg=sg.name, checkpoint=str(after), low=min(low, before.gen), high=high, reason=reason)
+        sg.events.emit(
+            1012, sg=sg.name, checkpoint=str(after), low=min(low, before.gen), high=high, reason=reason, sync=True
+        )
 
     def _dismount_for_disk_full(self) -> None:
         """Dismount cleanly while the log runs on a reserve log.

@@ -128,7 +128,7 @@ def recover(
     report.generations = (low, current.generation)
     report.replay_seconds = replayed - started
     report.write_seconds = time.perf_counter() - replayed
-    sg.events.emit(302, sg=sg.name)
+    sg.events.emit(302, sg=sg.name, sync=True)
     return report
 
 

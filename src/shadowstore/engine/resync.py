@@ -1,4 +1,9 @@
-"""Making durable what a mount is about to build on.
+"""What a mount does before it reads anything it will build on: clear the temporary files a crash left, and
+make durable what it reads.
+
+A file is replaced through a temporary file beside it (io/fs.py ``replace_durably``: ``.<name>.tmp-<hex>``),
+and a crash can leave one behind. Under the storage group's lock nobody else replaces its files, so the mount
+removes those of its own files (the logs, reserve logs, E00.chk and the stores) and nothing else.
 
 After a failed fsync Linux reports the error once and marks the unsynced pages clean: the program, and every
 program after it until the machine restarts, still reads the lost writes from the page cache. A storage group
@@ -21,22 +26,73 @@ Each costs one fsync; a mount that follows no failure rewrites bytes that are al
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from shadowstore.config import SgConfig
 from shadowstore.engine.logreader import Generation
-from shadowstore.io.fs import FileSystem, opened
+from shadowstore.errors import DiskIOError
+from shadowstore.format.logfile import (
+    RESERVE_LOG_NAMES,
+    checkpoint_name,
+    current_log_name,
+    parse_archived_log_name,
+    tmp_log_name,
+)
+from shadowstore.io.fs import FileSystem, opened, remove_temporaries_of, temporary_target
+
+
+def sweep_temporaries(fs: FileSystem, config: SgConfig) -> list[str]:
+    """Remove the temporary files a crash left beside this storage group's files; returns their paths.
+    Requires: the storage group's lock is held (no one is replacing its files)."""
+    removed: list[str] = []
+    with _disk_error(f"removing temporary files in {config.log_dir}"):
+        _sweep(fs, config, removed)
+    return removed
+
+
+def _sweep(fs: FileSystem, config: SgConfig, removed: list[str]) -> None:
+    base = config.log_base
+    logs = {current_log_name(base), tmp_log_name(base), *RESERVE_LOG_NAMES}
+    for name in sorted(set(_targets(fs, config.log_dir))):
+        if name in logs or parse_archived_log_name(base, name) is not None:
+            removed += remove_temporaries_of(fs, os.path.join(config.log_dir, name))
+    for name in (checkpoint_name(base), f"{base}.backup.json"):  # E00.chk, a backup session's status file
+        removed += remove_temporaries_of(fs, os.path.join(config.system_dir, name))
+    for store in config.stores:
+        removed += remove_temporaries_of(fs, config.store_path(store))
+
+
+def _targets(fs: FileSystem, folder: str) -> list[str]:
+    return [t for t in (temporary_target(n) for n in fs.listdir(folder)) if t is not None]
 
 
 def sync_folders(fs: FileSystem, config: SgConfig) -> None:
-    """fsync the log, system and data folders of ``config`` (each once)."""
+    """fsync the log, system and data folders of ``config`` (each once). Raises DiskIOError."""
     for folder in dict.fromkeys((config.log_dir, config.system_dir, config.data_dir)):
-        fs.fsync_dir(folder)
+        with _disk_error(f"syncing the folder {folder}"):
+            fs.fsync_dir(folder)
 
 
 def resync_last_block(fs: FileSystem, path: str, scan: Generation) -> None:
-    """Rewrite the last valid block of the current log ``path`` (scanned as ``scan``) and fdatasync it."""
+    """Rewrite the last valid block of the current log ``path`` (scanned as ``scan``) and fdatasync it.
+    Raises DiskIOError."""
     if scan.last_block is None:
         return
-    with opened(fs, path, readonly=False) as handle:
+    with _disk_error(f"rewriting the last block of {path}"), opened(fs, path, readonly=False) as handle:
         length = scan.end_offset - scan.last_block
         handle.pwrite(handle.pread(length, scan.last_block), scan.last_block)
         handle.fdatasync()
+
+
+@contextmanager
+def _disk_error(doing: str) -> Iterator[None]:
+    """OSError as the DiskIOError a mount fails with: nothing was mounted, and the next mount starts over."""
+    try:
+        yield
+    except OSError as exc:
+        raise DiskIOError(
+            f"I/O error while {doing} before mounting: {os.strerror(exc.errno or 0)}",
+            hint="check the disk, then mount again: nothing was changed that a mount needs",
+        ) from exc

@@ -106,6 +106,11 @@ class StorageGroup:
         return os.path.join(self.config.log_dir, "quarantine")
 
     @property
+    def held_lock(self) -> Lock | None:
+        """The storage group's lock while this object holds it (mounted, or mounting)."""
+        return self._lock
+
+    @property
     def mounted(self) -> bool:
         return self._mounted
 
@@ -184,6 +189,9 @@ class StorageGroup:
 
     def _mount_phases(self) -> RecoveryReport:
         mountlog.refuse_interrupted_restore(self.fs, self.config)
+        removed = resync.sweep_temporaries(self.fs, self.config)
+        if removed:
+            self.events.emit(1027, sg=self.name, files=", ".join(os.path.basename(p) for p in removed))
         resync.sync_folders(self.fs, self.config)  # see engine/resync.py: a failed fsync before this mount
         self._open_store_files()
         logs = mountlog.complete_interrupted_roll(
@@ -312,7 +320,7 @@ class StorageGroup:
                 except ShadowStoreError as exc:
                     failures.append(exc)
             self._abandon()
-            self.events.emit(1001, sg=self.name)
+            self.events.emit(1001, sg=self.name, sync=True)
             if failures and self._offline_reason is None:
                 raise failures[0]
 
@@ -451,7 +459,7 @@ class StorageGroup:
             return
         self.watch.forget_below(position.gen)
         self.delete_logs(doomed)
-        self.events.emit(1030, sg=self.name, low=doomed[0], high=doomed[-1], checkpoint=str(position))
+        self.events.emit(1030, sg=self.name, low=doomed[0], high=doomed[-1], checkpoint=str(position), sync=True)
 
     def delete_logs(self, generations: Iterable[int], *, crash_point: str | None = None) -> tuple[list[int], list[int]]:
         """Delete archived log generations (truncation, circular logging) and sync the log folder. Returns

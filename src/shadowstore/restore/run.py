@@ -56,7 +56,7 @@ from shadowstore.errors import (
 from shadowstore.format.common import iso_time
 from shadowstore.format.logfile import archived_log_name, current_log_name
 from shadowstore.home import ServerHome
-from shadowstore.io.fs import FileSystem
+from shadowstore.io.fs import FileSystem, remove_temporaries_of
 from shadowstore.restore.fetch import fetch_file
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
 from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
@@ -240,7 +240,7 @@ def _finish(
     )
     if outcome.new_log_stream and outcome.into == INTO_PLACE:
         home.events.emit(1041, sg=dest.name, quarantine=outcome.quarantine or "-")
-    home.events.emit(205, sg=dest.name)
+    home.events.emit(205, sg=dest.name, sync=True)
     return outcome
 
 
@@ -342,6 +342,7 @@ def _fetch(
         progress("fetch", done, total)
 
     for backup_id, entry, destination in todo:
+        remove_temporaries_of(fs, destination)  # a killed run's partial copy (the restore lock is held)
         fetch_file(target, set_folder(plan.sg, backup_id), entry, fs, destination, progress=advance)
         fs.crash_point("restore.fetch.file")
     journal.data["phase"] = "recover"
