@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from shadowstore.config import SgConfig
 from shadowstore.engine.dbfile import LostWrites
 from shadowstore.errors import CheckpointCorruptError, CheckpointNotFoundError, DiskIOError
 from shadowstore.format.checkpoint import (
@@ -18,6 +19,8 @@ from shadowstore.format.checkpoint import (
     CheckpointCopyError,
     choose_checkpoint,
 )
+from shadowstore.format.common import LGPOS_ZERO, AttachInfo, LgPos, Signature, now_us
+from shadowstore.format.logfile import FLAG_CIRCULAR
 from shadowstore.io.fs import FileHandle, FileSystem, atomic_write, read_file
 
 
@@ -84,3 +87,31 @@ class CheckpointFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def checkpoint_record(
+    config: SgConfig,
+    position: LgPos,
+    signature: Signature,
+    attached: list[AttachInfo],
+    full: tuple[LgPos, int] | None,
+    inc: tuple[LgPos, int] | None,
+) -> Checkpoint:
+    """The record E00.chk holds for a storage group: its checkpoint, log stream, attached stores and the marks
+    of the last full and incremental backups (mark, time)."""
+    full = full or (LGPOS_ZERO, 0)
+    inc = inc or (LGPOS_ZERO, 0)
+    return Checkpoint(
+        sequence=0,
+        checkpoint=position,
+        signature=signature,
+        base=config.log_base,
+        full_backup=full[0],
+        full_backup_us=full[1],
+        inc_backup=inc[0],
+        inc_backup_us=inc[1],
+        written_us=now_us(),
+        log_file_size=config.log_file_size,
+        flags=FLAG_CIRCULAR if config.circular_logging else 0,
+        attached=attached,
+    )

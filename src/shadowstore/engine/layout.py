@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from shadowstore.config import SgConfig
 from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, LogDiskFullError, ShadowStoreError
@@ -233,3 +233,27 @@ def _disk_error(exc: OSError, doing: str, full: type[ShadowStoreError] = LogDisk
     if exc.errno == errno.ENOSPC:
         return full(f"no space left while {doing}")
     return DiskIOError(f"I/O error while {doing}: {os.strerror(exc.errno or 0)}")
+
+
+def delete_generations(
+    fs: FileSystem,
+    config: SgConfig,
+    generations: Iterable[int],
+    deleted: list[int],
+    missing: list[int],
+    crash_point: str | None = None,
+) -> None:
+    """Delete archived generations of ``config``'s log stream, appending each to ``deleted`` or, when it was
+    already gone, to ``missing``. Not synced: the caller syncs the folder. Raises DiskIOError when one cannot
+    be deleted (those before it are)."""
+    for gen in generations:
+        path = os.path.join(config.log_dir, archived_log_name(config.log_base, gen))
+        try:
+            fs.unlink(path)
+            deleted.append(gen)
+        except FileNotFoundError:
+            missing.append(gen)
+        except OSError as exc:
+            raise DiskIOError(f"could not delete log file {path}: {os.strerror(exc.errno or 0)}") from exc
+        if crash_point is not None:
+            fs.crash_point(crash_point)

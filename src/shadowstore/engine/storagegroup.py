@@ -1,12 +1,13 @@
 """A storage group: stores that share one log stream, one checkpoint and one recovery.
 
-Mount, in named phases (``mount``): take the storage group's lock, open every store's header, find the log
-set, complete a log roll a crash interrupted, open the current log, run soft recovery for stores in Dirty
-Shutdown, start the log writer, make sure the reserve logs exist, then attach each store (an ATTACH record,
-then its header marked Dirty Shutdown before any page write) and start the maintenance thread.
+Mount, in named phases (``mount``): take the storage group's lock, clear what a crash left and make durable
+what will be read (engine/resync.py), open every store's header, find the log set, complete a log roll a crash
+interrupted, open the current log, run soft recovery for stores in Dirty Shutdown, start the log writer, make
+sure the reserve logs exist, then attach each store (an ATTACH record, then its header marked Dirty Shutdown
+before any page write) and start the maintenance thread.
 
-Dismount (``dismount``): stop maintenance, then for each store block new transactions, log a DETACH record,
-write its newest state and mark it Clean Shutdown (Log Required 0-0); write the checkpoint file and close.
+Dismount: engine/dismount.py. A failed write of any of its files stops the storage group for good
+(``lost_writes``, ``go_offline``): the next mount recovers from the durable state.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from shadowstore.config import SgConfig, no_such_store
-from shadowstore.engine import layout, mountlog, resync
+from shadowstore.engine import dismount, layout, mountlog, resync
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
-from shadowstore.engine.checkpointfile import CheckpointFile, read_checkpoint
+from shadowstore.engine.checkpointfile import CheckpointFile, checkpoint_record, read_checkpoint
 from shadowstore.engine.health import LogFolderWatch
 from shadowstore.engine.logreader import Generation, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
@@ -29,6 +30,7 @@ from shadowstore.engine.logwriter import LogWriter
 from shadowstore.engine.maintenance import Maintenance, MaintenancePolicy
 from shadowstore.engine.recovery import RecoveryReport, recover
 from shadowstore.engine.store import Store
+from shadowstore.engine.writerlatch import latch_timeout_error
 from shadowstore.errors import (
     DatabaseNotFoundError,
     DiskIOError,
@@ -40,10 +42,10 @@ from shadowstore.errors import (
 )
 from shadowstore.events import EventLog
 from shadowstore.format.checkpoint import Checkpoint
-from shadowstore.format.common import LGPOS_ZERO, AttachInfo, BackupInfo, LgPos, Signature, now_us
+from shadowstore.format.common import AttachInfo, BackupInfo, LgPos, Signature, now_us
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
-from shadowstore.format.logfile import FLAG_CIRCULAR, LogHeader, archived_log_name, checkpoint_name, current_log_name
-from shadowstore.format.logrecord import AttachRecord, DetachRecord, pack_attach, pack_detach
+from shadowstore.format.logfile import LogHeader, checkpoint_name, current_log_name
+from shadowstore.format.logrecord import AttachRecord, pack_attach
 from shadowstore.io.fs import FileStat, FileSystem, Lock, read_file
 
 
@@ -298,53 +300,10 @@ class StorageGroup:
     # --- dismount -----------------------------------------------------------------------------------------
 
     def dismount(self) -> None:
-        """Bring every store to Clean Shutdown and close. Stores that cannot be written stay in Dirty
-        Shutdown (event 1004) and are recovered at the next mount; the storage group is closed either way."""
-        self.backups.terminate()
-        maintenance = self._maintenance
-        if maintenance is not None:
-            # why: outside the mutex; the maintenance thread may be waiting for it (checkpoint, health).
-            maintenance.stop()
-        with self._mutex:
-            if not self._mounted:
-                return
-            self._maintenance = None
-            failures = []
-            for store in self.stores.values():
-                error = self._detach(store)
-                if error is not None:
-                    failures.append(error)
-            if self.log.failed is None:
-                try:
-                    self.write_checkpoint()
-                except ShadowStoreError as exc:
-                    failures.append(exc)
-            self._abandon()
-            self.events.emit(1001, sg=self.name, sync=True)
-            if failures and self._offline_reason is None:
-                raise failures[0]
-
-    def _detach(self, store: Store) -> ShadowStoreError | None:
-        if not store.mounted:
-            store.close()
-            return None
-        store.take_latch(self.policy.transaction_timeout, "the storage group is being dismounted")
-        try:
-            store.mounted = False
-            start, end = self.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
-            self.log.flush(end)
-            self.fs.crash_point("dismount.after_detach_record")
-            store.checkpoint(clean_at=end, detach=start)
-            self.fs.crash_point("dismount.after_clean_header")
-        except ShadowStoreError as exc:
-            self.events.emit(1004, sg=self.name, store=store.name, file=store.path, error=str(exc))
-            return exc
-        else:
-            self.events.emit(1003, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
-            return None
-        finally:
-            store.latch.release(None)
-            store.close()
+        """Bring every store to Clean Shutdown and close (engine/dismount.py). Stores that cannot be written stay
+        in Dirty Shutdown (event 1004) and are recovered at the next mount; the storage group is closed either
+        way."""
+        dismount.dismount(self)
 
     def _abandon(self) -> None:
         """Close everything without writing (after a failed mount, at the end of dismount, when offline)."""
@@ -377,12 +336,7 @@ class StorageGroup:
 
     def writer_timeout_error(self, store: Store, held: float, why: str) -> TransactionAbortedError:
         """The error a write transaction gets when its writer latch is taken away after ``held`` seconds."""
-        return TransactionAbortedError(
-            f"the write transaction on store {store.name!r} of {self.name!r} was aborted after holding the "
-            f"store's writer latch for {held:.0f} s ({why}); nothing of it was written",
-            hint="commit or abort write transactions promptly; the bound is the maintenance policy's "
-            f"transaction_timeout ({self.policy.transaction_timeout:g} s)",
-        )
+        return latch_timeout_error(self.name, store.name, held, why, self.policy.transaction_timeout)
 
     def check_writable(self) -> None:
         """Raise StorageGroupOfflineError when a failed write fenced this storage group (see ``lost_writes``)."""
@@ -434,21 +388,8 @@ class StorageGroup:
             return position
 
     def _checkpoint_record(self, position: LgPos, signature: Signature, attached: list[AttachInfo]) -> Checkpoint:
-        full = self.last_full_backup or (LGPOS_ZERO, 0)
-        inc = self.last_inc_backup or (LGPOS_ZERO, 0)
-        return Checkpoint(
-            sequence=0,
-            checkpoint=position,
-            signature=signature,
-            base=self.base,
-            full_backup=full[0],
-            full_backup_us=full[1],
-            inc_backup=inc[0],
-            inc_backup_us=inc[1],
-            written_us=now_us(),
-            log_file_size=self.config.log_file_size,
-            flags=FLAG_CIRCULAR if self.config.circular_logging else 0,
-            attached=attached,
+        return checkpoint_record(
+            self.config, position, signature, attached, self.last_full_backup, self.last_inc_backup
         )
 
     def _delete_below(self, position: LgPos) -> None:
@@ -468,17 +409,7 @@ class StorageGroup:
         deleted: list[int] = []
         missing: list[int] = []
         try:
-            for gen in generations:
-                path = os.path.join(self.config.log_dir, archived_log_name(self.base, gen))
-                try:
-                    self.fs.unlink(path)
-                    deleted.append(gen)
-                except FileNotFoundError:
-                    missing.append(gen)
-                except OSError as exc:
-                    raise DiskIOError(f"could not delete log file {path}: {os.strerror(exc.errno or 0)}") from exc
-                if crash_point is not None:
-                    self.fs.crash_point(crash_point)
+            layout.delete_generations(self.fs, self.config, generations, deleted, missing, crash_point)
         finally:
             if deleted:
                 self.sync_folder(self.config.log_dir)

@@ -13,6 +13,7 @@ import threading
 from collections import Counter, deque
 from typing import TYPE_CHECKING
 
+from shadowstore.engine import storeheader
 from shadowstore.engine.btree import Branch, Leaf, Limits, Node
 from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
 from shadowstore.engine.pageflush import flush_state
@@ -22,10 +23,8 @@ from shadowstore.engine.transaction import DbState, TableMeta, Transaction
 from shadowstore.engine.writerlatch import WriterLatch
 from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError, ShadowStoreError
 from shadowstore.format.catalog import CatalogError, unpack_catalog
-from shadowstore.format.common import EMPTY_BACKUP_INFO, LGPOS_ZERO, BackupInfo, LgPos, now_us
+from shadowstore.format.common import LGPOS_ZERO, BackupInfo, LgPos
 from shadowstore.format.dbheader import (
-    STATE_CLEAN_SHUTDOWN,
-    STATE_DIRTY_SHUTDOWN,
     BlobRef,
     DbHeader,
 )
@@ -331,18 +330,7 @@ class Store:
             if self.file is None or self.header is None:
                 raise NotMountedError(f"store {self.name} is not open")
             self.sg.check_writable()
-            updates: dict[str, object] = {"sequence": self.header.sequence + 1}
-            if kind == "full":
-                updates.update(
-                    full_prev=info,
-                    inc_prev=EMPTY_BACKUP_INFO,
-                    diff_prev=EMPTY_BACKUP_INFO,
-                    full_cur=EMPTY_BACKUP_INFO,
-                    snapshot_cur=EMPTY_BACKUP_INFO,
-                )
-            else:
-                updates[{"copy": "copy_prev", "incremental": "inc_prev", "differential": "diff_prev"}[kind]] = info
-            header = self.header._replace(**updates)  # type: ignore[arg-type]
+            header = storeheader.stamped(self.header, kind, info)
             self.file.write_header(header)
             self.header = header
 
@@ -400,18 +388,7 @@ class Store:
         """Mount: mark the file Dirty Shutdown (durably) before any page can be written; the loaded state then
         covers the log up to the attach. Requires: load_state was called."""
         assert self.file is not None and self.header is not None and self._head is not None
-        gen = attach_end.gen
-        header = self.header._replace(
-            state=STATE_DIRTY_SHUTDOWN,
-            sequence=self.header.sequence + 1,
-            log_signature=self.sg.signature,
-            last_attach=attach_start,
-            last_attach_us=now_us(),
-            replay_start=attach_end,
-            log_required_min=gen,
-            log_required_max=gen,
-            log_committed=gen,
-        )
+        header = storeheader.attached(self.header, self.sg.signature, attach_start, attach_end)
         self.file.write_header(header)
         self.header = header
         head = self._head
@@ -431,38 +408,16 @@ class Store:
 
             def make_header(catalog: BlobRef, space_map: BlobRef, page_count: int) -> DbHeader:
                 assert self.header is not None
-                # why the generation on disk and not the one records are laid out in: the header is durable
-                # before anything else is flushed, and Log Required must never name a log a crash would lose.
-                # flush_state flushed the log up to ``covered`` before calling this.
-                current_gen = max(self.sg.log.disk_generation, covered.gen) if self.sg.log_open else covered.gen
-                common = {
-                    "sequence": self.header.sequence + 1,
-                    "dbtime": state.dbtime,
-                    "page_count": page_count,
-                    "catalog": catalog,
-                    "space_map": space_map,
-                    "log_signature": self.sg.signature,
-                }
-                if clean_at is not None:
-                    extra = {
-                        "state": STATE_CLEAN_SHUTDOWN,
-                        "last_consistent": clean_at,
-                        "last_consistent_us": now_us(),
-                        "replay_start": clean_at,
-                        "log_required_min": 0,
-                        "log_required_max": 0,
-                        "log_committed": max(self.header.log_committed, current_gen),
-                    }
-                    if detach is not None:
-                        extra.update(last_detach=detach, last_detach_us=now_us())
-                    return self.header._replace(**common, **extra)  # type: ignore[arg-type]
-                return self.header._replace(
-                    **common,  # type: ignore[arg-type]
-                    state=STATE_DIRTY_SHUTDOWN,
-                    replay_start=covered,
-                    log_required_min=covered.gen,
-                    log_required_max=current_gen,
-                    log_committed=current_gen,
+                # flush_state flushed the log up to ``covered`` before calling this
+                return storeheader.checkpointed(
+                    self.header,
+                    dbtime=state.dbtime,
+                    tree=(catalog, space_map, page_count),
+                    signature=self.sg.signature,
+                    covered=covered,
+                    disk_generation=self.sg.log.disk_generation if self.sg.log_open else covered.gen,
+                    clean_at=clean_at,
+                    detach=detach,
                 )
 
             try:
@@ -503,14 +458,12 @@ class Store:
     def update_required_max(self, generation: int) -> None:
         """Record that logs up to ``generation`` may hold this store's transactions (after a log roll)."""
         with self._flush_lock:
-            if self.file is None or self.header is None or self.header.state != STATE_DIRTY_SHUTDOWN:
+            if self.file is None or self.header is None:
                 return
-            if self.header.log_required_max >= generation:
+            header = storeheader.rolled(self.header, generation)
+            if header is None:
                 return
             self.sg.check_writable()
-            header = self.header._replace(
-                sequence=self.header.sequence + 1, log_required_max=generation, log_committed=generation
-            )
             self.file.write_header(header)
             self.header = header
 

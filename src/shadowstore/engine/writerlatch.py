@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 import time
 
+from shadowstore.errors import TransactionAbortedError
+
 
 class WriterLatch:
     """One holder at a time; the holder is any object (a transaction), or None for an anonymous probe."""
@@ -89,3 +91,13 @@ class WriterLatch:
         """Take the latch without a holder if nobody has it (a checkpoint's way of knowing the store is idle);
         give it back with ``release(None)``."""
         return self._lock.acquire(blocking=False)
+
+
+def latch_timeout_error(sg: str, store: str, held: float, why: str, bound: float) -> TransactionAbortedError:
+    """The error a write transaction gets when its writer latch is taken away after ``held`` seconds."""
+    return TransactionAbortedError(
+        f"the write transaction on store {store!r} of {sg!r} was aborted after holding the store's writer latch "
+        f"for {held:.0f} s ({why}); nothing of it was written",
+        hint=f"commit or abort write transactions promptly; the bound is the maintenance policy's "
+        f"transaction_timeout ({bound:g} s)",
+    )

@@ -1,0 +1,72 @@
+"""Dismounting a storage group: every store brought to Clean Shutdown, then everything closed.
+
+In order: end a running backup session (event 226: a session thread completing would want the storage group's
+mutex), stop the maintenance thread (outside the mutex: that thread may be waiting for it), then under the
+mutex, for each store: take its writer latch (a transaction that keeps it past ``transaction_timeout`` is
+aborted, event 1026), log a DETACH record, write the newest state with a header in Clean Shutdown (Log
+Required 0-0, consistent at the DETACH); then ``E00.chk``, and close. A store that cannot be written (full
+disk, I/O error) stays in Dirty Shutdown with event 1004: its logs are intact and the next mount recovers it.
+Crash points ``dismount.after_detach_record`` and ``dismount.after_clean_header``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shadowstore.errors import ShadowStoreError
+from shadowstore.format.common import now_us
+from shadowstore.format.logrecord import DetachRecord, pack_detach
+
+if TYPE_CHECKING:
+    from shadowstore.engine.storagegroup import StorageGroup
+    from shadowstore.engine.store import Store
+
+
+def dismount(sg: StorageGroup) -> None:
+    """Dismount ``sg`` (a no-op when it is not mounted). Raises the first store's failure, if any, unless the
+    storage group had gone offline (then nothing could be written, and that is known)."""
+    sg.backups.terminate()
+    maintenance = sg._maintenance
+    if maintenance is not None:
+        maintenance.stop()
+    with sg._mutex:
+        if not sg.mounted:
+            return
+        sg._maintenance = None
+        failures = []
+        for store in sg.stores.values():
+            error = _detach(sg, store)
+            if error is not None:
+                failures.append(error)
+        if sg.log.failed is None:
+            try:
+                sg.write_checkpoint()
+            except ShadowStoreError as exc:
+                failures.append(exc)
+        sg._abandon()
+        sg.events.emit(1001, sg=sg.name, sync=True)
+        if failures and sg._offline_reason is None:
+            raise failures[0]
+
+
+def _detach(sg: StorageGroup, store: Store) -> ShadowStoreError | None:
+    if not store.mounted:
+        store.close()
+        return None
+    store.take_latch(sg.policy.transaction_timeout, "the storage group is being dismounted")
+    try:
+        store.mounted = False
+        start, end = sg.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
+        sg.log.flush(end)
+        sg.fs.crash_point("dismount.after_detach_record")
+        store.checkpoint(clean_at=end, detach=start)
+        sg.fs.crash_point("dismount.after_clean_header")
+    except ShadowStoreError as exc:
+        sg.events.emit(1004, sg=sg.name, store=store.name, file=store.path, error=str(exc))
+        return exc
+    else:
+        sg.events.emit(1003, sg=sg.name, store=store.name, file=store.path, lgpos=str(end))
+        return None
+    finally:
+        store.latch.release(None)
+        store.close()
