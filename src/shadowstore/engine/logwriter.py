@@ -6,40 +6,30 @@ makes everything appended so far durable. Group commit: committers append under 
 fdatasyncs, while the others wait and are woken when their position is durable. A flush writes one block per
 generation it touches, starting on a fresh sector, so no durable sector is ever rewritten.
 
-Log roll (when a record reaches the end of a file, or ``roll`` is called), by the flush leader:
-
-1. sync the current generation;
-2. take the prepared ``E00tmp.log`` (zero-filled ahead of time by a background thread), or prepare it now,
-   or, if the disk is full, a reserve log ``res1.log``/``res2.log``;
-3. write and sync the new generation's header (generation, signature, creation time, previous creation
-   time, checkpoint, attached stores) — crash point ``log.roll.after_new_header``;
-4. rename ``E00.log`` to its archived name — ``log.roll.after_archive_rename``;
-5. rename the new file to ``E00.log`` — ``log.roll.after_current_rename``;
-6. fsync the log folder — ``log.roll.after_dir_sync``.
+The leader writes through engine/logdisk.py, which also rolls to a new generation when a record reaches the
+end of a file or ``roll`` was called (its steps and crash points are listed there).
 
 Commit times are given out here, under the append lock (``append(..., time_at=...)``), so that they rise in
 log order, and each generation's creation time is fixed when records start going to it: every record of
 generation g has a time in [created(g), created(g+1)). A restore to a point in time relies on both: it stops
 at the first record after the time, and the logs up to g hold every commit made before created(g+1).
 
-Mounting completes a roll cut between steps 4 and 5 (see StorageGroup). After a roll into a reserve log the
-writer refuses updates with -529 LogDiskFull (event 428) so that the storage group can dismount cleanly.
-Any I/O failure while flushing takes the writer offline for good (an fsync that failed cannot be retried
-safely); the storage group must be mounted again, which replays the log.
+After a roll into a reserve log the writer refuses updates with -529 LogDiskFull (event 428) so that the
+storage group can dismount cleanly. Any I/O failure while flushing takes the writer offline for good (an fsync
+that failed cannot be retried safely), and so does ``fail`` when another file of the storage group lost
+writes; the storage group must be mounted again, which replays the log.
 """
 
 from __future__ import annotations
 
 import _thread
 import functools
-import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
-from shadowstore.engine import layout
-from shadowstore.engine.nextlog import NextLogFiles
+from shadowstore.engine.logdisk import Block, LogDisk, Roll
 from shadowstore.errors import LogDiskFullError, StorageGroupOfflineError
 from shadowstore.events import EventLog
 from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
@@ -53,42 +43,17 @@ from shadowstore.format.logblock import (
     MIN_FRAGMENT_DATA,
     append_fragment,
     block_span,
-    pack_block_header_into,
     patch_fragment,
 )
 from shadowstore.format.logfile import (
-    FLAG_CIRCULAR,
-    FLAG_RESERVE_LOG,
     LOG_HEADER_SIZE,
     MAX_GENERATION,
     LogHeader,
 )
-from shadowstore.io.fs import FileHandle, FileStat, FileSystem
+from shadowstore.io.fs import FileHandle, FileSystem
 
 _TIME = struct.Struct("<Q")
 _new_lgpos = functools.partial(tuple.__new__, LgPos)  # LgPos without NamedTuple's Python __new__ (hot path)
-
-
-class _Block:
-    """A flush block being assembled: ``data`` is the 32-byte header (filled at flush time) and the fragments."""
-
-    __slots__ = ("data", "fragments", "gen", "number", "offset")
-
-    def __init__(self, gen: int, offset: int, number: int) -> None:
-        self.gen = gen
-        self.offset = offset
-        self.number = number
-        self.data = bytearray(BLOCK_HEADER.size)
-        self.fragments = 0
-
-
-class _Roll:
-    """Queue marker: move to generation ``gen`` even if no record is written there yet."""
-
-    __slots__ = ("gen",)
-
-    def __init__(self, gen: int) -> None:
-        self.gen = gen
 
 
 class LogWriter:
@@ -120,8 +85,6 @@ class LogWriter:
         self.sg = sg
         self._attached = attached
         self._checkpoint = checkpoint
-        # called by the flush leader after each roll with the new generation and the closed file's identity
-        self.on_roll: list[Callable[[int, FileStat | None], None]] = []
         self.on_disk_full: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._waiters: list[tuple[LgPos, _thread.LockType]] = []
@@ -129,48 +92,65 @@ class LogWriter:
         self._gen = 0
         self._next_offset = LOG_HEADER_SIZE
         self._next_number = 0
-        self._block: _Block | None = None
-        self._queue: list[_Block | _Roll] = []
+        self._block: Block | None = None
+        self._queue: list[Block | Roll] = []
         self._appended = LgPos(0, 0)
         self._flushed = LgPos(0, 0)
         self._flushing = False
+        self._handed: _thread.LockType | None = None  # the waiter the lead was handed to, until it leads
+        self._writing = False  # a leader is writing or syncing the file (close waits for it)
+        self._closing = False
+        self._written = threading.Condition(self._lock)  # notified when a leader stops writing, while closing
         self._failed: BaseException | None = None
         self._refusing_updates = False
         self._last_time = 0  # the newest commit time given out (or generation creation time fixed)
         self._created: dict[int, int] = {}  # creation time fixed for generations not yet on disk
         self.bytes_appended = 0
         self.flushes = 0  # flushes written (each one fdatasync per generation touched)
-        self.rolls = 0
-        # Disk state (touched only by the flush leader).
-        self._disk_gen = 0
-        self._file: FileHandle | None = None
-        self._header: LogHeader | None = None
-        self._dirty = False
-        self._next = NextLogFiles(fs, log_dir, base, file_size, events, sg)
+        # The disk side, touched only by the flush leader.
+        self._disk = LogDisk(
+            fs=fs,
+            log_dir=log_dir,
+            base=base,
+            signature=signature,
+            file_size=file_size,
+            page_size=page_size,
+            circular=circular,
+            events=events,
+            sg=sg,
+            attached=attached,
+            checkpoint=checkpoint,
+            created=self._created,
+        )
+        self._disk.on_reserve = self._enter_disk_full
+        # called by the flush leader after each roll with the new generation and the closed file's identity
+        self.on_roll = self._disk.on_roll
 
     # --- life cycle -----------------------------------------------------------------------------------
 
     def start(self, header: LogHeader, handle: FileHandle, end_offset: int, next_block: int) -> None:
         """Continue the stream in ``handle`` (E00.log, generation ``header.generation``) at ``end_offset``."""
-        self._gen = self._disk_gen = header.generation
+        self._gen = header.generation
         self._next_offset = end_offset
         self._next_number = next_block
         self._appended = self._flushed = LgPos(header.generation, end_offset)
-        self._file = handle
-        self._header = header
         self._last_time = header.created_us
-        self._next.start()
+        self._disk.start(header, handle)
 
     def close(self) -> None:
-        """Flush what was appended, stop the preparation thread and close the current file."""
+        """Flush what was appended, stop the preparation thread and close the current file.
+
+        A flush leader still writing (after a failure fenced the stream, say) is waited for: closing the file
+        under it would let its next write land in whatever file reuses the descriptor."""
         try:
             if self._failed is None:
                 self.flush()
         finally:
-            self._next.stop()
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            with self._lock:
+                self._closing = True
+                while self._writing:
+                    self._written.wait()
+            self._disk.close()
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -190,11 +170,16 @@ class LogWriter:
 
     @property
     def disk_generation(self) -> int:
-        return self._disk_gen
+        """The generation of the file named E00.log: on disk, its header durable."""
+        return self._disk.generation
 
     @property
     def current_header(self) -> LogHeader | None:
-        return self._header
+        return self._disk.header
+
+    @property
+    def rolls(self) -> int:
+        return self._disk.rolls
 
     @property
     def last_time(self) -> int:
@@ -210,13 +195,11 @@ class LogWriter:
         return self._failed
 
     def current_file(self) -> FileHandle | None:
-        return self._file
+        return self._disk.file
 
-    @contextmanager
-    def stable_current(self) -> Iterator[tuple[FileHandle | None, LogHeader | None, int]]:
+    def stable_current(self) -> AbstractContextManager[tuple[FileHandle | None, LogHeader | None, int]]:
         """(current file, its header, its generation) with no log roll in progress while the block runs."""
-        with self._next.lock:
-            yield self._file, self._header, self._disk_gen
+        return self._disk.stable()
 
     # --- appending --------------------------------------------------------------------------------------
 
@@ -233,7 +216,7 @@ class LogWriter:
         disk is full.
         """
         with self._lock:
-            if self._failed is not None or self._file is None or (update and self._refusing_updates):
+            if self._failed is not None or self._disk.file is None or (update and self._refusing_updates):
                 self._check_open(update)
             block = self._block or self._open_block()
             size = len(record)
@@ -249,7 +232,7 @@ class LogWriter:
                 return _new_lgpos((block.gen, used)), end
             view = memoryview(record)
             start: LgPos | None = None
-            first: tuple[_Block, int] | None = None  # the block and offset of the first fragment
+            first: tuple[Block, int] | None = None  # the block and offset of the first fragment
             while True:
                 block = self._block or self._open_block()
                 used = block.offset + len(block.data)
@@ -299,7 +282,7 @@ class LogWriter:
             self._check_open(update=False)
             self._seal_block()
             self._advance_generation()
-            self._queue.append(_Roll(self._gen))
+            self._queue.append(Roll(self._gen))
             self._appended = LgPos(self._gen, LOG_HEADER_SIZE)
             return self._appended
 
@@ -308,7 +291,7 @@ class LogWriter:
             raise StorageGroupOfflineError(
                 f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
             )
-        if self._file is None:
+        if self._disk.file is None:
             raise StorageGroupOfflineError(f"the log stream of {self.sg} is closed")
         if update and self._refusing_updates:
             raise LogDiskFullError(
@@ -316,10 +299,10 @@ class LogWriter:
                 "running on a reserve log"
             )
 
-    def _open_block(self) -> _Block:
+    def _open_block(self) -> Block:
         if self._next_offset + BLOCK_HEADER.size + FRAGMENT_HEADER.size + MIN_FRAGMENT_DATA > self.file_size:
             self._advance_generation()
-        self._block = _Block(self._gen, self._next_offset, self._next_number)
+        self._block = Block(self._gen, self._next_offset, self._next_number)
         return self._block
 
     def _seal_block(self) -> None:
@@ -370,6 +353,10 @@ class LogWriter:
             with self._lock:
                 if self._flushed >= target:
                     return self._flushed
+                if self._handed is waiter:
+                    self._handed = None
+                    if self._failed is not None:  # why: the lead it was handed ends here, unused
+                        self._flushing = False
                 self._check_healthy()
         return self._lead()
 
@@ -379,12 +366,16 @@ class LogWriter:
             self._seal_block()
             work, self._queue = self._queue, []
             end = self._appended
+            self._writing = True
         try:
-            self._write(work)
+            self._disk.write(work)
         except BaseException as exc:
             with self._lock:
-                self._failed = exc
-                self._flushing = False
+                if self._failed is None:
+                    self._failed = exc
+                self._flushing = self._writing = False
+                if self._closing:
+                    self._written.notify_all()
                 waiters, self._waiters = self._waiters, []
             for _target, waiter in waiters:
                 waiter.release()
@@ -396,12 +387,16 @@ class LogWriter:
         with self._lock:
             self.flushes += 1
             self._flushed = flushed = max(self._flushed, end)
+            self._writing = False
+            if self._closing:
+                self._written.notify_all()
             if not self._waiters:  # the common case with a single committer
                 self._flushing = False
                 return flushed
             ready = [w for t, w in self._waiters if t <= flushed]
             self._waiters = [(t, w) for t, w in self._waiters if t > flushed]
             successor = self._waiters.pop(0)[1] if self._waiters else None
+            self._handed = successor
             if successor is None:
                 self._flushing = False
         for waiter in ready:
@@ -418,81 +413,6 @@ class LogWriter:
             raise StorageGroupOfflineError(
                 f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
             )
-
-    def _write(self, work: list[_Block | _Roll]) -> None:
-        assert self._file is not None
-        crash_point = self.fs.crash_point
-        for item in work:
-            if item.gen != self._disk_gen:
-                self._sync_current()
-                while self._disk_gen < item.gen:
-                    self._roll_to(self._disk_gen + 1)
-            if isinstance(item, _Roll):
-                continue
-            data = item.data
-            length = len(data) - BLOCK_HEADER.size
-            pack_block_header_into(data, item.gen, item.number, length, item.fragments, now_us())
-            # The rest of the last sector is not written: the file is zero-filled before it becomes current
-            # (and a torn tail is zeroed at mount), so those bytes are zeros on disk already.
-            self._file.pwrite(data, item.offset)
-            self._dirty = True
-            crash_point("log.flush.after_write")
-        self._sync_current()
-        crash_point("log.flush.after_sync")
-
-    def _sync_current(self) -> None:
-        if self._dirty:
-            assert self._file is not None
-            self._file.fdatasync()
-            self._dirty = False
-
-    # --- roll -------------------------------------------------------------------------------------------
-
-    def _roll_to(self, gen: int) -> None:
-        assert self._header is not None and self._file is not None
-        # The preparation lock is held from taking the next file until it is E00.log (see nextlog.py).
-        with self._next.lock:
-            handle, path, from_reserve = self._next.take(gen)
-            flags = FLAG_CIRCULAR if self.circular else 0
-            if from_reserve:
-                flags |= FLAG_RESERVE_LOG
-            header = LogHeader(
-                generation=gen,
-                file_size=self.file_size,
-                page_size=self.page_size,
-                created_us=max(self._created.pop(gen, 0), self._header.created_us + 1),
-                prev_created_us=self._header.created_us,
-                signature=self.signature,
-                checkpoint=self._checkpoint(),
-                flags=flags,
-                base=self.base,
-                attached=self._attached(),
-            )
-            handle.pwrite(header.pack(), 0)
-            handle.fdatasync()
-            self.fs.crash_point("log.roll.after_new_header")
-            closed = layout.install_generation(
-                self.fs, self.log_dir, self.base, self._file, self._disk_gen, path, self.file_size, self._wrote_back
-            )
-            old = self._file
-            self._file, self._header, self._disk_gen = handle, header, gen
-            self.rolls += 1
-            old.close()
-        for callback in self.on_roll:
-            callback(gen, closed)
-        if from_reserve:
-            self._enter_disk_full(path)
-        else:
-            self._next.want()
-
-    def _wrote_back(self, current: str, archived: str) -> None:
-        self.events.emit(
-            1011,
-            sg=self.sg,
-            file=current,
-            gen=self._disk_gen,
-            detail=f"Its content was written back as {os.path.basename(archived)} from the open file.",
-        )
 
     def _enter_disk_full(self, reserve_path: str) -> None:
         with self._lock:

@@ -306,10 +306,15 @@ class StorageGroup:
         dismount.dismount(self)
 
     def _abandon(self) -> None:
-        """Close everything without writing (after a failed mount, at the end of dismount, when offline)."""
+        """Close everything without writing (after a failed mount, at the end of dismount, when offline).
+
+        Each store is closed under its flush lock and the log after its flush leader: a thread still writing
+        one of them (a backup stamping a header, a leader syncing the log) finishes first, so no write of it
+        can land in a file that reuses the descriptor. Requires: ``_mutex`` is held."""
         self._mounted = False
         for store in self.stores.values():
-            store.close()
+            with store._flush_lock:
+                store.close()
         if self.log is not None:
             with suppress(ShadowStoreError):
                 self.log.close()
@@ -349,6 +354,7 @@ class StorageGroup:
 
     def go_offline(self, reason: str) -> None:
         """After an I/O failure: stop everything without writing; the next mount replays the log."""
+        self.backups.terminate()  # why first: a session thread completing would wait for the mutex
         with self._mutex:
             if not self._mounted:
                 return
