@@ -38,7 +38,8 @@ import tomli_w
 from shadowstore.errors import InvalidParameterError, NotFoundError
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE, MAX_LOG_FILE_SIZE, MIN_LOG_FILE_SIZE
-from shadowstore.io.fs import FileSystem, atomic_write, read_file
+from shadowstore.io.fs import FileSystem, read_file
+from shadowstore.io.replace import atomic_write
 
 CONFIG_NAME = "shadowstore.toml"
 FORMAT_VERSION = 1

@@ -14,7 +14,8 @@ from shadowstore.engine.logreader import Generation, TornTail
 from shadowstore.engine.logstream import LogSet
 from shadowstore.engine.mountlog import quarantine_torn_tail
 from shadowstore.io.faulty import FaultFileSystem
-from shadowstore.io.fs import read_file, remove_temporaries_of, temporaries_of
+from shadowstore.io.fs import read_file
+from shadowstore.io.replace import remove_temporaries_of, temporaries_of
 
 LOGS = "/sg"
 HEX = "0123456789abcdef"

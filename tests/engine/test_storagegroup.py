@@ -18,7 +18,7 @@ from shadowstore.errors import (
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
-from shadowstore.io.fs import temporary_name
+from shadowstore.io.replace import temporary_name
 from tests.conftest import QUIET, PausingFS, fault_home, reopen
 
 

@@ -12,19 +12,15 @@ import threading
 
 import pytest
 
-from shadowstore.io import fs as fs_module
+from shadowstore.io import replace as replace_module
 from shadowstore.io.faulty import FaultFileSystem
-from shadowstore.io.fs import (
-    FileHandle,
-    FileSystem,
-    OsFileSystem,
-    read_file,
+from shadowstore.io.fs import FileHandle, FileSystem, OsFileSystem, read_file, write_all
+from shadowstore.io.replace import (
     remove_temporaries_of,
     replace_durably,
     temporaries_of,
     temporary_name,
     temporary_target,
-    write_all,
 )
 
 HEX = "0123456789abcdef"
@@ -156,7 +152,7 @@ def test_replace_durably_never_takes_an_existing_file_as_its_temporary(
 ) -> None:
     fs, root = world
     path = f"{root}/E00.chk"
-    monkeypatch.setattr(fs_module.secrets, "token_hex", lambda n: HEX)  # the one name it will choose
+    monkeypatch.setattr(replace_module.secrets, "token_hex", lambda n: HEX)  # the one name it will choose
     taken = f"{root}/.E00.chk.tmp-{HEX}"
     write(fs, taken, b"someone else's")
     with pytest.raises(FileExistsError):

@@ -14,7 +14,8 @@ from shadowstore.backup.manifest import FileEntry
 from shadowstore.errors import BackupSetError
 from shadowstore.format.common import crc32c
 from shadowstore.io.faulty import FaultFileSystem
-from shadowstore.io.fs import OsFileSystem, temporaries_of
+from shadowstore.io.fs import OsFileSystem
+from shadowstore.io.replace import temporaries_of
 from shadowstore.restore.fetch import fetch_file
 
 DATA = os.urandom(3 << 20) + b"tail that is not a whole block"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 from shadowstore.io.faulty import FaultFileSystem
-from shadowstore.io.fs import read_file, temporary_name
+from shadowstore.io.fs import read_file
+from shadowstore.io.replace import temporary_name
 from shadowstore.restore.journal import open_journal
 from shadowstore.restore.place import move_store_into_place
 

@@ -16,7 +16,8 @@ from shadowstore.engine.backup import describe_session
 from shadowstore.engine.backupslot import abort_request_path, status_path
 from shadowstore.errors import BackupInProgressError, NoBackupError
 from shadowstore.home import ServerHome, is_locked
-from shadowstore.io.fs import atomic_write, read_file
+from shadowstore.io.fs import read_file
+from shadowstore.io.replace import atomic_write
 
 ABORT_WAIT_SECONDS = 5.0
 

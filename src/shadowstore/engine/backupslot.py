@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from shadowstore.engine.backup import BackupSession, check_can_begin
 from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError
 from shadowstore.format.common import BackupInfo, now_us
-from shadowstore.io.fs import read_file, temporary_name
+from shadowstore.io.fs import read_file
+from shadowstore.io.replace import temporary_name
 
 if TYPE_CHECKING:
     from shadowstore.engine.storagegroup import StorageGroup

@@ -21,7 +21,8 @@ from shadowstore.format.checkpoint import (
 )
 from shadowstore.format.common import LGPOS_ZERO, AttachInfo, LgPos, Signature, now_us
 from shadowstore.format.logfile import FLAG_CIRCULAR
-from shadowstore.io.fs import FileHandle, FileSystem, atomic_write, read_file
+from shadowstore.io.fs import FileHandle, FileSystem, read_file
+from shadowstore.io.replace import atomic_write
 
 
 def read_checkpoint(fs: FileSystem, path: str) -> tuple[Checkpoint, list[CheckpointCopyError]]:

@@ -26,14 +26,15 @@ from shadowstore.format.logfile import (
     archived_log_name,
     current_log_name,
 )
-from shadowstore.io.fs import FileHandle, FileStat, FileSystem, replace_durably
+from shadowstore.io.fs import FileHandle, FileStat, FileSystem
+from shadowstore.io.replace import replace_durably
 
 _ZEROS = bytes(1 << 20)
 
 
 def write_zero_file(fs: FileSystem, path: str, size: int, head: bytes = b"") -> None:
     """Create ``path`` as ``head`` followed by zeros up to ``size``, durably, through a temporary file of its
-    own (:func:`shadowstore.io.fs.replace_durably`).
+    own (:func:`shadowstore.io.replace.replace_durably`).
 
     Raises OSError (ENOSPC when the disk is full); the temporary file is removed on failure.
     """

@@ -1,7 +1,7 @@
 """What a mount does before it reads anything it will build on: clear the temporary files a crash left, and
 make durable what it reads.
 
-A file is replaced through a temporary file beside it (io/fs.py ``replace_durably``: ``.<name>.tmp-<hex>``),
+A file is replaced through a temporary file beside it (io/replace.py ``replace_durably``: ``.<name>.tmp-<hex>``),
 and a crash can leave one behind. Under the storage group's lock nobody else replaces its files, so the mount
 removes those of its own files (the logs, reserve logs, E00.chk and the stores) and nothing else.
 
@@ -40,7 +40,8 @@ from shadowstore.format.logfile import (
     parse_archived_log_name,
     tmp_log_name,
 )
-from shadowstore.io.fs import FileSystem, opened, remove_temporaries_of, temporary_target
+from shadowstore.io.fs import FileSystem, opened
+from shadowstore.io.replace import remove_temporaries_of, temporary_target
 
 
 def sweep_temporaries(fs: FileSystem, config: SgConfig) -> list[str]:

@@ -16,6 +16,9 @@ the way Linux fails one (the file's unsynced writes are dropped for good and the
 later fsync succeeds and makes nothing durable), and ``capacity`` makes writes beyond that many bytes fail with
 ENOSPC. A crashed file system refuses every further call with :class:`SimulatedCrash`, a ``BaseException`` so
 that no engine error handler swallows it.
+
+The disk model (inodes, folders, the unsynced folder changes) and what a crash leaves of it are in
+:mod:`shadowstore.io.faultdisk`; this module is the file system over it and its faults.
 """
 
 from __future__ import annotations
@@ -27,62 +30,22 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 
 from shadowstore.errors import StorageGroupBusyError
 from shadowstore.io.blockread import BlockReader, BufferedBlocks
 from shadowstore.io.directwrite import PositionalWriter
-from shadowstore.io.fs import SECTOR_SIZE, FileStat
-
-_inode_numbers = itertools.count(1)
+from shadowstore.io.faultdisk import Dir, DirOp, Inode, apply_op, crash_dirs, norm, split
+from shadowstore.io.fs import FileStat
 
 
 class SimulatedCrash(BaseException):
     """The program 'lost power' here. Raised at an armed crash point and by every call after a crash."""
 
 
-@dataclass
-class _Inode:
-    data: bytearray = field(default_factory=bytearray)
-    durable: bytes = b""
-    # Unsynced changes in order: ("write", offset, bytes) or ("size", new_size).
-    pending: list[tuple] = field(default_factory=list)
-    ino: int = field(default_factory=lambda: next(_inode_numbers))
-    mtime_ns: int = 0
-
-    def sync(self) -> None:
-        """The pending changes reach the disk (not ``data``: what an earlier failed fsync lost stays lost)."""
-        if self.pending:
-            self.durable = bytes(_apply(bytearray(self.durable), self.pending))
-            self.pending.clear()
-
-    def lose_pending(self) -> None:
-        """A failed fsync, as Linux has it: the unsynced changes never reach the disk, the program still reads
-        them from the page cache, and the next fsync has nothing to write and succeeds."""
-        self.pending.clear()
-
-
-@dataclass
-class _DirOp:
-    """One directory change not yet durable. A rename is one op: it happens entirely or not at all."""
-
-    kind: str  # "link", "unlink", "rename" or "mkdir" (dst names the new directory; inode is None)
-    src: tuple[str, str] | None  # (directory, name) removed
-    dst: tuple[str, str] | None  # (directory, name) added
-    inode: _Inode | None
-    done: bool = False
-
-
-@dataclass
-class _Dir:
-    volatile: dict[str, _Inode] = field(default_factory=dict)
-    durable: dict[str, _Inode] = field(default_factory=dict)
-
-
 class FaultFile:
     """An open file of a :class:`FaultFileSystem`; it follows its inode across renames and unlinks."""
 
-    def __init__(self, fs: FaultFileSystem, inode: _Inode, path: str, readonly: bool) -> None:
+    def __init__(self, fs: FaultFileSystem, inode: Inode, path: str, readonly: bool) -> None:
         self._fs = fs
         self._inode = inode
         self.path = path
@@ -157,7 +120,7 @@ class FaultFile:
 
 
 class _Lock:
-    def __init__(self, fs: FaultFileSystem, path: str, inode: _Inode) -> None:
+    def __init__(self, fs: FaultFileSystem, path: str, inode: Inode) -> None:
         self._fs = fs
         self._path = path
         self._inode = inode
@@ -176,8 +139,8 @@ class FaultFileSystem:
     """In-memory file system with durable/volatile state and armed faults. Thread-safe."""
 
     def __init__(self, *, capacity: int | None = None, seed: int = 0) -> None:
-        self._dirs: dict[str, _Dir] = {"/": _Dir()}
-        self._ops: list[_DirOp] = []
+        self._dirs: dict[str, Dir] = {"/": Dir()}
+        self._ops: list[DirOp] = []
         self._mutex = threading.RLock()
         self._locks: dict[str, str] = {}  # path -> owner; kept by path: a file recreated there is still locked
         self._mutexes: dict[str, threading.Lock] = {}  # path -> the lock of locked(path)
@@ -219,25 +182,7 @@ class FaultFileSystem:
     def _image(self, mode: str, rng: random.Random) -> FaultFileSystem:
         """The disk image under crash policy ``mode``. Requires: _mutex is held."""
         after = FaultFileSystem(capacity=self.capacity, seed=rng.randrange(1 << 30))
-        # Directory changes reach the disk in the order they were made (a journaling file system):
-        # every change made durable by fsync_dir, plus a prefix of the others.
-        entries = {path: dict(d.durable) for path, d in self._dirs.items()}
-        pending = [op for op in self._ops if not op.done]
-        keep = len(pending) if mode == "keep" else 0 if mode == "drop" else rng.randint(0, len(pending))
-        for op in pending[:keep]:
-            _apply_op(entries, op)
-        lost = [_join(op.dst) for op in pending[keep:] if op.kind == "mkdir"]
-        images: dict[int, _Inode] = {}
-        for path, names in entries.items():
-            if any(path == d or path.startswith(d + "/") for d in lost):
-                continue  # its folder, or a folder above it, never reached the disk
-            new_dir = _Dir()
-            for name, inode in names.items():
-                if inode.ino not in images:
-                    images[inode.ino] = _crash_image(inode, mode, rng)
-                new_dir.volatile[name] = images[inode.ino]
-            new_dir.durable = dict(new_dir.volatile)
-            after._dirs[path] = new_dir
+        after._dirs.update(crash_dirs(self._dirs, self._ops, mode, rng))
         return after
 
     # --- FileSystem ------------------------------------------------------------------------------------
@@ -251,13 +196,13 @@ class FaultFileSystem:
             if inode is None:
                 if not (create or exclusive):
                     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-                inode = _Inode()
+                inode = Inode()
                 self._link(directory, name, inode)
-            return FaultFile(self, inode, _norm(path), readonly)
+            return FaultFile(self, inode, norm(path), readonly)
 
     def exists(self, path: str) -> bool:
         with self._guard():
-            p = _norm(path)
+            p = norm(path)
             if p in self._dirs:
                 return True
             parent, name = os.path.split(p)
@@ -266,14 +211,14 @@ class FaultFileSystem:
 
     def stat(self, path: str) -> FileStat | None:
         with self._guard():
-            parent, name = os.path.split(_norm(path))
+            parent, name = os.path.split(norm(path))
             directory = self._dirs.get(parent)
             inode = directory.volatile.get(name) if directory else None
             return None if inode is None else self._stat_inode(inode)
 
     def listdir(self, path: str) -> list[str]:
         with self._guard():
-            p = _norm(path)
+            p = norm(path)
             if p not in self._dirs:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
             names = list(self._dirs[p].volatile)
@@ -289,7 +234,7 @@ class FaultFileSystem:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), src)
             del sdir.volatile[sname]
             ddir.volatile[dname] = inode
-            self._ops.append(_DirOp("rename", _split(src), _split(dst), inode))
+            self._ops.append(DirOp("rename", split(src), split(dst), inode))
 
     def unlink(self, path: str) -> None:
         with self._guard():
@@ -301,19 +246,19 @@ class FaultFileSystem:
     def makedirs(self, path: str) -> None:
         with self._guard():
             missing = []
-            p = _norm(path)
+            p = norm(path)
             while p not in self._dirs:
                 missing.append(p)
                 p = os.path.dirname(p)
             for p in reversed(missing):
-                self._dirs[p] = _Dir()
-                self._ops.append(_DirOp("mkdir", None, _split(p), None))
+                self._dirs[p] = Dir()
+                self._ops.append(DirOp("mkdir", None, split(p), None))
             for p in reversed(missing):  # as OsFileSystem.makedirs does: the new entry is durable once synced
                 self.fsync_dir(os.path.dirname(p))
 
     def rmdir(self, path: str) -> None:
         with self._guard():
-            p = _norm(path)
+            p = norm(path)
             if p not in self._dirs:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
             directory = self._dirs[p]
@@ -325,11 +270,11 @@ class FaultFileSystem:
     def fsync_dir(self, path: str) -> None:
         with self._guard():
             self._check_fsync(path)
-            p = _norm(path)
+            p = norm(path)
             entries = {d: self._dirs[d].durable for d in self._dirs}
             for op in self._ops:
                 if not op.done and p in (op.src[0] if op.src else None, op.dst[0] if op.dst else None):
-                    _apply_op(entries, op)
+                    apply_op(entries, op)
                     op.done = True
             self._ops = [op for op in self._ops if not op.done]
 
@@ -342,7 +287,7 @@ class FaultFileSystem:
 
     def lock(self, path: str, owner: str) -> _Lock:
         with self._guard():
-            p = _norm(path)
+            p = norm(path)
             if p in self._locks:
                 raise StorageGroupBusyError(f"{path} is locked by {self._locks[p]}")
             handle = self.open(p, create=True)  # as on the real one: the file exists and names its owner,
@@ -354,13 +299,13 @@ class FaultFileSystem:
 
     def lock_holder(self, path: str) -> str | None:
         with self._guard():
-            return self._locks.get(_norm(path))
+            return self._locks.get(norm(path))
 
     @contextmanager
     def locked(self, path: str) -> Iterator[None]:
         with self._guard():
             self.open(path, create=True).close()
-            mutex = self._mutexes.setdefault(_norm(path), threading.Lock())
+            mutex = self._mutexes.setdefault(norm(path), threading.Lock())
         with mutex:
             yield
 
@@ -396,7 +341,7 @@ class FaultFileSystem:
             directory, name = self._parent(path)
             inode = directory.volatile.get(name)
             if inode is None:
-                inode = _Inode()
+                inode = Inode()
                 directory.volatile[name] = inode
                 directory.durable[name] = inode
             inode.data = bytearray(data)
@@ -409,24 +354,24 @@ class FaultFileSystem:
     def _guard(self) -> _Guard:
         return _Guard(self)
 
-    def _parent(self, path: str) -> tuple[_Dir, str]:
-        parent, name = os.path.split(_norm(path))
+    def _parent(self, path: str) -> tuple[Dir, str]:
+        parent, name = os.path.split(norm(path))
         directory = self._dirs.get(parent)
         if directory is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), parent)
         return directory, name
 
-    def _link(self, directory: _Dir, name: str, inode: _Inode) -> None:
+    def _link(self, directory: Dir, name: str, inode: Inode) -> None:
         directory.volatile[name] = inode
         path = next(p for p, d in self._dirs.items() if d is directory)
-        self._ops.append(_DirOp("link", None, (path, name), inode))
+        self._ops.append(DirOp("link", None, (path, name), inode))
 
-    def _unlink(self, directory: _Dir, name: str) -> None:
+    def _unlink(self, directory: Dir, name: str) -> None:
         del directory.volatile[name]
         path = next(p for p, d in self._dirs.items() if d is directory)
-        self._ops.append(_DirOp("unlink", (path, name), None, None))
+        self._ops.append(DirOp("unlink", (path, name), None, None))
 
-    def _stat_inode(self, inode: _Inode) -> FileStat:
+    def _stat_inode(self, inode: Inode) -> FileStat:
         nlink = sum(1 for d in self._dirs.values() for i in d.volatile.values() if i is inode)
         return FileStat(len(inode.data), 1, inode.ino, inode.mtime_ns, nlink)
 
@@ -456,7 +401,7 @@ class FaultFileSystem:
                 del self._fsync_failures[i]
                 raise OSError(errno.EIO, os.strerror(errno.EIO), path)
 
-    def _tick(self, inode: _Inode) -> None:
+    def _tick(self, inode: Inode) -> None:
         inode.mtime_ns = next(self._clock)
 
 
@@ -474,76 +419,3 @@ class _Guard:
 
     def __exit__(self, *exc: object) -> None:
         self._fs._mutex.release()
-
-
-def _split(path: str) -> tuple[str, str]:
-    parent, name = os.path.split(_norm(path))
-    return parent, name
-
-
-def _join(entry: tuple[str, str] | None) -> str:
-    assert entry is not None
-    return os.path.join(*entry)
-
-
-def _apply_op(entries: dict[str, dict[str, _Inode]], op: _DirOp) -> None:
-    if op.kind == "mkdir":
-        return  # a folder's existence is kept by FaultFileSystem._dirs, not in its parent's entries
-    if op.src is not None:
-        entries.setdefault(op.src[0], {}).pop(op.src[1], None)
-    if op.dst is not None:
-        assert op.inode is not None
-        entries.setdefault(op.dst[0], {})[op.dst[1]] = op.inode
-
-
-def _norm(path: str) -> str:
-    return os.path.normpath(os.path.join("/", path))
-
-
-def _apply(data: bytearray, changes: list[tuple]) -> bytearray:
-    """``data`` with every change of a pending list applied in order."""
-    for change in changes:
-        if change[0] == "size":
-            size = change[1]
-            if size < len(data):
-                del data[size:]
-            else:
-                data.extend(bytes(size - len(data)))
-            continue
-        _, offset, payload = change
-        end = offset + len(payload)
-        if end > len(data):
-            data.extend(bytes(end - len(data)))
-        data[offset:end] = payload
-    return data
-
-
-def _crash_image(inode: _Inode, mode: str, rng: random.Random) -> _Inode:
-    """The content a file has after a crash: its durable bytes plus some or all unsynced changes."""
-    data = bytearray(inode.durable)
-    if mode == "keep":  # a process crash: the page cache survives, failed fsync or not
-        return _Inode(data=bytearray(inode.data), durable=bytes(inode.data))
-    for change in inode.pending:
-        if change[0] == "size":
-            if mode == "keep" or (mode == "tear" and rng.random() < 0.5):
-                size = change[1]
-                if size < len(data):
-                    del data[size:]
-                else:
-                    data.extend(bytes(size - len(data)))
-            continue
-        _, offset, payload = change
-        if mode == "drop":
-            continue
-        end = offset + len(payload)
-        if mode == "keep":
-            pieces = [(offset, end)]
-        else:
-            first = offset - offset % SECTOR_SIZE
-            bounds = [max(offset, s) for s in range(first, end, SECTOR_SIZE)] + [end]
-            pieces = [(a, b) for a, b in itertools.pairwise(bounds) if rng.random() < 0.5]
-        for a, b in pieces:
-            if b > len(data):
-                data.extend(bytes(b - len(data)))
-            data[a:b] = payload[a - offset : b - offset]
-    return _Inode(data=data, durable=bytes(data))

@@ -14,27 +14,21 @@ Durability contract assumed by the engine (POSIX on a local Linux file system):
 * a new directory is durable only once its parent is synced: :meth:`FileSystem.makedirs` does that itself;
 * a write that covers several sectors may reach the disk in part; a single 512-byte sector is atomic.
 
-Files are replaced through a temporary file beside them (:func:`replace_durably`), named ``.<name>.tmp-<16 hex
-digits>`` and opened with ``O_EXCL``: it starts with a dot and ends in hex digits, so no log, checkpoint or store
-file name looks like one. A crash can leave one behind; :func:`remove_temporaries_of` clears those of a file.
+Files are replaced through a temporary file beside them (:mod:`shadowstore.io.replace`); the real file system's
+locks are Linux OFD locks (:mod:`shadowstore.io.locks`).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
 import os
-import re
-import secrets
-import struct
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from shadowstore.errors import StorageGroupBusyError
+from shadowstore.io import locks
 from shadowstore.io.blockread import BlockReader, BufferedBlocks, open_direct
 from shadowstore.io.directwrite import DirectWriter
 
@@ -254,111 +248,6 @@ class OsFile:
             self.fd = -1
 
 
-# Locks are Linux open-file-description (OFD) locks. Like flock they belong to the open file and die with it,
-# and with the process; unlike flock they can be tested without being taken (F_OFD_GETLK), so a status probe
-# never makes a mount fail as busy; unlike classic POSIX locks, closing another descriptor of the same file (a
-# probe in the holder's own process) does not release them.
-#
-# A holder also read-locks one byte of the lock file's folder, at an offset given by the file's name: the
-# guard. A lock file deleted and made again while held is a new file anyone could lock, but the folder is the
-# same, so a taker that finds the guard held knows the lock is. Read locks never conflict with one another;
-# two takers are kept apart by the file lock and by checking that the path still names the file they locked.
-_FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: l_type, l_whence, l_start, l_len, l_pid
-assert _FLOCK.size == 32
-_LOCK_ATTEMPTS = 100  # times a lock file may be replaced under a taker before it gives up
-_GUARD_HOLDER = "another process, whose lock file was deleted or replaced"
-
-
-def _ofd(fd: int, command: int, kind: int, start: int = 0, length: int = 0) -> int:
-    """One OFD lock call on ``[start, start + length)`` (length 0: to any end); returns the l_type reported."""
-    reply = fcntl.fcntl(fd, command, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
-    return int(_FLOCK.unpack(reply)[0])
-
-
-def _ofd_take(fd: int, kind: int, start: int = 0, length: int = 0) -> bool:
-    try:
-        _ofd(fd, fcntl.F_OFD_SETLK, kind, start, length)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
-
-
-def _ofd_held(fd: int, kind: int, start: int = 0, length: int = 0) -> bool:
-    """Whether another open file holds a lock there that conflicts with ``kind``; takes nothing."""
-    return _ofd(fd, fcntl.F_OFD_GETLK, kind, start, length) != fcntl.F_UNLCK
-
-
-def _guard_offset(path: str) -> int:
-    return int.from_bytes(hashlib.sha256(os.path.basename(path).encode()).digest()[:7], "big")
-
-
-def _open_folder(path: str) -> int:
-    return os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def _names(path: str, fd: int) -> bool:
-    """Whether ``path`` names the file open as ``fd``."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-
-
-def _owner_text(fd: int) -> str:
-    return os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
-
-
-class OsLock:
-    """A held lock: an OFD write lock on the whole file and a read lock on its guard byte of the folder."""
-
-    def __init__(self, path: str, fd: int, folder_fd: int) -> None:
-        self.path = path
-        self._fd = fd
-        self._folder_fd = folder_fd
-
-    def path_intact(self) -> bool:
-        return self._fd >= 0 and _names(self.path, self._fd)
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            # why unlock before closing: a child forked without exec shares these open files and would keep them
-            _ofd(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
-            _ofd(self._folder_fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _guard_offset(self.path), 1)
-            os.close(self._fd)
-            os.close(self._folder_fd)
-            self._fd = self._folder_fd = -1
-
-
-def _lock_once(path: str, owner: str) -> OsLock | None:
-    """One try of :meth:`OsFileSystem.lock`: the lock, or None when the file was replaced meanwhile."""
-    with ExitStack() as opened_here:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        opened_here.callback(os.close, fd)  # closing releases whatever was taken on it
-        if not _ofd_take(fd, fcntl.F_WRLCK):
-            raise StorageGroupBusyError(f"{path} is locked by {_owner_text(fd)}")
-        folder_fd = _open_folder(path)
-        opened_here.callback(os.close, folder_fd)
-        # why check the name: if the file was replaced between our open and our lock, whoever opens the new one
-        # can lock it too
-        if not _names(path, fd):
-            return None
-        guard = _guard_offset(path)
-        if _ofd_held(folder_fd, fcntl.F_WRLCK, guard, 1):
-            raise StorageGroupBusyError(f"{path} is locked by {_GUARD_HOLDER}")
-        _ofd_take(folder_fd, fcntl.F_RDLCK, guard, 1)
-        if not _names(path, fd):  # checked again with the guard held: a taker after this one meets the guard
-            return None
-        with suppress(OSError):  # why: the owner text is advice for people; a full disk must not refuse the lock
-            os.ftruncate(fd, 0)
-            OsFile(fd, path).pwrite(f"{owner}\n".encode(), 0)
-        opened_here.pop_all()
-        return OsLock(path, fd, folder_fd)
-
-
 class OsFileSystem:
     """The real file system.
 
@@ -433,49 +322,14 @@ class OsFileSystem:
         finally:
             os.close(fd)
 
-    def lock(self, path: str, owner: str) -> OsLock:
-        for _attempt in range(_LOCK_ATTEMPTS):
-            held = _lock_once(path, owner)
-            if held is not None:
-                return held
-        raise StorageGroupBusyError(f"{path} was replaced {_LOCK_ATTEMPTS} times while this process locked it")
+    def lock(self, path: str, owner: str) -> locks.OsLock:
+        return locks.lock(path, owner)
 
     def lock_holder(self, path: str) -> str | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            pass
-        else:
-            try:
-                if _ofd_held(fd, fcntl.F_RDLCK):  # only a write lock conflicts with a read lock: a holder's
-                    return _owner_text(fd)
-            finally:
-                os.close(fd)
-        try:
-            folder_fd = _open_folder(path)
-        except FileNotFoundError:
-            return None
-        try:
-            return _GUARD_HOLDER if _ofd_held(folder_fd, fcntl.F_WRLCK, _guard_offset(path), 1) else None
-        finally:
-            os.close(folder_fd)
+        return locks.lock_holder(path)
 
-    @contextmanager
-    def locked(self, path: str) -> Iterator[None]:
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                _ofd(fd, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK)
-            except BaseException:
-                os.close(fd)
-                raise
-            if _names(path, fd):
-                break
-            os.close(fd)  # why: it was replaced while we waited, and a process opening it now would not wait
-        try:
-            yield
-        finally:
-            os.close(fd)
+    def locked(self, path: str) -> AbstractContextManager[None]:
+        return locks.locked(path)
 
     def free_space(self, path: str) -> int:
         st = os.statvfs(path)
@@ -487,79 +341,6 @@ class OsFileSystem:
             threading.Event().wait()
 
 
-def atomic_write(fs: FileSystem, path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content.
-
-    Writes a temporary file in the same directory, fsyncs it, renames it over ``path`` and fsyncs the
-    directory. Raises ``OSError`` from the file system; the temporary file is removed on failure.
-    """
-    replace_durably(fs, path, lambda handle: handle.pwrite(data, 0))
-
-
-def replace_durably(fs: FileSystem, path: str, fill: Callable[[FileHandle], None], suffix: str = ".tmp") -> None:
-    """Replace ``path`` with what ``fill`` writes into a new temporary file beside it (:func:`temporary_name`,
-    opened with O_EXCL, so never anyone else's): the file is fsynced, renamed over ``path`` and the directory
-    fsynced, so a crash leaves the old or the new content, and perhaps the temporary file. Whatever ``fill`` or
-    the file system raises (a failed check, say) propagates after the temporary file is removed."""
-    tmp = temporary_name(path, suffix)
-    handle = fs.open(tmp, exclusive=True)
-    try:
-        fill(handle)
-        handle.fsync()
-    except BaseException:
-        handle.close()
-        _unlink_quietly(fs, tmp)
-        raise
-    handle.close()
-    try:
-        fs.rename(tmp, path)
-    except BaseException:
-        _unlink_quietly(fs, tmp)
-        raise
-    fs.fsync_dir(os.path.dirname(path) or ".")
-
-
-TEMP_SUFFIXES = (".tmp", ".restoring")
-_TEMPORARY = re.compile(r"\.(.+)(?:\.tmp|\.restoring)-[0-9a-f]{16}")  # group 1: the name it replaces
-
-
-def temporary_name(path: str, suffix: str = ".tmp") -> str:
-    """A new name for a temporary file that will replace ``path``: ``.<name><suffix>-<16 random hex digits>``
-    in the same folder. ``suffix`` is one of ``TEMP_SUFFIXES``; raises ValueError otherwise."""
-    if suffix not in TEMP_SUFFIXES:
-        raise ValueError(f"temporary suffix {suffix!r} is not one of {TEMP_SUFFIXES}")
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}{suffix}-{secrets.token_hex(8)}")
-
-
-def temporary_target(name: str) -> str | None:
-    """The name of the file that the temporary file ``name`` was made to replace, or None if it is not one."""
-    match = _TEMPORARY.fullmatch(name)
-    return match.group(1) if match else None
-
-
-def temporaries_of(fs: FileSystem, path: str) -> list[str]:
-    """The temporary files beside ``path`` that were made to replace it (and nothing else), sorted."""
-    folder, name = os.path.split(path)
-    try:
-        names = fs.listdir(folder or ".")
-    except FileNotFoundError:
-        return []
-    return sorted(os.path.join(folder, n) for n in names if temporary_target(n) == name)
-
-
-def remove_temporaries_of(fs: FileSystem, path: str) -> list[str]:
-    """Delete the temporary files a crash left beside ``path`` (see :func:`temporaries_of`), sync the folder,
-    and return their paths. Requires: no one is replacing ``path`` meanwhile (the caller holds the lock that
-    keeps its writers out); a temporary file still being written would be removed and that replace fail."""
-    found = temporaries_of(fs, path)
-    for tmp in found:
-        _unlink_quietly(fs, tmp)
-    if found:
-        fs.fsync_dir(os.path.dirname(path) or ".")
-    return found
-
-
 def read_file(fs: FileSystem, path: str) -> bytes:
     """All bytes of ``path``."""
     handle = fs.open(path, readonly=True)
@@ -567,11 +348,6 @@ def read_file(fs: FileSystem, path: str) -> bytes:
         return handle.pread(handle.size(), 0)
     finally:
         handle.close()
-
-
-def _unlink_quietly(fs: FileSystem, path: str) -> None:
-    with suppress(OSError):
-        fs.unlink(path)
 
 
 @contextmanager

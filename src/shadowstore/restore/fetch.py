@@ -17,7 +17,8 @@ from shadowstore.backup.manifest import FileEntry
 from shadowstore.backup.setfiles import original_chunks, read_ahead
 from shadowstore.backup.target import Target
 from shadowstore.errors import BackupSetError
-from shadowstore.io.fs import FileHandle, FileSystem, StreamWriter, replace_durably
+from shadowstore.io.fs import FileHandle, FileSystem, StreamWriter
+from shadowstore.io.replace import replace_durably
 
 READ_CHUNK = 8 << 20  # bytes per read from the target
 

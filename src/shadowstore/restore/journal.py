@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowstore.errors import RestoreError
-from shadowstore.io.fs import FileSystem, atomic_write, read_file, remove_temporaries_of
+from shadowstore.io.fs import FileSystem, read_file
+from shadowstore.io.replace import atomic_write, remove_temporaries_of
 
 JOURNAL_FORMAT = "shadowstore-restore"
 

@@ -56,7 +56,8 @@ from shadowstore.errors import (
 from shadowstore.format.common import iso_time
 from shadowstore.format.logfile import archived_log_name, current_log_name
 from shadowstore.home import ServerHome
-from shadowstore.io.fs import FileSystem, remove_temporaries_of
+from shadowstore.io.fs import FileSystem
+from shadowstore.io.replace import remove_temporaries_of
 from shadowstore.restore.fetch import fetch_file
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
 from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
