@@ -268,3 +268,29 @@ def test_a_remount_after_a_failed_header_fsync_builds_only_on_what_is_on_disk() 
 def suppress_errors(action: Callable[[], object]) -> None:
     with contextlib.suppress(ShadowStoreError):
         action()
+
+
+def test_a_dismount_right_after_a_failed_write_takes_the_storage_group_offline() -> None:
+    # The failed fsync fenced the log; the program dismounts before the maintenance thread's next cycle
+    # (what `shadowstore workload run` does when its commit fails). It must say the storage group went offline
+    # (1020), not fail store by store (1004) and end as an ordinary dismount (1001).
+    fs = FaultFileSystem(seed=16)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table("t")
+    assert sg._maintenance is not None
+    sg._maintenance.stop()  # the cycle that would take it offline never comes
+    fs.fail_fsync("priv1.edb")
+    with pytest.raises(ShadowStoreError):
+        sg.checkpoint()
+    sg.dismount()
+    ids = [e.event_id for e in home.events.memory]
+    assert 1020 in ids
+    assert 1004 not in ids
+    assert ids.index(1024) < ids.index(1020)
+    assert not sg.mounted
+    sg.mount()
+    sg.dismount()

@@ -6,6 +6,7 @@ mutex, for each store: take its writer latch (a transaction that keeps it past `
 aborted, event 1026), log a DETACH record, write the newest state with a header in Clean Shutdown (Log
 Required 0-0, consistent at the DETACH); then ``E00.chk``, and close. A store that cannot be written (full
 disk, I/O error) stays in Dirty Shutdown with event 1004: its logs are intact and the next mount recovers it.
+A storage group whose log a failed write fenced goes offline instead (event 1020): nothing more may be written.
 Crash points ``dismount.after_detach_record`` and ``dismount.after_clean_header``.
 """
 
@@ -29,6 +30,12 @@ def dismount(sg: StorageGroup) -> None:
     maintenance = sg._maintenance
     if maintenance is not None:
         maintenance.stop()
+    if sg.log is not None and sg.log.failed is not None:
+        # why: a failed write fenced the log and the maintenance thread, stopped just now, may not have taken
+        # the storage group offline yet; detaching would only fail store by store (1004) and end as if it were
+        # an ordinary dismount (1001)
+        sg.go_offline(str(sg.log.failed))
+        return
     with sg._mutex:
         if not sg.mounted:
             return
