@@ -120,8 +120,9 @@ def recover(
         raise
     replayed = time.perf_counter()
     tail = LgPos(current.generation, current_scan.end_offset)
-    for replay in replays.values():
+    for replay in replays.values():  # why first, for every store: a write that fails must leave no latch held
         replay.store.install_replayed(replay.txn, replay.dbtime, replay.end)
+    for replay in replays.values():
         replay.store.checkpoint(clean_at=tail)
         report.stores.append(replay.store.name)
         report.records += replay.records
