@@ -29,7 +29,7 @@ from shadowstore.engine.nextlog import NextLogFiles
 from shadowstore.events import EventLog
 from shadowstore.format.common import AttachInfo, LgPos, Signature, now_us
 from shadowstore.format.logblock import BLOCK_HEADER, pack_block_header_into
-from shadowstore.format.logfile import FLAG_CIRCULAR, FLAG_RESERVE_LOG, LogHeader
+from shadowstore.format.logfile import FLAG_CIRCULAR, FLAG_RESERVE_LOG, LogHeader, current_log_name
 from shadowstore.io.fs import FileHandle, FileStat, FileSystem
 
 
@@ -171,6 +171,7 @@ class LogDisk:
             closed = layout.install_generation(
                 self.fs, self.log_dir, self.base, self.file, self.generation, path, self.file_size, self._wrote_back
             )
+            handle.path = os.path.join(self.log_dir, current_log_name(self.base))  # its name from now on
             old = self.file
             self.file, self.header, self.generation = handle, header, gen
             self.rolls += 1

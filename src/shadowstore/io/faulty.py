@@ -54,10 +54,12 @@ class FaultFile:
 
     def pread(self, size: int, offset: int) -> bytes:
         with self._fs._guard():
+            self._live()
             return bytes(self._inode.data[offset : offset + size])
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         with self._fs._guard():
+            self._live()
             self._fs._check_write(self, "write")
             data = bytes(data)
             end = offset + len(data)
@@ -71,6 +73,7 @@ class FaultFile:
 
     def fsync(self) -> None:
         with self._fs._guard():
+            self._live()
             try:
                 self._fs._check_fsync(self.path)
             except OSError:
@@ -82,10 +85,12 @@ class FaultFile:
 
     def size(self) -> int:
         with self._fs._guard():
+            self._live()
             return len(self._inode.data)
 
     def truncate(self, size: int) -> None:
         with self._fs._guard():
+            self._live()
             self._fs._check_write(self, "truncate")
             grow = max(0, size - len(self._inode.data))
             self._fs._reserve(grow)
@@ -97,6 +102,7 @@ class FaultFile:
 
     def allocate(self, offset: int, length: int) -> None:
         with self._fs._guard():
+            self._live()
             end = offset + length
             if end > len(self._inode.data):
                 self._fs._check_write(self, "allocate")
@@ -107,6 +113,7 @@ class FaultFile:
 
     def stat(self) -> FileStat:
         with self._fs._guard():
+            self._live()
             return self._fs._stat_inode(self._inode)
 
     def read_blocks(self, offset: int, end: int, block_size: int) -> BlockReader:
@@ -117,6 +124,11 @@ class FaultFile:
 
     def close(self) -> None:
         self._closed = True
+
+    def _live(self) -> None:
+        """A closed descriptor is EBADF, as on the real system (where its number may even name another file)."""
+        if self._closed:
+            raise OSError(errno.EBADF, "the file was closed", self.path)
 
 
 class _Lock:
