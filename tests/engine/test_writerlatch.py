@@ -29,18 +29,39 @@ def home_with(policy_changes: dict[str, float]) -> ServerHome:
 def test_the_latch_is_taken_away_from_its_holder_but_never_inside_a_commit() -> None:
     latch = WriterLatch()
     holder = object()
-    assert latch.acquire(holder)
-    assert not latch.acquire(object(), timeout=0.01)
-    assert latch.begin_commit(holder)
+    assert latch.acquire()
+    ticket = latch.adopt(holder)
+    assert latch.holder() is holder
+    assert not latch.acquire(timeout=0.01)
+    assert latch.begin_commit(ticket)
     assert latch.take_away() is None  # a commit's append is never interrupted
-    latch.end_commit(holder)
-    assert latch.acquire(holder, timeout=1)
+    latch.end_commit()
+    assert latch.acquire(timeout=1)
+    ticket = latch.adopt(holder)
     assert latch.take_away() is holder
-    assert not latch.release(holder)  # it knows it lost the latch: no double release
-    assert not latch.begin_commit(holder)
-    assert latch.acquire(None, timeout=1)
+    assert not latch.release(ticket)  # it knows it lost the latch: no double release
+    assert not latch.begin_commit(ticket)
+    assert latch.acquire(timeout=1)  # released once, by the taker
     assert latch.take_away() is None  # an anonymous holder (dismount, a checkpoint's probe) keeps it
-    assert latch.release(None)
+    latch.release_anonymous()
+    assert latch.try_idle()
+    latch.release_anonymous()
+
+
+def test_a_holder_giving_the_latch_back_and_a_taker_never_both_release_it() -> None:
+    # Many rounds of a holder releasing while another thread takes the latch away: whichever wins, the lock is
+    # released exactly once (a second release would raise, or let two writers in).
+    latch = WriterLatch()
+    for _ in range(2000):
+        assert latch.acquire(timeout=1)
+        ticket = latch.adopt(object())
+        taker = threading.Thread(target=latch.take_away)
+        taker.start()
+        latch.release(ticket)
+        taker.join()
+        assert latch.acquire(timeout=1)
+        assert not latch.try_idle()
+        latch.release_anonymous()
 
 
 def test_maintenance_aborts_a_transaction_held_past_the_bound_and_other_writers_go_on() -> None:

@@ -75,5 +75,5 @@ def _detach(sg: StorageGroup, store: Store) -> ShadowStoreError | None:
         sg.events.emit(1003, sg=sg.name, store=store.name, file=store.path, lgpos=str(end))
         return None
     finally:
-        store.latch.release(None)
+        store.latch.release_anonymous()
         store.close()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from shadowstore.engine import layout
 from shadowstore.engine.health import MISSING, Finding
+from shadowstore.engine.writerlatch import LatchWatch
 from shadowstore.errors import LogDiskFullError, ShadowStoreError, StorageGroupOfflineError
 from shadowstore.format.common import now_us
 from shadowstore.format.logfile import archived_log_name
@@ -58,6 +59,7 @@ class Maintenance:
         self._bytes_at_checkpoint = sg.log.bytes_appended
         self._last_warning: str | None = None
         self._lock_reported = False
+        self._latch_watches: dict[str, LatchWatch] = {}
         self._thread = threading.Thread(target=self._run, name=f"maintenance {sg.name}", daemon=True)
 
     def start(self) -> None:
@@ -177,7 +179,7 @@ class Maintenance:
         """Abort a write transaction that has held its store's writer latch past the bound (event 1026)."""
         bound = self.policy.transaction_timeout
         for store in self.sg.stores.values():
-            held = store.latch.held_for()
+            held = self._latch_watches.setdefault(store.name, LatchWatch()).held(store.latch)
             if store.mounted and held > bound:
                 why = "a transaction may not hold it longer"
                 if store.abort_writer(self.sg.writer_timeout_error(store, held, why)) is not None:

@@ -20,7 +20,7 @@ from shadowstore.engine.pageflush import flush_state
 from shadowstore.engine.retired import pages_of, resolve_retired
 from shadowstore.engine.space import SpaceMap, page_flags
 from shadowstore.engine.transaction import DbState, TableMeta, Transaction
-from shadowstore.engine.writerlatch import WriterLatch
+from shadowstore.engine.writerlatch import LatchWatch, WriterLatch
 from shadowstore.errors import DatabaseCorruptedError, NotMountedError, PageSizeMismatchError, ShadowStoreError
 from shadowstore.format.catalog import CatalogError, unpack_catalog
 from shadowstore.format.common import LGPOS_ZERO, BackupInfo, LgPos
@@ -180,12 +180,12 @@ class Store:
 
         A transaction that holds the latch longer than the maintenance policy's ``transaction_timeout`` is
         aborted (see ``abort_writer``): its next call raises TransactionAbortedError."""
-        self.latch.acquire(None)
+        self.latch.acquire()
         if not self.mounted or self._head is None:
-            self.latch.release(None)
+            self.latch.release_anonymous()
             raise self._not_mounted()
         txn = Transaction(self, self._head, writable=True, lazy=lazy)
-        self.latch.adopt(txn)
+        txn.ticket = self.latch.adopt(txn)
         return txn
 
     def abort_writer(self, error: ShadowStoreError) -> Transaction | None:
@@ -200,10 +200,11 @@ class Store:
         return txn
 
     def take_latch(self, bound: float, why: str) -> None:
-        """Wait for the writer latch without a transaction (dismount); a transaction that keeps it past
-        ``bound`` seconds is aborted, with event 1026, so the wait ends."""
-        while not self.latch.acquire(None, timeout=min(0.05, bound)):
-            held = self.latch.held_for()
+        """Wait for the writer latch anonymously (dismount); a transaction that keeps it for ``bound`` seconds
+        of this wait is aborted, with event 1026, so the wait ends."""
+        watch = LatchWatch()
+        while not self.latch.acquire(timeout=min(0.05, bound)):
+            held = watch.held(self.latch)
             if held > bound and self.abort_writer(self.sg.writer_timeout_error(self, held, why)) is not None:
                 self.sg.events.emit(1026, sg=self.sg.name, store=self.name, seconds=f"{held:.1f}", why=why)
 
@@ -230,10 +231,10 @@ class Store:
                 del self._readers[txn.state.dbtime]
 
     def _end_write(self, txn: Transaction) -> None:
-        self.latch.release(txn)
+        self.latch.release(txn.ticket)
 
     def _commit_write(self, txn: Transaction) -> LgPos | None:
-        if not self.latch.begin_commit(txn):
+        if not self.latch.begin_commit(txn.ticket):
             txn.raise_killed()
         try:
             if txn.op_count == 0 and not txn.ctx.retired:
@@ -256,7 +257,7 @@ class Store:
                 else:
                     self._pending.append(state)
         finally:
-            self.latch.end_commit(txn)
+            self.latch.end_commit()
         if not txn.lazy:
             self.sg.log.flush(end)
             self.publish_flushed()
@@ -281,9 +282,9 @@ class Store:
     def replay_transaction(self) -> Transaction:
         """A write transaction for log replay (recovery); the caller applies operations and installs it."""
         assert self._head is not None
-        self.latch.acquire(None)
+        self.latch.acquire()
         txn = Transaction(self, self._head, writable=True)
-        self.latch.adopt(txn)
+        txn.ticket = self.latch.adopt(txn)
         return txn
 
     def install_replayed(self, txn: Transaction, dbtime: int, end: LgPos) -> None:
@@ -295,7 +296,7 @@ class Store:
             if retired:
                 self._retired.append((dbtime, retired))
         txn._open = False
-        self.latch.release(txn)
+        self.latch.release(txn.ticket)
 
     @property
     def head(self) -> DbState | None:
@@ -444,7 +445,7 @@ class Store:
                 state = self._capture_head()
                 return state, max(state.end, self.sg.log.tail) if self.sg.log_open else state.end
             finally:
-                self.latch.release(None)
+                self.latch.release_anonymous()
         state = self._capture_head()
         return state, state.end
 

@@ -80,6 +80,8 @@ def _as_bytes(value: object, what: str) -> bytes:
 class Transaction:
     """One transaction. Obtain it from ``Store.transaction()`` or ``Store.snapshot()``."""
 
+    ticket: list[object]  # a write transaction's writer latch ticket (engine/writerlatch.py), set by the store
+
     def __init__(self, store: Store, state: DbState, *, writable: bool, lazy: bool = False) -> None:
         self.store = store
         self.state = state

@@ -9,6 +9,11 @@ waited that long, and closing the store at once. The holder learns it at its nex
 aborted, nothing of it reached the log). Only the short window of a commit's append, which cannot stall on a
 client, is never interrupted.
 
+Cost: this sits on the commit path, so it takes no lock of its own. A holder gets a *ticket*, a one-element
+list; beginning its commit, giving the latch back and taking it away each ``pop`` that list, which is atomic, so
+exactly one of them wins and the latch is released exactly once. How long a holder has held the latch is
+measured by whoever watches it (``held_since``), not stamped on every transaction.
+
 Lock order: the latch comes before ``_mutex`` here, before the store's ``_state_lock`` and before the log's
 locks (see docs/architecture.md).
 """
@@ -17,80 +22,92 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from shadowstore.errors import TransactionAbortedError
 
+Ticket = list[object]  # [holder] while it may be taken away; empty once a commit, a release or a taker won it
+
 
 class WriterLatch:
-    """One holder at a time; the holder is any object (a transaction), or None for an anonymous probe."""
+    """One holder at a time. A named holder (a transaction) holds a ticket and can lose the latch; an anonymous
+    one (a dismount, a checkpoint's probe) cannot."""
+
+    __slots__ = ("_lock", "_ticket", "acquire", "end_commit")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._mutex = threading.Lock()  # guards the fields below (microseconds)
-        self._holder: object | None = None
-        self._since = 0.0
-        self._committing = False
+        self._ticket: Ticket = []
+        # why the lock's own methods: a Python frame less on every commit
+        self.acquire: Callable[..., bool] = self._lock.acquire
+        """Take the latch anonymously: ``acquire(timeout=-1)`` waits up to ``timeout`` seconds (forever when
+        negative)."""
+        self.end_commit: Callable[[], None] = self._lock.release
+        """Release the latch after a commit's append. Requires: ``begin_commit`` returned True."""
 
-    def acquire(self, holder: object, timeout: float = -1) -> bool:
-        """Take the latch for ``holder``, waiting up to ``timeout`` seconds (forever when negative)."""
-        if not self._lock.acquire(timeout=timeout):
+    def adopt(self, holder: object) -> Ticket:
+        """Name ``holder`` the holder of the latch taken with ``acquire``: from now on it can be taken away.
+        Returns its ticket, which the holder passes to ``begin_commit`` or ``release``."""
+        ticket: Ticket = [holder]
+        self._ticket = ticket
+        return ticket
+
+    def begin_commit(self, ticket: Ticket) -> bool:
+        """From here until ``end_commit`` the latch cannot be taken away. False when it already was."""
+        try:
+            ticket.pop()
+        except IndexError:
             return False
-        with self._mutex:
-            self._holder = holder
-            self._since = time.monotonic()
         return True
 
-    def adopt(self, holder: object) -> None:
-        """Name the holder of a latch taken with ``acquire(None)``; from now on it can be taken away."""
-        with self._mutex:
-            self._holder = holder
-            self._since = time.monotonic()
-
-    def release(self, holder: object) -> bool:
-        """Give the latch back; False (and nothing done) when it was taken away from ``holder`` meanwhile."""
-        with self._mutex:
-            if self._holder is not holder:
-                return False
-            self._holder = None
+    def release(self, ticket: Ticket) -> bool:
+        """A named holder gives the latch back; False (and nothing done) when it was taken away meanwhile."""
+        try:
+            ticket.pop()
+        except IndexError:
+            return False
         self._lock.release()
         return True
 
-    def begin_commit(self, holder: object) -> bool:
-        """From here until ``end_commit`` the latch cannot be taken away. False when it already was."""
-        with self._mutex:
-            if self._holder is not holder:
-                return False
-            self._committing = True
-            return True
-
-    def end_commit(self, holder: object) -> None:
-        with self._mutex:
-            self._committing = False
-            if self._holder is not holder:
-                return
-            self._holder = None
+    def release_anonymous(self) -> None:
         self._lock.release()
 
     def take_away(self) -> object | None:
-        """Release the latch on behalf of its holder, which is returned (None when there is no named holder or
-        it is committing: try again later)."""
-        with self._mutex:
-            holder = self._holder
-            if holder is None or self._committing:
-                return None
-            self._holder = None
+        """Release the latch on behalf of its named holder, which is returned (None when there is none, or it is
+        committing: try again later)."""
+        try:
+            holder = self._ticket.pop()
+        except IndexError:
+            return None
         self._lock.release()
         return holder
 
-    def held_for(self) -> float:
-        """Seconds the current named holder has held the latch (0 when there is none)."""
-        with self._mutex:
-            return 0.0 if self._holder is None else time.monotonic() - self._since
+    def holder(self) -> object | None:
+        """The named holder now (None when anonymous or none): a watcher compares it across looks to see how long
+        one transaction has held the latch."""
+        ticket = self._ticket
+        return ticket[0] if ticket else None
 
     def try_idle(self) -> bool:
-        """Take the latch without a holder if nobody has it (a checkpoint's way of knowing the store is idle);
-        give it back with ``release(None)``."""
-        return self._lock.acquire(blocking=False)
+        """Take the latch anonymously if nobody has it (a checkpoint's way of knowing the store is idle); give it
+        back with ``release_anonymous``."""
+        return self._lock.acquire(False)
+
+
+class LatchWatch:
+    """How long one transaction has held a latch, as seen by one watcher: the time since this watcher first saw
+    the current holder (so a bound is enforced within one look's interval of its end)."""
+
+    def __init__(self) -> None:
+        self._holder: object | None = None
+        self._since = 0.0
+
+    def held(self, latch: WriterLatch) -> float:
+        holder = latch.holder()
+        now = time.monotonic()
+        if holder is None or holder is not self._holder:
+            self._holder, self._since = holder, now  # why keep it: its identity is not reused while held here
+        return 0.0 if holder is None else now - self._since
 
 
 def latch_timeout_error(sg: str, store: str, held: float, why: str, bound: float) -> TransactionAbortedError:
