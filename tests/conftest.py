@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.engine.storagegroup import StorageGroup
@@ -28,6 +29,19 @@ QUIET = MaintenancePolicy(
 PRODUCTION = os.environ.get("SHADOWSTORE_TEST_MAINTENANCE", "quiet") == "production"
 POLICY = MaintenancePolicy() if PRODUCTION else QUIET
 HOME = "/home/shadowstore"
+
+# Property tests: in CI every run draws the same examples (derandomized), so a failure is a change in the code,
+# not luck; with SHADOWSTORE_LONG=1 hypothesis explores new examples on every run, ten times as many, and keeps
+# failing ones in .hypothesis/ to try first next time.
+LONG = os.environ.get("SHADOWSTORE_LONG", "") not in ("", "0")
+settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+settings.register_profile("long", derandomize=False, deadline=None)
+settings.load_profile("long" if LONG else "ci")
+
+
+def examples(count: int) -> int:
+    """How many examples a property test draws: ``count`` in CI, ten times as many in the long mode."""
+    return count * 10 if LONG else count
 
 
 @pytest.fixture

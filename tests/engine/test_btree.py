@@ -5,7 +5,8 @@ snapshots open across later writes, checkpoints, dismounts and mounts (values th
 loses power (every durable commit must come back through recovery). Plain tests cover deep trees, emptying a
 table, a 16 MiB value, dropping and recreating a table in one transaction, and snapshot isolation.
 
-Runs are deterministic (``derandomize=True``); a failing run prints its steps.
+Runs are deterministic in CI (derandomized; SHADOWSTORE_LONG=1 explores, tests/conftest.py); a failing run prints
+its steps.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shadowstore.engine.store import Store
 from shadowstore.engine.transaction import Transaction
 from shadowstore.errors import KeyTooLargeError
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
-from tests.conftest import fault_home, reopen
+from tests.conftest import examples, fault_home, reopen
 
 MAILBOX = "Mailbox Store"
 TABLE = "t"
@@ -291,10 +292,7 @@ class StoreAgainstDict(RuleBasedStateMachine):
 
 
 StoreAgainstDict.TestCase.settings = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=200,
+    max_examples=examples(200),
     stateful_step_count=50,
     phases=[Phase.explicit, Phase.generate, Phase.shrink],  # why: the explain phase traces every line: minutes
 )

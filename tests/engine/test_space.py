@@ -10,6 +10,7 @@ from shadowstore.engine.btree import Blob, Leaf
 from shadowstore.engine.retired import pages_of, resolve_retired
 from shadowstore.engine.space import FreeExtents, SpaceMap, page_flags
 from shadowstore.format.dbheader import BlobRef
+from tests.conftest import examples
 
 
 def test_free_runs_merge_with_their_neighbours_and_are_taken_lowest_first() -> None:
@@ -32,7 +33,7 @@ def test_a_page_freed_twice_is_refused() -> None:
         free.add_run(12, 1)
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=examples(200))
 @given(st.integers(min_value=0, max_value=300), st.binary(max_size=50))
 def test_page_flags_say_what_the_bitmap_says_page_by_page(page_count: int, bitmap: bytes) -> None:
     flags = page_flags(page_count, bitmap)

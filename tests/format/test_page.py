@@ -29,6 +29,7 @@ from shadowstore.format.page import (
     unpack_leaf,
     verify_page,
 )
+from tests.conftest import examples
 from tests.format.test_common import checksum_message, flip_byte, reseal_checksum
 
 PAGE = 8192
@@ -254,7 +255,7 @@ def test_the_first_damaged_page_is_found_whatever_the_byte_order(
     assert first_bad_page(b"".join(pages), 30, PAGE, used) is None
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=examples(200))
 @given(
     st.lists(st.tuples(st.sampled_from([None, *DAMAGES]), st.booleans()), min_size=1, max_size=12),
     st.integers(min_value=2, max_value=10_000),

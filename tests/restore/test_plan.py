@@ -3,8 +3,8 @@
 The stream has generations 1..N; generation g is created at ``T0 + g * 1000`` µs and its commits are made before
 generation g + 1 is created. A backup taken when generation ``b`` is the newest closed one holds logs up to b,
 records ``logs_end_us`` = creation of b + 1, and (full/copy) database copies consistent from the checkpoint's
-generation that may hold commits up to just before b + 1 was created. The property tests are deterministic
-(``derandomize=True``); a failing one prints the history and the target.
+generation that may hold commits up to just before b + 1 was created. The property tests are deterministic in CI
+(SHADOWSTORE_LONG=1 explores, tests/conftest.py); a failing one prints the history and the target.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shadowstore.backup.manifest import DatabaseEntry, FileEntry, Manifest
 from shadowstore.errors import InvalidParameterError, MissingRestoreLogFilesError, NoRestorableBackupError
 from shadowstore.format.common import iso_time
 from shadowstore.restore.plan import RestoreTarget, plan_restore
+from tests.conftest import examples
 
 T0 = 1_790_000_000_000_000
 SG = "First Storage Group"
@@ -363,7 +364,7 @@ def usable(base: SetInfo, target: RestoreTarget) -> bool:
     return True
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=examples(300))
 @given(histories(), st.data())
 def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     history: tuple[History, int], data: st.DataObject

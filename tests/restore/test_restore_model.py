@@ -4,7 +4,7 @@ with exactly the transactions committed up to the target.
 Each commit ``i`` puts key ``k<i>`` and deletes the key of commit ``i - 3`` when ``i`` is a multiple of 4, and
 records the commit time the log gave it. The expected state at time T applies the commits with a time at or
 before T; at the end of a backup's last generation, the commits made before that backup. Runs are
-deterministic (``derandomize=True``); a failing one prints its steps and draws.
+deterministic in CI (SHADOWSTORE_LONG=1 explores, tests/conftest.py); a failing one prints its steps and draws.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
 from shadowstore.restore.plan import RestoreTarget, plan_restore
 from shadowstore.restore.run import INTO_RECOVERY_GROUP, RECOVERY_SG, run_restore
-from tests.conftest import fault_home
+from tests.conftest import examples, fault_home
 
 SG = "First Storage Group"
 
@@ -75,7 +75,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps, data=st.data())
 def test_restores_hold_exactly_the_transactions_up_to_the_target(
     steps: list[tuple[str, object]], data: st.DataObject
