@@ -20,7 +20,7 @@ import pytest
 from shadowstore.errors import ShadowStoreError, StorageGroupOfflineError
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
-from tests.conftest import PausingFS, fault_home, reopen
+from tests.conftest import PausingFS, fault_home, mounted_with_table, reopen
 
 COMMITS = 60
 
@@ -163,12 +163,7 @@ def test_a_failed_shadow_header_fsync_never_frees_the_pages_the_durable_primary_
     # that carried on would free the pages the durable primary names and overwrite them at the next
     # checkpoint: after a power loss the store would not mount (-1206).
     fs = FaultFileSystem(seed=13)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    _home, sg, store = mounted_with_table(fs)
     for round_ in range(3):
         with store.transaction() as tx:
             for i in range(50):
@@ -195,12 +190,7 @@ def test_an_unexpected_error_in_maintenance_takes_the_storage_group_offline_once
     # maintenance thread meets an OSError no engine code expects. It must not print a traceback every half
     # second forever while commits go on unflushed and unchecked: it stops the storage group, once, saying why.
     fs = FaultFileSystem(seed=14)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    home, sg, store = mounted_with_table(fs)
 
     def misbehaving_check(*_args: object) -> list[object]:
         raise OSError(9, "Bad file descriptor")
@@ -275,12 +265,7 @@ def test_a_dismount_right_after_a_failed_write_takes_the_storage_group_offline()
     # (what `shadowstore workload run` does when its commit fails). It must say the storage group went offline
     # (1020), not fail store by store (1004) and end as an ordinary dismount (1001).
     fs = FaultFileSystem(seed=16)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    home, sg, _store = mounted_with_table(fs)
     assert sg._maintenance is not None
     sg._maintenance.stop()  # the cycle that would take it offline never comes
     fs.fail_fsync("priv1.edb")

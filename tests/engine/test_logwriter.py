@@ -14,7 +14,7 @@ from shadowstore.errors import DiskIOError, ShadowStoreError
 from shadowstore.format.logrecord import KIND_TXN, TXN_HEADER
 from shadowstore.io.faulty import FaultFileSystem
 from shadowstore.io.fs import read_file
-from tests.conftest import HOME, PausingFS, fault_home, reopen
+from tests.conftest import HOME, PausingFS, fault_home, mounted_with_table, reopen
 
 
 def test_commit_times_rise_in_log_order_within_their_generations_creation_times() -> None:
@@ -70,12 +70,7 @@ def test_going_offline_waits_for_a_flush_leader_still_writing_before_closing_the
     # the file under it would make its fdatasync fail (EBADF) or, on the real system, land on whatever file
     # reuses the descriptor. The leader finishes; its commit was durable and stays so.
     fs = PausingFS(seed=61)
-    home = fault_home(fs)
-    sg = home.storage_group()
-    sg.mount()
-    store = sg.store("Mailbox Store")
-    with store.transaction() as tx:
-        tx.create_table("t")
+    _home, sg, store = mounted_with_table(fs)
     outcome: list[object] = []
 
     def commit() -> None:

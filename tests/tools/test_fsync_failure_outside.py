@@ -31,6 +31,8 @@ from typing import IO
 
 import pytest
 
+from tests.tools.test_torture import contiguous, shadowstore
+
 FAULT_FILE = "priv1.edb"
 SEED = 1
 WARM_UP = 300  # commits acknowledged before the failure is armed: several checkpoints have run by then
@@ -40,17 +42,6 @@ IN_FLIGHT = 5
 START = 60.0  # seconds for a mount, an init or a check to finish
 FIRE = 60.0  # seconds for the armed failure to meet a checkpoint (the default policy checkpoints every 4 logs)
 STOP = 5.0  # seconds the workload has, after the failed fsync, to stop by itself (0.1 s is usual)
-
-
-def shadowstore(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from shadowstore.cli.main import main; sys.exit(main())", *args]
-
-
-def contiguous(committed: set[int]) -> int:
-    n = 0
-    while n + 1 in committed:
-        n += 1
-    return n
 
 
 def fuse_missing() -> str | None:
