@@ -123,6 +123,17 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * scale
 
 
+def parse_seconds(text: str | float, what: str) -> float:
+    """A positive number of seconds. Raises InvalidParameterError naming ``what``."""
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{what} must be a number of seconds, not {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise InvalidParameterError(f"{what} must be more than 0 seconds, not {text!r}")
+    return seconds
+
+
 def validate_log_file_size(size: int) -> int:
     if not MIN_LOG_FILE_SIZE <= size <= MAX_LOG_FILE_SIZE or size % 4096:
         raise InvalidParameterError(

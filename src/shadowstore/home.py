@@ -53,7 +53,7 @@ class ServerHome:
         self.path = path
         self.config = config
         self.fs = fs
-        self.policy = policy
+        self.policy = policy or _configured_policy(config)
         self.events = EventLog(os.path.join(path, "events"), fs)
         self._groups: dict[str, StorageGroup] = {}
 
@@ -269,3 +269,11 @@ def _store_file_name(name: str, taken: set[str]) -> str:
         candidate = f"{stem}{n}.edb"
         n += 1
     return candidate
+
+
+def _configured_policy(config: HomeConfig) -> MaintenancePolicy:
+    """The production maintenance policy, with what the home's [engine] settings change in it."""
+    timeout = config.settings.get("engine", {}).get("transaction_timeout")
+    if timeout is None:
+        return MaintenancePolicy()
+    return MaintenancePolicy(transaction_timeout=cfg.parse_seconds(timeout, "engine.transaction_timeout"))

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from shadowstore.home import ServerHome
 from tests.cli.clirun import run, run_json
 
 
@@ -48,3 +49,16 @@ def test_unknown_and_unset_settings_are_named(home: str, capsys: pytest.CaptureF
     code, _out, err = run(capsys, "--home", home, "config", "get", "backup.colour")
     assert code != 0
     assert "setting 'backup.colour' is not set" in err
+
+
+def test_the_transaction_timeout_is_set_checked_and_used_by_the_engine(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(capsys, "--home", home, "config", "set", "engine.transaction_timeout", "90")
+    assert (code, out) == (0, "engine.transaction_timeout = 90\n")
+    assert ServerHome.open(home).storage_group().policy.transaction_timeout == 90.0
+    for bad in ("soon", "0", "-5", "inf"):
+        code, _out, err = run(capsys, "--home", home, "config", "set", "--", "engine.transaction_timeout", bad)
+        assert code == 3, bad
+        assert "engine.transaction_timeout must be" in err
+    assert ServerHome.open(home).storage_group().policy.transaction_timeout == 90.0  # unchanged

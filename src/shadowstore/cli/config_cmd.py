@@ -9,7 +9,10 @@ from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError, NotFoundError
 
-SETTINGS = {"backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)"}
+SETTINGS = {
+    "backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)",
+    "engine.transaction_timeout": "seconds a write transaction may hold its store's writer latch (default 60)",
+}
 
 
 @click.group("config")
@@ -22,15 +25,18 @@ def config_group() -> None:
 @click.argument("value")
 @pass_ctx
 def set_value(ctx: CliContext, key: str, value: str) -> None:
-    """Set KEY to VALUE (keys: backup.target)."""
+    """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout)."""
     if key not in SETTINGS:
         raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
     home = ctx.open_home()
+    stored: str | float = value
     if key == "backup.target":
         # why now: a target that can never work should be refused here, not at the next backup
         configured_target(home, value)
+    elif key == "engine.transaction_timeout":
+        stored = cfg.parse_seconds(value, key)
     section, name = key.split(".", 1)
-    home.config.settings.setdefault(section, {})[name] = value
+    home.config.settings.setdefault(section, {})[name] = stored
     cfg.save(home.fs, home.path, home.config)
     click.echo(f"{key} = {value}")
 
