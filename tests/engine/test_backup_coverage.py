@@ -109,3 +109,30 @@ def test_an_incremental_holds_every_log_since_the_full_backup_though_checkpoints
     assert inc.copy.start == full_high + 1
     assert report.truncated == [g for g in report.truncated if g < sg.checkpoint_position.gen]
     assert all(g in generations(fs, home) for g in range(sg.checkpoint_position.gen, inc.copy.stop))
+
+
+@pytest.mark.parametrize("kind", ["incremental", "differential"])
+def test_complete_refuses_a_chain_with_a_gap_and_truncates_nothing(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A range that skipped the first generation after the last backup would leave a hole in the chain; the
+    # proof compares what was read with what each store's header says it needs.
+    fs, home = mounted()
+    sg = home.storage_group()
+    with sg.begin_backup("full", owner="test") as session:
+        copy_with_checkpoints(home, session)
+        for gen in session.prepare_logs().copy:
+            session.read_log(gen)
+        session.complete()
+    roll_and_checkpoint(home, 3)
+    right = BackupSession._copy_low
+    monkeypatch.setattr(BackupSession, "_copy_low", lambda self, top: right(self, top) + 1)
+    before = generations(fs, home)
+    session = sg.begin_backup(kind, owner="test")
+    for gen in session.prepare_logs().copy:
+        session.read_log(gen)
+    with pytest.raises(InvalidBackupSequenceError, match="were not copied"):
+        session.complete()
+    assert set(before) <= set(generations(fs, home))  # nothing truncated
+    header = sg.store("Mailbox Store").header
+    assert header is not None
+    assert header.inc_prev.is_empty
+    assert header.diff_prev.is_empty

@@ -19,9 +19,10 @@ never passes the checkpoint.
 
 A set is correct by construction: a full or copy set holds the logs from the lowest replay start of the
 headers its copies were pinned at (checkpoints running during the copy move the live headers on, not the
-pinned ones), and a full backup truncates only below that generation. ``prove_coverage`` checks the finished
-range against the pinned headers and the chain before the manifest is written and again before truncating;
-a set that would not restore is refused and nothing is truncated or stamped.
+pinned ones), and a full backup truncates only below that generation. ``prove_coverage`` checks the logs
+actually copied against the pinned headers and the chain before the manifest is written and again before
+truncating; a set whose copied logs miss a generation its copies or its chain need is refused and nothing is
+truncated or stamped.
 """
 
 from __future__ import annotations
@@ -355,39 +356,45 @@ class BackupSession:
             return report
 
     def prove_coverage(self) -> None:
-        """Refuse (-521, session aborted: nothing truncated, nothing stamped) a set that cannot restore: a copy
-        whose replay start is below the logs copied, an incremental or differential that does not continue
-        its chain, or logs that do not reach the mark. Checked from what the copies were pinned at and what
-        the stores' headers say now, independently of how the range was computed. The backup program calls
-        it before it writes the manifest; ``complete`` calls it again before truncating."""
+        """Refuse (-521, session aborted: nothing truncated, nothing stamped) a set that cannot restore: one whose
+        logs *read* do not include every generation from the replay start of each pinned copy (full, copy), or
+        from the end of the previous backup in each store's header (incremental, differential), through the
+        last closed generation. Checked against what was copied, independently of how the range was computed.
+        The backup program calls it before it writes the manifest; ``complete`` calls it again before
+        truncating. (That an incremental or differential continues the chain *in its target* is the backup
+        program's check, backup/run.py.)"""
         if self.logs is None:
             raise InvalidBackupSequenceError("the coverage of a backup set is known only after prepare_logs")
-        copy, problems = self.logs.copy, []
-        for name, header in sorted(self._copied.items()):
-            need = header.replay_start.gen
-            if not copy.start <= need <= max(copy.start, copy.stop - 1):
-                problems.append(f"the copy of {name!r} needs log generations {need}-{copy.stop - 1}")
-        if self.kind in ("incremental", "differential"):
-            for store in self.sg.stores.values():
-                if not store.mounted or store.header is None:
-                    continue
-                prev = store.header.full_prev.gen_high
-                if self.kind == "incremental":
-                    prev = max(prev, store.header.inc_prev.gen_high)
-                if prev + 1 < copy.start:
-                    problems.append(f"{store.name!r} was last backed up up to generation {prev}")
-        if self.logs.mark.gen != copy.stop:
-            problems.append(f"the logs end at generation {copy.stop - 1} but the backup mark is {self.logs.mark}")
+        top = self.logs.mark.gen - 1
+        problems = []
+        for name, first in self._needed_from():
+            lacking = [g for g in range(first, top + 1) if g not in self._logs_read]
+            if lacking:
+                problems.append(
+                    f"{name} needs log generations {first}-{top}, of which {_span(lacking)} were not copied"
+                )
         if not problems:
             return
-        held = f"{copy.start}-{copy.stop - 1}" if copy else "none"
         error = InvalidBackupSequenceError(
-            f"the {self.kind} backup of {self.sg.name!r} would not restore ({'; '.join(problems)}; the set holds "
-            f"log generations {held}); nothing was truncated or stamped",
+            f"the {self.kind} backup of {self.sg.name!r} would not restore ({'; '.join(problems)}); nothing was "
+            "truncated or stamped",
             hint="run the backup again; if it fails the same way, report it with the event log",
         )
         self.abort("the backup set would not cover the logs its copies need", error=error)
         raise error
+
+    def _needed_from(self) -> list[tuple[str, int]]:
+        """(what, first generation it needs) for each copy (full, copy) or each store's chain (the others)."""
+        if self.kind in ("full", "copy"):
+            return [(f"the copy of {n!r}", h.replay_start.gen) for n, h in sorted(self._copied.items())]
+        needed = []
+        for store in self.sg.stores.values():
+            if store.mounted and store.header is not None:
+                prev = store.header.full_prev.gen_high
+                if self.kind == "incremental":
+                    prev = max(prev, store.header.inc_prev.gen_high)
+                needed.append((f"{store.name!r}, last backed up to generation {prev},", prev + 1))
+        return needed
 
     def _truncate(self, report: CompletionReport) -> None:
         assert self.logs is not None
@@ -464,6 +471,10 @@ def check_can_begin(sg: StorageGroup, kind: str) -> None:
                 f"{'an' if kind == 'incremental' else 'a'} {kind} backup needs a previous full backup; these stores "
                 "have none: " + ", ".join(s.name for s in lacking)
             )
+
+
+def _span(generations: list[int]) -> str:
+    return f"{generations[0]}" if len(generations) == 1 else f"{generations[0]}-{generations[-1]}"
 
 
 def _name(sg: StorageGroup, generation: int) -> str:
