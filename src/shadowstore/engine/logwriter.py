@@ -74,17 +74,10 @@ class LogWriter:
         attached: Callable[[], list[AttachInfo]],
         checkpoint: Callable[[], LgPos],
     ) -> None:
-        self.fs = fs
         self.log_dir = log_dir
-        self.base = base
-        self.signature = signature
         self.file_size = file_size
-        self.page_size = page_size
-        self.circular = circular
         self.events = events
         self.sg = sg
-        self._attached = attached
-        self._checkpoint = checkpoint
         self.on_disk_full: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._waiters: list[tuple[LgPos, _thread.LockType]] = []

@@ -27,7 +27,7 @@ Each costs one fsync; a mount that follows no failure rewrites bytes that are al
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shadowstore.config import SgConfig
@@ -40,8 +40,8 @@ from shadowstore.format.logfile import (
     parse_archived_log_name,
     tmp_log_name,
 )
-from shadowstore.io.fs import FileSystem, opened
-from shadowstore.io.replace import remove_temporaries_of, temporary_target
+from shadowstore.io.fs import FileHandle, FileSystem
+from shadowstore.io.replace import remove_temporaries_in
 
 
 def sweep_temporaries(fs: FileSystem, config: SgConfig) -> list[str]:
@@ -56,17 +56,21 @@ def sweep_temporaries(fs: FileSystem, config: SgConfig) -> list[str]:
 def _sweep(fs: FileSystem, config: SgConfig, removed: list[str]) -> None:
     base = config.log_base
     logs = {current_log_name(base), tmp_log_name(base), *RESERVE_LOG_NAMES}
-    for name in sorted(set(_targets(fs, config.log_dir))):
-        if name in logs or parse_archived_log_name(base, name) is not None:
-            removed += remove_temporaries_of(fs, os.path.join(config.log_dir, name))
-    for name in (checkpoint_name(base), f"{base}.backup.json"):  # E00.chk, a backup session's status file
-        removed += remove_temporaries_of(fs, os.path.join(config.system_dir, name))
-    for store in config.stores:
-        removed += remove_temporaries_of(fs, config.store_path(store))
+    system = {checkpoint_name(base), f"{base}.backup.json"}  # E00.chk, a backup session's status file
+    stores = {os.path.basename(config.store_path(store)) for store in config.stores}
 
+    def ours(folder: str) -> Callable[[str], bool]:
+        def replaces(name: str) -> bool:
+            return (
+                (folder == config.log_dir and (name in logs or parse_archived_log_name(base, name) is not None))
+                or (folder == config.system_dir and name in system)
+                or (folder == config.data_dir and name in stores)
+            )
 
-def _targets(fs: FileSystem, folder: str) -> list[str]:
-    return [t for t in (temporary_target(n) for n in fs.listdir(folder)) if t is not None]
+        return replaces
+
+    for folder in dict.fromkeys((config.log_dir, config.system_dir, config.data_dir)):
+        removed += remove_temporaries_in(fs, folder, ours(folder))
 
 
 def sync_folders(fs: FileSystem, config: SgConfig) -> None:
@@ -76,12 +80,12 @@ def sync_folders(fs: FileSystem, config: SgConfig) -> None:
             fs.fsync_dir(folder)
 
 
-def resync_last_block(fs: FileSystem, path: str, scan: Generation) -> None:
-    """Rewrite the last valid block of the current log ``path`` (scanned as ``scan``) and fdatasync it.
-    Raises DiskIOError."""
+def resync_last_block(handle: FileHandle, scan: Generation) -> None:
+    """Rewrite the last valid block of the current log open as ``handle`` (scanned as ``scan``) and fdatasync
+    it. Raises DiskIOError."""
     if scan.last_block is None:
         return
-    with _disk_error(f"rewriting the last block of {path}"), opened(fs, path, readonly=False) as handle:
+    with _disk_error(f"rewriting the last block of {handle.path}"):
         length = scan.end_offset - scan.last_block
         handle.pwrite(handle.pread(length, scan.last_block), scan.last_block)
         handle.fdatasync()

@@ -212,11 +212,11 @@ class StorageGroup:
             current,
             tolerate_torn_tail=True,
         )
-        resync.resync_last_block(self.fs, self.current_log_path, current_scan)
         self._start_log_writer(current, current_scan)
-        report = recover(self, logs, current, current_scan)
         handle = self.log.current_file()
         assert handle is not None
+        resync.resync_last_block(handle, current_scan)  # before recovery writes anything that relies on it
+        report = recover(self, logs, current, current_scan)
         mountlog.quarantine_torn_tail(self.fs, self.config, current_scan, handle)
         created = layout.ensure_reserve_logs(self.fs, self.config.log_dir, self.config.log_file_size)
         if created:

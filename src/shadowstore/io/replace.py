@@ -84,12 +84,28 @@ def remove_temporaries_of(fs: FileSystem, path: str) -> list[str]:
     """Delete the temporary files a crash left beside ``path`` (see :func:`temporaries_of`), sync the folder,
     and return their paths. Requires: no one is replacing ``path`` meanwhile (the caller holds the lock that
     keeps its writers out); a temporary file still being written would be removed and that replace fail."""
-    found = temporaries_of(fs, path)
-    for tmp in found:
+    folder, name = os.path.split(path)
+    return remove_temporaries_in(fs, folder or ".", lambda target: target == name)
+
+
+def remove_temporaries_in(fs: FileSystem, folder: str, replaces: Callable[[str], bool]) -> list[str]:
+    """Delete the temporary files in ``folder`` made to replace a file whose name ``replaces`` accepts, with one
+    listing and one folder sync; returns their paths, sorted. Requires what :func:`remove_temporaries_of`
+    requires, for every such file."""
+    try:
+        names = fs.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        target = temporary_target(name)
+        if target is not None and replaces(target):
+            found.append(os.path.join(folder, name))
+    for tmp in sorted(found):
         _unlink_quietly(fs, tmp)
     if found:
-        fs.fsync_dir(os.path.dirname(path) or ".")
-    return found
+        fs.fsync_dir(folder)
+    return sorted(found)
 
 
 def _unlink_quietly(fs: FileSystem, path: str) -> None:

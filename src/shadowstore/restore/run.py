@@ -57,7 +57,7 @@ from shadowstore.format.common import iso_time
 from shadowstore.format.logfile import archived_log_name, current_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.fs import FileSystem
-from shadowstore.io.replace import remove_temporaries_of
+from shadowstore.io.replace import remove_temporaries_in
 from shadowstore.restore.fetch import fetch_file
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
 from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
@@ -342,8 +342,9 @@ def _fetch(
         done += n
         progress("fetch", done, total)
 
+    for folder in (db_dir, log_dir):  # a killed run's partial copies (the restore lock is held)
+        remove_temporaries_in(fs, folder, lambda _name: True)
     for backup_id, entry, destination in todo:
-        remove_temporaries_of(fs, destination)  # a killed run's partial copy (the restore lock is held)
         fetch_file(target, set_folder(plan.sg, backup_id), entry, fs, destination, progress=advance)
         fs.crash_point("restore.fetch.file")
     journal.data["phase"] = "recover"
