@@ -21,6 +21,7 @@ from shadowstore.errors import ShadowStoreError, StorageGroupOfflineError
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from tests.conftest import PausingFS, fault_home, mounted_with_table, reopen
+from tests.engine.test_backup_session import run_backup
 
 COMMITS = 60
 
@@ -49,15 +50,7 @@ def workload(home: ServerHome, acked: dict[str, set[bytes]]) -> ShadowStoreError
             if i % 20 == 19:
                 sg.checkpoint()
             if i == 45:
-                with sg.begin_backup("full", owner="test") as session:
-                    for store in session.databases():
-                        with session.open_database(store) as copy:
-                            for chunk in copy.chunks():
-                                if not isinstance(chunk, bytes):
-                                    chunk.release()
-                    for gen in session.prepare_logs().copy:
-                        session.read_log(gen)
-                    session.complete()
+                run_backup(home, "full")
         sg.dismount()
     except ShadowStoreError as exc:
         return exc

@@ -9,7 +9,6 @@ import pytest
 
 from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.logstream import LogSet
-from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
     DatabaseNotFoundError,
     StorageGroupBusyError,
@@ -20,6 +19,7 @@ from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from shadowstore.io.replace import temporary_name
 from tests.conftest import QUIET, PausingFS, fault_home, reopen
+from tests.engine.test_backup_session import run_backup
 
 
 def commit(home: ServerHome, key: bytes, value: bytes = b"v") -> None:
@@ -213,18 +213,6 @@ def test_a_deleted_lock_file_is_reported_once_while_the_lock_still_holds() -> No
     sg.dismount()
 
 
-def full_backup(sg: StorageGroup) -> None:
-    with sg.begin_backup("full", owner="test") as session:
-        for store in session.databases():
-            with session.open_database(store) as copy:
-                for chunk in copy.chunks():
-                    if not isinstance(chunk, bytes):
-                        chunk.release()
-        for gen in session.prepare_logs().copy:
-            session.read_log(gen)
-        session.complete()
-
-
 @pytest.mark.parametrize("crash_at", ["backup.truncate.after_delete", None])
 def test_the_events_an_administrator_audits_by_survive_a_power_loss(crash_at: str | None) -> None:
     fs = FaultFileSystem(seed=44)
@@ -239,9 +227,9 @@ def test_the_events_an_administrator_audits_by_survive_a_power_loss(crash_at: st
     if crash_at is not None:
         fs.arm_crash(crash_at)
         with pytest.raises(SimulatedCrash):
-            full_backup(sg)
+            run_backup(home, "full")
     else:
-        full_backup(sg)
+        run_backup(home, "full")
     ids = [e.event_id for e in reopen(fs.crash("drop")).events.read()]
     assert 224 in ids  # "Deleting log files ...": durable before the first one went
     assert (202 in ids) == (crash_at is None)  # the end of the backup, durable once complete returns
