@@ -7,9 +7,11 @@ import errno
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,11 +121,12 @@ def test_during_a_write_list_shows_only_complete_files(target: Target) -> None:
     def chunks() -> Iterator[bytes]:
         yield payload(MiB, 4)
         seen.extend([target.list(), beside(target).list(), target.read_bytes("set/f"), target.exists("set/g")])
+        seen.append(target.sizes())
         yield payload(MiB, 5)
 
     target.write_file("set/f", chunks())
     target.write_file("set/g", [b"g"])
-    assert seen == [["set/f"], [beside_name(target, "set/f")], b"old", False]
+    assert seen == [["set/f"], [beside_name(target, "set/f")], b"old", False, {"set/f": 3}]
     assert target.read_bytes("set/f") == payload(MiB, 4) + payload(MiB, 5)
     assert target.list() == ["set/f", "set/g"]
 
@@ -172,7 +175,7 @@ def test_bad_names_are_refused_and_write_nothing(target: Target, bad: str) -> No
         lambda: target.delete(bad),
     ]
     if bad and bad != "a/":  # "" and "a/" are fine prefixes
-        calls.append(lambda: target.list(bad))
+        calls += [lambda: target.list(bad), lambda: target.sizes(bad)]
     for call in calls:
         with pytest.raises(InvalidParameterError):
             call()
@@ -228,6 +231,7 @@ def test_a_write_killed_midway_leaves_a_partial_that_discard_removes(target: Tar
     assert target.partial("s/new/") == left[1:]
     assert target.partial("t/") == []
     assert target.list() == ["s/f", "t/g"]  # a partial is never listed
+    assert target.sizes() == {"s/f": 8, "t/g": 5}
     target.discard_partial("s/f")
     target.discard_partial("s/new/h")
     target.discard_partial("never/written")
@@ -248,6 +252,73 @@ def test_a_partial_is_named_while_its_write_runs(target: Target) -> None:
     target.write_file("s/f", chunks())
     assert seen == [[] if target.url.startswith("memory://") else ["s/f"]]
     assert target.partial() == []
+
+
+def test_sizes_are_those_written_from_one_listing(target: Target) -> None:
+    written = {"sg1/set/priv1.edb": 3 * MiB + 5, "sg1/set/E0000005.log": 0, "sg1-other": 1, "sg10/x": 7, "top": 2}
+    for name, size in written.items():
+        target.write_file(name, pieces(payload(size, 8), seed=9))
+    assert target.sizes() == dict(sorted(written.items()))
+    assert list(target.sizes()) == target.list()
+    assert target.sizes("sg1/") == {"sg1/set/E0000005.log": 0, "sg1/set/priv1.edb": 3 * MiB + 5}
+    assert target.sizes("sg1/set/p") == {"sg1/set/priv1.edb": 3 * MiB + 5}
+    assert target.sizes("sg1") == {n: s for n, s in sorted(written.items()) if n.startswith("sg1")}
+    assert target.sizes("nope/") == target.sizes("sg3") == {}
+    target.delete("top")
+    assert "top" not in target.sizes()
+
+
+def test_the_size_hint_is_only_a_hint(target: Target) -> None:
+    data = payload(PART_SIZE + 3 * MiB, 10)
+    for hint in (0, len(data) // 3, 1 << 40):
+        assert target.write_file(f"h{hint}", pieces(data, seed=hint), size_hint=hint) == len(data)
+        assert target.read_bytes(f"h{hint}") == data
+    target.write_file("empty", [], size_hint=1 << 30)
+    assert target.read_bytes("empty") == b""
+
+
+DELETED_SETS = 40  # folders deleted while another thread lists; each holds a file and a subfolder with one
+
+
+def test_listing_while_another_thread_deletes_folders_never_fails(target: Target) -> None:
+    """A prune deletes sets while a backup or a `backup list` lists the target: a file or folder that vanishes
+    mid-listing is simply not named. (A local listing used to fail when a folder went between reading its
+    parent and reading it.)"""
+    names = [f"sg/set-{n:03d}/{file}" for n in range(DELETED_SETS) for file in ("priv1.edb", "logs/E0000001.log")]
+    for name in names:
+        target.write_file(name, [b"x"])
+    listing, deleted = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def delete_every_set() -> None:
+        try:
+            listing.wait()
+            for name in names:
+                target.delete(name)  # removes the folders it empties
+        except BaseException as exc:  # why: reported by the main thread
+            failures.append(exc)
+        finally:
+            deleted.set()
+
+    thread = threading.Thread(target=delete_every_set)
+    thread.start()
+    rounds = 0
+    try:
+        while not deleted.is_set() or rounds == 0:
+            listing.set()
+            listed, sized, prefixed = target.list(), target.sizes(), target.list("sg/set-0")
+            assert target.partial() == target.partial("sg/") == []
+            assert set(listed) <= set(names)
+            assert set(sized) <= set(names)
+            assert set(sized.values()) <= {1}
+            assert all(name.startswith("sg/set-0") for name in prefixed)
+            rounds += 1
+    finally:
+        listing.set()
+        thread.join()
+    assert failures == []
+    assert target.list() == []
+    assert target.sizes() == {}
 
 
 def test_open_target_reaches_the_same_files(target: Target) -> None:
@@ -298,6 +369,9 @@ def test_a_local_target_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
     target = LocalTarget(str(tmp_path / "backups"))
     with pytest.raises(BackupTargetError, match="the backup target is a file, not a folder"):
         target.write_file("sg/set/priv1.edb", [b"x"])
+    for listing in (target.list, target.sizes, target.partial):
+        with pytest.raises(BackupTargetError, match="the backup target is a file, not a folder"):
+            listing()  # not an empty target: a `backup list` must not say there are no backups
     assert (tmp_path / "backups").read_bytes() == b"not a folder"
 
 
@@ -310,6 +384,36 @@ def test_local_leftover_temporaries_are_not_listed(tmp_path: Path) -> None:
     assert target.list() == [".hidden", "s/f"]
     with pytest.raises(InvalidParameterError, match="temporary"):
         target.write_file("s/.x.tmp-0123456789abcdef", [b"3"])
+
+
+class PrunedWhileListing(LocalTarget):
+    """Deletes files and folders at the instants a prune running alongside could: right after the listing has
+    read the folder that holds them, before it reads (or stats) them."""
+
+    def _entries(self, relative: str) -> list[os.DirEntry[str]]:
+        entries = super()._entries(relative)
+        root = Path(self.url)
+        if relative == "sg":
+            shutil.rmtree(root / "sg" / "set-1")  # a whole set: its folder, a subfolder, their files
+            (root / "sg" / "set-3").rmdir()
+            (root / "sg" / "set-3").write_bytes(b"a file took the folder's name")
+        if relative == "sg/set-2":
+            (root / "sg" / "set-2" / "priv1.edb").unlink()  # listed, but gone before its size is read
+        return entries
+
+
+def pruned_while_listing(root: Path) -> PrunedWhileListing:
+    target = PrunedWhileListing(str(root))
+    for name in ("sg/set-1/priv1.edb", "sg/set-1/logs/E0000001.log", "sg/set-2/priv1.edb", "sg/set-2/E00.chk"):
+        target.write_file(name, [b"xy"])
+    (root / "sg" / "set-3").mkdir()
+    return target
+
+
+def test_local_listing_skips_what_is_deleted_under_it(tmp_path: Path) -> None:
+    assert pruned_while_listing(tmp_path / "sizes").sizes() == {"sg/set-2/E00.chk": 2}
+    assert pruned_while_listing(tmp_path / "list").list() == ["sg/set-2/E00.chk", "sg/set-2/priv1.edb"]  # it was
+    assert pruned_while_listing(tmp_path / "partial").partial() == []
 
 
 def test_local_delete_prunes_emptied_folders_but_not_the_root(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9a-f]{16}")  # group 1: the name being 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+Entries = list[os.DirEntry[str]]  # why an alias: inside LocalTarget, ``list`` names its method
 
 
 def is_temporary(basename: str) -> bool:
@@ -54,8 +55,9 @@ class LocalTarget:
 
     # --- writing --------------------------------------------------------------------------------------------
 
-    def write_file(self, name: str, chunks: Iterable[Buffer]) -> int:
-        """Store ``chunks`` as ``name`` atomically and durably; returns the bytes written.
+    def write_file(self, name: str, chunks: Iterable[Buffer], *, size_hint: int | None = None) -> int:
+        """Store ``chunks`` as ``name`` atomically and durably; returns the bytes written. ``size_hint`` is
+        ignored: a file grows as it is written.
 
         Raises BackupTargetFullError when the file system is full, BackupTargetError when the target is not
         writable or fails; an exception raised by ``chunks`` itself propagates unchanged. On any failure the
@@ -161,27 +163,51 @@ class LocalTarget:
 
     def list(self, prefix: str = "") -> list[str]:
         """Sorted names of the files whose name starts with ``prefix``, without temporary files. A target
-        directory that does not exist yet lists nothing; any other error raises BackupTargetError."""
-        return sorted(name for name, base in self._files(prefix) if not is_temporary(base))
+        directory that does not exist yet lists nothing; a file or folder removed while the listing runs is left
+        out; any other error raises BackupTargetError."""
+        return sorted(name for name, entry in self._files(prefix) if not is_temporary(entry.name))
 
-    def _files(self, prefix: str) -> Iterator[tuple[str, str]]:
-        """(name, base name on disk) of every file, temporary ones included, whose name starts with ``prefix``
-        (a temporary file's name is that of its folder and its own base name)."""
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Size in bytes of each file :meth:`list` names (a file removed before its size is read is left out).
+        Raises BackupTargetError."""
+        found = {}
+        for name, entry in self._files(prefix):
+            if not is_temporary(entry.name):
+                with self._wrapped("look up", name):
+                    size = _size_unless_gone(entry)
+                if size is not None:
+                    found[name] = size
+        return dict(sorted(found.items()))
+
+    def _files(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(name, directory entry) of every file, temporary ones included, whose name starts with ``prefix`` (a
+        temporary file's name is that of its folder and its own base name). A folder that vanishes before it is
+        read (ENOENT, or ENOTDIR when a file took its place) is skipped: a prune may be deleting sets meanwhile.
+        Only the target directory itself being a file is an error; a missing one lists nothing."""
         if prefix:
             check_name(prefix.rstrip("/") or "/")
-        start = os.path.join(self.url, prefix.rpartition("/")[0])
-
-        def fail(exc: OSError) -> None:
-            if not (exc.errno in (errno.ENOENT, errno.ENOTDIR) and exc.filename == start):
-                raise exc
-
+        folder = prefix.rpartition("/")[0]
+        pending = [folder]  # names of folders still to read, relative to the target ("": the target itself)
         with self._wrapped("list", prefix or "/"):
-            for folder, _dirs, files in os.walk(start, onerror=fail):
-                relative = os.path.relpath(folder, self.url)
-                for base in files:
-                    name = base if relative == "." else f"{relative}/{base}"
-                    if name.startswith(prefix):
-                        yield name, base
+            while pending:
+                relative = pending.pop()
+                for entry in self._entries(relative):
+                    name = f"{relative}/{entry.name}" if relative else entry.name
+                    if not entry.is_dir():
+                        if name.startswith(prefix):
+                            yield name, entry
+                    elif not entry.is_symlink() and _may_hold(name, prefix):
+                        pending.append(name)  # why not a symlink: like os.walk, links to folders are not followed
+
+    def _entries(self, relative: str) -> Entries:
+        """The entries of folder ``relative`` ([] if it is gone or, below the target, is no longer a folder)."""
+        try:
+            with os.scandir(os.path.join(self.url, relative) if relative else self.url) as entries:
+                return list(entries)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT or (exc.errno == errno.ENOTDIR and relative):
+                return []
+            raise
 
     # --- what killed writes left behind ----------------------------------------------------------------------
 
@@ -190,8 +216,8 @@ class LocalTarget:
         that fails removes its own). A listed name may be one being written right now."""
         folder_prefix = prefix.rpartition("/")[0]
         names = set()
-        for name, base in self._files(folder_prefix + "/" if folder_prefix else ""):
-            match = _TEMPORARY.fullmatch(base)
+        for name, entry in self._files(folder_prefix + "/" if folder_prefix else ""):
+            match = _TEMPORARY.fullmatch(entry.name)
             if match is not None:
                 written = f"{name.rpartition('/')[0]}/{match.group(1)}" if "/" in name else match.group(1)
                 if written.startswith(prefix):
@@ -305,6 +331,22 @@ def _rmdir_if_empty(path: str) -> bool:
         if exc.errno != errno.ENOENT:  # why: already removed (by a concurrent delete) counts as removed
             raise
     return True
+
+
+def _may_hold(folder: str, prefix: str) -> bool:
+    """True if folder ``folder`` can hold files whose names start with ``prefix``."""
+    return f"{folder}/".startswith(prefix) or prefix.startswith(f"{folder}/")
+
+
+def _size_unless_gone(entry: os.DirEntry[str]) -> int | None:
+    """``entry``'s size in bytes (following a symbolic link, like :meth:`LocalTarget.size`), or None if it was
+    removed (or its folder replaced) after its folder was read."""
+    try:
+        return entry.stat().st_size
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
 
 
 def _remove_quietly(path: str) -> None:

@@ -25,13 +25,16 @@ Names = list[str]  # why an alias: inside a target class, ``list`` names its met
 class Target(Protocol):
     url: str  # what the user gave, normalised (a local path becomes absolute)
 
-    def write_file(self, name: str, chunks: Iterable[Buffer]) -> int:
+    def write_file(self, name: str, chunks: Iterable[Buffer], *, size_hint: int | None = None) -> int:
         """Store ``chunks`` as file ``name`` atomically; returns the bytes written.
 
         Each chunk is valid only until the next one is asked for (a backup lends its read buffers): write or
-        copy it before then. Replaces an existing file of that name. Raises BackupTargetError
-        (BackupTargetFullError when the target has no space) and leaves no file under ``name`` and no temporary
-        file behind on failure.
+        copy it before then. Replaces an existing file of that name. ``size_hint`` is the number of bytes the
+        caller expects to write (the size of the file being copied; compressed output may be a little larger):
+        a backend that must plan the write by size (S3's multipart upload) uses it, and writes correctly
+        whether the chunks come to more or fewer bytes. Raises BackupTargetError (BackupTargetFullError when the
+        target has no space; BackupTargetError before anything is written when the hint is more than the backend
+        can store in one file) and leaves no file under ``name`` and no temporary file behind on failure.
         """
 
     def read_file(self, name: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
@@ -45,7 +48,12 @@ class Target(Protocol):
         """Size in bytes. Raises BackupTargetNotFoundError."""
 
     def list(self, prefix: str = "") -> list[str]:
-        """Names of every file whose name starts with ``prefix``, sorted; temporary files are not listed."""
+        """Names of every file whose name starts with ``prefix``, sorted; temporary files are not listed. A file
+        or folder another process removes while the listing runs is simply not listed (never an error)."""
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Size in bytes of every file :meth:`list` would name, from one listing (not a request per file), with
+        the same promise about files removed meanwhile. Raises BackupTargetError."""
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (no error if it is already gone)."""
