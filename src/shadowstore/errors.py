@@ -390,3 +390,31 @@ class WorkloadMismatchError(ShadowStoreError):
     """``workload check`` found a committed transaction missing or a transaction present only in part."""
 
     exit_code = ExitCode.WORKLOAD_MISMATCH
+
+
+# --- bugs ---------------------------------------------------------------------------------------------------
+
+
+class UnexpectedError(ShadowStoreError):
+    """An exception that is not a ShadowStoreError reached a place that reports errors: a bug. Made by
+    :func:`unexpected`, raised ``from`` the original so its traceback stays reachable."""
+
+    exit_code = ExitCode.ERROR
+    default_hint = "this is a bug in ShadowStore; please report it with the command you ran and this message"
+
+
+MAX_UNEXPECTED_TEXT = 500  # characters of the exception's text kept in the one-line message
+
+
+def unexpected(exc: BaseException, doing: str) -> UnexpectedError:
+    """``exc`` as an UnexpectedError whose message is one line: ``unexpected failure while <doing>: <Type>:
+    <text> (a bug in ShadowStore)``. The text's line breaks and runs of blanks become single spaces and a long
+    text is cut (why: a report entry and the CLI's error are one line; the traceback goes elsewhere). Raise it
+    ``from exc``."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    text = " ".join(str(exc).split())
+    if len(text) > MAX_UNEXPECTED_TEXT:
+        text = text[: MAX_UNEXPECTED_TEXT - 3] + "..."
+    what = f"{name}: {text}" if text else name
+    return UnexpectedError(f"unexpected failure while {' '.join(doing.split())}: {what} (a bug in ShadowStore)")

@@ -16,16 +16,35 @@ from shadowstore.io.fs import FileSystem
 
 
 class BackupReport:
+    """The report of one run. Creating it creates its file, ``backupNN.log`` with the next free number.
+
+    Raises OSError when the reports folder cannot be made or the file cannot be created; after that, lines
+    that cannot be written are dropped (the report must never be the reason a backup fails).
+    """
+
     def __init__(self, fs: FileSystem, home: str) -> None:
         self.fs = fs
         self.folder = os.path.join(home, "reports")
         fs.makedirs(self.folder)
-        self.path = os.path.join(self.folder, f"backup{self._next_number():02d}.log")
+        self.path = self._create()
         self.errors = 0
 
-    def _next_number(self) -> int:
-        numbers = [int(m.group(1)) for n in self.fs.listdir(self.folder) if (m := re.fullmatch(r"backup(\d+)\.log", n))]
-        return max(numbers, default=0) + 1
+    def _create(self) -> str:
+        """Create the next ``backupNN.log`` exclusively and return its path. Why exclusively: two runs started
+        together list the same numbers; the one that loses the race to create a file takes the next number."""
+        number = self._highest_number() + 1
+        while True:
+            path = os.path.join(self.folder, f"backup{number:02d}.log")
+            try:
+                self.fs.open(path, create=True, exclusive=True).close()
+            except FileExistsError:
+                number += 1
+                continue
+            return path
+
+    def _highest_number(self) -> int:
+        names = self.fs.listdir(self.folder)
+        return max((int(m.group(1)) for n in names if (m := re.fullmatch(r"backup(\d+)\.log", n))), default=0)
 
     def line(self, text: str = "") -> None:
         try:
@@ -54,13 +73,14 @@ class BackupReport:
         self.line(f"  {text}")
 
     def error(self, call: str, exc: ShadowStoreError) -> None:
+        """One line for ``exc`` (its message's line breaks become spaces: an UnexpectedError's too, whose
+        traceback is never written here), then a line with its hint if it has one."""
         self.errors += 1
         code = f"{exc.code} {exc.code_name}" if exc.code else type(exc).__name__
-        self.line(
-            f"The 'Information Store' returned '{exc.message}' from a call to '{call}()' additional data '{code}'"
-        )
+        message = " ".join(exc.message.split())
+        self.line(f"The 'Information Store' returned '{message}' from a call to '{call}()' additional data '{code}'")
         if exc.hint:
-            self.line(f"  What to do: {exc.hint}")
+            self.line(f"  What to do: {' '.join(exc.hint.split())}")
 
     def finished(self, files: int, total: int, seconds: float) -> None:
         now = dt.datetime.now(dt.UTC)

@@ -1,11 +1,25 @@
 """The ``shadowstore`` command: one group, one module per command group, one place that maps errors to exit
-codes (0 ok, 1 warning, 2 error, 3-99 specific errors; see shadowstore.errors.ExitCode)."""
+codes (0 ok, 1 warning, 2 error, 3-99 specific errors; see shadowstore.errors.ExitCode).
+
+An exception that is not a ShadowStoreError is a bug. It is shown as one line naming the command, the exception
+and its text, and a hint naming the crash file that holds the traceback (``crash-<time>-<pid>.log`` in the server
+home's ``reports/`` folder, else in ``$TMPDIR``); ``SHADOWSTORE_DEBUG=1`` prints the traceback too.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
+import os
+import shlex
 import sys
+import tempfile
 import traceback
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,8 +35,13 @@ from shadowstore.cli import (
     workload_cmd,
 )
 from shadowstore.cli.common import CliContext
-from shadowstore.errors import ExitCode, ShadowStoreError
+from shadowstore.config import CONFIG_NAME
+from shadowstore.errors import ExitCode, ShadowStoreError, UnexpectedError, unexpected
 from shadowstore.home import default_home
+
+DEBUG_VARIABLE = "SHADOWSTORE_DEBUG"  # "1": also print the traceback of an unexpected failure
+# Exceptions a command raises on purpose, which main() maps itself.
+_EXPECTED = (ShadowStoreError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,10 +73,39 @@ for module in (
     module.register(cli)
 
 
+def _naming_failures(command: click.Command) -> None:
+    """Make every command below ``command`` raise an exception that is not ours as an UnexpectedError naming
+    the command, raised from it. Why at each command: once the exception reaches main() click has left the
+    command's context, and with it the command's name."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _naming_failures(sub)
+    elif command.callback is not None:
+        command.callback = _named(command.callback)
+
+
+def _named(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except (*_EXPECTED, BrokenPipeError):
+            raise
+        except Exception as exc:
+            raise unexpected(exc, f"running '{click.get_current_context().command_path}'") from exc
+
+    return run
+
+
+_naming_failures(cli)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises, except SystemExit from Python itself)."""
+    args = sys.argv[1:] if argv is None else argv
+    CliContext.last = None  # why: a failure before the root command runs must not use an earlier call's context
     try:
-        result = cli.main(args=argv, prog_name="shadowstore", standalone_mode=False)
+        result = cli.main(args=args, prog_name="shadowstore", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
@@ -67,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         code = ExitCode.USAGE
+    except UnexpectedError as exc:
+        code = _crashed(exc, args)
     except ShadowStoreError as exc:
         code = _report(exc)
     except KeyboardInterrupt:
@@ -74,11 +124,64 @@ def main(argv: list[str] | None = None) -> int:
         code = ExitCode.INTERRUPTED
     except BrokenPipeError:
         code = ExitCode.OK
-    except Exception:  # a bug: say so plainly, with the traceback for the report
-        traceback.print_exc()
-        click.echo("error: unexpected failure (a bug in ShadowStore); the traceback above says where", err=True)
-        code = ExitCode.ERROR
+    except Exception as exc:  # a bug outside any command's own code (an option's callback, click itself)
+        failure = unexpected(exc, f"running '{shlex.join(['shadowstore', *args])}'")
+        failure.__cause__ = exc
+        code = _crashed(failure, args)
     return int(code)
+
+
+def _crashed(failure: UnexpectedError, args: list[str]) -> int:
+    """Report a bug: its one line, and a hint naming the crash file that holds the traceback (also printed on
+    stderr with SHADOWSTORE_DEBUG=1, or when it cannot be saved)."""
+    text = "".join(traceback.format_exception(failure))  # why the UnexpectedError: its chain holds the original
+    try:
+        saved: str | None = _save_crash(text, args)
+        where = f"the full traceback is saved in {saved}; please include it when you report the bug"
+    except OSError as exc:
+        saved = None
+        where = f"the traceback could not be saved ({exc}); it is printed on stderr above"
+    if saved is None or os.environ.get(DEBUG_VARIABLE) == "1":
+        click.echo(text, err=True, nl=False)
+    return _report(UnexpectedError(failure.message, hint=where, crash_file=saved))  # None: left out of --json
+
+
+def _save_crash(text: str, args: list[str]) -> str:
+    """Write ``text`` into a new crash file, created exclusively; returns its path. Raises OSError when no
+    folder takes it."""
+    now = dt.datetime.now(dt.UTC)
+    header = f"shadowstore {shlex.join(args)}\nfailed at {now:%Y-%m-%d %H:%M:%S} UTC in pid {os.getpid()}\n\n"
+    stem = f"crash-{now:%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    failure: OSError = FileNotFoundError("no folder for crash files")
+    for folder in _crash_folders():
+        for attempt in range(1, 100):  # why more than one: a process may fail twice in a second (tests do)
+            path = folder / (f"{stem}.log" if attempt == 1 else f"{stem}-{attempt}.log")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError as exc:
+                failure = exc
+                continue
+            except OSError as exc:
+                failure = exc
+                break
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(header + text)
+            return str(path)
+    raise failure
+
+
+def _crash_folders() -> list[Path]:
+    """Where a crash file may go, best first: the server home's ``reports/`` (if the home exists), $TMPDIR."""
+    context = CliContext.last
+    home = Path(context.home_path if context is not None else default_home())
+    folders = []
+    if (home / CONFIG_NAME).is_file():
+        reports = home / "reports"
+        with suppress(OSError):  # why quietly: $TMPDIR is next
+            reports.mkdir(exist_ok=True)
+            folders.append(reports)
+    folders.append(Path(os.environ.get("TMPDIR") or tempfile.gettempdir()))
+    return folders
 
 
 def _report(exc: ShadowStoreError) -> int:
