@@ -4,6 +4,7 @@ Example::
 
     format_version = 1
     server_name = "mail01"
+    home_id = "mail01-3f2a9c1b"                # made at init; names this home in every backup target
 
     [[storage_group]]
     name = "First Storage Group"
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shlex
 import socket
 import tomllib
@@ -105,6 +107,7 @@ class HomeConfig:
     server_name: str
     storage_groups: list[SgConfig] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # other tables ([backup] ...), kept as they are
+    home_id: str | None = None  # None only in a home made before home ids: ServerHome.open gives it one
 
     def find(self, name: str) -> SgConfig:
         for sg in self.storage_groups:
@@ -112,6 +115,24 @@ class HomeConfig:
                 return sg
         names = ", ".join(repr(s.name) for s in self.storage_groups) or "none"
         raise NotFoundError(f"there is no storage group {name!r} (storage groups: {names})")
+
+
+_HOME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}-[0-9a-f]{8}")
+
+
+def new_home_id(server_name: str) -> str:
+    """``<server name>-<8 random hex digits>``: readable in a target's layout, and unique even when every
+    server is called the same (the server name is cut to what a folder name in any target can hold)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "-", server_name)[:40].strip("-._") or "home"
+    return f"{readable}-{secrets.token_hex(4)}"
+
+
+def validate_home_id(home_id: str) -> str:
+    if not isinstance(home_id, str) or not _HOME_ID.fullmatch(home_id):
+        raise InvalidParameterError(
+            f"{home_id!r} is not a home id (a name, a dash and 8 hex digits, as 'mail01-3f2a9c1b')"
+        )
+    return home_id
 
 
 def parse_size(text: str) -> int:
@@ -196,13 +217,21 @@ def load(fs: FileSystem, home: str) -> HomeConfig:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidParameterError(f"{path}: a storage group entry is incomplete ({exc})") from None
-    settings = {k: v for k, v in data.items() if k not in ("format_version", "server_name", "storage_group")}
-    return HomeConfig(str(data.get("server_name", socket.gethostname())), groups, settings)
+    settings = {k: v for k, v in data.items() if k not in ("format_version", "server_name", "home_id", "storage_group")}
+    home_id = data.get("home_id")
+    if home_id is not None:
+        try:
+            validate_home_id(home_id)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"{path}: {exc.message}") from None
+    return HomeConfig(str(data.get("server_name", socket.gethostname())), groups, settings, home_id)
 
 
 def save(fs: FileSystem, home: str, config: HomeConfig) -> None:
     """Replace ``<home>/shadowstore.toml`` atomically."""
     data: dict[str, Any] = {"format_version": FORMAT_VERSION, "server_name": config.server_name}
+    if config.home_id is not None:
+        data["home_id"] = config.home_id
     data.update(config.settings)
     data["storage_group"] = [
         {

@@ -66,7 +66,10 @@ class ServerHome:
         """Open an existing home. Raises NotFoundError (with the init command as hint) if there is none."""
         fs = fs or OsFileSystem()
         path = os.path.abspath(path or default_home())
-        return cls(path, cfg.load(fs, path), fs, policy)
+        config = cfg.load(fs, path)
+        if config.home_id is None:
+            config = _give_home_id(fs, path)
+        return cls(path, config, fs, policy)
 
     @classmethod
     def init(
@@ -85,7 +88,9 @@ class ServerHome:
         if fs.exists(os.path.join(path, cfg.CONFIG_NAME)):
             raise InvalidParameterError(f"{path} is already a server home")
         fs.makedirs(path)
-        home = cls(path, HomeConfig(socket.gethostname(), [], {"backup": {"target": "backups"}}), fs, policy)
+        server = socket.gethostname()
+        config = HomeConfig(server, [], {"backup": {"target": "backups"}}, cfg.new_home_id(server))
+        home = cls(path, config, fs, policy)
         home.create_storage_group(
             DEFAULT_SG,
             log_file_size=log_file_size,
@@ -105,6 +110,13 @@ class ServerHome:
         """Dismount every storage group this object mounted."""
         for sg in self._groups.values():
             sg.dismount()
+
+    @property
+    def home_id(self) -> str:
+        """The id that names this home in every backup target (made at init, or at the first open of a home
+        made before home ids)."""
+        assert self.config.home_id is not None, "ServerHome.open and init always set it"
+        return self.config.home_id
 
     # --- storage groups -----------------------------------------------------------------------------------
 
@@ -203,7 +215,23 @@ class ServerHome:
         for sg_config in self.config.storage_groups:
             sg = self.storage_group(sg_config.name)
             groups.append(sg.status() if sg.mounted else offline_status(self.fs, sg.config))
-        return {"home": self.path, "server": self.config.server_name, "storage_groups": groups}
+        return {
+            "home": self.path,
+            "server": self.config.server_name,
+            "home_id": self.home_id,
+            "storage_groups": groups,
+        }
+
+
+def _give_home_id(fs: FileSystem, path: str) -> HomeConfig:
+    """Give a home made before home ids its id, once: under a lock, from the configuration as it is on disk
+    then, so that two processes opening it at once agree on one id."""
+    with fs.locked(os.path.join(path, "home-id.lock")):
+        config = cfg.load(fs, path)
+        if config.home_id is None:
+            config.home_id = cfg.new_home_id(config.server_name)
+            cfg.save(fs, path, config)
+    return config
 
 
 def offline_status(fs: FileSystem, config: SgConfig) -> dict[str, object]:

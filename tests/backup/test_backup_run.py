@@ -173,18 +173,24 @@ def test_kinds_and_the_catalog(home_dir: str, capsys: pytest.CaptureFixture[str]
     assert "priv1.edb" in out
     assert "full, complete" in out
     # the text list: a header, then one row per set with its columns aligned; an unfinished set says so
-    unfinished = os.path.join(home_dir, "backups", SG, "20991231T000000.000000Z-full-000000")
+    home_id = ServerHome.open(home_dir).home_id
+    unfinished = os.path.join(home_dir, "backups", home_id, SG, "20991231T000000.000000Z-full-000000")
     os.makedirs(unfinished)
     with open(os.path.join(unfinished, "priv1.edb"), "wb") as f:
         f.write(b"cut short")
     code, out, _ = run(capsys, "--home", home_dir, "backup", "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "STORAGE", "GROUP", "KIND", "LOGS", "BYTES"]
-    assert [line.split()[0] for line in lines[1:]] == [s["id"] for s in sets] + ["20991231T000000.000000Z-full-000000"]
+    assert lines[0].split() == ["HOME", "STORAGE", "GROUP", "ID", "KIND", "STREAM", "LOGS", "BYTES", "STATE"]
+    assert all(line.startswith(f"{home_id} (this home) ") for line in lines[1:])
+    id_column, state_column = lines[0].index("ID"), lines[0].index("STATE")
+    assert [line[id_column:].split()[0] for line in lines[1:]] == [s["id"] for s in sets] + [
+        "20991231T000000.000000Z-full-000000"
+    ]
     assert len({line.index(SG) for line in lines[1:]}) == 1, "the storage group column is aligned"
     assert f"{sets[0]['first_gen']}-{sets[0]['last_gen']}" in lines[1]
     assert f"{sets[0]['bytes']:,}" in lines[1]
-    assert "INCOMPLETE (" in lines[-1]
+    assert [line[state_column:].split()[0] for line in lines[1:]] == ["complete"] * len(sets) + ["incomplete"]
+    assert lines[-1].endswith("incomplete: no manifest: no lease: the backup did not finish")
 
 
 def test_unwritable_target_fails_cleanly(home_dir: str, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
@@ -267,7 +273,8 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     target = LocalTarget(os.path.join(home_dir, "backups"))
-    killed = [s for s in catalog.list_sets(target, SG) if not s.complete]
+    home_id = ServerHome.open(home_dir).home_id
+    killed = [s for s in catalog.list_sets(target, SG, home=home_id) if not s.complete]
     if point == "backup.truncate.after_delete":  # the manifest was written: that set is complete
         assert killed == []
     else:  # listed even when its only file is the one being written when it was killed
@@ -285,7 +292,7 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
         assert code == 20
         assert "take a full backup" in err
     assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
-    sets = catalog.list_sets(target, SG)
+    sets = catalog.list_sets(target, SG, home=home_id)
     for info in sets:
         if info.complete:
             code, out, err = run(capsys, "--home", home_dir, "backup", "verify", info.backup_id)
@@ -301,7 +308,7 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     # Prune removes the killed backup, the partial file it was writing included: nothing is left on disk.
     code, out, err = run(capsys, "--home", home_dir, "backup", "prune", "--to", target.url, "--keep-full", "1", "--yes")
     assert code == 0, out + err
-    assert all(s.complete for s in catalog.list_sets(target, SG))
+    assert all(s.complete for s in catalog.list_sets(target, SG, home=home_id))
     assert not [f for _d, _s, files in os.walk(target.url) for f in files if ".tmp-" in f]
     assert run(capsys, "--home", home_dir, "backup", "verify", newest.backup_id)[0] == 0
 
@@ -362,7 +369,7 @@ def test_a_forged_manifest_in_the_target_is_never_used(home_dir: str, capsys: py
     workload(capsys, home_dir, 1)
     code, data = run_json(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--json")
     assert code == 0
-    target = os.path.join(home_dir, "backups", SG)
+    target = os.path.join(home_dir, "backups", ServerHome.open(home_dir).home_id, SG)
     [good] = os.listdir(target)
     forged_id = good + "0"  # a well-formed id that sorts after the real one
     os.makedirs(os.path.join(target, forged_id))

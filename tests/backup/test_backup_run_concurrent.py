@@ -30,7 +30,7 @@ SG = "First Storage Group"
 
 def restore_keys(home: ServerHome, target: Target, backup_id: str) -> set[bytes]:
     """Restore the set ``backup_id`` (to the end of its own logs) into the recovery storage group; its keys."""
-    sets = catalog.list_sets(target, SG)
+    sets = catalog.list_sets(target, SG, home=home.home_id)
     last_gen = next(s.manifest.last_gen for s in sets if s.backup_id == backup_id and s.manifest is not None)
     plan = plan_restore(sets, RestoreTarget.at_generation(last_gen), sg=SG)
     run_restore(home, target, plan, into=INTO_RECOVERY_GROUP)

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from shadowstore.home import ServerHome
 from tests.cli.clirun import run, run_json
 
 FIRST, SECOND, EMPTY = "First Storage Group", "Second Storage Group", "Empty Storage Group"
@@ -75,7 +76,11 @@ def test_an_incremental_into_a_target_without_its_chain_is_refused_with_560(
     code, _out, err = run(capsys, "--home", home, *args)
     assert code == 20, err
     assert "[-560 JET_errMissingFullBackup]" in err
-    assert f"{other} cannot continue that chain: it holds no full backup of this storage group" in err
+    home_id = ServerHome.open(home).home_id
+    assert (
+        f"{other} cannot continue that chain: it holds no whole full backup of this storage group's log stream "
+        f"from home {home_id}"
+    ) in err
     assert f"hint: take a full backup into {other} first" in err
     code, events = run_json(capsys, "--home", home, "events", "--id", "214", "--json")
     assert "-560 (JET_errMissingFullBackup)" in events[-1]["description"]

@@ -79,7 +79,7 @@ def test_full_and_incremental_into_s3(
 def test_backup_into_memory_target(home: ServerHome) -> None:
     target = FsspecTarget(f"memory://bk-{uuid.uuid4().hex}")
     outcome = back_up(home, SG, "full", target, level=3)
-    [info] = catalog.list_sets(target, SG)
+    [info] = catalog.list_sets(target, SG, home=home.home_id)
     assert info.complete
     assert info.backup_id == outcome.backup_id
     assert info.manifest is not None
@@ -114,6 +114,8 @@ def test_full_target_disk_fails_cleanly_and_the_next_backup_works(
     )
     assert code == 0, err
     sets = catalog.list_sets(
-        __import__("shadowstore.backup.localtarget", fromlist=["LocalTarget"]).LocalTarget(target_dir), SG
+        __import__("shadowstore.backup.localtarget", fromlist=["LocalTarget"]).LocalTarget(target_dir),
+        SG,
+        home=home.home_id,
     )
     assert [s.complete for s in sets][-1] is True

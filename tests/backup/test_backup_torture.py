@@ -139,10 +139,10 @@ class SetResult:
 def check_new_sets(home_path: Path, target_path: Path, transcript: Transcript, checked: set[str]) -> list[SetResult]:
     """Verify and restore every complete set not in ``checked`` (adding it), oldest first."""
     target = LocalTarget(str(target_path))
-    sets = list_sets(target, SG)
     home = ServerHome.open(str(home_path))
     results = []
     try:
+        sets = list_sets(target, SG, home=home.home_id)
         for info in sets:
             if info.complete and info.backup_id not in checked:
                 checked.add(info.backup_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from pathlib import Path
@@ -11,18 +12,21 @@ import pytest
 
 from shadowstore.backup.catalog import SetInfo, list_sets
 from shadowstore.backup.fsspectarget import FsspecTarget
+from shadowstore.backup.lease import LEASE_NAME, Lease, this_system
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.manifest import MANIFEST_NAME, Manifest
 from shadowstore.backup.prune import PrunePlan, apply_prune, plan_prune
 from shadowstore.backup.run import back_up
 from shadowstore.backup.verify import verify_set
 from shadowstore.errors import BackupTargetError, InvalidParameterError
+from shadowstore.format.common import now_us
 from shadowstore.home import ServerHome
 from shadowstore.tools import workload
 from tests.cli.clirun import run, run_json
 from tests.conftest import QUIET
 
 SG = "First Storage Group"
+HOME = "mail01-0123abcd"
 History = tuple[str, LocalTarget, list[str]]  # home, target, ids of the sets oldest first
 
 
@@ -46,8 +50,8 @@ class Catalog:
             manifest = Manifest(
                 backup_id, kind, self.sg, "E00", "host", "", "", {}, n, n, based_on=self.ids[on] if on else None
             )
-        files = [MANIFEST_NAME] if complete else ["priv1.edb"]
-        info = SetInfo(self.sg, backup_id, files, manifest, None if complete else "no manifest")
+        files = {MANIFEST_NAME: 1} if complete else {"priv1.edb": 1}
+        info = SetInfo(HOME, self.sg, backup_id, files, manifest, None if complete else "no manifest")
         self.sets.append(info)
         return info
 
@@ -75,7 +79,7 @@ def test_keeps_the_newest_fulls_and_what_builds_on_them() -> None:
     assert deleted(plan, c) == ["F1", "I1", "I2"]
     assert "builds on kept full backup" in reason(plan, c, "D1")
     assert c.ids["F2"] in reason(plan, c, "D1")
-    assert reason(plan, c, "F3") == "one of the 2 newest full backups"
+    assert reason(plan, c, "F3") == "one of the 2 newest whole full backups"
     assert "older than" in reason(plan, c, "I2")
     assert [d.backup_id for d in plan.decisions] == [s.backup_id for s in c.sets]
 
@@ -122,7 +126,7 @@ def test_fewer_fulls_than_asked_keeps_every_full() -> None:
     c.add("I1", "incremental", on="F1")
     plan = plan_prune(c.sets, keep_full=2)
     assert deleted(plan, c) == ["C0"]
-    assert reason(plan, c, "F1") == "the newest full backup"
+    assert reason(plan, c, "F1") == "the newest whole full backup"
 
 
 def test_without_a_full_backup_nothing_is_pruned() -> None:
@@ -132,21 +136,22 @@ def test_without_a_full_backup_nothing_is_pruned() -> None:
     c.add("C1", "copy")
     plan = plan_prune(c.sets, keep_full=1)
     assert deleted(plan, c) == ["X0"]
-    assert "no complete full backup" in reason(plan, c, "C0")
+    assert "no whole full backup" in reason(plan, c, "C0")
 
 
-def test_incomplete_sets_older_than_the_newest_complete_one_are_deleted_newer_are_kept() -> None:
+def test_a_set_without_a_manifest_is_judged_by_its_lease_not_by_its_id() -> None:
     c = Catalog()
-    c.add("X0", "full", complete=False)
+    running_before = c.add("R0", "full", complete=False)  # its id sorts before every complete set
     c.add("F1", "full")
     c.add("X1", "incremental", complete=False)
     c.add("F2", "full")
     c.add("X2", "full", complete=False)
     unreadable = c.add("U", "incremental", complete=False)
-    unreadable.files, unreadable.problem = [MANIFEST_NAME], "manifest format version 9 is not supported"
+    unreadable.sizes, unreadable.problem = {MANIFEST_NAME: 1}, "manifest format version 9 is not supported"
+    running_before.live, running_before.lease_note = True, "a backup is writing it: pid 1"
     plan = plan_prune(c.sets, keep_full=2)
-    assert deleted(plan, c) == ["X0", "X1"]
-    assert "may be a backup still running" in reason(plan, c, "X2")
+    assert deleted(plan, c) == ["X1", "X2"]
+    assert "running" in reason(plan, c, "R0")
     assert "manifest format version 9" in reason(plan, c, "U")
     assert "left for you to inspect" in reason(plan, c, "U")
 
@@ -169,7 +174,8 @@ def test_keep_full_must_be_at_least_one(keep: int) -> None:
 def random_catalog(rng: random.Random, count: int) -> Catalog:
     """A history like the backup program makes (each incremental builds on the newest full or incremental,
     each differential on the newest full), except that one in five builds on an older one of those, as when
-    backups of one storage group alternate between targets. About one set in ten is incomplete."""
+    backups of one storage group alternate between targets. About one set in ten has no manifest; half of
+    those have a live lease (a backup still writing them), whatever their place in the history."""
     c = Catalog()
     fulls: list[str] = []
     chain: list[str] = []
@@ -180,6 +186,8 @@ def random_catalog(rng: random.Random, count: int) -> Catalog:
         bases = {"incremental": chain, "differential": fulls}.get(kind, [])
         on = (rng.choice(bases) if rng.random() < 0.2 else bases[-1]) if bases else None
         info = c.add(f"S{n}", kind, on=on, complete=rng.random() > 0.1)
+        if not info.complete and rng.random() < 0.5:
+            info.live, info.lease_note = True, "a backup is writing it"
         if info.complete and kind in ("full", "incremental"):
             chain.append(f"S{n}")
             fulls += [f"S{n}"] if kind == "full" else []
@@ -202,9 +210,12 @@ def test_random_histories_keep_every_chain_whole(seed: int) -> None:
     fulls = [s.backup_id for s in c.sets if s.complete and s.kind == "full"]
     assert set(fulls[-keep:]) <= kept, f"seed {seed}"
     oldest_kept_full = min(fulls[-keep:], default="")
-    newest_complete = max((s.backup_id for s in c.sets if s.complete), default="")
     for d in plan.to_delete:
-        assert d.backup_id < (oldest_kept_full if d.complete else newest_complete), f"seed {seed}: {d}"
+        if d.complete:
+            assert d.backup_id < oldest_kept_full, f"seed {seed}: {d}"
+    for s in c.sets:  # a set without a manifest is deleted exactly when its lease is dead, wherever its id sorts
+        if not s.complete:
+            assert (s.backup_id in kept) == s.live, f"seed {seed}: {s.backup_id} live={s.live}"
 
 
 # --- real sets ------------------------------------------------------------------------------------------
@@ -227,6 +238,11 @@ def history(tmp_path: Path) -> tuple[str, LocalTarget, list[str]]:
     return str(tmp_path / "home"), target, ids
 
 
+def sets_of(home: str) -> str:
+    """Where the sets of the storage group of ``home`` lie in its target: ``<home id>/<storage group>``."""
+    return f"{ServerHome.open(home, policy=QUIET).home_id}/{SG}"
+
+
 def test_dry_run_deletes_nothing(history: History, capsys: pytest.CaptureFixture[str]) -> None:
     home, target, ids = history
     before = target.list()
@@ -234,8 +250,8 @@ def test_dry_run_deletes_nothing(history: History, capsys: pytest.CaptureFixture
     assert code == 0
     assert target.list() == before
     assert out.startswith("Dry run")
-    assert f"delete  {SG}/{ids[0]}" in out
-    assert f"keep    {SG}/{ids[2]}" in out
+    assert f"delete  {sets_of(home)}/{ids[0]}" in out
+    assert f"keep    {sets_of(home)}/{ids[2]}" in out
     assert out.strip().endswith("would delete 2 set(s), kept 5")
 
 
@@ -248,32 +264,43 @@ def test_prune_yes_deletes_old_sets_and_the_rest_still_verify(
     )
     assert code == 0
     assert data["dry_run"] is False
-    assert data["deleted"] == [f"{SG}/{ids[1]}", f"{SG}/{ids[0]}"]  # newest first
+    assert data["deleted"] == [f"{sets_of(home)}/{ids[1]}", f"{sets_of(home)}/{ids[0]}"]  # newest first
     assert [s["id"] for s in data["sets"]] == ids
     assert [s["action"] for s in data["sets"]] == ["delete", "delete", "keep", "keep", "keep", "keep", "keep"]
     code, listed = run_json(capsys, "--home", home, "backup", "list", "--to", target.url, "--json")
     assert [s["id"] for s in listed] == ids[2:]
-    assert not (Path(target.url) / SG / ids[0]).exists()
+    assert not (Path(target.url) / sets_of(home) / ids[0]).exists()
     for backup_id in ids[2:]:
         report = verify_set(target, backup_id)
         assert report.ok, report.problems
 
 
 def test_prune_removes_what_killed_backups_left_but_not_a_backup_that_may_be_running(history: History) -> None:
-    _home, target, ids = history
-    old, running = "20000101T000000.000000Z-full-00000a", "20991231T000000.000000Z-full-00000b"
-    for backup_id in (old, running):  # each killed while writing its first store: a temporary file alone
-        folder = Path(target.url) / SG / backup_id
+    """A set without a manifest is judged by its lease, not by the time in its id: a killed backup (no lease)
+    is deleted whether its id is older or newer than every complete set, and a backup whose lease is live is
+    kept even when its id is older than every complete set."""
+    home, target, ids = history
+    old, new = "20000101T000000.000000Z-full-00000a", "20991231T000000.000000Z-full-00000b"
+    running = "20000102T000000.000000Z-full-00000c"
+    for backup_id in (old, new, running):  # each stopped while writing its first store: a temporary file alone
+        folder = Path(target.url) / sets_of(home) / backup_id
         folder.mkdir()
         (folder / ".priv1.edb.tmp-0123456789abcdef").write_bytes(b"half a store")
+    lease = Lease("a test's backup", this_system(), os.getpid(), "0123456789abcdef", now_us(), 600.0)
+    target.write_file(f"{sets_of(home)}/{running}/{LEASE_NAME}", [lease.to_json()])
     plan = plan_prune(list_sets(target), keep_full=3)
-    assert [d.backup_id for d in plan.to_delete] == [old]
+    assert [d.backup_id for d in plan.to_delete] == [old, new]
+    assert [d.state for d in plan.decisions if d.backup_id == running] == ["running"]
     result = apply_prune(target, plan)
-    assert result.deleted == [f"{SG}/{old}"]
-    assert result.files == 1
-    assert not (Path(target.url) / SG / old).exists()
-    assert [p.name for p in (Path(target.url) / SG / running).iterdir()] == [".priv1.edb.tmp-0123456789abcdef"]
-    assert [s.backup_id for s in list_sets(target)] == [*ids, running]
+    assert result.deleted == [f"{sets_of(home)}/{new}", f"{sets_of(home)}/{old}"]
+    assert result.files == 2
+    assert not (Path(target.url) / sets_of(home) / old).exists()
+    assert not (Path(target.url) / sets_of(home) / new).exists()
+    assert sorted(p.name for p in (Path(target.url) / sets_of(home) / running).iterdir()) == [
+        ".priv1.edb.tmp-0123456789abcdef",
+        LEASE_NAME,
+    ]
+    assert [s.backup_id for s in list_sets(target)] == [running, *ids]
 
 
 class FailingDeletes(LocalTarget):
@@ -292,16 +319,17 @@ class FailingDeletes(LocalTarget):
 
 
 def test_apply_deletes_each_manifest_first(history: History) -> None:
-    _home, target, ids = history
+    home, target, ids = history
     recording = FailingDeletes(target.url)
     result = apply_prune(recording, plan_prune(list_sets(recording), keep_full=2))
-    assert result.deleted == [f"{SG}/{ids[1]}", f"{SG}/{ids[0]}"]
-    first_of_each = [
+    where = sets_of(home)
+    assert result.deleted == [f"{where}/{ids[1]}", f"{where}/{ids[0]}"]
+    first_of_each = [  # <home id>/<storage group>/<backup id>/<file>: the set is the third part
         n
         for i, n in enumerate(recording.deleted)
-        if i == 0 or n.split("/")[1] != recording.deleted[i - 1].split("/")[1]
+        if i == 0 or n.split("/")[2] != recording.deleted[i - 1].split("/")[2]
     ]
-    assert first_of_each == [f"{SG}/{ids[1]}/{MANIFEST_NAME}", f"{SG}/{ids[0]}/{MANIFEST_NAME}"]
+    assert first_of_each == [f"{where}/{ids[1]}/{MANIFEST_NAME}", f"{where}/{ids[0]}/{MANIFEST_NAME}"]
     assert result.files == len(recording.deleted)
 
 
@@ -320,14 +348,14 @@ def test_failure_midway_leaves_a_half_deleted_set_incomplete_and_kept_sets_whole
 
 
 def test_prune_in_a_memory_target(history: History) -> None:
-    _home, local, ids = history
+    home, local, ids = history
     unique = f"prune-{uuid.uuid4().hex}"
     target = FsspecTarget(f"memory://{unique}/t")
     try:
         for name in local.list():
             target.write_file(name, local.read_file(name))
         result = apply_prune(target, plan_prune(list_sets(target), keep_full=1))
-        assert result.deleted == [f"{SG}/{i}" for i in reversed(ids[:6])]
+        assert result.deleted == [f"{sets_of(home)}/{i}" for i in reversed(ids[:6])]
         assert [s.backup_id for s in list_sets(target)] == ids[6:]
         assert verify_set(target, ids[6]).ok
     finally:

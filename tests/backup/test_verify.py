@@ -39,9 +39,9 @@ PAGE = 8192
 # --- making real sets -----------------------------------------------------------------------------------
 
 
-def make_chain(root: Path, level: int | None, seed: int = 1, bulk: bool = False) -> dict[str, str]:
-    """A home under ``root/home`` and, in ``root/t``, a full, an incremental and a differential backup. With
-    ``bulk`` the store is a few hundred pages, some of them free."""
+def make_chain(root: Path, level: int | None, seed: int = 1, bulk: bool = False) -> tuple[str, dict[str, str]]:
+    """A home under ``root/home`` and, in ``root/t``, a full, an incremental and a differential backup; returns
+    the home's id and the backup ids. With ``bulk`` the store is a few hundred pages, some of them free."""
     home = ServerHome.init(str(root / "home"), log_file_size=64 * 1024, policy=QUIET)
     target = LocalTarget(str(root / "t"))
     sg = home.storage_group()
@@ -61,13 +61,14 @@ def make_chain(root: Path, level: int | None, seed: int = 1, bulk: bool = False)
         ids[kind] = back_up(home, SG, kind, target, level=level).backup_id
     sg.dismount()
     home.close()
-    return ids
+    return home.home_id, ids
 
 
 @dataclass
 class Sets:
     root: Path
     level: int | None
+    home_id: str
     ids: dict[str, str]
 
     @property
@@ -79,7 +80,7 @@ class Sets:
         return str(self.root / "home")
 
     def folder(self, kind: str) -> Path:
-        return self.root / "t" / SG / self.ids[kind]
+        return self.root / "t" / self.home_id / SG / self.ids[kind]
 
     def verify(self, kind: str) -> VerifyReport:
         return verify_set(self.target, self.ids[kind])
@@ -103,17 +104,17 @@ def pristine_bulk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 @pytest.fixture
 def bulk_sets(pristine_bulk: tuple[Path, Any], tmp_path: Path) -> Sets:
     """A private copy of a home and target whose store has a few hundred pages, some of them free."""
-    root, (level, ids) = pristine_bulk
+    root, (level, (home_id, ids)) = pristine_bulk
     shutil.copytree(root, tmp_path / "copy")
-    return Sets(tmp_path / "copy", level, ids)
+    return Sets(tmp_path / "copy", level, home_id, ids)
 
 
 @pytest.fixture
 def sets(pristine: tuple[Path, Any], tmp_path: Path) -> Sets:
     """A private copy of the pristine home and target, free to damage."""
-    root, (level, ids) = pristine
+    root, (level, (home_id, ids)) = pristine
     shutil.copytree(root, tmp_path / "copy")
-    return Sets(tmp_path / "copy", level, ids)
+    return Sets(tmp_path / "copy", level, home_id, ids)
 
 
 # --- damaging them --------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def test_sets_in_a_memory_target_verify_the_same(sets: Sets, memory_target: Fssp
         memory_target.write_file(name, sets.target.read_file(name))
     for kind in sets.ids:
         assert verify_set(memory_target, sets.ids[kind]).problems == []
-    name = f"{SG}/{sets.ids['full']}/{sets.stored_name('E00.chk')}"
+    name = f"{sets.home_id}/{SG}/{sets.ids['full']}/{sets.stored_name('E00.chk')}"
     memory_target.write_file(name, [memory_target.read_bytes(name)[:-1]])
     assert kinds(sets.verify("full")) == set()
     assert kinds(verify_set(memory_target, sets.ids["full"])) == {("size", sets.stored_name("E00.chk"))}
@@ -550,7 +551,7 @@ def test_gap_in_the_chain_is_an_error(sets: Sets) -> None:
     second = back_up(home, SG, "incremental", sets.target)
     sg.dismount()
     home.close()
-    folder = sets.root / "t" / SG / second.backup_id
+    folder = sets.root / "t" / sets.home_id / SG / second.backup_id
     raw = load_manifest(folder)
     raw["based_on"] = sets.ids["full"]  # skips the first incremental: generations are missing between them
     save_manifest(folder, raw)

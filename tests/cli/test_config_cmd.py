@@ -27,7 +27,7 @@ def test_a_relative_backup_target_is_inside_the_home_and_backups_go_there(
     assert (code, value) == (0, {"backup.target": "elsewhere"})
     code, _out, err = run(capsys, "--home", home, "backup", "run", "--all", "--kind", "full", "--quiet")
     assert code == 0, err
-    assert os.listdir(os.path.join(home, "elsewhere", "First Storage Group"))
+    assert os.listdir(os.path.join(home, "elsewhere", ServerHome.open(home).home_id, "First Storage Group"))
     assert not os.path.exists(os.path.join(home, "backups"))
 
 

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import gzip
 import io
+import json
 import os
 import socket
 import sys
@@ -266,8 +267,21 @@ def build_catalog() -> bytes:
 
 
 def build_manifest() -> bytes:
-    """A full backup's manifest as backup/run.py fills it in."""
+    """A full backup's manifest as backup/run.py fills it in (format version 2: with the home id)."""
+    return _manifest().to_json()
+
+
+def build_manifest_v1() -> bytes:
+    """The same manifest as written before home ids (format version 1): how ``manifest.json`` was made."""
+    raw = json.loads(_manifest().to_json())
+    del raw["home_id"]
+    raw["format_version"] = 1
+    return (json.dumps(raw, indent=2) + "\n").encode()
+
+
+def _manifest() -> Manifest:
     return Manifest(
+        home_id="MAILSRV01-5eed0001",
         backup_id="20240101T000130.000000Z-full-5eed01",
         kind="full",
         sg="First Storage Group",
@@ -299,7 +313,7 @@ def build_manifest() -> bytes:
             FileEntry("E0000018.log", "log", "E0000018.log", 1_048_576, "cd" * 32, 1_048_576, "12345678", None, 0x18),
             FileEntry("E0000019.log", "log", "E0000019.log", 1_048_576, "ef" * 32, 1_048_576, "9abcdef0", None, 0x19),
         ],
-    ).to_json()
+    )
 
 
 # --- a whole storage group left in Dirty Shutdown -----------------------------------------------------------
@@ -428,7 +442,8 @@ IMAGES: dict[str, Callable[[], bytes]] = {
     "branch_page.bin": build_branch_page,
     "blob_page.bin": build_blob_page,
     "catalog.bin": build_catalog,
-    "manifest.json": build_manifest,
+    "manifest.json": build_manifest_v1,
+    "manifest_v2.json": build_manifest,
     "storage_group.tar.gz": build_storage_group,
 }
 

@@ -8,6 +8,7 @@ The whole storage group image must mount, replay its logs and hold the known row
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tarfile
@@ -79,11 +80,21 @@ def test_packing_the_known_values_gives_the_checked_in_bytes(name: str) -> None:
         pytest.fail(first_difference(name, built, image))
 
 
-def test_the_manifest_written_today_is_the_checked_in_one() -> None:
-    built, image = json.loads(IMAGES["manifest.json"]()), json.loads(stored("manifest.json"))
+@pytest.mark.parametrize("name", ["manifest.json", "manifest_v2.json"])
+def test_the_manifest_written_today_is_the_checked_in_one(name: str) -> None:
+    built, image = json.loads(IMAGES[name]()), json.loads(stored(name))
     assert built.keys() == image.keys()
     for key in built:
-        assert built[key] == image[key], f"manifest.json: key {key!r} differs"
+        assert built[key] == image[key], f"{name}: key {key!r} differs"
+
+
+def test_a_manifest_is_written_in_format_version_2_with_its_home_id() -> None:
+    image = json.loads(stored("manifest_v2.json"))
+    assert (image["format_version"], image["home_id"]) == (2, "MAILSRV01-5eed0001")
+    m = parse_manifest(stored("manifest_v2.json"), "known_answers/manifest_v2.json")
+    v1 = parse_manifest(stored("manifest.json"), "known_answers/manifest.json")
+    assert (m.format_version, m.home_id) == (2, "MAILSRV01-5eed0001")
+    assert dataclasses.replace(m, format_version=1, home_id=None) == v1
 
 
 def test_a_format_change_is_named_by_its_offset_and_field() -> None:
@@ -275,6 +286,7 @@ def test_read_backup_manifest() -> None:
         "full",
         "streaming",
     )
+    assert m.home_id is None  # format version 1 was written before home ids
     assert (m.sg, m.log_base, m.server, m.started, m.ended, m.based_on) == (
         "First Storage Group",
         "E00",

@@ -25,6 +25,7 @@ from tests.conftest import examples
 
 T0 = 1_790_000_000_000_000
 SG = "First Storage Group"
+HOME = "mail01-0123abcd"
 SIGNATURE = {"random": 1, "created": "2026-11-25T10:00:00+00:00", "computer": "test"}
 
 
@@ -102,7 +103,8 @@ class History:
             databases=databases,
             files=files,
         )
-        info = SetInfo(SG, backup_id, [f.name for f in files] + ["manifest.json"], manifest)
+        sizes = {f.name: f.stored_size for f in files} | {"manifest.json": 1}
+        info = SetInfo(HOME, SG, backup_id, sizes, manifest)
         self.sets.append(info)
         return info
 
@@ -207,8 +209,9 @@ def test_a_missing_incremental_is_named_with_the_set_that_needs_it() -> None:
 def test_an_incomplete_set_in_the_chain_is_named_with_its_problem() -> None:
     h, chain = chain_history()
     chain[1].manifest = None
+    del chain[1].sizes["manifest.json"]
     chain[1].problem = "no manifest: the backup did not finish"
-    with pytest.raises(MissingRestoreLogFilesError, match="which is incomplete \\(no manifest"):
+    with pytest.raises(MissingRestoreLogFilesError, match="which is incomplete: no manifest"):
         plan_restore(h.sets, RestoreTarget.latest())
 
 
@@ -218,7 +221,7 @@ def test_a_newer_incomplete_set_is_reported_as_not_used() -> None:
     chain[3].problem = "the manifest is malformed (log range 15-14 is impossible)"
     plan = plan_restore(h.sets, RestoreTarget.latest())
     assert ids(plan.sets) == ids(chain[:3])
-    assert plan.ignored == (f"backup set {chain[3].backup_id} (incremental) is incomplete: {chain[3].problem}",)
+    assert plan.ignored == (f"backup set {chain[3].backup_id} (incremental) is unreadable: {chain[3].problem}",)
     assert f"Not used: backup set {chain[3].backup_id}" in "\n".join(plan.describe())
 
 
@@ -288,6 +291,7 @@ def test_no_backup_at_all_is_minus_560() -> None:
     h = History()
     full = h.take("full", 5, checkpoint=4)
     full.manifest = None
+    del full.sizes["manifest.json"]
     full.problem = "no manifest: the backup did not finish"
     with pytest.raises(NoRestorableBackupError, match=r"incomplete: .*did not finish"):
         plan_restore(h.sets, RestoreTarget.latest())

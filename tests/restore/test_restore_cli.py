@@ -15,6 +15,7 @@ import pytest
 
 from shadowstore.format.common import crc32c, iso_time
 from shadowstore.format.logfile import LOG_HEADER_SIZE, archived_log_name, unpack_log_header
+from shadowstore.home import ServerHome
 from tests.backup.test_backup_run import grow_logs_below_checkpoint, shadowstore_process
 from tests.cli.clirun import run, run_json
 
@@ -76,7 +77,7 @@ def digest_tree(folder: str) -> dict[str, str]:
 
 
 def set_dir(home: str, backup_id: object) -> str:
-    return os.path.join(home, "backups", SG, str(backup_id))
+    return os.path.join(home, "backups", ServerHome.open(home).home_id, SG, str(backup_id))
 
 
 def rewrite_log_in_set(home: str, backup_id: object, generation: int, data: bytes) -> None:

@@ -85,7 +85,7 @@ def backed_up(tmp_path: os.PathLike[str]) -> tuple[FaultFileSystem, LocalTarget,
     back_up(home, SG, "incremental", target)
     commit(home, 301, 100)
     sg.dismount()
-    plan = plan_restore(catalog.list_sets(target, SG), RestoreTarget.latest(), sg=SG)
+    plan = plan_restore(catalog.list_sets(target, SG, home=home.home_id), RestoreTarget.latest(), sg=SG)
     assert len(plan.logs) >= 3, "the restore should replay several generations"
     return fs, target, plan
 
@@ -225,7 +225,8 @@ def test_rolling_forward_from_a_mounted_storage_group_whose_log_rolls_meanwhile(
     home = reopen(fs)
     live = home.storage_group(SG)
     live.mount()
-    plan = plan_restore(catalog.list_sets(target, SG), RestoreTarget.latest(), sg=SG, roll_forward_live=True)
+    sets = catalog.list_sets(target, SG, home=home.home_id)
+    plan = plan_restore(sets, RestoreTarget.latest(), sg=SG, roll_forward_live=True)
     original = run_module.LogSet.scan
     rolls = []
 

@@ -110,7 +110,7 @@ def test_restores_hold_exactly_the_transactions_up_to_the_target(
             history.backups.append((str(arg), len(history.times), max(gens)))
     history.commit(data.draw(st.integers(0, 10), label="commits after the last backup"))
     sg.dismount()
-    sets = catalog.list_sets(target, SG)
+    sets = catalog.list_sets(target, SG, home=home.home_id)
     times = history.times
     for _ in range(3):
         kind = data.draw(st.sampled_from(["latest", "time", "between", "generation"]), label="target")

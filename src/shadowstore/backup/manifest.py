@@ -1,14 +1,16 @@
 """The manifest of a backup set: ``manifest.json``, written last and atomically.
 
-A backup set is the folder ``<sg>/<backup id>/`` in a target, holding the files of one backup and its
-manifest. A set without a manifest is incomplete and is never used. Backup ids sort in time order:
-``YYYYMMDDTHHMMSS.ffffffZ-<kind>-<random hex>``. See docs/backup.md for the full description.
+A backup set is the folder ``<home id>/<sg>/<backup id>/`` in a target (backup/layout.py), holding the files
+of one backup and its manifest. A set without a manifest is incomplete and is never used. Backup ids read as
+the time the backup began on the machine that took it: ``YYYYMMDDTHHMMSS.ffffffZ-<kind>-<random hex>``;
+nothing judges a set by that time. See docs/backup.md for the full description.
 
 Manifest (JSON object):
 
     format            "shadowstore-backup-set"
-    format_version    1
+    format_version    2 (1: written before home ids; read, with home_id null)
     backup_id, kind ("full" | "copy" | "incremental" | "differential"), method ("streaming")
+    home_id           the server home that took it (the first folder of the set's path)
     sg, log_base, server
     started, ended    ISO 8601 UTC
     based_on          backup id of the previous backup in its chain (null for full and copy)
@@ -33,18 +35,19 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shadowstore.backup.layout import BACKUP_ID
 from shadowstore.backup.target import check_name
 from shadowstore.errors import BackupSetError, InvalidParameterError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "shadowstore-backup-set"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KINDS = ("full", "copy", "incremental", "differential")
 ROLES = ("db", "log", "chk")
 COMPRESSIONS = (None, "zstd")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
-_ID = re.compile(r"\d{8}T\d{6}\.\d{6}Z-(full|copy|incremental|differential)-[0-9a-f]{6,}")
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Manifest:
     based_on: str | None = None
     logs_end_us: int | None = None
     method: str = "streaming"
+    home_id: str | None = None
     databases: list[DatabaseEntry] = field(default_factory=list)
     files: list[FileEntry] = field(default_factory=list)
     format: str = FORMAT
@@ -100,11 +104,6 @@ class Manifest:
 
     def logs(self) -> list[FileEntry]:
         return sorted((f for f in self.files if f.role == "log"), key=lambda f: f.generation or 0)
-
-
-def set_folder(sg: str, backup_id: str) -> str:
-    """Folder of a backup set inside its target."""
-    return f"{sg}/{backup_id}"
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest:
@@ -125,14 +124,14 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
 
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise fail("not a ShadowStore backup manifest")
-    if raw.get("format_version") != FORMAT_VERSION:
+    if raw.get("format_version") not in READABLE_VERSIONS:
         raise fail(f"manifest format version {raw.get('format_version')!r} is not supported")
     if raw["kind"] not in KINDS:
         raise fail(f"unknown backup kind {raw['kind']!r}")
-    if not isinstance(raw["backup_id"], str) or not _ID.fullmatch(raw["backup_id"]):
+    if not isinstance(raw["backup_id"], str) or not BACKUP_ID.fullmatch(raw["backup_id"]):
         raise fail(f"backup id {raw['backup_id']!r} is malformed")
     based_on = raw.get("based_on")
-    if based_on is not None and (not isinstance(based_on, str) or not _ID.fullmatch(based_on)):
+    if based_on is not None and (not isinstance(based_on, str) or not BACKUP_ID.fullmatch(based_on)):
         raise fail(f"based_on {based_on!r} is not a backup id")
     if not isinstance(raw["files"], list) or not isinstance(raw["databases"], list):
         raise fail("files and databases must be lists")
@@ -140,6 +139,9 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
     if len({f.name for f in files}) != len(files):
         raise fail("two files have the same name")
     databases = [_database_entry(item, fail) for item in raw["databases"]]
+    home_id = raw.get("home_id") if raw["format_version"] >= 2 else None
+    if home_id is not None and not isinstance(home_id, str):
+        raise fail(f"home_id {home_id!r} is not a home id")
     first, last = _count(raw["first_gen"], "first_gen", fail), _count(raw["last_gen"], "last_gen", fail)
     if last < first:
         raise fail(f"log range {first}-{last} is impossible")
@@ -157,6 +159,8 @@ def _validate(raw: dict[str, Any], where: str) -> Manifest:
         based_on=based_on,
         logs_end_us=_time_or_none(raw.get("logs_end_us"), "logs_end_us", fail),
         method=str(raw.get("method", "streaming")),
+        home_id=home_id,
+        format_version=raw["format_version"],
         databases=databases,
         files=files,
     )

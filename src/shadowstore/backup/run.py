@@ -1,11 +1,13 @@
 """The backup program: one streaming backup of a storage group into a target, as a sequence of phases.
 
-``back_up`` begins an engine backup session, copies each store (full, copy) and each log generation into a new
-backup set folder, writes the manifest last and atomically, and only then completes the session, which
-truncates logs (full, incremental) and stamps the store headers. Any failure before the manifest is durable
-ends the session (the context manager), truncates nothing, stamps nothing, and leaves at most an incomplete
-set (no manifest) that is never used. Crash points (``backup.copy.database``, ``backup.copy.log``,
-``backup.before_manifest``, ``backup.after_manifest``) let tests stop a real process at those instants.
+``back_up`` begins an engine backup session, takes the set's lease in the target (backup/lease.py), copies
+each store (full, copy) and each log generation into a new backup set folder of this home, checks that every
+file it wrote (and the set it builds on) is still in the target, writes the manifest last and atomically, and
+only then completes the session, which truncates logs (full, incremental) and stamps the store headers. Any
+failure before the manifest is durable ends the session (the context manager), truncates nothing, stamps
+nothing, and leaves at most an incomplete set (no manifest) that is never used. Crash points
+(``backup.copy.database``, ``backup.copy.log``, ``backup.before_manifest``, ``backup.after_manifest``) let
+tests stop a real process at those instants.
 """
 
 from __future__ import annotations
@@ -19,14 +21,23 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from shadowstore.backup.catalog import SetInfo, previous_in_chain
-from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest, set_folder
+from shadowstore.backup.layout import set_folder
+from shadowstore.backup.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, LeaseHolder
+from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.sessions import running_elsewhere
 from shadowstore.backup.setfiles import store_file
 from shadowstore.backup.target import Target
+from shadowstore.config import parse_seconds
 from shadowstore.engine.backup import BackupSession, CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
-from shadowstore.errors import MissingFullBackupError, ShadowStoreError, StorageGroupBusyError
+from shadowstore.errors import (
+    BackupSetError,
+    MissingFullBackupError,
+    ShadowStoreError,
+    StorageGroupBusyError,
+    unexpected,
+)
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.blockread import Block
@@ -80,8 +91,16 @@ class _Run:
     """The state of one storage group's backup while it runs (phases below, in order)."""
 
     def __init__(
-        self, sg: StorageGroup, kind: str, target: Target, level: int | None, report: BackupReport, progress: Progress
+        self,
+        home: ServerHome,
+        sg: StorageGroup,
+        kind: str,
+        target: Target,
+        level: int | None,
+        report: BackupReport,
+        progress: Progress,
     ) -> None:
+        self.home_id = home.home_id
         self.sg = sg
         self.kind = kind
         self.target = target
@@ -89,7 +108,7 @@ class _Run:
         self.report = report
         self.progress = progress
         self.outcome = BackupOutcome(sg.name, new_backup_id(kind), kind)
-        self.folder = set_folder(sg.name, self.outcome.backup_id)
+        self.folder = set_folder(self.home_id, sg.name, self.outcome.backup_id)
         self.databases: list[DatabaseEntry] = []
         self.previous: SetInfo | None = None  # the set an incremental or differential builds on
         self.logs_end_us: int | None = None
@@ -103,7 +122,7 @@ class _Run:
                 self.call = "read_database"
                 name = os.path.basename(store.path)
                 chunks = self._watch(name, copy.size, copy.chunks(), "backup.copy.database")
-                self._keep(store_file(self.target, self.folder, name, "db", chunks, level=self.level))
+                self._keep(store_file(self.target, self.folder, name, "db", chunks, level=self.level, size=copy.size))
                 header = copy.header
                 self.databases.append(
                     DatabaseEntry(
@@ -146,7 +165,6 @@ class _Run:
         range comes from the store headers, which remember the last backup to any target."""
         if self.kind not in ("incremental", "differential"):
             return
-        self.previous = previous_in_chain(self.target, self.sg.name, self.kind)
         if self.previous is not None and self.previous.manifest is not None:
             base = self.previous.manifest
             if self.kind == "differential":
@@ -158,7 +176,7 @@ class _Run:
                 return
             found = f"its newest {base.kind} backup {base.backup_id} ends at log generation {base.last_gen}"
         else:
-            found = "it holds no full backup of this storage group"
+            found = f"it holds no whole full backup of this storage group's log stream from home {self.home_id}"
         error = MissingFullBackupError(
             f"the {self.kind} backup of {self.sg.name!r} would start at log generation {copied.start}, but "
             f"{self.target.url} cannot continue that chain: {found} (was the last backup taken to another "
@@ -168,10 +186,50 @@ class _Run:
         session.abort("its target does not hold the chain it builds on", error=error)
         raise error
 
+    def find_previous(self) -> None:
+        """The set an incremental or differential builds on: whole, of this home and this log stream."""
+        if self.kind in ("incremental", "differential"):
+            signature = self.sg.signature.to_dict()
+            self.previous = previous_in_chain(self.target, self.home_id, self.sg.name, self.kind, signature)
+
+    def check_set(self, lease: LeaseHolder) -> None:
+        """Before the manifest: every file written is in the target with the size written, no upload of the set
+        is unfinished, the lease is still ours and the set built on is still whole. Another process may have
+        deleted the set (a prune that judged it dead) while it was written; the set must not then be stamped
+        complete and the logs must not be truncated."""
+        self.call = "check_set"
+        listed = self.target.sizes(f"{self.folder}/")
+        lost = []
+        for entry in self.outcome.files:
+            size = listed.get(f"{self.folder}/{entry.name}")
+            if size != entry.stored_size:
+                lost.append(f"{entry.name} is missing" if size is None else f"{entry.name} is {size:,} bytes")
+        unfinished = self.target.partial(f"{self.folder}/")
+        lost += [f"an upload of {name.rpartition('/')[2]} is unfinished" for name in unfinished]
+        if not lease.held():
+            why = f" (renewing it failed: {lease.renew_error.message})" if lease.renew_error else ""
+            lost.append(f"its {LEASE_NAME} is gone or another's{why}")
+        if self.previous is not None:
+            base = self.previous.folder
+            sizes = self.target.sizes(f"{base}/")
+            if f"{base}/{MANIFEST_NAME}" not in sizes or any(
+                sizes.get(f"{base}/{f.name}") != f.stored_size
+                for f in self.previous.manifest.files  # type: ignore[union-attr]
+            ):
+                lost.append(f"the set it builds on, {self.previous.backup_id}, is no longer whole")
+        if lost:
+            raise BackupSetError(
+                f"backup set {self.folder} in {self.target.url} changed while it was written: {'; '.join(lost)}. "
+                "It is left incomplete; no log was truncated",
+                hint="another process deleted files of the set (a 'backup prune' whose clock disagrees with this "
+                "server's by more than the lease, backup.lease_seconds?); run the backup again",
+            )
+
     def write_manifest(self, session: BackupSession, copied: range, started: str) -> None:
         self.call = "write_manifest"
         previous = self.previous
         manifest = Manifest(
+            home_id=self.home_id,
             backup_id=self.outcome.backup_id,
             kind=self.kind,
             sg=self.sg.name,
@@ -235,30 +293,51 @@ def back_up(
             if elsewhere is None:
                 raise
             raise elsewhere from None  # why: the process holding the storage group is backing it up: say so
-    run = _Run(sg, kind, target, level, report, progress)
+    run = _Run(home, sg, kind, target, level, report, progress)
     started = time.monotonic()
+    lease: LeaseHolder | None = None
     try:
         report.storage_group(sg.name, run.outcome.backup_id)
         owner = owner or f"shadowstore backup run (pid {os.getpid()} on {socket.gethostname()})"
         begun = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with sg.begin_backup(kind, owner=owner) as session:
+            run.call = "take_lease"
+            run.find_previous()
+            based_on = run.previous.backup_id if run.previous else None
+            lease = LeaseHolder(target, run.folder, owner, lease_seconds(home), based_on)
+            lease.take()  # why first: a set folder without a live lease is a dead backup to every prune
             if kind in ("full", "copy"):
                 run.copy_databases(session)
             copied = run.copy_logs(session)
             run.call = "prove_coverage"
             session.prove_coverage()  # why before the manifest: a set the catalog lists must restore
+            lease.stop()  # why: renewing while checking could only hide a removal from the check
+            run.check_set(lease)
             run.write_manifest(session, copied, begun)
+            lease.release()
             run.call = "complete"
             run.outcome.completion = session.complete()
         _report_truncation(report, sg, run.outcome.completion)
     except ShadowStoreError as exc:
         report.error(run.call, exc)
         raise
+    except Exception as exc:  # why: not ours, so a bug; it still reaches the report and the caller as one line
+        error = unexpected(exc, f"backing up {sg.name!r} (in {run.call})")
+        report.error(run.call, error)
+        raise error from exc
     finally:
+        if lease is not None:
+            lease.release()
         run.outcome.seconds = time.monotonic() - started
         if mounted_here:
             sg.dismount()
     return run.outcome
+
+
+def lease_seconds(home: ServerHome) -> float:
+    """How long a backup's lease lasts without renewal: ``backup.lease_seconds``, else 600 s."""
+    value = home.config.settings.get("backup", {}).get("lease_seconds")
+    return DEFAULT_LEASE_SECONDS if value is None else parse_seconds(value, "backup.lease_seconds")
 
 
 def _report_truncation(report: BackupReport, sg: StorageGroup, done: CompletionReport | None) -> None:

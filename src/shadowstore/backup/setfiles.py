@@ -143,16 +143,19 @@ def store_file(
     *,
     level: int | None,
     generation: int | None = None,
+    size: int | None = None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> FileEntry:
     """Write ``chunks`` (the content of ``source``) into ``folder`` of ``target``; returns its manifest entry.
 
-    With ``level`` the file is zstd-compressed and named ``source.zst``. Raises what the target raises
-    (BackupTargetError, BackupTargetFullError) and what the chunks raise (e.g. -1018 from a database copy).
+    With ``level`` the file is zstd-compressed and named ``source.zst``. ``size``, the bytes ``chunks`` will
+    give when known, lets an object store choose its part size (a multi-terabyte store on S3). Raises what the
+    target raises (BackupTargetError, BackupTargetFullError) and what the chunks raise (e.g. -1018 from a
+    database copy).
     """
     name = source + (ZSTD_SUFFIX if level is not None else "")
     counted = _Counted(chunks, level, progress)
-    target.write_file(f"{folder}/{name}", counted)
+    target.write_file(f"{folder}/{name}", counted, size_hint=size)
     return FileEntry(
         name=name,
         role=role,

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 
 import zstandard
 
-from shadowstore.backup.catalog import SetInfo, list_sets
+from shadowstore.backup.catalog import SetInfo, find_set, list_sets
+from shadowstore.backup.lease import LEASE_NAME
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
 from shadowstore.backup.setfiles import BackgroundHash, original_chunks, read_ahead
 from shadowstore.backup.target import Target
+from shadowstore.backup.verified import VERIFIED_NAME
 from shadowstore.engine.logreader import scan_generation
 from shadowstore.errors import BackupTargetNotFoundError, LogFileCorruptError
 from shadowstore.format import dbheader
@@ -54,6 +56,7 @@ class VerifyReport:
     sg: str
     backup_id: str
     kind: str
+    home: str = ""
     problems: list[Problem] = field(default_factory=list)
     files: int = 0  # files read completely
     bytes: int = 0  # original bytes verified
@@ -84,6 +87,7 @@ class VerifyReport:
         counts = {k: getattr(self, k) for k in ("files", "bytes", "stored_bytes", "pages", "free_pages", "logs")}
         return {
             "target": self.target,
+            "home": self.home,
             "sg": self.sg,
             "id": self.backup_id,
             "kind": self.kind,
@@ -95,18 +99,18 @@ class VerifyReport:
         }
 
 
-def verify_set(target: Target, backup_id: str, *, progress: VerifyProgress | None = None) -> VerifyReport:
+def verify_set(
+    target: Target, backup_id: str, *, home: str | None = None, progress: VerifyProgress | None = None
+) -> VerifyReport:
     """Verify backup set ``backup_id`` of ``target``; returns the report (read only: nothing is written).
 
     A set without a usable manifest is reported (incomplete, or the manifest's problem) and none of its files
     is read. Raises BackupTargetNotFoundError when there is no such set, BackupTargetError when the target
     itself fails.
     """
-    sets = list_sets(target)
-    info = next((s for s in sets if s.backup_id == backup_id), None)
-    if info is None:
-        raise BackupTargetNotFoundError(f"there is no backup set {backup_id!r} in {target.url}")
-    report = VerifyReport(target.url, info.sg, backup_id, info.kind)
+    info = find_set(target, backup_id, home=home)
+    sets = list_sets(target, info.sg, home=info.home)
+    report = VerifyReport(target.url, info.sg, backup_id, info.kind, info.home)
     if info.manifest is None:
         kind = "manifest" if MANIFEST_NAME in info.files else "incomplete"
         report.error(kind, MANIFEST_NAME, f"{info.problem}; the set cannot be used")
@@ -115,7 +119,7 @@ def verify_set(target: Target, backup_id: str, *, progress: VerifyProgress | Non
     for entry in manifest.files:
         if entry.name not in info.files:
             report.error("missing", entry.name, f"the manifest lists {entry.source!r} but the set has no such file")
-    for name in sorted(set(info.files) - {f.name for f in manifest.files} - {MANIFEST_NAME}):
+    for name in sorted(set(info.files) - {f.name for f in manifest.files} - {MANIFEST_NAME, LEASE_NAME, VERIFIED_NAME}):
         report.warn("extra", name, "a file in the set folder that the manifest does not list (ignored)")
     headers: dict[str, LogHeader] = {}
     for entry in manifest.files:
@@ -124,7 +128,7 @@ def verify_set(target: Target, backup_id: str, *, progress: VerifyProgress | Non
     _check_log_chain(report, manifest, headers)
     _check_coverage(report, manifest)
     if manifest.kind in BASE_KINDS:
-        _check_base_chain(report, manifest, [s for s in sets if s.sg == info.sg])
+        _check_base_chain(report, manifest, sets)
     return report
 
 
@@ -395,8 +399,10 @@ def _check_base_chain(report: VerifyReport, manifest: Manifest, sets: list[SetIn
             return
         seen.add(base_id)
         if base.manifest is None:
-            report.error("base", base_id, f"{where} {base_id}, which is incomplete ({base.problem})")
+            report.error("base", base_id, f"{where} {base_id}, which is {base.why_not_usable()}")
             return
+        if base.damage:  # why: a base is read at restore time too; verify its files are there, cheaply (sizes)
+            report.error("base", base_id, f"{where} {base_id}, which is {base.why_not_usable()}")
         previous = base.manifest
         if previous.kind not in BASE_KINDS[current.kind]:
             report.error("base", base_id, f"{where} {base_id}, a {previous.kind} backup it cannot build on")

@@ -182,52 +182,60 @@ def abort(ctx: CliContext, sg_name: str, as_json: bool) -> None:
 
 @backup_group.command("list")
 @click.option("--to", help="Backup target [default: backup.target].")
+@click.option("--home", "home_id", help="Only the sets of this home id ('this': this home) [default: every home].")
 @click.option("--sg", "sg_name", help="Only this storage group.")
 @json_option
 @pass_ctx
-def list_sets(ctx: CliContext, to: str | None, sg_name: str | None, as_json: bool) -> None:
-    """List the backup sets in a target, oldest first; incomplete ones are marked and never used."""
+def list_sets(ctx: CliContext, to: str | None, home_id: str | None, sg_name: str | None, as_json: bool) -> None:
+    """List the backup sets in a target by home and storage group, oldest first, with each set's state:
+    complete, damaged (a file missing or resized), running, incomplete or unreadable. Only complete sets are
+    used."""
     home = ctx.open_home()
-    sets = catalog.list_sets(resolve_target(home, to), sg_name)
+    target = resolve_target(home, to)
+    owner = home.home_id if home_id == "this" else home_id
+    sets = [s for s in catalog.list_sets(target, home=owner) if sg_name is None or s.sg == sg_name]
     if as_json:
         print_json([s.to_dict() for s in sets])
         return
     if not sets:
-        click.echo(f"no backup sets in {resolve_target(home, to).url}" + (f" for {sg_name!r}" if sg_name else ""))
+        click.echo(f"no backup sets in {target.url}" + (f" for {sg_name!r}" if sg_name else ""))
         return
     rows = []
     for s in sets:
         d = s.to_dict()
-        if s.complete:
-            rows.append([s.backup_id, s.sg, s.kind, f"{d['first_gen']}-{d['last_gen']}", f"{d['bytes']:,}", ""])
-        else:
-            rows.append([s.backup_id, s.sg, s.kind, "-", "-", f"INCOMPLETE ({s.problem or 'no manifest'})"])
-    for line in table(["ID", "STORAGE GROUP", "KIND", "LOGS", "BYTES", ""], rows, right=frozenset({4})):
+        logs = f"{d['first_gen']}-{d['last_gen']}" if s.complete else "-"
+        size = f"{d['bytes']:,}" if s.complete else "-"
+        note = "" if s.whole else s.why_not_usable()
+        mine = " (this home)" if s.home == home.home_id else ""
+        rows.append([s.home + mine, s.sg, s.backup_id, s.kind, s.stream or "-", logs, size, s.state, note])
+    header = ["HOME", "STORAGE GROUP", "ID", "KIND", "STREAM", "LOGS", "BYTES", "STATE", ""]
+    for line in table(header, rows, right=frozenset({6})):
         click.echo(line)
 
 
 @backup_group.command("show")
 @click.argument("backup_id")
 @click.option("--to", help="Backup target [default: backup.target].")
+@click.option("--home", "home_id", help="The home the set belongs to (needed only if several have this id).")
 @json_option
 @pass_ctx
-def show(ctx: CliContext, backup_id: str, to: str | None, as_json: bool) -> None:
+def show(ctx: CliContext, backup_id: str, to: str | None, home_id: str | None, as_json: bool) -> None:
     """Show one backup set: its manifest, or why it is incomplete."""
     home = ctx.open_home()
-    info = catalog.find_set(resolve_target(home, to), backup_id)
+    info = catalog.find_set(resolve_target(home, to), backup_id, home=home_id)
     if as_json:
         from dataclasses import asdict
 
         print_json({**info.to_dict(), "manifest": asdict(info.manifest) if info.manifest else None})
         return
     d = info.to_dict()
-    click.echo(
-        f"Backup set {info.backup_id} of {info.sg!r}: {info.kind}, {'complete' if info.complete else 'INCOMPLETE'}"
-    )
+    click.echo(f"Backup set {info.backup_id} of {info.sg!r}, home {info.home}: {info.kind}, {info.state}")
+    if not info.whole:
+        click.echo(f"  {info.why_not_usable()}")
     if info.manifest is None:
-        click.echo(f"  {info.problem}")
         return
     m = info.manifest
+    click.echo(f"  server {m.server}, log stream {info.stream} ({m.log_base})")
     click.echo(f"  started {m.started}, ended {m.ended}, based on {m.based_on or '-'}")
     click.echo(
         f"  logs {m.first_gen}-{m.last_gen}, {d['files']} files, {d['bytes']:,} bytes ({d['stored_bytes']:,} stored)"

@@ -12,6 +12,7 @@ from shadowstore.errors import InvalidParameterError, NotFoundError
 SETTINGS = {
     "backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)",
     "engine.transaction_timeout": "seconds a write transaction may hold its store's writer latch (default 60)",
+    "backup.lease_seconds": "seconds a running backup's lease in its target lasts unrenewed (default 600)",
 }
 
 
@@ -25,7 +26,7 @@ def config_group() -> None:
 @click.argument("value")
 @pass_ctx
 def set_value(ctx: CliContext, key: str, value: str) -> None:
-    """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout)."""
+    """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout, backup.lease_seconds)."""
     if key not in SETTINGS:
         raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
     home = ctx.open_home()
@@ -33,7 +34,7 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     if key == "backup.target":
         # why now: a target that can never work should be refused here, not at the next backup
         configured_target(home, value)
-    elif key == "engine.transaction_timeout":
+    elif key in ("engine.transaction_timeout", "backup.lease_seconds"):
         stored = cfg.parse_seconds(value, key)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored

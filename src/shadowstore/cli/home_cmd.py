@@ -40,7 +40,7 @@ def init(ctx: CliContext, log_file_size: int, page_size: int, circular_logging: 
     if as_json:
         print_json(home.status())
         return
-    click.echo(f"Created server home {home.path}")
+    click.echo(f"Created server home {home.path} (home id {home.home_id})")
     for sg in home.config.storage_groups:
         click.echo(f"  {sg.name} ({sg.log_base}): {', '.join(f'{s.name} ({s.file})' for s in sg.stores)}")
 
@@ -54,7 +54,7 @@ def status(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    click.echo(f"Server home: {data['home']} (server {data['server']})")
+    click.echo(f"Server home: {data['home']} (server {data['server']}, home id {data['home_id']})")
     for sg in data["storage_groups"]:  # type: ignore[attr-defined]
         mounted = "mounted by another process" if sg["mounted"] else "dismounted"
         click.echo(f"\n{sg['name']} [{sg['log_base']}] {mounted}")

@@ -12,7 +12,7 @@ import click
 from shadowstore.backup import catalog
 from shadowstore.cli.backup_cmd import resolve_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
-from shadowstore.errors import InvalidParameterError
+from shadowstore.errors import InvalidParameterError, NoRestorableBackupError
 from shadowstore.home import ServerHome
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
 from shadowstore.restore.run import (
@@ -52,8 +52,26 @@ def _target_of(until: str | None, until_gen: int | None) -> RestoreTarget:
     return RestoreTarget.latest()
 
 
-def _plan(home: ServerHome, source: str | None, sg: str | None, target: RestoreTarget, live: bool) -> RestorePlan:
-    sets = catalog.list_sets(resolve_target(home, source), sg, unfinished_writes=False)
+def _plan(
+    home: ServerHome, source: str | None, from_home: str | None, sg: str | None, target: RestoreTarget, live: bool
+) -> RestorePlan:
+    """The plan from the sets of this home, or of ``from_home`` when it is named."""
+    where = resolve_target(home, source)
+    owner = from_home or home.home_id
+    if from_home is not None and from_home != home.home_id and live:
+        raise InvalidParameterError(
+            f"--roll-forward-live continues with this home's live logs, which are not of home {from_home}'s stream"
+        )
+    sets = catalog.list_sets(where, sg, home=owner, unfinished_writes=False)
+    if not sets:
+        others = [h for h in catalog.homes_in(where) if h != owner]
+        if others:
+            raise NoRestorableBackupError(
+                f"{where.url} holds no backup of {f'{sg!r} of ' if sg else ''}home {owner}; it holds backups of "
+                f"home{'s' if len(others) > 1 else ''} {', '.join(others)}",
+                hint=f"to restore another home's backup into the recovery storage group: --from-home {others[0]} "
+                "--into-recovery-group",
+            )
     return plan_restore(sets, target, sg=sg, roll_forward_live=live)
 
 
@@ -65,6 +83,10 @@ def restore_group() -> None:
 
 _from = click.option("--from", "source", help="Backup target to restore from [default: backup.target].")
 _sg = click.option("--sg", help="Storage group to restore (needed when the target holds several).")
+_from_home = click.option(
+    "--from-home",
+    help="Use the backups of another server home (its id, as 'backup list' shows it) [default: this home's].",
+)
 _until = click.option("--until", help="Restore the transactions committed at or before this ISO 8601 time (UTC).")
 _until_gen = click.option("--until-gen", type=int, help="Restore through the end of this log generation.")
 _live = click.option(
@@ -74,6 +96,7 @@ _live = click.option(
 
 @restore_group.command("plan")
 @_from
+@_from_home
 @_sg
 @_until
 @_until_gen
@@ -83,6 +106,7 @@ _live = click.option(
 def plan_cmd(
     ctx: CliContext,
     source: str | None,
+    from_home: str | None,
     sg: str | None,
     until: str | None,
     until_gen: int | None,
@@ -91,7 +115,7 @@ def plan_cmd(
 ) -> None:
     """Show which backup sets and logs a restore would use (nothing is changed: this is the dry run)."""
     home = ctx.open_home()
-    plan = _plan(home, source, sg, _target_of(until, until_gen), roll_forward_live)
+    plan = _plan(home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live)
     if as_json:
         print_json(plan.to_dict())
         return
@@ -101,6 +125,7 @@ def plan_cmd(
 
 @restore_group.command("run")
 @_from
+@_from_home
 @_sg
 @_until
 @_until_gen
@@ -114,6 +139,7 @@ def plan_cmd(
 def run_cmd(
     ctx: CliContext,
     source: str | None,
+    from_home: str | None,
     sg: str | None,
     until: str | None,
     until_gen: int | None,
@@ -134,13 +160,19 @@ def run_cmd(
             "folder); add --yes to confirm"
         )
     home = ctx.open_home()
-    plan = _plan(home, source, sg, _target_of(until, until_gen), roll_forward_live)
+    plan = _plan(home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live)
     target = resolve_target(home, source)
     into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
     for why in plan.ignored:
         click.echo(f"warning: not used: {why}", err=True)
+    if plan.home != home.home_id:
+        click.echo(
+            f"note: restoring backups of home {plan.home}, not of this home ({home.home_id})"
+            + (": its data replaces this home's stores" if in_place else ""),
+            err=True,
+        )
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
-        outcome = run_restore(home, target, plan, into=into, progress=progress)
+        outcome = run_restore(home, target, plan, into=into, progress=progress, other_home=from_home)
     if as_json:
         print_json({"plan": plan.to_dict(), "restore": outcome.to_dict()})
     elif not quiet:

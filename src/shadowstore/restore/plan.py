@@ -1,13 +1,17 @@
 """Restore planning: which backup sets and which log generations bring a storage group to a target.
 
-    plan = plan_restore(list_sets(target), RestoreTarget.at_time(t), sg="First Storage Group")
+    plan = plan_restore(list_sets(target, home=home_id), RestoreTarget.at_time(t), sg="First Storage Group")
     for line in plan.describe(): print(line)
 
-Pure: it reads only the manifests it is given. A plan starts from a full (or copy) backup whose database
-copies are not newer than the target, then applies either the chain of incrementals built on that full or
-its newest differential, and takes every log generation from the databases' replay start up to the target,
-each from the first set of the path that holds it. With ``roll_forward_live`` it continues after the backups
-with the live storage group's newer logs (the restore checks that they are there).
+Sets are ordered by their log stream and generations (``catalog.age``), never by the clock time in an id.
+Pure: it reads only the catalog it is given (manifests, and the files the target listed). It plans with the
+sets of one home only (backup/layout.py), and only with *whole* sets: a set with a file missing or of another
+size than its manifest records is left out and named, so the plan falls back to what is intact. A plan starts
+from a full (or copy) backup whose database copies are not newer than the target, then applies either the
+chain of incrementals built on that full or its newest differential, and takes every log generation from the
+databases' replay start up to the target, each from the first set of the path that holds it. With
+``roll_forward_live`` it continues after the backups with the live storage group's newer logs (the restore
+checks that they are there).
 
 What a backup set says about time (see backup/manifest.py):
 
@@ -28,7 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shadowstore.backup.catalog import SetInfo
+from shadowstore.backup.catalog import SetInfo, age
 from shadowstore.backup.manifest import DatabaseEntry, FileEntry, Manifest
 from shadowstore.errors import InvalidParameterError, MissingRestoreLogFilesError, NoRestorableBackupError
 from shadowstore.format.common import iso_time
@@ -91,6 +95,7 @@ class LogSource:
 
 @dataclass(frozen=True)
 class RestorePlan:
+    home: str  # the home whose backup sets it uses
     sg: str
     log_base: str
     log_signature: dict[str, Any]
@@ -105,6 +110,7 @@ class RestorePlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "home": self.home,
             "sg": self.sg,
             "log_base": self.log_base,
             "log_signature": self.log_signature,
@@ -142,7 +148,7 @@ class RestorePlan:
 
     def describe(self) -> list[str]:
         """The plan in words, one line per set, for ``restore plan``."""
-        lines = [f"Restore of {self.sg!r} to {self.target.describe()}:"]
+        lines = [f"Restore of {self.sg!r} of home {self.home} to {self.target.describe()}:"]
         for s in self.sets:
             m = _m(s)
             what = []
@@ -163,6 +169,8 @@ class RestorePlan:
             + (f", then the live logs from generation {self.live_from} on" if self.live_from is not None else "")
             + f"; {self.to_dict()['bytes']:,} bytes to copy."
         )
+        files = len(self.databases) + len({(log.backup_id, log.entry.name) for log in self.logs})
+        lines.append(f"All {files} files it needs are in the target with the sizes their manifests record.")
         lines += [f"Not used: {why}" for why in self.ignored]
         return lines
 
@@ -175,12 +183,15 @@ def plan_restore(
     Raises InvalidParameterError (several storage groups and none chosen), NoRestorableBackupError (-560) and
     MissingRestoreLogFilesError (-557) with the exact missing piece.
     """
+    homes = sorted({s.home for s in sets})
+    if len(homes) > 1:
+        raise InvalidParameterError(f"a restore plan uses the backups of one home; these are of {', '.join(homes)}")
     sg = _choose_sg(sets, sg)
     mine = [s for s in sets if s.sg == sg]
-    complete = {s.backup_id: s for s in mine if s.complete}
+    complete = {s.backup_id: s for s in mine if s.whole}
     bases = sorted(
         (s for s in complete.values() if s.kind in ("full", "copy") and _m(s).databases),
-        key=lambda s: s.backup_id,
+        key=age,
         reverse=True,
     )
     if not bases:
@@ -207,9 +218,9 @@ def plan_restore(
         raise refusal
     plan = max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
     ignored = tuple(
-        f"backup set {s.backup_id} ({s.kind}) is incomplete: {s.problem}"
+        f"backup set {s.backup_id} ({s.kind}) is {s.why_not_usable()}"
         for s in mine
-        if not s.complete and s.backup_id > plan.sets[0].backup_id
+        if not s.whole and (age(s) > age(plan.sets[0]) if s.manifest else s.backup_id > plan.sets[0].backup_id)
     )
     return dataclasses.replace(plan, ignored=ignored)
 
@@ -257,10 +268,10 @@ def _choose_sg(sets: list[SetInfo], sg: str | None) -> str:
 def _no_base_message(sg: str, mine: list[SetInfo]) -> str:
     if not mine:
         return f"the target holds no backup of {sg!r}"
-    bad = [s for s in mine if not s.complete and s.kind in ("full", "copy")]
-    text = f"the target holds no complete full or copy backup of {sg!r}"
+    bad = [s for s in mine if not s.whole and s.kind in ("full", "copy")]
+    text = f"the target holds no whole full or copy backup of {sg!r}"
     if bad:
-        text += " (incomplete: " + "; ".join(f"{s.backup_id}: {s.problem}" for s in bad) + ")"
+        text += " (not usable: " + "; ".join(f"{s.backup_id}: {s.why_not_usable()}" for s in bad) + ")"
     return text
 
 
@@ -328,7 +339,7 @@ def _incremental_chain(base: SetInfo, complete: dict[str, SetInfo]) -> list[SetI
         ]
         if not following:
             return chain
-        chain.append(max(following, key=lambda s: s.backup_id))
+        chain.append(max(following, key=age))
 
 
 def _newest_differential(base: SetInfo, complete: dict[str, SetInfo]) -> SetInfo | None:
@@ -340,7 +351,7 @@ def _newest_differential(base: SetInfo, complete: dict[str, SetInfo]) -> SetInfo
         and _m(s).log_signature == _m(base).log_signature
         and _m(s).first_gen <= _m(base).last_gen + 1
     ]
-    return max(diffs, key=lambda s: s.backup_id) if diffs else None
+    return max(diffs, key=age) if diffs else None
 
 
 def _prefix_reaching(path: list[SetInfo], target: RestoreTarget) -> list[SetInfo] | None:
@@ -359,8 +370,8 @@ def _broken_links(base: SetInfo, complete: dict[str, SetInfo], mine: list[SetInf
     another log stream)."""
     by_id = {s.backup_id: s for s in mine}
     broken = []
-    for s in sorted(complete.values(), key=lambda s: s.backup_id):
-        if s.kind not in ("incremental", "differential") or s.backup_id < base.backup_id:
+    for s in sorted(complete.values(), key=age):
+        if s.kind not in ("incremental", "differential") or age(s) < age(base):
             continue
         why = _missing_link(s, complete, by_id)
         if why is not None:
@@ -379,7 +390,7 @@ def _missing_link(s: SetInfo, complete: dict[str, SetInfo], by_id: dict[str, Set
         parent = complete.get(parent_id)
         if parent is None:
             found = by_id.get(parent_id)
-            why = f"is incomplete ({found.problem})" if found is not None else "is not in the target"
+            why = f"is {found.why_not_usable()}" if found is not None else "is not in the target"
             return f"{current.kind} backup {current.backup_id} builds on {parent_id}, which {why}"
         p = _m(parent)
         if p.log_signature != m.log_signature:
@@ -455,6 +466,7 @@ def _with_logs(base: SetInfo, path: list[SetInfo], target: RestoreTarget, live_f
     if live_from is not None and target.until_gen is not None and live_from > target.until_gen:
         live_from = None
     return RestorePlan(
+        home=base.home,
         sg=base.sg,
         log_base=mb.log_base,
         log_signature=mb.log_signature,

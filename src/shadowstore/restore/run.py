@@ -1,6 +1,6 @@
 """Running a restore plan: fetch the files, hard-recover them, put them in place.
 
-    plan = plan_restore(list_sets(target), RestoreTarget.latest(), sg="First Storage Group")
+    plan = plan_restore(list_sets(target, home=home.home_id), RestoreTarget.latest(), sg="First Storage Group")
     outcome = run_restore(home, target, plan, into=INTO_RECOVERY_GROUP)
 
 The destination is either the storage group itself (``in-place``: its stores must be dismounted, and the user
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shadowstore import config as cfg
-from shadowstore.backup.manifest import set_folder
+from shadowstore.backup.layout import set_folder
 from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig, StoreConfig
 from shadowstore.engine.hardrecovery import HardRecoveryReport, ReplayLog, Stop, hard_recover, read_current_log
@@ -102,6 +102,7 @@ def run_restore(
     *,
     into: str,
     progress: Progress = lambda what, done, total: None,
+    other_home: str | None = None,
 ) -> RestoreOutcome:
     """Carry out ``plan`` into the recovery storage group or in place (see the module documentation).
 
@@ -112,6 +113,13 @@ def run_restore(
     """
     if into not in (INTO_RECOVERY_GROUP, INTO_PLACE):
         raise InvalidParameterError(f"restore into {into!r}: choose {INTO_RECOVERY_GROUP} or {INTO_PLACE}")
+    if into == INTO_PLACE and plan.home != home.home_id and other_home != plan.home:
+        raise RestoreError(
+            f"the plan restores backups of home {plan.home}, and this is home {home.home_id}: restoring them in "
+            "place would replace this home's stores with another server's data",
+            hint="restore them into the recovery storage group, or name that home with --from-home "
+            f"{plan.home} if replacing this home's stores with its data is what you mean",
+        )
     fs = home.fs
     started = time.perf_counter()
     dest = _destination(home, plan, into)
@@ -345,7 +353,7 @@ def _fetch(
     for folder in (db_dir, log_dir):  # a killed run's partial copies (the restore lock is held)
         remove_temporaries_in(fs, folder, lambda _name: True)
     for backup_id, entry, destination in todo:
-        fetch_file(target, set_folder(plan.sg, backup_id), entry, fs, destination, progress=advance)
+        fetch_file(target, set_folder(plan.home, plan.sg, backup_id), entry, fs, destination, progress=advance)
         fs.crash_point("restore.fetch.file")
     journal.data["phase"] = "recover"
     journal.save(fs)

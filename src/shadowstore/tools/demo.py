@@ -19,6 +19,7 @@ from pathlib import Path
 from shadowstore.backup.catalog import list_sets
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.cli.main import main as cli_main
+from shadowstore.home import ServerHome
 
 MARKER = ".shadowstore-demo"
 SG = "First Storage Group"
@@ -87,7 +88,8 @@ def _delete_old_logs(folder: str) -> None:
 
 
 def _newest_set(home: str) -> str:
-    return list_sets(LocalTarget(os.path.join(home, "backups")), SG)[-1].backup_id
+    home_id = ServerHome.open(home).home_id
+    return list_sets(LocalTarget(os.path.join(home, "backups")), SG, home=home_id)[-1].backup_id
 
 
 def _quote(arg: str) -> str:
