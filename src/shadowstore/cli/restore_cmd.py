@@ -12,8 +12,9 @@ import click
 from shadowstore.backup import catalog
 from shadowstore.cli.backup_cmd import resolve_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
-from shadowstore.errors import InvalidParameterError, NoRestorableBackupError
+from shadowstore.errors import InvalidParameterError, NoRestorableBackupError, NotFoundError, RestoreError
 from shadowstore.home import ServerHome
+from shadowstore.restore.discard import Discard, in_place_discards, live_logs, quarantine_root
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
 from shadowstore.restore.run import (
     INTO_PLACE,
@@ -75,6 +76,47 @@ def _plan(
     return plan_restore(sets, target, sg=sg, roll_forward_live=live)
 
 
+def _plan_for(
+    home: ServerHome,
+    source: str | None,
+    from_home: str | None,
+    sg: str | None,
+    target: RestoreTarget,
+    live: bool,
+    in_place: bool,
+    stop_at_backup: bool,
+) -> tuple[RestorePlan, Discard | None, str | None]:
+    """The plan, and for a restore in place what it would discard and why the live logs cannot prevent it.
+
+    In place, the plan rolls forward through the live logs that continue the backups' stream unless told to
+    stop (--stop-at-backup, --until, --until-gen): ESE's hard recovery keeps what the logs hold, and so does
+    this. When the live logs cannot continue the backups, the plan stops at the backups and says so."""
+    if stop_at_backup and live:
+        raise InvalidParameterError("--stop-at-backup and --roll-forward-live contradict each other: choose one")
+    own = from_home is None or from_home == home.home_id
+    plan = _plan(home, source, from_home, sg, target, live or (in_place and own and not stop_at_backup))
+    if not in_place:
+        return plan, None, None
+    try:
+        config = home.config.find(plan.sg).resolved(home.path)
+    except NotFoundError:
+        return plan, None, None  # the restore itself refuses, naming the recovery storage group
+    why = live_logs(home.fs, config).continues(plan) if plan.live_from is not None else None
+    if why is not None and not live:
+        plan = _plan(home, source, from_home, sg, target, False)
+    return plan, in_place_discards(home.fs, config, plan, quarantine_root(config)), why
+
+
+def _refuse_discard(plan: RestorePlan, discard: Discard, why: str | None) -> RestoreError:
+    reason = f" ({why})" if why else ""
+    return RestoreError(
+        f"restoring {plan.sg!r} in place {plan.target.describe()} would discard committed data{reason}: "
+        f"{discard.describe()}",
+        hint="to restore anyway, add --stop-at-backup (or --until / --until-gen): nothing is deleted, the live "
+        "files go to the quarantine folder; or restore into the recovery storage group first to look",
+    )
+
+
 @click.group("restore")
 def restore_group() -> None:
     """Restore backups: plan what to apply, then copy, roll the logs forward and leave the stores in Clean
@@ -90,7 +132,14 @@ _from_home = click.option(
 _until = click.option("--until", help="Restore the transactions committed at or before this ISO 8601 time (UTC).")
 _until_gen = click.option("--until-gen", type=int, help="Restore through the end of this log generation.")
 _live = click.option(
-    "--roll-forward-live", is_flag=True, help="Continue with the live storage group's newer logs after the backups."
+    "--roll-forward-live",
+    is_flag=True,
+    help="Continue with the live storage group's newer logs after the backups (the default in place).",
+)
+_stop_at_backup = click.option(
+    "--stop-at-backup",
+    is_flag=True,
+    help="In place: stop at the end of the backups, discarding newer transactions of the live logs.",
 )
 
 
@@ -101,6 +150,8 @@ _live = click.option(
 @_until
 @_until_gen
 @_live
+@_stop_at_backup
+@click.option("--in-place", is_flag=True, help="Plan a restore in place: also say what it would discard.")
 @json_option
 @pass_ctx
 def plan_cmd(
@@ -111,16 +162,31 @@ def plan_cmd(
     until: str | None,
     until_gen: int | None,
     roll_forward_live: bool,
+    stop_at_backup: bool,
+    in_place: bool,
     as_json: bool,
 ) -> None:
-    """Show which backup sets and logs a restore would use (nothing is changed: this is the dry run)."""
+    """Show which backup sets and logs a restore would use and, with --in-place, what it would discard
+    (nothing is changed: this is the dry run)."""
     home = ctx.open_home()
-    plan = _plan(home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live)
+    target = _target_of(until, until_gen)
+    plan, discard, why = _plan_for(
+        home, source, from_home, sg, target, roll_forward_live, in_place, stop_at_backup
+    )  # fmt: skip
+    explicit = stop_at_backup or until is not None or until_gen is not None
     if as_json:
-        print_json(plan.to_dict())
+        print_json(plan.to_dict() | {"discards": discard.to_dict() if discard else None})
         return
     for line in plan.describe():
         click.echo(line)
+    if discard is not None:
+        click.echo(f"In place, this restore would discard: {discard.describe()}.")
+        if why:
+            click.echo(f"The live logs cannot carry it further: {why}.")
+        if not explicit:
+            click.echo("'restore run --in-place --yes' refuses that unless you add --stop-at-backup.")
+    elif in_place:
+        click.echo("In place, this restore discards no committed transaction.")
 
 
 @restore_group.command("run")
@@ -130,6 +196,7 @@ def plan_cmd(
 @_until
 @_until_gen
 @_live
+@_stop_at_backup
 @click.option("--into-recovery-group", is_flag=True, help='Restore into "Recovery Storage Group" (log base R00).')
 @click.option("--in-place", is_flag=True, help="Replace the storage group's own stores (they must be dismounted).")
 @click.option("--yes", is_flag=True, help="Confirm --in-place: the current store files go to the quarantine folder.")
@@ -144,6 +211,7 @@ def run_cmd(
     until: str | None,
     until_gen: int | None,
     roll_forward_live: bool,
+    stop_at_backup: bool,
     into_recovery_group: bool,
     in_place: bool,
     yes: bool,
@@ -160,7 +228,13 @@ def run_cmd(
             "folder); add --yes to confirm"
         )
     home = ctx.open_home()
-    plan = _plan(home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live)
+    plan, discard, why = _plan_for(
+        home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live, in_place, stop_at_backup
+    )
+    if discard is not None:
+        if not (stop_at_backup or until is not None or until_gen is not None):
+            raise _refuse_discard(plan, discard, why)
+        click.echo(f"warning: this restore discards {discard.describe()}", err=True)
     target = resolve_target(home, source)
     into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
     for why in plan.ignored:
@@ -174,7 +248,8 @@ def run_cmd(
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
         outcome = run_restore(home, target, plan, into=into, progress=progress, other_home=from_home)
     if as_json:
-        print_json({"plan": plan.to_dict(), "restore": outcome.to_dict()})
+        discards = discard.to_dict() if discard else None
+        print_json({"plan": plan.to_dict(), "discards": discards, "restore": outcome.to_dict()})
     elif not quiet:
         _summary(outcome)
 

@@ -1,0 +1,109 @@
+"""A restore in place keeps what the logs hold: it rolls forward through the live logs that continue the
+backups, as ESE's hard recovery does, and stopping earlier needs a stop option. Before acting, the plan and the
+run say what a restore that stops earlier would discard. With a local target and an S3 one (moto)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shadowstore.engine.logstream import LogSet
+from shadowstore.io.fs import OsFileSystem
+from tests.cli.clirun import run, run_json
+
+SG = "First Storage Group"
+
+
+@pytest.fixture(params=["local", "s3"])
+def home(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """A home with 50 transactions of seed 1 in a full backup, and 300 of seed 2 committed after it."""
+    path = str(tmp_path / "home")
+    assert run(capsys, "--home", path, "init", "--log-file-size", "64K")[0] == 0
+    if request.param == "s3":
+        server: Any = request.getfixturevalue("s3_server")
+        url = f"s3://{server.bucket}/r-{uuid.uuid4().hex}"
+        assert run(capsys, "--home", path, "config", "set", "backup.target", url)[0] == 0
+    workload(capsys, path, 1, 50)
+    code, _out, err = run(capsys, "--home", path, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")
+    assert code == 0, err
+    workload(capsys, path, 2, 300)
+    return path
+
+
+def workload(capsys: pytest.CaptureFixture[str], home: str, seed: int, txns: int) -> None:
+    code, _out, err = run(capsys, "--home", home, "workload", "run", "--txns", str(txns), "--seed", str(seed))
+    assert code == 0, err
+
+
+def holds(capsys: pytest.CaptureFixture[str], home: str, seed: int, committed: int) -> bool:
+    args = ("--home", home, "workload", "check", "--seed", str(seed), "--committed", str(committed), "--exact")
+    return run(capsys, *args)[0] == 0
+
+
+def test_an_in_place_restore_keeps_the_transactions_committed_after_the_backup(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(capsys, "--home", home, "restore", "plan", "--sg", SG, "--in-place")
+    assert code == 0
+    assert "then the live logs from generation" in out
+    assert "In place, this restore discards no committed transaction." in out
+    code, out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code == 0, err
+    assert "the live current log" in out
+    assert holds(capsys, home, 1, 50)
+    assert holds(capsys, home, 2, 300)
+
+
+def test_stopping_at_the_backup_says_what_it_discards_and_keeps_it_in_the_quarantine(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--home", home, "restore", "plan", "--sg", SG, "--in-place", "--stop-at-backup")
+    code, plan = run_json(capsys, *args, "--json")
+    assert code == 0
+    discards = plan["discards"]
+    assert discards["transactions"] == 300
+    assert discards["other_stream"] is False
+    assert discards["generations"][0] == plan["last_gen"] + 1
+    assert discards["quarantine"] == os.path.join(home, SG, "quarantine")
+    code, out, _err = run(capsys, *args)
+    assert "In place, this restore would discard: 300 committed transaction(s) in generations" in out
+    code, _out, err = run(
+        capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet"
+    )
+    assert code == 0, err
+    assert "warning: this restore discards 300 committed transaction(s)" in err
+    assert holds(capsys, home, 1, 50)
+    assert not holds(capsys, home, 2, 300)
+    kept = [p for p in Path(home, SG, "quarantine").rglob("*.log")]
+    assert kept, "the discarded logs are kept"
+
+
+def test_live_logs_that_cannot_continue_the_backups_are_not_thrown_away_without_a_stop_option(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = LogSet.scan(OsFileSystem(), os.path.join(home, SG), "E00")
+    newest_archived = max(logs.archived)
+    os.unlink(logs.archived[newest_archived])  # a generation after the backup, deleted by hand
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code != 0
+    assert f"generation {newest_archived} is missing from the live log folder" in err
+    assert "would discard committed data" in err
+    assert "--stop-at-backup" in err
+    assert holds(capsys, home, 2, 300), "the refusal changed nothing"
+
+
+def test_a_restore_in_place_over_a_newer_log_stream_needs_a_stop_option(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet")
+    assert run(capsys, *first)[0] == 0  # a new stream begins: seed 2 goes to the quarantine
+    workload(capsys, home, 3, 40)
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code != 0
+    assert "another log stream" in err
+    assert "40 committed transaction(s)" in err
+    assert holds(capsys, home, 3, 40)
