@@ -19,7 +19,7 @@ from shadowstore.errors import DiskFullError, LogDiskFullError, NotFoundError, R
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
-from shadowstore.restore import run as run_module
+from shadowstore.restore import phases
 from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
 from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP, RECOVERY_SG, finish_restore, run_restore
 from tests.conftest import HOME, fault_home, reopen
@@ -227,7 +227,7 @@ def test_rolling_forward_from_a_mounted_storage_group_whose_log_rolls_meanwhile(
     live.mount()
     sets = catalog.list_sets(target, SG, home=home.home_id)
     plan = plan_restore(sets, RestoreTarget.latest(), sg=SG, roll_forward_live=True)
-    original = run_module.LogSet.scan
+    original = phases.LogSet.scan
     rolls = []
 
     def scan_then_roll(fs: Any, log_dir: str, base: str) -> Any:
@@ -238,7 +238,7 @@ def test_rolling_forward_from_a_mounted_storage_group_whose_log_rolls_meanwhile(
             commit(home, 421, 20)
         return found
 
-    monkeypatch.setattr(run_module.LogSet, "scan", scan_then_roll)
+    monkeypatch.setattr(phases.LogSet, "scan", scan_then_roll)
     outcome = run_restore(home, target, plan, into=INTO_RECOVERY_GROUP)
     assert rolls, "the live log rolled during the restore"
     # the current log was read before the folder was listed (and before the roll): 400 transactions

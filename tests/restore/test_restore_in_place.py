@@ -5,6 +5,9 @@ run say what a restore that stops earlier would discard. With a local target and
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -107,3 +110,44 @@ def test_a_restore_in_place_over_a_newer_log_stream_needs_a_stop_option(
     assert "another log stream" in err
     assert "40 committed transaction(s)" in err
     assert holds(capsys, home, 3, 40)
+
+
+def test_a_store_outside_the_backup_in_dirty_shutdown_stops_the_restore_before_anything_moves(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "--home", home, "store", "create", SG, "Extra Store")[0] == 0
+    writer = subprocess.Popen(
+        [sys.executable, "-c", DIRTY_WRITER, home], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "ready"
+    writer.send_signal(signal.SIGKILL)  # the store is left in Dirty Shutdown, its data only in the logs
+    writer.wait()
+    args = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet")
+    code, _out, err = run(capsys, *args)
+    assert code != 0
+    assert "'Extra Store'" in err
+    assert "Dirty Shutdown" in err
+    assert f"shadowstore store tables '{SG}' 'Extra Store'" in err
+    assert not os.path.exists(os.path.join(home, SG, "quarantine")), "nothing was moved"
+    code, _out, err = run(capsys, "--home", home, "store", "tables", SG, "Extra Store", "--json")
+    assert code == 0, err
+    code, _out, err = run(capsys, *args)
+    assert code == 0, err
+    code, tables = run_json(capsys, "--home", home, "store", "tables", SG, "Extra Store", "--json")
+    assert code == 0, tables
+    assert tables == [{"table": "kept", "rows": 1}]
+
+
+DIRTY_WRITER = """
+import sys, time
+from shadowstore.home import ServerHome
+home = ServerHome.open(sys.argv[1])
+sg = home.storage_group("First Storage Group")
+sg.mount()
+with sg.store("Extra Store").transaction() as tx:
+    tx.create_table("kept")
+    tx.put("kept", b"key", b"committed after the backup")
+print("ready", flush=True)
+time.sleep(120)
+"""

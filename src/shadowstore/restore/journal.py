@@ -13,14 +13,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shadowstore.config import SgConfig
+from shadowstore.engine.mountlog import restore_journal_path
 from shadowstore.errors import RestoreError
 from shadowstore.io.fs import FileSystem, read_file
 from shadowstore.io.replace import atomic_write, remove_temporaries_of
 
+if TYPE_CHECKING:
+    from shadowstore.home import ServerHome
+
 JOURNAL_FORMAT = "shadowstore-restore"
+# What each phase of an unfinished restore means for the storage group it restores into.
+PHASES = {
+    "fetch": "copying the backup files into the staging folder; the storage group is not changed yet",
+    "recover": "replaying logs in the staging folder; the storage group is not changed yet",
+    "place": "putting the restored files in place; the storage group does not mount until the restore is finished",
+}
 
 
 @dataclass
@@ -86,3 +98,78 @@ def clear_staging(fs: FileSystem, staging: str) -> None:
     fs.fsync_dir(staging)
     fs.rmdir(staging)
     fs.fsync_dir(os.path.dirname(staging))
+
+
+# --- reading journals (status, restore plan) --------------------------------------------------------------------
+
+
+def unfinished_restores(home: ServerHome) -> list[dict[str, Any]]:
+    """Every restore into a storage group of ``home`` that was started and not finished (killed, or stopped by
+    an error it left to be resumed), read from the journals alone: which storage group (``sg``), from which
+    (``source_sg``, ``from_home``), the ``phase`` it reached and what that means (``reached``), when it
+    started, the ``journal`` path, and ``resume``, the command that carries it on (``discard``, when the phase
+    leaves the storage group unchanged, the command that drops its copies instead). Reads only; never raises
+    for a journal it cannot read (it is reported with phase "unknown")."""
+    found = []
+    for config in _destinations(home):
+        path = restore_journal_path(config)
+        if not home.fs.exists(path):
+            continue
+        try:
+            data = load_journal(home.fs, path).data
+        except OSError:
+            data = {}
+        if data.get("phase") != "done":
+            found.append(_unfinished(config.name, path, data, home.home_id))
+    return found
+
+
+def _destinations(home: ServerHome) -> list[SgConfig]:
+    """The storage groups a restore may go into: the configured ones, and the recovery storage group where a
+    first restore into it works before the configuration names it."""
+    from shadowstore.restore.run import RECOVERY_BASE, RECOVERY_SG  # why here: run.py imports this module
+
+    groups = [g.resolved(home.path) for g in home.config.storage_groups]
+    if all(g.name != RECOVERY_SG for g in groups):
+        groups.append(SgConfig(RECOVERY_SG, RECOVERY_BASE, RECOVERY_SG, RECOVERY_SG, RECOVERY_SG).resolved(home.path))
+    return groups
+
+
+def _unfinished(dest: str, path: str, data: dict[str, Any], home_id: str) -> dict[str, Any]:
+    plan = data.get("plan") if isinstance(data.get("plan"), dict) else {}
+    assert isinstance(plan, dict)
+    phase = str(data.get("phase") or "unknown")
+    finish = shlex.join(["shadowstore", "restore", "finish", "--sg", dest])
+    entry: dict[str, Any] = {
+        "sg": dest,
+        "source_sg": str(plan.get("sg") or ""),
+        "from_home": str(plan.get("home") or ""),
+        "into": str(data.get("into") or ""),
+        "phase": phase,
+        "reached": PHASES.get(phase, f"its journal {path} cannot be read"),
+        "started": str(data.get("started") or ""),
+        "journal": path,
+    }
+    if phase in ("fetch", "recover") and plan:
+        entry["resume"] = _run_again(plan, str(data.get("into") or ""), home_id)
+        entry["discard"] = finish
+    else:
+        entry["resume"] = finish
+    return entry
+
+
+def _run_again(plan: dict[str, Any], into: str, home_id: str) -> str:
+    """The ``restore run`` command that resumes the restore of ``plan`` (with the --from the first run had)."""
+    args = ["shadowstore", "restore", "run", "--sg", str(plan.get("sg"))]
+    if plan.get("home") and plan.get("home") != home_id:
+        args += ["--from-home", str(plan["home"])]
+    target = plan.get("target") if isinstance(plan.get("target"), dict) else {}
+    assert isinstance(target, dict)
+    if target.get("until"):
+        args += ["--until", str(target["until"])]
+    elif target.get("until_gen"):
+        args += ["--until-gen", str(target["until_gen"])]
+    if plan.get("live_from") is not None:
+        args.append("--roll-forward-live")
+    args += ["--in-place", "--yes"] if into == "in-place" else ["--into-recovery-group"]
+    return shlex.join(args) + " (and the --from it was started with, if any)"

@@ -47,24 +47,26 @@ def move_store_into_place(fs: FileSystem, staged: str, destination: str, quarant
     return True
 
 
-def replace_log_stream(fs: FileSystem, config: SgConfig, quarantine: str, first_gen: int) -> LogHeader:
-    """Quarantine the storage group's log files and checkpoint, then start a new stream at ``first_gen``
-    with a new log signature, its reserve logs and a checkpoint file. Safe to run again after a crash (a
-    new stream that was half made is quarantined too)."""
-    folder = os.path.join(quarantine, "logs")
+def replace_log_stream(
+    fs: FileSystem, config: SgConfig, quarantine: str, first_gen: int, *, checkpoint_quarantine: str | None = None
+) -> LogHeader:
+    """Quarantine the storage group's log files (into ``quarantine``/logs, on the log folder's file system) and
+    checkpoint (into ``checkpoint_quarantine``, on the system folder's; default: beside the logs), then start a
+    new stream at ``first_gen`` with a new log signature, its reserve logs and a checkpoint file. Safe to run
+    again after a crash (a new stream that was half made is quarantined too)."""
     logs = LogSet.scan(fs, config.log_dir, config.log_base)
-    old = [*logs.archived.values(), logs.current, logs.tmp, *logs.reserves]
-    old += [os.path.join(config.system_dir, checkpoint_name(config.log_base))]
-    moved = False
-    for path in old:
+    old = [(path, os.path.join(quarantine, "logs")) for path in (*logs.archived.values(), logs.current, logs.tmp)]
+    old += [(path, os.path.join(quarantine, "logs")) for path in logs.reserves]
+    checkpoint = os.path.join(config.system_dir, checkpoint_name(config.log_base))
+    old.append((checkpoint, os.path.join(checkpoint_quarantine or quarantine, "logs")))
+    touched: set[str] = set()
+    for path, folder in old:
         if path is not None and fs.exists(path):
             fs.makedirs(folder)
             fs.rename(path, layout.free_name(fs, os.path.join(folder, os.path.basename(path))))
-            moved = True
-    if moved:
+            touched |= {folder, os.path.dirname(path)}
+    for folder in sorted(touched):
         fs.fsync_dir(folder)
-        fs.fsync_dir(config.log_dir)
-        fs.fsync_dir(config.system_dir)
     header = layout.start_log_stream(fs, config, first_gen)
     fs.fsync_dir(config.log_dir)
     CheckpointFile.create(

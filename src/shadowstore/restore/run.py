@@ -28,25 +28,20 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from shadowstore import config as cfg
-from shadowstore.backup.layout import set_folder
 from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig, StoreConfig
-from shadowstore.engine.hardrecovery import HardRecoveryReport, ReplayLog, Stop, hard_recover, read_current_log
-from shadowstore.engine.logstream import LogSet
+from shadowstore.engine.hardrecovery import HardRecoveryReport
 from shadowstore.engine.mountlog import restore_journal_path
-from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
     DiskFullError,
     DiskIOError,
     InvalidParameterError,
     LogDiskFullError,
-    MissingRestoreLogFilesError,
     NotFoundError,
     RestoreError,
     RestoreInProgressError,
@@ -54,23 +49,19 @@ from shadowstore.errors import (
     StorageGroupBusyError,
 )
 from shadowstore.format.common import iso_time
-from shadowstore.format.logfile import archived_log_name, current_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.fs import FileSystem
-from shadowstore.io.replace import remove_temporaries_in
-from shadowstore.restore.fetch import fetch_file
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
+from shadowstore.restore.phases import Progress, clear_db_staging, db_staging, fetch, recover
 from shadowstore.restore.place import highest_generation, move_store_into_place, replace_log_stream
 from shadowstore.restore.plan import RestorePlan
+from shadowstore.restore.precheck import check_stores_left_alone
 
 RECOVERY_SG = "Recovery Storage Group"
 RECOVERY_BASE = "R00"
 INTO_RECOVERY_GROUP = "recovery-group"
 INTO_PLACE = "in-place"
 JOURNAL_FORMAT = "shadowstore-restore"
-
-ROOM_MARGIN = 16 << 20  # bytes kept free beyond the files a restore copies
-Progress = Callable[[str, int, int], None]  # ("fetch", bytes, bytes) or ("replay", generations, generations)
 
 
 @dataclass
@@ -126,6 +117,8 @@ def run_restore(
     fs.makedirs(dest.system_dir)
     lock = _lock(fs, dest, into)
     try:
+        if into == INTO_PLACE:
+            check_stores_left_alone(fs, dest, plan)
         journal_path = restore_journal_path(dest)
         staging = os.path.dirname(journal_path)
         journal, resumed = open_journal(fs, journal_path, plan.to_dict(), into, dest.name)
@@ -138,19 +131,19 @@ def run_restore(
         fetched = 0
         if journal.data["phase"] in ("fetch", "recover"):
             try:
-                fetched = _fetch(fs, target, plan, staging, journal, progress)
-                report = _recover(home, plan, into, staging, journal, progress)
+                fetched = fetch(fs, target, plan, dest, staging, journal, progress)
+                report = recover(home, plan, dest, staging, journal, _live_dir(home, plan, into), progress)
             except (DiskFullError, LogDiskFullError):
                 with suppress(OSError):  # why: the copies are only copies; the error that matters is this one
-                    clear_staging(fs, staging)
+                    _clear(fs, dest, staging)
                 raise  # the handler below says how to go on
             except ShadowStoreError:
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
-                clear_staging(fs, staging)
+                _clear(fs, dest, staging)
                 raise
             except OSError as exc:
                 with suppress(OSError):  # why: the copies are only copies; the error that matters is exc
-                    clear_staging(fs, staging)
+                    _clear(fs, dest, staging)
                 raise _local_error(exc, staging, "run the restore again") from exc
             if into == INTO_RECOVERY_GROUP:
                 # why before phase "place": finishing an interrupted placement needs only the home and the journal
@@ -200,7 +193,7 @@ def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
     try:
         journal = load_journal(home.fs, path)
         if journal.data.get("phase") != "place":
-            clear_staging(home.fs, os.path.dirname(path))
+            _clear(home.fs, dest, os.path.dirname(path))
             return None
         return _finish(home, dest, journal, 0, started, True)
     except (DiskFullError, LogDiskFullError) as exc:
@@ -220,7 +213,7 @@ def _finish(
     _place(home, dest, journal)
     journal.data["phase"] = "done"
     journal.save(fs)
-    clear_staging(fs, os.path.dirname(journal.path))
+    _clear(fs, dest, os.path.dirname(journal.path))
     data = journal.data
     recovery = data["recovery"]
     outcome = RestoreOutcome(
@@ -323,105 +316,10 @@ def _live_dir(home: ServerHome, plan: RestorePlan, into: str) -> str | None:
 # --- phases ---------------------------------------------------------------------------------------------------
 
 
-def _fetch(
-    fs: FileSystem, target: Target, plan: RestorePlan, staging: str, journal: Journal, progress: Progress
-) -> int:
-    db_dir, log_dir = os.path.join(staging, "db"), os.path.join(staging, "logs")
-    fs.makedirs(db_dir)
-    fs.makedirs(log_dir)
-    todo = [(d.backup_id, d.entry, os.path.join(db_dir, d.database.file)) for d in plan.databases]
-    todo += [
-        (log.backup_id, log.entry, os.path.join(log_dir, archived_log_name(plan.log_base, log.generation)))
-        for log in plan.logs
-        if not fs.exists(os.path.join(log_dir, archived_log_name(plan.log_base, log.generation)))
-    ]
-    total = sum(entry.size for _, entry, _ in todo)
-    free = fs.free_space(staging)
-    if free < total + ROOM_MARGIN:
-        raise DiskFullError(
-            f"the restore needs {total:,} bytes in {staging} for the files it copies out of the backups, but "
-            f"only {free:,} are free",
-            hint="free space on that disk and run the restore again (the current stores stay where they are)",
-        )
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        progress("fetch", done, total)
-
-    for folder in (db_dir, log_dir):  # a killed run's partial copies (the restore lock is held)
-        remove_temporaries_in(fs, folder, lambda _name: True)
-    for backup_id, entry, destination in todo:
-        fetch_file(target, set_folder(plan.home, plan.sg, backup_id), entry, fs, destination, progress=advance)
-        fs.crash_point("restore.fetch.file")
-    journal.data["phase"] = "recover"
-    journal.save(fs)
-    return done
-
-
-def _recover(
-    home: ServerHome, plan: RestorePlan, into: str, staging: str, journal: Journal, progress: Progress
-) -> HardRecoveryReport:
-    sg_config = SgConfig(
-        name=journal.data["destination"],
-        log_base=plan.log_base,
-        log_dir=os.path.join(staging, "logs"),
-        system_dir=staging,
-        data_dir=os.path.join(staging, "db"),
-        page_size=plan.databases[0].database.page_size,
-        stores=[StoreConfig(d.database.store, d.database.file, d.database.dbid) for d in plan.databases],
-    )
-    sg = StorageGroup(sg_config, home.fs, home.events)
-    logs = [
-        ReplayLog(log.generation, os.path.join(sg_config.log_dir, archived_log_name(plan.log_base, log.generation)))
-        for log in plan.logs
-    ]
-    live = _live_dir(home, plan, into)
-    if live is not None and plan.live_from is not None:
-        logs += _live_logs(home.fs, live, plan.log_base, plan.live_from, plan.target.until_gen)
-    stop = Stop(until_gen=plan.target.until_gen, until_us=plan.target.until_us)
-    first = logs[0].generation if logs else 0
-    try:
-        # progress of the replay: generations done out of those given (replay may stop before the last)
-        return hard_recover(sg, logs, stop, on_log=lambda gen: progress("replay", gen - first + 1, len(logs)))
-    finally:
-        for store in sg.stores.values():
-            store.close()
-
-
-def _live_logs(fs: FileSystem, log_dir: str, base: str, first: int, until_gen: int | None) -> list[ReplayLog]:
-    """Generations ``first``.. of the live log folder, the current log last; every one must be there.
-
-    The current log is read first, whole: a storage group still mounted may roll it at any moment, and every
-    generation before the one read was archived before it was read, so the folder listed next holds them."""
-    current_path = os.path.join(log_dir, current_log_name(base))
-    try:
-        current_header, current_data = read_current_log(fs, current_path)
-        current_gen: int | None = current_header.generation
-    except FileNotFoundError:
-        current_gen, current_data = None, None
-    found = LogSet.scan(fs, log_dir, base)
-    high = current_gen if current_gen is not None else max(found.archived, default=first - 1)
-    if until_gen is not None:
-        high = min(high, until_gen)
-    logs = []
-    for gen in range(first, high + 1):
-        if gen == current_gen:
-            logs.append(ReplayLog(gen, current_path, current=True, data=current_data))
-        elif gen in found.archived:
-            logs.append(ReplayLog(gen, found.archived[gen]))
-        else:
-            raise MissingRestoreLogFilesError(
-                f"rolling forward needs generation {gen} ({archived_log_name(base, gen)}), which is neither in the "
-                f"backups nor in the live log folder {log_dir}"
-                + (f" (it holds {min(found.archived)}-{max(found.archived)})" if found.archived else "")
-            )
-    if not logs:
-        raise MissingRestoreLogFilesError(
-            f"rolling forward needs generations from {first} on, but the live log folder {log_dir} has none"
-        )
-    return logs
+def _clear(fs: FileSystem, dest: SgConfig, staging: str) -> None:
+    """Remove every copy a restore into ``dest`` made: the staging folder and the store copies."""
+    clear_db_staging(fs, dest, staging)
+    clear_staging(fs, staging)
 
 
 def _local_error(exc: OSError, where: str, then: str) -> ShadowStoreError:
@@ -445,25 +343,28 @@ def _needs_new_stream(report: HardRecoveryReport, into: str) -> bool:
 
 
 def _place(home: ServerHome, dest: SgConfig, journal: Journal) -> None:
+    """Each file moves within its own file system: a store from its staging copy in the data folder, what it
+    replaces into the data folder's quarantine, the logs into the log folder's, the checkpoint into the system
+    folder's (one folder when they are one, as by default)."""
     fs = home.fs
     data = journal.data
-    staging = os.path.dirname(journal.path)
-    quarantine = os.path.join(dest.log_dir, "quarantine", f"restore-{data['started']}")
+    stamp = f"restore-{data['started']}"
+    quarantines = [os.path.join(folder, "quarantine", stamp) for folder in (dest.log_dir, dest.data_dir)]
+    system_quarantine = os.path.join(dest.system_dir, "quarantine", stamp)
     for d in data["plan"]["databases"]:
-        staged = os.path.join(staging, "db", d["file"])
-        if move_store_into_place(fs, staged, os.path.join(dest.data_dir, d["file"]), quarantine):
+        staged = os.path.join(db_staging(dest), d["file"])
+        if move_store_into_place(fs, staged, os.path.join(dest.data_dir, d["file"]), quarantines[1]):
             fs.crash_point("restore.place.store")
-    if fs.exists(quarantine):
-        data["quarantine_used"] = quarantine
     if data["new_stream"] and not data.get("stream_done"):
         stop_gen = data["recovery"]["stop_gen"]
         first = 1 if data["into"] == INTO_RECOVERY_GROUP else max(highest_generation(fs, dest), stop_gen) + 1
-        replace_log_stream(fs, dest, quarantine, first)
+        replace_log_stream(fs, dest, quarantines[0], first, checkpoint_quarantine=system_quarantine)
         data["stream_done"] = True
-        if fs.exists(quarantine):
-            data["quarantine_used"] = quarantine
         journal.save(fs)
         fs.crash_point("restore.place.stream")
+    used = [q for q in dict.fromkeys([*quarantines, system_quarantine]) if fs.exists(q)]
+    if used:
+        data["quarantine_used"] = "; ".join(used)
 
 
 def _relative(home: ServerHome, dest: SgConfig) -> SgConfig:
