@@ -149,9 +149,11 @@ def test_an_in_place_restore_of_another_homes_backup_needs_that_home_named(
     with pytest.raises(RestoreError, match=f"restores backups of home {home_id(b)}"):
         run_restore(other, LocalTarget(str(target)), plan, into=INTO_PLACE)
     other.close()
-    code, _out, err = run(
-        capsys, "--home", a, "restore", "run", "--sg", SG, "--from-home", home_id(b), "--in-place", "--yes"
-    )
+    args = ("--home", a, "restore", "run", "--sg", SG, "--from-home", home_id(b), "--in-place", "--yes")
+    code, _out, err = run(capsys, *args)
+    assert code != 0, "this home's own data would be discarded: a stop option is needed"
+    assert "of a log stream that is not the backups'" in err
+    code, _out, err = run(capsys, *args, "--stop-at-backup")
     assert code == 0, err
     assert "its data replaces this home's stores" in err
     code, out, err = run(capsys, "--home", a, "workload", "check", "--seed", "2", "--committed", "60")

@@ -6,16 +6,16 @@ import datetime as dt
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
-from shadowstore.backup import catalog
 from shadowstore.cli.backup_cmd import resolve_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
-from shadowstore.errors import InvalidParameterError, NoRestorableBackupError, NotFoundError, RestoreError
+from shadowstore.errors import BackupSetError, InvalidParameterError
 from shadowstore.home import ServerHome
-from shadowstore.restore.discard import Discard, in_place_discards, live_logs, quarantine_root
-from shadowstore.restore.plan import RestorePlan, RestoreTarget, plan_restore
+from shadowstore.restore.choose import Choice, Request, choose_plan, damaged_file, refuse_discard, verify_plan
+from shadowstore.restore.plan import RestoreTarget
 from shadowstore.restore.run import (
     INTO_PLACE,
     INTO_RECOVERY_GROUP,
@@ -24,6 +24,8 @@ from shadowstore.restore.run import (
     finish_restore,
     run_restore,
 )
+
+MAX_DAMAGED = 20  # files found damaged in one restore before it gives up planning around them
 
 
 def parse_until(value: str) -> int:
@@ -53,70 +55,6 @@ def _target_of(until: str | None, until_gen: int | None) -> RestoreTarget:
     return RestoreTarget.latest()
 
 
-def _plan(
-    home: ServerHome, source: str | None, from_home: str | None, sg: str | None, target: RestoreTarget, live: bool
-) -> RestorePlan:
-    """The plan from the sets of this home, or of ``from_home`` when it is named."""
-    where = resolve_target(home, source)
-    owner = from_home or home.home_id
-    if from_home is not None and from_home != home.home_id and live:
-        raise InvalidParameterError(
-            f"--roll-forward-live continues with this home's live logs, which are not of home {from_home}'s stream"
-        )
-    sets = catalog.list_sets(where, sg, home=owner, unfinished_writes=False)
-    if not sets:
-        others = [h for h in catalog.homes_in(where) if h != owner]
-        if others:
-            raise NoRestorableBackupError(
-                f"{where.url} holds no backup of {f'{sg!r} of ' if sg else ''}home {owner}; it holds backups of "
-                f"home{'s' if len(others) > 1 else ''} {', '.join(others)}",
-                hint=f"to restore another home's backup into the recovery storage group: --from-home {others[0]} "
-                "--into-recovery-group",
-            )
-    return plan_restore(sets, target, sg=sg, roll_forward_live=live)
-
-
-def _plan_for(
-    home: ServerHome,
-    source: str | None,
-    from_home: str | None,
-    sg: str | None,
-    target: RestoreTarget,
-    live: bool,
-    in_place: bool,
-    stop_at_backup: bool,
-) -> tuple[RestorePlan, Discard | None, str | None]:
-    """The plan, and for a restore in place what it would discard and why the live logs cannot prevent it.
-
-    In place, the plan rolls forward through the live logs that continue the backups' stream unless told to
-    stop (--stop-at-backup, --until, --until-gen): ESE's hard recovery keeps what the logs hold, and so does
-    this. When the live logs cannot continue the backups, the plan stops at the backups and says so."""
-    if stop_at_backup and live:
-        raise InvalidParameterError("--stop-at-backup and --roll-forward-live contradict each other: choose one")
-    own = from_home is None or from_home == home.home_id
-    plan = _plan(home, source, from_home, sg, target, live or (in_place and own and not stop_at_backup))
-    if not in_place:
-        return plan, None, None
-    try:
-        config = home.config.find(plan.sg).resolved(home.path)
-    except NotFoundError:
-        return plan, None, None  # the restore itself refuses, naming the recovery storage group
-    why = live_logs(home.fs, config).continues(plan) if plan.live_from is not None else None
-    if why is not None and not live:
-        plan = _plan(home, source, from_home, sg, target, False)
-    return plan, in_place_discards(home.fs, config, plan, quarantine_root(config)), why
-
-
-def _refuse_discard(plan: RestorePlan, discard: Discard, why: str | None) -> RestoreError:
-    reason = f" ({why})" if why else ""
-    return RestoreError(
-        f"restoring {plan.sg!r} in place {plan.target.describe()} would discard committed data{reason}: "
-        f"{discard.describe()}",
-        hint="to restore anyway, add --stop-at-backup (or --until / --until-gen): nothing is deleted, the live "
-        "files go to the quarantine folder; or restore into the recovery storage group first to look",
-    )
-
-
 @click.group("restore")
 def restore_group() -> None:
     """Restore backups: plan what to apply, then copy, roll the logs forward and leave the stores in Clean
@@ -133,6 +71,7 @@ _until = click.option("--until", help="Restore the transactions committed at or 
 _until_gen = click.option("--until-gen", type=int, help="Restore through the end of this log generation.")
 _live = click.option(
     "--roll-forward-live",
+    "live",
     is_flag=True,
     help="Continue with the live storage group's newer logs after the backups (the default in place).",
 )
@@ -143,6 +82,16 @@ _stop_at_backup = click.option(
 )
 
 
+_skip_set = click.option(
+    "--skip-set", "skip", multiple=True, help="Leave this backup set out, e.g. one known damaged (repeatable)."
+)
+_set = click.option("--set", "base", help="Start from this full or copy backup set.")
+
+
+def _request(home: ServerHome, source: str | None, until: str | None, until_gen: int | None, **options: Any) -> Request:
+    return Request(resolve_target(home, source), _target_of(until, until_gen), **options)
+
+
 @restore_group.command("plan")
 @_from
 @_from_home
@@ -151,41 +100,43 @@ _stop_at_backup = click.option(
 @_until_gen
 @_live
 @_stop_at_backup
+@_skip_set
+@_set
 @click.option("--in-place", is_flag=True, help="Plan a restore in place: also say what it would discard.")
+@click.option("--verify", is_flag=True, help="Read and hash every file the plan uses, planning around damage.")
 @json_option
 @pass_ctx
 def plan_cmd(
     ctx: CliContext,
     source: str | None,
-    from_home: str | None,
-    sg: str | None,
     until: str | None,
     until_gen: int | None,
-    roll_forward_live: bool,
-    stop_at_backup: bool,
-    in_place: bool,
+    verify: bool,
     as_json: bool,
+    **options: Any,
 ) -> None:
     """Show which backup sets and logs a restore would use and, with --in-place, what it would discard
-    (nothing is changed: this is the dry run)."""
+    (nothing is changed: this is the dry run). --verify also reads every file it would use."""
     home = ctx.open_home()
-    target = _target_of(until, until_gen)
-    plan, discard, why = _plan_for(
-        home, source, from_home, sg, target, roll_forward_live, in_place, stop_at_backup
-    )  # fmt: skip
-    explicit = stop_at_backup or until is not None or until_gen is not None
+    request = _request(home, source, until, until_gen, **options)
+    choice = choose_plan(home, request)
+    if verify:
+        choice = verify_plan(home, request, choice)
+    plan, discard = choice.plan, choice.discard
     if as_json:
-        print_json(plan.to_dict() | {"discards": discard.to_dict() if discard else None})
+        print_json(plan.to_dict() | {"discards": discard.to_dict() if discard else None, "verified": verify})
         return
     for line in plan.describe():
         click.echo(line)
+    if verify:
+        click.echo("Every file it uses was read: each matches the SHA-256 its manifest records.")
     if discard is not None:
         click.echo(f"In place, this restore would discard: {discard.describe()}.")
-        if why:
-            click.echo(f"The live logs cannot carry it further: {why}.")
-        if not explicit:
+        if choice.why:
+            click.echo(f"The live logs cannot carry it further: {choice.why}.")
+        if not request.explicit_stop:
             click.echo("'restore run --in-place --yes' refuses that unless you add --stop-at-backup.")
-    elif in_place:
+    elif request.in_place:
         click.echo("In place, this restore discards no committed transaction.")
 
 
@@ -197,6 +148,8 @@ def plan_cmd(
 @_until_gen
 @_live
 @_stop_at_backup
+@_skip_set
+@_set
 @click.option("--into-recovery-group", is_flag=True, help='Restore into "Recovery Storage Group" (log base R00).')
 @click.option("--in-place", is_flag=True, help="Replace the storage group's own stores (they must be dismounted).")
 @click.option("--yes", is_flag=True, help="Confirm --in-place: the current store files go to the quarantine folder.")
@@ -206,20 +159,18 @@ def plan_cmd(
 def run_cmd(
     ctx: CliContext,
     source: str | None,
-    from_home: str | None,
-    sg: str | None,
     until: str | None,
     until_gen: int | None,
-    roll_forward_live: bool,
-    stop_at_backup: bool,
     into_recovery_group: bool,
-    in_place: bool,
     yes: bool,
     quiet: bool,
     as_json: bool,
+    **options: Any,
 ) -> None:
     """Restore: copy the planned files (every hash checked), replay the logs to the target, leave the stores
-    in Clean Shutdown. Running the same command again after an interruption finishes the restore."""
+    in Clean Shutdown. A file found damaged is left out and the restore planned again around it. Running the
+    same command again after an interruption finishes the restore."""
+    in_place = bool(options["in_place"])
     if into_recovery_group == in_place:
         raise InvalidParameterError("choose where to restore: --into-recovery-group or --in-place --yes")
     if in_place and not yes:
@@ -228,30 +179,44 @@ def run_cmd(
             "folder); add --yes to confirm"
         )
     home = ctx.open_home()
-    plan, discard, why = _plan_for(
-        home, source, from_home, sg, _target_of(until, until_gen), roll_forward_live, in_place, stop_at_backup
-    )
-    if discard is not None:
-        if not (stop_at_backup or until is not None or until_gen is not None):
-            raise _refuse_discard(plan, discard, why)
-        click.echo(f"warning: this restore discards {discard.describe()}", err=True)
-    target = resolve_target(home, source)
+    request = _request(home, source, until, until_gen, **options)
     into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
-    for why in plan.ignored:
-        click.echo(f"warning: not used: {why}", err=True)
-    if plan.home != home.home_id:
-        click.echo(
-            f"note: restoring backups of home {plan.home}, not of this home ({home.home_id})"
-            + (": its data replaces this home's stores" if in_place else ""),
-            err=True,
-        )
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
-        outcome = run_restore(home, target, plan, into=into, progress=progress, other_home=from_home)
+        while True:
+            choice = choose_plan(home, request)
+            _say_before(home, request, choice)
+            try:
+                outcome = run_restore(
+                    home, request.target, choice.plan, into=into, progress=progress, other_home=request.from_home
+                )
+                break
+            except BackupSetError as exc:
+                bad = damaged_file(exc)
+                if bad is None or bad in request.damaged or len(request.damaged) >= MAX_DAMAGED:
+                    raise
+                request.damaged.add(bad)  # nothing was placed: plan again without it
+                click.echo(f"warning: {exc.message}; planning the restore again without it", err=True)
     if as_json:
-        discards = discard.to_dict() if discard else None
-        print_json({"plan": plan.to_dict(), "discards": discards, "restore": outcome.to_dict()})
+        discards = choice.discard.to_dict() if choice.discard else None
+        print_json({"plan": choice.plan.to_dict(), "discards": discards, "restore": outcome.to_dict()})
     elif not quiet:
         _summary(outcome)
+
+
+def _say_before(home: ServerHome, request: Request, choice: Choice) -> None:
+    """Refuse to discard committed data without a stop option; otherwise say what is left out, and whose."""
+    if choice.discard is not None:
+        if not request.explicit_stop:
+            raise refuse_discard(choice)
+        click.echo(f"warning: this restore discards {choice.discard.describe()}", err=True)
+    for why in choice.plan.ignored:
+        click.echo(f"warning: not used: {why}", err=True)
+    if choice.plan.home != home.home_id:
+        click.echo(
+            f"note: restoring backups of home {choice.plan.home}, not of this home ({home.home_id})"
+            + (": its data replaces this home's stores" if request.in_place else ""),
+            err=True,
+        )
 
 
 @restore_group.command("finish")

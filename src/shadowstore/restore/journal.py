@@ -107,9 +107,10 @@ def unfinished_restores(home: ServerHome) -> list[dict[str, Any]]:
     """Every restore into a storage group of ``home`` that was started and not finished (killed, or stopped by
     an error it left to be resumed), read from the journals alone: which storage group (``sg``), from which
     (``source_sg``, ``from_home``), the ``phase`` it reached and what that means (``reached``), when it
-    started, the ``journal`` path, and ``resume``, the command that carries it on (``discard``, when the phase
-    leaves the storage group unchanged, the command that drops its copies instead). Reads only; never raises
-    for a journal it cannot read (it is reported with phase "unknown")."""
+    started, the ``journal`` path, ``resume``, the command that carries it on, a ``note`` (before phase
+    "place": that the command needs the --from the first run had, and how to drop the restore instead), and
+    ``running``: the owner of the storage group's lock when a process holds it (the restore may be running). Reads
+    only; a journal that cannot be read is reported with phase "unknown" and ``restore finish`` to resume."""
     found = []
     for config in _destinations(home):
         path = restore_journal_path(config)
@@ -120,7 +121,11 @@ def unfinished_restores(home: ServerHome) -> list[dict[str, Any]]:
         except OSError:
             data = {}
         if data.get("phase") != "done":
-            found.append(_unfinished(config.name, path, data, home.home_id))
+            entry = _unfinished(config.name, path, data, home.home_id)
+            # why look at the lock: a restore running now has a journal too; it is not one to resume
+            holder = home.fs.lock_holder(os.path.join(config.system_dir, f"{config.log_base}.lock"))
+            entry["running"] = holder or ""
+            found.append(entry)
     return found
 
 
@@ -136,40 +141,69 @@ def _destinations(home: ServerHome) -> list[SgConfig]:
 
 
 def _unfinished(dest: str, path: str, data: dict[str, Any], home_id: str) -> dict[str, Any]:
-    plan = data.get("plan") if isinstance(data.get("plan"), dict) else {}
-    assert isinstance(plan, dict)
+    plan = _table(data, "plan")
     phase = str(data.get("phase") or "unknown")
+    into = str(data.get("into") or "")
     finish = shlex.join(["shadowstore", "restore", "finish", "--sg", dest])
     entry: dict[str, Any] = {
         "sg": dest,
         "source_sg": str(plan.get("sg") or ""),
         "from_home": str(plan.get("home") or ""),
-        "into": str(data.get("into") or ""),
+        "into": into,
         "phase": phase,
         "reached": PHASES.get(phase, f"its journal {path} cannot be read"),
-        "started": str(data.get("started") or ""),
+        "started": _started(data.get("started")),
         "journal": path,
+        "resume": finish,
+        "note": "",
     }
     if phase in ("fetch", "recover") and plan:
-        entry["resume"] = _run_again(plan, str(data.get("into") or ""), home_id)
-        entry["discard"] = finish
-    else:
-        entry["resume"] = finish
+        entry["resume"] = _run_again(data, home_id)
+        entry["note"] = (
+            "give it the --from it was started with, if any; or drop the restore's copies, leaving the storage "
+            f"group as it is, with: {finish}"
+        )
     return entry
 
 
-def _run_again(plan: dict[str, Any], into: str, home_id: str) -> str:
-    """The ``restore run`` command that resumes the restore of ``plan`` (with the --from the first run had)."""
+def _run_again(data: dict[str, Any], home_id: str) -> str:
+    """The ``restore run`` command that resumes the restore of journal ``data``: the command line the journal
+    recorded (``command``, a list of arguments after ``shadowstore``), else one made from its plan: the
+    storage group, the home, how far, and where to. The backup target is not in the journal (the caller says to
+    add the --from the first run had), nor sets left out with --skip-set: a command that plans differently
+    starts the restore again from the beginning, which is safe before phase "place"."""
+    from shadowstore.restore.run import INTO_PLACE  # why here: run.py imports this module
+
+    recorded = data.get("command")
+    if isinstance(recorded, list) and all(isinstance(a, str) for a in recorded):
+        return shlex.join(["shadowstore", *recorded])
+    plan = _table(data, "plan")
+    in_place = data.get("into") == INTO_PLACE
     args = ["shadowstore", "restore", "run", "--sg", str(plan.get("sg"))]
     if plan.get("home") and plan.get("home") != home_id:
         args += ["--from-home", str(plan["home"])]
-    target = plan.get("target") if isinstance(plan.get("target"), dict) else {}
-    assert isinstance(target, dict)
+    target = _table(plan, "target")
     if target.get("until"):
         args += ["--until", str(target["until"])]
     elif target.get("until_gen"):
         args += ["--until-gen", str(target["until_gen"])]
-    if plan.get("live_from") is not None:
+    elif in_place and plan.get("live_from") is None:
+        args.append("--stop-at-backup")  # why: in place, rolling forward through the live logs is the default
+    if not in_place and plan.get("live_from") is not None:
         args.append("--roll-forward-live")
-    args += ["--in-place", "--yes"] if into == "in-place" else ["--into-recovery-group"]
-    return shlex.join(args) + " (and the --from it was started with, if any)"
+    args += ["--in-place", "--yes"] if in_place else ["--into-recovery-group"]
+    return shlex.join(args)
+
+
+def _started(stamp: object) -> str:
+    """The journal's start stamp (``20261125T084500.123456Z``, made by open_journal) as ISO 8601 UTC."""
+    try:
+        return dt.datetime.strptime(str(stamp), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC).isoformat()
+    except ValueError:
+        return str(stamp or "")
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """``data[key]`` when it is a table, else an empty one (a journal is read, never trusted to be whole)."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}

@@ -29,171 +29,82 @@ needs it) or a generation is missing (naming it and the set that should hold it)
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection
 
 from shadowstore.backup.catalog import SetInfo, age
 from shadowstore.backup.manifest import DatabaseEntry, FileEntry, Manifest
 from shadowstore.errors import InvalidParameterError, MissingRestoreLogFilesError, NoRestorableBackupError
 from shadowstore.format.common import iso_time
+from shadowstore.restore.planmodel import (
+    AT_GENERATION,
+    AT_TIME,
+    LATEST,
+    DatabaseSource,
+    LogSource,
+    RestorePlan,
+    RestoreTarget,
+)
 
-LATEST, AT_TIME, AT_GENERATION = "latest", "time", "generation"
-
-
-@dataclass(frozen=True)
-class RestoreTarget:
-    """How far a restore goes: the latest state the logs hold, the transactions committed at or before a
-    time (µs since 1970, UTC), or the end of a log generation."""
-
-    kind: str
-    until_us: int | None = None
-    until_gen: int | None = None
-
-    @classmethod
-    def latest(cls) -> RestoreTarget:
-        return cls(LATEST)
-
-    @classmethod
-    def at_time(cls, until_us: int) -> RestoreTarget:
-        return cls(AT_TIME, until_us=until_us)
-
-    @classmethod
-    def at_generation(cls, until_gen: int) -> RestoreTarget:
-        if until_gen < 1:
-            raise InvalidParameterError(f"generation {until_gen}: generations start at 1")
-        return cls(AT_GENERATION, until_gen=until_gen)
-
-    def describe(self) -> str:
-        if self.until_us is not None:
-            return f"the transactions committed at or before {iso_time(self.until_us)}"
-        if self.until_gen is not None:
-            return f"the end of log generation {self.until_gen}"
-        return "the latest state"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "until": iso_time(self.until_us) if self.until_us is not None else None,
-            "until_us": self.until_us,
-            "until_gen": self.until_gen,
-        }
-
-
-@dataclass(frozen=True)
-class DatabaseSource:
-    backup_id: str
-    database: DatabaseEntry
-    entry: FileEntry
-
-
-@dataclass(frozen=True)
-class LogSource:
-    generation: int
-    backup_id: str
-    entry: FileEntry
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    home: str  # the home whose backup sets it uses
-    sg: str
-    log_base: str
-    log_signature: dict[str, Any]
-    target: RestoreTarget
-    sets: list[SetInfo]  # the path: the full (or copy) first, then what is applied on it
-    databases: list[DatabaseSource]
-    logs: list[LogSource]  # contiguous generations first_gen..last_gen
-    first_gen: int
-    last_gen: int
-    live_from: int | None = None  # continue with the live log folder from this generation
-    ignored: tuple[str, ...] = ()  # newer sets left out, each with why (incomplete ones)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "home": self.home,
-            "sg": self.sg,
-            "log_base": self.log_base,
-            "log_signature": self.log_signature,
-            "target": self.target.to_dict(),
-            "sets": [
-                {"id": s.backup_id, "kind": s.kind, "first_gen": _m(s).first_gen, "last_gen": _m(s).last_gen}
-                for s in self.sets
-            ],
-            "databases": [
-                {
-                    "store": d.database.store,
-                    "file": d.database.file,
-                    "backup_id": d.backup_id,
-                    "name": d.entry.name,
-                    "size": d.entry.size,
-                    "replay_start_gen": d.database.replay_start_gen,
-                }
-                for d in self.databases
-            ],
-            "logs": [
-                {
-                    "generation": log.generation,
-                    "backup_id": log.backup_id,
-                    "name": log.entry.name,
-                    "size": log.entry.size,
-                }
-                for log in self.logs
-            ],
-            "first_gen": self.first_gen,
-            "last_gen": self.last_gen,
-            "live_from": self.live_from,
-            "ignored": list(self.ignored),
-            "bytes": sum(d.entry.size for d in self.databases) + sum(log.entry.size for log in self.logs),
-        }
-
-    def describe(self) -> list[str]:
-        """The plan in words, one line per set, for ``restore plan``."""
-        lines = [f"Restore of {self.sg!r} of home {self.home} to {self.target.describe()}:"]
-        for s in self.sets:
-            m = _m(s)
-            what = []
-            dbs = [d for d in self.databases if d.backup_id == s.backup_id]
-            if dbs:
-                what.append(
-                    "stores "
-                    + ", ".join(f"{d.database.store} ({d.database.file}, {d.entry.size:,} bytes)" for d in dbs)
-                )
-            gens = [log.generation for log in self.logs if log.backup_id == s.backup_id]
-            if gens:
-                what.append(f"logs {min(gens)}-{max(gens)}")
-            if not what:
-                what.append(f"nothing needed (its logs {m.first_gen}-{m.last_gen} are not needed)")
-            lines.append(f"  {s.kind:<12} {s.backup_id}  {'; '.join(what)}")
-        lines.append(
-            f"Replay generations {self.first_gen}-{self.last_gen} from the backups"
-            + (f", then the live logs from generation {self.live_from} on" if self.live_from is not None else "")
-            + f"; {self.to_dict()['bytes']:,} bytes to copy."
-        )
-        files = len(self.databases) + len({(log.backup_id, log.entry.name) for log in self.logs})
-        lines.append(f"All {files} files it needs are in the target with the sizes their manifests record.")
-        lines += [f"Not used: {why}" for why in self.ignored]
-        return lines
+__all__ = [
+    "AT_GENERATION",
+    "AT_TIME",
+    "LATEST",
+    "DatabaseSource",
+    "LogSource",
+    "RestorePlan",
+    "RestoreTarget",
+    "plan_restore",
+]
 
 
 def plan_restore(
-    sets: list[SetInfo], target: RestoreTarget, *, sg: str | None = None, roll_forward_live: bool = False
+    sets: list[SetInfo],
+    target: RestoreTarget,
+    *,
+    sg: str | None = None,
+    roll_forward_live: bool = False,
+    skip: Collection[str] = (),
+    damaged: Collection[tuple[str, str]] = (),
+    base: str | None = None,
 ) -> RestorePlan:
     """The plan that restores ``sg`` (the only storage group in ``sets`` when None) to ``target``.
 
-    Raises InvalidParameterError (several storage groups and none chosen), NoRestorableBackupError (-560) and
-    MissingRestoreLogFilesError (-557) with the exact missing piece.
+    Restoring around damage: the sets whose ids are in ``skip`` are left out; a file named in ``damaged``
+    ((backup id, file name): found not to match its manifest) is never used, so a full backup with a damaged
+    store copy is no starting point, and a damaged log is taken from another set of the stream that holds it.
+    For the latest state, generations after the chosen path are taken from any whole set of the same log
+    stream, so an older full plus the logs of newer sets reaches as far as the newest backup would. ``base``
+    names the full (or copy) backup to start from.
+
+    Raises InvalidParameterError (several storage groups and none chosen, an unknown --skip-set or --set),
+    NoRestorableBackupError (-560) and MissingRestoreLogFilesError (-557) with the exact missing piece.
     """
     homes = sorted({s.home for s in sets})
     if len(homes) > 1:
         raise InvalidParameterError(f"a restore plan uses the backups of one home; these are of {', '.join(homes)}")
     sg = _choose_sg(sets, sg)
     mine = [s for s in sets if s.sg == sg]
-    complete = {s.backup_id: s for s in mine if s.whole}
+    unknown = sorted(set(skip) - {s.backup_id for s in mine})
+    if unknown:
+        raise InvalidParameterError(f"--skip-set {', '.join(unknown)}: no such backup set of {sg!r}")
+    bad = frozenset(damaged)
+    complete = {s.backup_id: s for s in mine if s.whole and s.backup_id not in skip}
+    donors = [s for s in mine if s.manifest is not None and s.backup_id not in skip]  # sets whose logs may serve
     bases = sorted(
-        (s for s in complete.values() if s.kind in ("full", "copy") and _m(s).databases),
+        (
+            s
+            for s in complete.values()
+            if s.kind in ("full", "copy") and _m(s).databases and not _damaged_stores(s, bad)
+        ),
         key=age,
         reverse=True,
     )
+    if base is not None:
+        if base not in complete or complete[base] not in bases:
+            raise InvalidParameterError(
+                f"--set {base}: not a whole, undamaged full or copy backup of {sg!r} that this restore can start from"
+            )
+        bases = [complete[base]]
     if not bases:
         others = sorted({s.sg for s in sets} - {sg})
         hint = f"take a full backup of {sg!r} first" + (
@@ -210,23 +121,52 @@ def plan_restore(
     # the newest full backup that reaches the target; for the latest state the one that goes furthest (a
     # copy backup newer than a full may end before the incrementals built on the full). The live logs serve
     # only when no backup reaches the target: an older full with its chain beats a newer one plus live logs.
-    plans, refusal = _attempt(usable, complete, mine, target, roll_forward_live and target.kind == LATEST)
+    live = roll_forward_live and target.kind == LATEST
+    plans, refusal = _attempt(usable, complete, donors, mine, target, live, bad)
+    if target.kind == LATEST and (not plans or max(p.last_gen for p in plans) < _reach(donors, plans)):
+        # a set the natural chain needed is damaged or skipped: the logs of the stream's other sets go on
+        further, refused = _attempt(usable, complete, donors, mine, target, live, bad, extend=True)
+        if further and (not plans or max(p.last_gen for p in further) > max(p.last_gen for p in plans)):
+            plans, refusal = further, refused
     if not plans and roll_forward_live and target.kind != LATEST:
-        plans, _ = _attempt(usable, complete, mine, target, True)
+        plans, _ = _attempt(usable, complete, donors, mine, target, True, bad)
     if not plans:
         assert refusal is not None
         raise refusal
     plan = max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
-    ignored = tuple(
+    ignored = [
         f"backup set {s.backup_id} ({s.kind}) is {s.why_not_usable()}"
         for s in mine
         if not s.whole and (age(s) > age(plan.sets[0]) if s.manifest else s.backup_id > plan.sets[0].backup_id)
-    )
-    return dataclasses.replace(plan, ignored=ignored)
+    ]
+    ignored += [f"backup set {i} was skipped (--skip-set)" for i in sorted(set(skip))]
+    used = {(log.backup_id, log.entry.name) for log in plan.logs} | {
+        (d.backup_id, d.entry.name) for d in plan.databases
+    }
+    ignored += [f"{name} of backup set {i} does not match its manifest: not used" for i, name in sorted(bad - used)]
+    return dataclasses.replace(plan, ignored=tuple(ignored))
+
+
+def _reach(donors: list[SetInfo], plans: list[RestorePlan]) -> int:
+    """The newest generation a set holds (of the stream of the plans, when there are any)."""
+    streams = [p.log_signature for p in plans]
+    held = [_m(s).last_gen for s in donors if not streams or _m(s).log_signature in streams]
+    return max(held, default=0)
+
+
+def _damaged_stores(s: SetInfo, bad: frozenset[tuple[str, str]]) -> bool:
+    return any((s.backup_id, f.name) in bad for f in _m(s).files if f.role == "db")
 
 
 def _attempt(
-    usable: list[SetInfo], complete: dict[str, SetInfo], mine: list[SetInfo], target: RestoreTarget, live: bool
+    usable: list[SetInfo],
+    complete: dict[str, SetInfo],
+    donors: list[SetInfo],
+    mine: list[SetInfo],
+    target: RestoreTarget,
+    live: bool,
+    bad: frozenset[tuple[str, str]],
+    extend: bool = False,
 ) -> tuple[list[RestorePlan], MissingRestoreLogFilesError | None]:
     """Plans from the usable full backups, newest first (all of them for the latest state, else up to the
     first that works), and the refusal of the newest that did not."""
@@ -234,7 +174,7 @@ def _attempt(
     refusal: MissingRestoreLogFilesError | None = None
     for base in usable:
         try:
-            plans.append(_plan_from(base, complete, mine, target, live))
+            plans.append(_plan_from(base, complete, donors, mine, target, live, bad, extend))
         except MissingRestoreLogFilesError as exc:
             refusal = refusal or exc
         if plans and target.kind != LATEST:
@@ -297,19 +237,26 @@ def _newness(base: SetInfo, target: RestoreTarget) -> str:
 
 
 def _plan_from(
-    base: SetInfo, complete: dict[str, SetInfo], mine: list[SetInfo], target: RestoreTarget, live: bool
+    base: SetInfo,
+    complete: dict[str, SetInfo],
+    donors: list[SetInfo],
+    mine: list[SetInfo],
+    target: RestoreTarget,
+    live: bool,
+    bad: frozenset[tuple[str, str]],
+    extend: bool,
 ) -> RestorePlan:
     chain = _incremental_chain(base, complete)
     differential = _newest_differential(base, complete)
     paths = [chain] if differential is None else [[base, differential], chain]
     live_from: int | None = None
+    stream = [s for s in donors if _m(s).log_signature == _m(base).log_signature]
     if target.kind == LATEST:
         # the path that goes furthest; a differential (one set) first on a tie
         path = max(paths, key=lambda p: (_m(p[-1]).last_gen, -len(p)))
-        _refuse_broken_tail(base, path, complete, mine)
-        if live:
-            live_from = _m(path[-1]).last_gen + 1
-        return _with_logs(base, path, target, live_from)
+        plan = _with_logs(base, path, target, None, stream, bad, extend)
+        _refuse_broken_tail(base, plan.last_gen, complete, mine)
+        return dataclasses.replace(plan, live_from=plan.last_gen + 1) if live else plan
     # the shortest prefix of each path that reaches the target; a differential first on a tie
     reaching = [p for p in (_prefix_reaching(path, target) for path in paths) if p is not None]
     if reaching:
@@ -319,7 +266,7 @@ def _plan_from(
         live_from = _m(path[-1]).last_gen + 1
     else:
         raise MissingRestoreLogFilesError(_short_of(base, paths, complete, mine, target))
-    return _with_logs(base, path, target, live_from)
+    return _with_logs(base, path, target, live_from, stream, bad)
 
 
 def _incremental_chain(base: SetInfo, complete: dict[str, SetInfo]) -> list[SetInfo]:
@@ -405,9 +352,8 @@ def _missing_link(s: SetInfo, complete: dict[str, SetInfo], by_id: dict[str, Set
         current = parent
 
 
-def _refuse_broken_tail(base: SetInfo, path: list[SetInfo], complete: dict[str, SetInfo], mine: list[SetInfo]) -> None:
-    """The latest state is not the end of ``path`` when a newer backup exists that cannot be joined to it."""
-    end = _m(path[-1]).last_gen
+def _refuse_broken_tail(base: SetInfo, end: int, complete: dict[str, SetInfo], mine: list[SetInfo]) -> None:
+    """The latest state is not generation ``end`` when a newer backup exists that cannot be joined to it."""
     newer = [(s, why) for s, why in _broken_links(base, complete, mine) if _m(s).last_gen > end]
     if newer:
         s, why = newer[0]
@@ -440,9 +386,18 @@ def _short_of(
     return text
 
 
-def _with_logs(base: SetInfo, path: list[SetInfo], target: RestoreTarget, live_from: int | None) -> RestorePlan:
+def _with_logs(
+    base: SetInfo,
+    path: list[SetInfo],
+    target: RestoreTarget,
+    live_from: int | None,
+    stream: list[SetInfo],
+    bad: frozenset[tuple[str, str]],
+    extend: bool = False,
+) -> RestorePlan:
     """The plan: the databases of ``base`` and generations from their replay start to the target, each from
-    the first set of ``path`` that holds it."""
+    the first set of ``path`` that holds an undamaged copy, else from another set of the ``stream``; for the
+    latest state, on past the path's end as long as the stream's sets hold the next generation."""
     mb = _m(base)
     databases = [DatabaseSource(base.backup_id, d, _db_file(mb, d)) for d in mb.databases]
     low = min(d.replay_start_gen for d in mb.databases)
@@ -450,10 +405,15 @@ def _with_logs(base: SetInfo, path: list[SetInfo], target: RestoreTarget, live_f
     if target.until_gen is not None:
         high = min(high, target.until_gen)
     holders: dict[int, tuple[str, FileEntry]] = {}
-    for s in path:
+    others = sorted((s for s in stream if s not in path), key=age)
+    for s in [*path, *others]:
         for entry in _m(s).logs():
-            if entry.generation is not None and entry.generation not in holders:
-                holders[entry.generation] = (s.backup_id, entry)
+            gen = entry.generation
+            intact = s.whole or s.sizes.get(entry.name) == entry.stored_size  # a damaged set's intact logs serve
+            if gen is not None and gen not in holders and intact and (s.backup_id, entry.name) not in bad:
+                holders[gen] = (s.backup_id, entry)
+    while extend and target.kind == LATEST and high + 1 in holders:
+        high += 1
     missing = [g for g in range(low, high + 1) if g not in holders]
     if missing:
         where = next(s for s in path if _m(s).first_gen <= missing[0] <= _m(s).last_gen or s is path[-1])
@@ -471,7 +431,7 @@ def _with_logs(base: SetInfo, path: list[SetInfo], target: RestoreTarget, live_f
         log_base=mb.log_base,
         log_signature=mb.log_signature,
         target=target,
-        sets=[s for s in path if s.backup_id in {x.backup_id for x in logs} | {base.backup_id}],
+        sets=[s for s in [*path, *others] if s.backup_id in {x.backup_id for x in logs} | {base.backup_id}],
         databases=databases,
         logs=logs,
         first_gen=low,
