@@ -14,6 +14,7 @@ from shadowstore.cli.backup_cmd import resolve_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import BackupSetError, InvalidParameterError
 from shadowstore.home import ServerHome
+from shadowstore.restore.abort import abort_restore
 from shadowstore.restore.choose import Choice, Request, choose_plan, damaged_file, refuse_discard, verify_plan
 from shadowstore.restore.plan import RestoreTarget
 from shadowstore.restore.run import (
@@ -237,6 +238,26 @@ def finish_cmd(ctx: CliContext, sg: str, as_json: bool) -> None:
         click.echo(f"The interrupted restore into {sg!r} had not changed it; its copies were removed.")
     else:
         _summary(outcome)
+
+
+@restore_group.command("abort")
+@click.option("--sg", required=True, help="The storage group an interrupted restore in place went into.")
+@json_option
+@pass_ctx
+def abort_cmd(ctx: CliContext, sg: str, as_json: bool) -> None:
+    """Undo an interrupted restore in place: put back every file it displaced (the files it had placed go to
+    an aborted-restore-<time> folder beside its quarantine) and remove its copies. The backup target is not
+    needed. The storage group is then as before the restore."""
+    result = abort_restore(ctx.open_home(), sg)
+    if as_json:
+        print_json(result)
+        return
+    moved = result["moved_back"]
+    assert isinstance(moved, list)
+    if moved:
+        click.echo(f"Put back {len(moved)} file(s) the restore into {sg!r} had displaced; it is undone.")
+    else:
+        click.echo(f"The interrupted restore into {sg!r} had not changed it; its copies were removed.")
 
 
 def _summary(o: RestoreOutcome) -> None:

@@ -115,7 +115,7 @@ def run_restore(
     started = time.perf_counter()
     dest = _destination(home, plan, into)
     fs.makedirs(dest.system_dir)
-    lock = _lock(fs, dest, into)
+    lock = lock_destination(fs, dest, into)
     try:
         if into == INTO_PLACE:
             check_stores_left_alone(fs, dest, plan)
@@ -135,15 +135,15 @@ def run_restore(
                 report = recover(home, plan, dest, staging, journal, _live_dir(home, plan, into), progress)
             except (DiskFullError, LogDiskFullError):
                 with suppress(OSError):  # why: the copies are only copies; the error that matters is this one
-                    _clear(fs, dest, staging)
+                    clear_copies(fs, dest, staging)
                 raise  # the handler below says how to go on
             except ShadowStoreError:
                 # why: a refusal (a bad hash, a broken log chain) would only repeat; its copies are not kept
-                _clear(fs, dest, staging)
+                clear_copies(fs, dest, staging)
                 raise
             except OSError as exc:
                 with suppress(OSError):  # why: the copies are only copies; the error that matters is exc
-                    _clear(fs, dest, staging)
+                    clear_copies(fs, dest, staging)
                 raise _local_error(exc, staging, "run the restore again") from exc
             if into == INTO_RECOVERY_GROUP:
                 # why before phase "place": finishing an interrupted placement needs only the home and the journal
@@ -178,22 +178,13 @@ def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
     (a restore is running), RestoreError (the storage group is mounted).
     """
     started = time.perf_counter()
-    try:
-        dest = home.config.find(sg_name).resolved(home.path)
-    except NotFoundError:
-        if sg_name != RECOVERY_SG:
-            raise
-        # why: a first restore into the recovery group adds it to the configuration only when it places files
-        dest = SgConfig(RECOVERY_SG, RECOVERY_BASE, RECOVERY_SG, RECOVERY_SG, RECOVERY_SG).resolved(home.path)
-    path = restore_journal_path(dest)
-    if not home.fs.exists(path):
-        raise NotFoundError(f"no restore into {sg_name!r} was interrupted ({path} does not exist)")
+    dest, path = interrupted_restore(home, sg_name)
     into = INTO_RECOVERY_GROUP if dest.name == RECOVERY_SG else INTO_PLACE
-    lock = _lock(home.fs, dest, into)
+    lock = lock_destination(home.fs, dest, into)
     try:
         journal = load_journal(home.fs, path)
         if journal.data.get("phase") != "place":
-            _clear(home.fs, dest, os.path.dirname(path))
+            clear_copies(home.fs, dest, os.path.dirname(path))
             return None
         return _finish(home, dest, journal, 0, started, True)
     except (DiskFullError, LogDiskFullError) as exc:
@@ -213,7 +204,7 @@ def _finish(
     _place(home, dest, journal)
     journal.data["phase"] = "done"
     journal.save(fs)
-    _clear(fs, dest, os.path.dirname(journal.path))
+    clear_copies(fs, dest, os.path.dirname(journal.path))
     data = journal.data
     recovery = data["recovery"]
     outcome = RestoreOutcome(
@@ -287,7 +278,23 @@ def _destination(home: ServerHome, plan: RestorePlan, into: str) -> SgConfig:
     ).resolved(home.path)
 
 
-def _lock(fs: FileSystem, dest: SgConfig, into: str) -> Any:
+def interrupted_restore(home: ServerHome, sg_name: str) -> tuple[SgConfig, str]:
+    """The resolved configuration of ``sg_name`` and the journal of the restore into it that was interrupted.
+    Raises NotFoundError when there is no such storage group or no such restore."""
+    try:
+        dest = home.config.find(sg_name).resolved(home.path)
+    except NotFoundError:
+        if sg_name != RECOVERY_SG:
+            raise
+        # why: a first restore into the recovery group adds it to the configuration only when it places files
+        dest = SgConfig(RECOVERY_SG, RECOVERY_BASE, RECOVERY_SG, RECOVERY_SG, RECOVERY_SG).resolved(home.path)
+    path = restore_journal_path(dest)
+    if not home.fs.exists(path):
+        raise NotFoundError(f"no restore into {sg_name!r} was interrupted ({path} does not exist)")
+    return dest, path
+
+
+def lock_destination(fs: FileSystem, dest: SgConfig, into: str) -> Any:
     path = os.path.join(dest.system_dir, f"{dest.log_base}.lock")
     try:
         return fs.lock(path, f"pid {os.getpid()} (restore into {dest.name})")
@@ -316,7 +323,7 @@ def _live_dir(home: ServerHome, plan: RestorePlan, into: str) -> str | None:
 # --- phases ---------------------------------------------------------------------------------------------------
 
 
-def _clear(fs: FileSystem, dest: SgConfig, staging: str) -> None:
+def clear_copies(fs: FileSystem, dest: SgConfig, staging: str) -> None:
     """Remove every copy a restore into ``dest`` made: the staging folder and the store copies."""
     clear_db_staging(fs, dest, staging)
     clear_staging(fs, staging)
