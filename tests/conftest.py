@@ -16,6 +16,9 @@ from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.engine.store import Store
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
+from tests.s3server import s3_server
+
+__all__ = ["s3_server"]  # the one moto server of the session, for every test folder
 
 # Maintenance that never runs by itself: tests drive checkpoints and health checks explicitly. A test that
 # needs it (an exact list of truncated generations, say) asks for it by name.
