@@ -91,3 +91,16 @@ def test_quarantine_is_listed_and_purged_only_when_asked(home: str, capsys: pyte
     assert done["freed_bytes"] == listed[0]["bytes"]
     assert not os.path.exists(listed[0]["path"])
     assert run_json(capsys, "--home", home, "quarantine", "list", "--json")[1] == []
+
+
+def test_restore_plan_offers_to_resume_or_undo_an_interrupted_restore(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed_at(home, "restore.place.store")
+    code, out, err = run(capsys, "--home", home, "restore", "plan", "--sg", SG)
+    assert code == 0, err
+    assert f"An interrupted restore into '{SG}'" in out
+    assert f"shadowstore restore finish --sg '{SG}'" in out
+    assert f"or undo it: shadowstore restore abort --sg '{SG}'" in out
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--sg", SG, "--json")
+    assert [(r["sg"], r["phase"]) for r in plan["unfinished"]] == [(SG, "place")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from shadowstore.errors import BackupSetError, InvalidParameterError
 from shadowstore.home import ServerHome
 from shadowstore.restore.abort import abort_restore
 from shadowstore.restore.choose import Choice, Request, choose_plan, damaged_file, refuse_discard, verify_plan
+from shadowstore.restore.journal import unfinished_restores
 from shadowstore.restore.plan import RestoreTarget
 from shadowstore.restore.run import (
     INTO_PLACE,
@@ -119,13 +121,20 @@ def plan_cmd(
     """Show which backup sets and logs a restore would use and, with --in-place, what it would discard
     (nothing is changed: this is the dry run). --verify also reads every file it would use."""
     home = ctx.open_home()
+    unfinished = [r for r in unfinished_restores(home) if not r["running"]]
+    if not as_json:
+        for r in unfinished:  # why first: resuming it may be what the administrator came for
+            click.echo(f"An interrupted restore into {r['sg']!r} ({r['reached']}). Resume it: {r['resume']}")
+            if r["into"] == INTO_PLACE:
+                click.echo(f"  or undo it: shadowstore restore abort --sg {shlex.quote(r['sg'])}")
     request = _request(home, source, until, until_gen, **options)
     choice = choose_plan(home, request)
     if verify:
         choice = verify_plan(home, request, choice)
     plan, discard = choice.plan, choice.discard
     if as_json:
-        print_json(plan.to_dict() | {"discards": discard.to_dict() if discard else None, "verified": verify})
+        extra = {"discards": discard.to_dict() if discard else None, "verified": verify, "unfinished": unfinished}
+        print_json(plan.to_dict() | extra)
         return
     for line in plan.describe():
         click.echo(line)
