@@ -44,6 +44,7 @@ LOCK_NAME = "events.lock"
 SYNCED_TYPES = (EventType.ERROR, EventType.WARNING)
 PROCESS_NAME = "Information Store"
 _log = logging.getLogger("shadowstore.events")
+_problems = logging.getLogger("shadowstore.eventlog")  # the event log itself failing: always worth saying
 
 
 @dataclass
@@ -162,7 +163,7 @@ class EventLog:
                     self._sync_entry()
         except OSError as exc:
             # why: the event log must never take the engine down; a full disk is reported by the engine itself.
-            _log.warning("could not write event log %s: %s", self.path, exc)
+            _problems.warning("could not write event log %s: %s", self.path, exc)
 
     def _sync_entry(self) -> None:
         """Make the current file's name durable, once per file: it may have been made by an unsynced append."""

@@ -12,9 +12,9 @@ from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import back_up
 from shadowstore.backup.target import Buffer
-from shadowstore.errors import UnexpectedError
+from shadowstore.errors import BackupTargetError, UnexpectedError
 from shadowstore.home import ServerHome
-from tests.cli.clirun import run
+from tests.cli.clirun import run, run_json
 from tests.conftest import QUIET
 
 SG = "First Storage Group"
@@ -50,3 +50,29 @@ def test_the_cli_says_it_in_one_line_and_goes_on_with_the_other_groups(
     assert code != 0
     assert "Traceback" not in err
     assert "KeyError" in err.splitlines()[0]
+
+
+class RefusingTarget(LocalTarget):
+    def write_file(self, name: str, chunks: Iterable[Buffer], **options: object) -> int:
+        if name.endswith("priv1.edb"):
+            raise BackupTargetError(f"cannot write {name!r}: the store refused", file=name, target=self.url)
+        return super().write_file(name, chunks, **options)  # type: ignore[arg-type]
+
+
+def test_a_target_failure_is_an_error_of_the_backup_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not event 215 ("halted by the client"): 214 with the cause. And the CLI says it in one line: the
+    events go to the event log, not to the terminal as well."""
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init")[0] == 0
+    monkeypatch.setattr("shadowstore.cli.backup_cmd.open_target", lambda url: RefusingTarget(url))
+    code, _out, err = run(capsys, "--home", home, "backup", "run", "--all", "--kind", "full", "--quiet")
+    assert code != 0
+    assert [line for line in err.splitlines() if "the store refused" in line] == [err.splitlines()[0]]
+    assert "ESE" not in err
+    code, events = run_json(capsys, "--home", home, "events", "--json")
+    ids = [e["event_id"] for e in events]
+    assert 214 in ids
+    assert 215 not in ids
+    assert any("the store refused" in str(e["description"]) for e in events if e["event_id"] == 214)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import shlex
 import sys
@@ -102,8 +103,19 @@ def _named(callback: Callable[..., Any]) -> Callable[..., Any]:
 _naming_failures(cli)
 
 
+def _quiet_events() -> None:
+    """Events go to the event log (``shadowstore events`` reads it), not to the terminal: the CLI says each
+    failure once, as one line and a hint. Without this, Python's last-resort handler printed every warning and
+    error event on stderr beside the CLI's own line."""
+    events = logging.getLogger("shadowstore.events")
+    if not events.handlers:
+        events.addHandler(logging.NullHandler())
+        events.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises, except SystemExit from Python itself)."""
+    _quiet_events()
     args = sys.argv[1:] if argv is None else argv
     CliContext.last = None  # why: a failure before the root command runs must not use an earlier call's context
     try:

@@ -118,7 +118,9 @@ class BackupSession:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self.ended:
             detail = f"the backup program stopped: {exc}" if exc is not None else "it ended without completing"
-            self.abort(detail)
+            # why: a failure with a cause (the target, a damaged page) is an error of the backup (214/203),
+            # not the client halting it (215), which Exchange's text for 215 says
+            self.abort(detail, error=exc if isinstance(exc, ShadowStoreError) else None)
 
     # --- status ------------------------------------------------------------------------------------------
 
@@ -422,7 +424,7 @@ class BackupSession:
             if self.ended:
                 return
             if error is not None:
-                detail = f"{error.code} ({error.code_name}): {error.message}"
+                detail = f"{error.code} ({error.code_name}): {error.message}" if error.code else error.message
                 self.sg.events.emit(214, sg=self.sg.name, error=detail)
                 self.sg.events.emit(203, sg=self.sg.name, error=detail)
             elif by_server:
