@@ -13,6 +13,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shadowstore.engine.store import Store
 from shadowstore.errors import InvalidParameterError, WorkloadMismatchError
@@ -106,14 +107,17 @@ def check(store: Store, *, seed: int, committed: int, value_size: int = 100, exa
     With ``exact`` a complete transaction beyond ``committed`` is wrong too (a restore to a point in time)."""
     report = CheckReport(seed, committed)
     found: dict[int, dict[int, bytes]] = {}
+    seeds: set[int] = set()
     with store.snapshot() as snap:
         if snap.has_table(TABLE):
+            seeds = _seeds_present(snap)
             for key, value in snap.range(TABLE, prefix=prefix_for(seed)):
                 parts = key.split(b"/")
                 if len(parts) != 4:
                     report.problems.append(f"unexpected key {key!r}")
                     continue
                 found.setdefault(int(parts[2]), {})[int(parts[3])] = value
+    sizes = {len(v) for entries in found.values() for v in entries.values()}
     for n in range(1, committed + 1):
         entries = found.pop(n, {})
         problem = _compare(seed, n, entries, value_size)
@@ -134,9 +138,34 @@ def check(store: Store, *, seed: int, committed: int, value_size: int = 100, exa
         shown = "; ".join(report.problems[:10]) + (" ..." if len(report.problems) > 10 else "")
         raise WorkloadMismatchError(
             f"workload seed {seed}: {len(report.problems)} problem(s): {shown}",
-            hint="the store lost or tore committed transactions; keep the server home for analysis",
+            hint=_likely_cause(seed, seeds, sizes, value_size, report, exact),
         )
     return report
+
+
+def _likely_cause(
+    seed: int, seeds: set[int], sizes: set[int], value_size: int, report: CheckReport, exact: bool
+) -> str:
+    """The hint: an option that does not match what the store holds, before blaming the store."""
+    if seed not in seeds:
+        held = ", ".join(map(str, sorted(seeds))) or "none"
+        return f"this store holds no transaction of seed {seed} (seeds it holds: {held}): check --seed, --sg, --store"
+    if sizes and value_size not in sizes and len(sizes) == 1:
+        size = next(iter(sizes))
+        return f"its values are {size} bytes: the workload was run with --value-size {size}, not {value_size}"
+    if exact and report.beyond and all("is present, but only" in p for p in report.problems):
+        return f"transactions after {report.committed} are present: more were committed, or --committed is too low"
+    return "the store lost or tore committed transactions; keep the server home for analysis"
+
+
+def _seeds_present(snap: Any) -> set[int]:
+    """The seeds whose transactions the table holds (a key is ``wl/<seed>/<n>/<i>``)."""
+    seeds: set[int] = set()
+    for key, _value in snap.range(TABLE, prefix=b"wl/"):
+        parts = key.split(b"/")
+        if len(parts) == 4 and parts[1].isdigit():
+            seeds.add(int(parts[1]))
+    return seeds
 
 
 def _compare(seed: int, n: int, entries: dict[int, bytes], value_size: int) -> str | None:
