@@ -32,6 +32,8 @@ class ExitCode(IntEnum):
     RESTORE_FAILED = 23  # a restore was refused (the plan cannot reach the target) or failed
     WORKLOAD_MISMATCH = 30  # `workload check` found missing or partial transactions
     INTERRUPTED = 99
+    CONFIG_MISMATCH = 6  # the configuration does not match the storage group's files (a changed log base or folder)
+    TARGET_NOT_FOUND = 24  # the backup target named does not exist or is not a folder (or its bucket is missing)
 
 
 class ShadowStoreError(Exception):
@@ -59,11 +61,13 @@ class ShadowStoreError(Exception):
         return f"{prefix}{self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        """The error as plain data, for ``--json`` output and event parameters."""
+        """The error as plain data, for ``--json`` output and event parameters: the ESE code and its name (null
+        when ESE has none for it, rather than a 0 that reads as success) and the exit code the CLI returns."""
         return {
             "error": type(self).__name__,
-            "code": self.code,
-            "code_name": self.code_name,
+            "code": self.code or None,
+            "code_name": self.code_name or None,
+            "exit_code": int(self.exit_code),
             "message": self.message,
             "hint": self.hint,
             **{k: v for k, v in self.details.items() if isinstance(v, str | int | float | bool | list)},
@@ -206,8 +210,9 @@ class LogDiskFullError(LogError):
     code, code_name = -529, "JET_errLogDiskFull"
     exit_code = ExitCode.DISK_FULL
     default_hint = (
-        "free space on the log disk (take a full backup to truncate logs, or move other files away) and mount "
-        "the storage group again; do not delete log files by hand"
+        "move the storage group to a disk with room, with no file moved by hand: shadowstore sg move "
+        "'<storage group>' --to <folder> (it copies the files, switches the configuration and keeps the old "
+        "files), then mount it again; do not delete log files by hand"
     )
 
 
@@ -270,7 +275,10 @@ class PageSizeMismatchError(DatabaseError):
 class DiskFullError(ShadowStoreError):
     code, code_name = -1808, "JET_errDiskFull"
     exit_code = ExitCode.DISK_FULL
-    default_hint = "free space on the database disk and mount the storage group again"
+    default_hint = (
+        "free space on the database disk, or move the storage group to a disk with room: shadowstore sg move "
+        "'<storage group>' --to <folder> (--data-dir <folder> for the stores alone), then mount it again"
+    )
 
 
 class DiskIOError(ShadowStoreError):
@@ -418,3 +426,23 @@ def unexpected(exc: BaseException, doing: str) -> UnexpectedError:
         text = text[: MAX_UNEXPECTED_TEXT - 3] + "..."
     what = f"{name}: {text}" if text else name
     return UnexpectedError(f"unexpected failure while {' '.join(doing.split())}: {what} (a bug in ShadowStore)")
+
+
+# --- configuration and backup targets -----------------------------------------------------------------------
+
+
+class ConfigMismatchError(ShadowStoreError):
+    """The configuration of a storage group does not match its files: its log base or a folder was changed in
+    shadowstore.toml while the storage group has logs. Opening it would start a second log stream beside the
+    first (or lose track of a store), so it is refused; the message names what the configuration says and what
+    the disk holds."""
+
+    exit_code = ExitCode.CONFIG_MISMATCH
+    default_hint = "put the old value back in shadowstore.toml (see shadowstore.toml.previous)"
+
+
+class TargetNotFoundError(BackupTargetError):
+    """The backup target named for reading does not exist, is not a folder, or its bucket does not exist."""
+
+    exit_code = ExitCode.TARGET_NOT_FOUND
+    default_hint = "check the target's path or URL (a mistyped --to or --from, or a disk that is not mounted)"

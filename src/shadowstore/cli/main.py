@@ -87,12 +87,23 @@ def _naming_failures(command: click.Command) -> None:
         command.callback = _named(command.callback)
 
 
+def _reader_gone() -> click.exceptions.Exit:
+    """A reader that closed the pipe (``| head``) got what it wanted: not an error. Later writes and the flush
+    at exit go nowhere, so Python does not report the closed pipe either."""
+    with suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return click.exceptions.Exit(0)
+
+
 def _named(callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return callback(*args, **kwargs)
-        except (*_EXPECTED, BrokenPipeError):
+        except BrokenPipeError:
+            raise _reader_gone() from None
+        except _EXPECTED:
             raise
         except Exception as exc:
             raise unexpected(exc, f"running '{click.get_current_context().command_path}'") from exc
