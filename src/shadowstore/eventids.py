@@ -398,4 +398,12 @@ CATALOG: dict[int, EventSpec] = {
         "log signature; the files it replaced were moved to {quarantine}. Take a full backup: incremental backups "
         "cannot continue across a restore.",
     ),
+    1050: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        INFO,
+        "SG_FILES_MOVED",
+        "The files of storage group {sg} were moved ({moved}): {files} files, {bytes} bytes copied and synced. The "
+        "configuration now names the new folders; the old files were kept in {quarantine}.",
+    ),
 }

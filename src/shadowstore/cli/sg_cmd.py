@@ -9,10 +9,12 @@ import click
 
 from shadowstore.cli.common import SIZE, CliContext, json_option, pass_ctx, print_json
 from shadowstore.config import validate_log_file_size, validate_page_size
+from shadowstore.engine import movepath
 from shadowstore.engine.transaction import Transaction
 from shadowstore.errors import NotFoundError
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
+from shadowstore.tools import sgmove
 
 
 @click.group("sg")
@@ -56,6 +58,85 @@ def sg_create(
         print_json({"name": sg.name, "log_base": sg.base, "log_dir": sg.config.log_dir})
     else:
         click.echo(f"Created storage group {sg.name!r} with log base {sg.base} in {sg.config.log_dir}")
+
+
+@sg_group.command("move")
+@click.argument("name")
+@click.option("--to", "to_dir", metavar="DIR", help="New folder for the logs, the checkpoint and the stores alike.")
+@click.option("--log-dir", metavar="DIR", help="New folder for the logs [default: --to, else where they are].")
+@click.option("--system-dir", metavar="DIR", help="New folder for the checkpoint [default: --to, else where it is].")
+@click.option("--data-dir", metavar="DIR", help="New folder for the stores [default: --to, else where they are].")
+@click.option("--resume", is_flag=True, help="Finish the interrupted move of NAME recorded in its journal.")
+@click.option("--dry-run", is_flag=True, help="Check and print the plan; copy nothing.")
+@json_option
+@pass_ctx
+def sg_move(
+    ctx: CliContext,
+    name: str,
+    to_dir: str | None,
+    log_dir: str | None,
+    system_dir: str | None,
+    data_dir: str | None,
+    resume: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Move the files of storage group NAME to other folders, for example off a full disk: copy each file
+    (fsynced, so the new folder may be on another disk), switch the configuration once every copy is
+    durable, and keep the old files in a quarantine folder beside them (nothing is deleted). NAME must not be
+    mounted. Relative folders are taken from the server home, as in 'sg create'. A move that was interrupted
+    is finished by the same command, or by --resume."""
+    home = ctx.open_home()
+    result = sgmove.move_storage_group(
+        home,
+        name,
+        log_dir=log_dir or to_dir,
+        system_dir=system_dir or to_dir,
+        data_dir=data_dir or to_dir,
+        resume=resume,
+        dry_run=dry_run,
+    )
+    if as_json:
+        print_json(_move_json(result))
+        return
+    for line in _move_lines(home.path, result):
+        click.echo(line)
+
+
+def _move_json(result: sgmove.MoveResult) -> dict[str, object]:
+    return {
+        "sg": result.sg,
+        "dry_run": result.dry_run,
+        "resumed": result.resumed,
+        "folders": {r: {"from": getattr(result.old, r), "to": getattr(result.new, r)} for r in result.moved_roles},
+        "files": [{"role": m.role, "from": m.source, "to": m.target, "size": m.size} for m in result.moves],
+        "copied": result.copied,
+        "copied_bytes": result.copied_bytes,
+        "kept_from_earlier_run": result.kept,
+        "room": {folder: {"needed": need, "free": free} for folder, (need, free) in result.room.items()},
+        "quarantine": result.quarantine,
+        "warnings": result.warnings,
+    }
+
+
+def _move_lines(home: str, result: sgmove.MoveResult) -> list[str]:
+    verb = "Would move" if result.dry_run else "Moved"
+    lines = [f"{verb} storage group {result.sg!r}" + (" (finishing an interrupted move)" if result.resumed else "")]
+    for role in result.moved_roles:
+        files = [m for m in result.moves if m.role == role]
+        old, new = getattr(result.old.resolved(home), role), getattr(result.new.resolved(home), role)
+        size = sum(m.size for m in files)
+        count = f"{len(files)} file{'' if len(files) == 1 else 's'}"
+        lines.append(f"  {movepath.ROLE_NAMES[role] + ':':<15} {old} -> {new}  ({count}, {size:,} bytes)")
+    for folder, (need, free) in result.room.items():
+        lines.append(f"  room in {folder}: {need:,} bytes needed, {free:,} free")
+    if not result.dry_run:
+        kept = f" ({result.kept} copied by the interrupted run)" if result.kept else ""
+        lines.append(f"Copied and synced {result.copied} files, {result.copied_bytes:,} bytes{kept}.")
+        lines.append("The configuration names the new folders. Old files kept in:")
+        lines += [f"  {q}" for q in result.quarantine] or ["  (there were none)"]
+    lines += [f"warning: {w}" for w in result.warnings]
+    return lines
 
 
 @click.group("store")

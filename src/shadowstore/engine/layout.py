@@ -115,7 +115,8 @@ def ensure_reserve_logs(fs: FileSystem, log_dir: str, file_size: int) -> list[st
             if exc.errno == errno.ENOSPC:
                 raise LogDiskFullError(
                     f"there is no room in {log_dir} for the reserve log {name} ({file_size} bytes)",
-                    hint="free space on the log disk, then mount again",
+                    hint="free space on the log disk, or move the storage group to a disk with room: shadowstore "
+                    "sg move '<storage group>' --to <folder>; then mount it again",
                 ) from exc
             raise _disk_error(exc, f"creating reserve log {path}") from exc
         created.append(name)
