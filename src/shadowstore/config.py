@@ -21,7 +21,9 @@ Example::
     file = "priv1.edb"
     dbid = 1
 
-The file is replaced atomically (temporary name, fsync, rename, directory fsync).
+The file is replaced atomically (temporary name, fsync, rename, directory fsync), and the content it had is
+kept beside it as ``shadowstore.toml.previous`` (written the same way, before the new content replaces it), so
+an administrator can always see, and go back to, what the last change replaced.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from shadowstore.io.fs import FileSystem, read_file
 from shadowstore.io.replace import atomic_write
 
 CONFIG_NAME = "shadowstore.toml"
+PREVIOUS_NAME = CONFIG_NAME + ".previous"  # the content the last save replaced
 FORMAT_VERSION = 1
 MAX_STORES_PER_SG = 5  # as in Exchange 2003
 MAX_STORAGE_GROUPS = 50
@@ -195,7 +198,24 @@ def load(fs: FileSystem, home: str) -> HomeConfig:
             hint=f"create one with 'shadowstore --home {home} init'",
         )
     try:
-        data = tomllib.loads(read_file(fs, path).decode())
+        return _parse(read_file(fs, path), path)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(exc.message, hint=broken_hint(fs, home)) from None
+
+
+def load_previous(fs: FileSystem, home: str) -> HomeConfig | None:
+    """The configuration kept in ``shadowstore.toml.previous``, or None when there is none or it is not valid."""
+    path = os.path.join(home, PREVIOUS_NAME)
+    try:
+        return _parse(read_file(fs, path), path)
+    except (OSError, InvalidParameterError):
+        return None
+
+
+def _parse(raw: bytes, path: str) -> HomeConfig:
+    """The configuration in ``raw`` (read from ``path``). Raises InvalidParameterError naming the problem."""
+    try:
+        data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidParameterError(f"{path} is not valid TOML: {exc}") from None
     if data.get("format_version") != FORMAT_VERSION:
@@ -227,24 +247,51 @@ def load(fs: FileSystem, home: str) -> HomeConfig:
     return HomeConfig(str(data.get("server_name", socket.gethostname())), groups, settings, home_id)
 
 
+def broken_hint(fs: FileSystem, home: str) -> str:
+    """What to do about a configuration that cannot be read: where the previous one is, and what still works."""
+    previous = os.path.join(home, PREVIOUS_NAME)
+    keep = f"compare it with {previous}, the configuration before the last change, " if fs.exists(previous) else ""
+    return (
+        f"fix the file ({keep}or restore it from a copy); 'shadowstore events' and 'shadowstore eseutil' "
+        "work without it"
+    )
+
+
 def save(fs: FileSystem, home: str, config: HomeConfig) -> None:
-    """Replace ``<home>/shadowstore.toml`` atomically."""
+    """Replace ``<home>/shadowstore.toml`` atomically, first keeping what it held in ``shadowstore.toml.previous``
+    (when the content changes). Both are written durably (temporary file, fsync, rename, folder fsync), the
+    previous one first: a crash leaves the old configuration in place, or the new one with the old one beside
+    it. Raises OSError from the file system."""
     data: dict[str, Any] = {"format_version": FORMAT_VERSION, "server_name": config.server_name}
     if config.home_id is not None:
         data["home_id"] = config.home_id
     data.update(config.settings)
-    data["storage_group"] = [
-        {
-            "name": g.name,
-            "log_base": g.log_base,
-            "log_dir": g.log_dir,
-            "system_dir": g.system_dir,
-            "data_dir": g.data_dir,
-            "log_file_size": g.log_file_size,
-            "page_size": g.page_size,
-            "circular_logging": g.circular_logging,
-            "store": [{"name": s.name, "file": s.file, "dbid": s.dbid} for s in g.stores],
-        }
-        for g in config.storage_groups
-    ]
-    atomic_write(fs, os.path.join(home, CONFIG_NAME), tomli_w.dumps(data).encode())
+    data["storage_group"] = [_sg_table(g) for g in config.storage_groups]
+    path = os.path.join(home, CONFIG_NAME)
+    content = tomli_w.dumps(data).encode()
+    try:
+        old: bytes | None = read_file(fs, path)
+    except FileNotFoundError:
+        old = None
+    if old is not None and old != content:
+        atomic_write(fs, os.path.join(home, PREVIOUS_NAME), old)
+    atomic_write(fs, path, content)
+
+
+def storage_group_toml(sg: SgConfig) -> str:
+    """The ``[[storage_group]]`` entry of ``sg`` as it stands in shadowstore.toml (for a hint to copy)."""
+    return tomli_w.dumps({"storage_group": [_sg_table(sg)]})
+
+
+def _sg_table(g: SgConfig) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "log_base": g.log_base,
+        "log_dir": g.log_dir,
+        "system_dir": g.system_dir,
+        "data_dir": g.data_dir,
+        "log_file_size": g.log_file_size,
+        "page_size": g.page_size,
+        "circular_logging": g.circular_logging,
+        "store": [{"name": s.name, "file": s.file, "dbid": s.dbid} for s in g.stores],
+    }

@@ -10,7 +10,7 @@ from shadowstore.backup.prune import PruneDecision, apply_prune, plan_prune
 from shadowstore.backup.target import Target
 from shadowstore.backup.verified import read_verification, record_verification
 from shadowstore.backup.verify import VerifyReport, verify_set
-from shadowstore.cli.backup_cmd import resolve_target
+from shadowstore.cli.backup_cmd import readable_target
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json
 from shadowstore.config import parse_seconds
 from shadowstore.errors import BackupSetError, BackupTargetError, ExitCode, InvalidParameterError
@@ -33,7 +33,7 @@ def verify(
 
     Exit code 0 when the set is sound; otherwise 22, naming the first problem (--json: the whole report).
     """
-    target = resolve_target(ctx.open_home(), to)
+    target = readable_target(ctx.open_home(), to)
     with byte_bars(enabled=not (quiet or as_json)) as bar:
         report = verify_set(target, backup_id, home=home_id, progress=bar)
     if not no_record and report.home:
@@ -103,7 +103,7 @@ def prune(
     if keep_full < 1:
         raise InvalidParameterError(f"--keep-full {keep_full}: keep at least 1 full backup")
     home = ctx.open_home()
-    target = resolve_target(home, to)
+    target = readable_target(home, to)
     owner = home.home_id if home_id == "this" else home_id
     sets = [s for s in catalog.list_sets(target, home=owner) if sg_name is None or s.sg == sg_name]
     proven = None if verified_within is None else _proven(target, sets, parse_age(verified_within))

@@ -7,12 +7,15 @@ import os
 import click
 
 from shadowstore.backup import catalog
+from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, back_up
 from shadowstore.backup.sessions import request_abort, running_sessions
 from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
 from shadowstore.backup.target import Target, open_target
+from shadowstore.backup.targetcheck import check_readable
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json, table
+from shadowstore.config import CONFIG_NAME
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 
@@ -23,6 +26,20 @@ def resolve_target(home: ServerHome, to: str | None) -> Target:
     if to is not None:
         return open_target(to if "://" in to else os.path.abspath(to))
     return configured_target(home, str(home.config.settings.get("backup", {}).get("target", "backups")))
+
+
+def readable_target(home: ServerHome, to: str | None, option: str = "--to") -> Target:
+    """The target to read backup sets from (``resolve_target``), checked to exist: raises TargetNotFoundError
+    (exit code 24) for a folder that does not exist or is a file, or an S3 bucket that does not exist, naming
+    ``option`` or the setting it came from. The configured target inside the home is the exception while it
+    does not exist: the first backup creates it, and until then it holds no sets."""
+    target = resolve_target(home, to)
+    if to is None and isinstance(target, LocalTarget) and not os.path.lexists(target.url):
+        inside = os.path.relpath(target.url, home.path)
+        if not inside.startswith(".."):
+            return target
+    check_readable(target, where=option if to is not None else f"backup.target in {CONFIG_NAME}")
+    return target
 
 
 def configured_target(home: ServerHome, url: str) -> Target:
@@ -191,7 +208,7 @@ def list_sets(ctx: CliContext, to: str | None, home_id: str | None, sg_name: str
     complete, damaged (a file missing or resized), running, incomplete or unreadable. Only complete sets are
     used."""
     home = ctx.open_home()
-    target = resolve_target(home, to)
+    target = readable_target(home, to)
     owner = home.home_id if home_id == "this" else home_id
     sets = [s for s in catalog.list_sets(target, home=owner) if sg_name is None or s.sg == sg_name]
     if as_json:
@@ -222,7 +239,7 @@ def list_sets(ctx: CliContext, to: str | None, home_id: str | None, sg_name: str
 def show(ctx: CliContext, backup_id: str, to: str | None, home_id: str | None, as_json: bool) -> None:
     """Show one backup set: its manifest, or why it is incomplete."""
     home = ctx.open_home()
-    info = catalog.find_set(resolve_target(home, to), backup_id, home=home_id)
+    info = catalog.find_set(readable_target(home, to), backup_id, home=home_id)
     if as_json:
         from dataclasses import asdict
 

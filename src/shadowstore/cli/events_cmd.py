@@ -1,4 +1,4 @@
-"""``shadowstore events``: print the application event log."""
+"""``shadowstore events``: print the application event log (it needs no configuration: see home.open_event_log)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError
+from shadowstore.home import open_event_log
 
 
 def _parse_since(text: str | None) -> dt.datetime | None:
@@ -42,9 +43,9 @@ def events(
     limit: int | None,
     as_json: bool,
 ) -> None:
-    """Print the application event log, oldest first, in the event viewer's layout."""
-    home = ctx.open_home()
-    found = home.events.query(source=source, event_id=event_id, since=_parse_since(since), sg=sg)
+    """Print the application event log, oldest first, in the event viewer's layout. Works when the server
+    home's configuration is broken: the event log is read from <home>/events alone."""
+    found = open_event_log(ctx.home_path).query(source=source, event_id=event_id, since=_parse_since(since), sg=sg)
     if limit is not None:
         found = found[-limit:] if limit > 0 else []
     if as_json:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from shadowstore.cli.common import SIZE, CliContext, json_option, pass_ctx, print_json
-from shadowstore.config import validate_log_file_size, validate_page_size
+from shadowstore.config import CONFIG_NAME, validate_log_file_size, validate_page_size
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
 from shadowstore.home import ServerHome
+from shadowstore.restore.journal import unfinished_restores
+from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP
 
 
 @click.command()
@@ -49,25 +53,75 @@ def init(ctx: CliContext, log_file_size: int, page_size: int, circular_logging: 
 @json_option
 @pass_ctx
 def status(ctx: CliContext, as_json: bool) -> None:
-    """Show each storage group and store (read from disk; nothing is mounted)."""
-    data = ctx.open_home().status()
+    """Show each storage group and store (read from disk; nothing is mounted), unfinished restores, and the log
+    streams and stores on disk that the configuration does not name."""
+    home = ctx.open_home()
+    data = home.status()
+    data["unfinished_restores"] = unfinished_restores(home)
     if as_json:
         print_json(data)
         return
-    click.echo(f"Server home: {data['home']} (server {data['server']}, home id {data['home_id']})")
-    for sg in data["storage_groups"]:  # type: ignore[attr-defined]
-        mounted = "mounted by another process" if sg["mounted"] else "dismounted"
-        click.echo(f"\n{sg['name']} [{sg['log_base']}] {mounted}")
-        click.echo(f"  log folder:        {sg['log_dir']}")
-        click.echo(f"  log generations:   {sg.get('lowest_generation')} - {sg['current_generation']}")
-        click.echo(f"  checkpoint:        {sg['checkpoint']}")
-        click.echo(f"  circular logging:  {'on' if sg['circular_logging'] else 'off'}")
-        for store in sg["stores"]:
-            required = store.get("log_required")
-            req = f"  Log Required: {required[0]}-{required[1]}" if required else ""
-            click.echo(f"  - {store['name']} ({store['file']}): {store['state']}{req}")
-        for problem in sg.get("problems", []):
-            click.echo(f"  ! {problem}")
+    for line in status_lines(data):
+        click.echo(line)
+
+
+def status_lines(data: dict[str, Any]) -> list[str]:
+    """``status`` in words. A value the files did not give (JSON null) is shown as a word, never as None."""
+    lines = [f"Server home: {data['home']} (server {data['server']}, home id {data['home_id']})"]
+    if not data["storage_groups"]:
+        lines.append(f"\nThe configuration ({CONFIG_NAME}) names no storage group.")
+    for sg in data["storage_groups"]:
+        lines += ["", *_group_lines(sg)]
+    if data["unfinished_restores"]:
+        lines += ["", "Unfinished restores:"]
+        for r in data["unfinished_restores"]:
+            lines += _restore_lines(r, data["home_id"])
+    if data["found_on_disk"]:
+        lines += ["", f"Found on disk but not in the configuration ({CONFIG_NAME}):"]
+        for found in data["found_on_disk"]:
+            lines += [f"  ! {found['message']}", f"    hint: {found['hint']}"]
+            if found.get("suggested_config"):
+                lines += ["    entry:", *(f"      {line}" for line in found["suggested_config"].splitlines())]
+    return lines
+
+
+def _group_lines(sg: dict[str, Any]) -> list[str]:
+    mounted = "mounted by another process" if sg["mounted"] else "dismounted"
+    low, high = sg.get("lowest_generation"), sg.get("current_generation")
+    generations = f"{low} - {high}" if high is not None else "none (no current log file)"
+    lines = [
+        f"{sg['name']} [{sg['log_base']}] {mounted}",
+        f"  log folder:        {sg['log_dir']}",
+        f"  log generations:   {generations}",
+        f"  checkpoint:        {sg['checkpoint'] if sg['checkpoint'] is not None else 'none (see below)'}",
+        f"  circular logging:  {'on' if sg['circular_logging'] else 'off'}",
+    ]
+    for store in sg["stores"]:
+        required = store.get("log_required")
+        req = f"  Log Required: {required[0]}-{required[1]}" if required else ""
+        lines.append(f"  - {store['name']} ({store['file']}): {store['state']}{req}")
+    lines += [f"  ! {problem}" for problem in sg.get("problems", [])]
+    for mismatch in sg.get("config_mismatches", []):
+        lines += [f"  ! {mismatch['message']}", f"    hint: {mismatch['hint']}"]
+    return lines
+
+
+def _restore_lines(r: dict[str, Any], home_id: str) -> list[str]:
+    other = r["from_home"] and r["from_home"] != home_id
+    source = f"of {r['source_sg']!r}" + (f" of home {r['from_home']}" if other else "") if r["source_sg"] else ""
+    where = {INTO_PLACE: "in place", INTO_RECOVERY_GROUP: "into the recovery storage group"}.get(r["into"], "")
+    lines = [
+        f"  ! restore into {r['sg']!r} ({' '.join(p for p in (source, where) if p)}), started {r['started'] or '?'}",
+        f"    phase {r['phase']}: {r['reached']}",
+    ]
+    if r["running"]:
+        lines.append(f"    the storage group is locked by {r['running']}: it may be running now")
+    lines.append(f"    resume: {r['resume']}")
+    if r["note"]:
+        lines.append(f"    note: {r['note']}")
+    if r["undo"]:
+        lines.append(f"    or undo it: {r['undo']}")
+    return lines
 
 
 def register(cli: click.Group) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from shadowstore.cli.backup_cmd import resolve_target
+from shadowstore.cli.backup_cmd import readable_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import BackupSetError, InvalidParameterError
 from shadowstore.home import ServerHome
@@ -92,7 +92,7 @@ _set = click.option("--set", "base", help="Start from this full or copy backup s
 
 
 def _request(home: ServerHome, source: str | None, until: str | None, until_gen: int | None, **options: Any) -> Request:
-    return Request(resolve_target(home, source), _target_of(until, until_gen), **options)
+    return Request(readable_target(home, source, "--from"), _target_of(until, until_gen), **options)
 
 
 @restore_group.command("plan")

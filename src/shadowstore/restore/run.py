@@ -252,6 +252,7 @@ def _destination(home: ServerHome, plan: RestorePlan, into: str) -> SgConfig:
                 f"storage group {plan.sg!r} is not in the server home {home.path}",
                 hint="restore into the recovery storage group (--into-recovery-group) instead",
             ) from None
+        home.storage_group(plan.sg)  # why: refuses a configuration edited away from the files (engine/configcheck)
         have = {(s.name, s.file, s.dbid) for s in sg_config.stores}
         missing = [s for s in wanted if (s.name, s.file, s.dbid) not in have]
         if missing:
