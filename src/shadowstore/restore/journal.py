@@ -107,9 +107,10 @@ def unfinished_restores(home: ServerHome) -> list[dict[str, Any]]:
     """Every restore into a storage group of ``home`` that was started and not finished (killed, or stopped by
     an error it left to be resumed), read from the journals alone: which storage group (``sg``), from which
     (``source_sg``, ``from_home``), the ``phase`` it reached and what that means (``reached``), when it
-    started, the ``journal`` path, ``resume``, the command that carries it on, a ``note`` (before phase
-    "place": that the command needs the --from the first run had, and how to drop the restore instead), and
-    ``running``: the owner of the storage group's lock when a process holds it (the restore may be running). Reads
+    started, the ``journal`` path, ``resume``, the command that carries it on, ``undo``, the one that undoes it
+    ("" when there is none), a ``note`` (before phase "place": the resume command needs the --from the first
+    run had), and ``running``: the owner of the storage group's lock when a process holds it (the restore may
+    be running). Reads
     only; a journal that cannot be read is reported with phase "unknown" and ``restore finish`` to resume."""
     found = []
     for config in _destinations(home):
@@ -141,10 +142,12 @@ def _destinations(home: ServerHome) -> list[SgConfig]:
 
 
 def _unfinished(dest: str, path: str, data: dict[str, Any], home_id: str) -> dict[str, Any]:
+    from shadowstore.restore.run import INTO_PLACE  # why here: run.py imports this module
+
     plan = _table(data, "plan")
     phase = str(data.get("phase") or "unknown")
     into = str(data.get("into") or "")
-    finish = shlex.join(["shadowstore", "restore", "finish", "--sg", dest])
+    before_place = phase in ("fetch", "recover")
     entry: dict[str, Any] = {
         "sg": dest,
         "source_sg": str(plan.get("sg") or ""),
@@ -154,15 +157,16 @@ def _unfinished(dest: str, path: str, data: dict[str, Any], home_id: str) -> dic
         "reached": PHASES.get(phase, f"its journal {path} cannot be read"),
         "started": _started(data.get("started")),
         "journal": path,
-        "resume": finish,
+        "resume": shlex.join(["shadowstore", "restore", "finish", "--sg", dest]),
+        # why no undo for the recovery group once it places files: finishing it is always safe (restore/abort.py)
+        "undo": shlex.join(["shadowstore", "restore", "abort", "--sg", dest])
+        if into == INTO_PLACE or before_place
+        else "",
         "note": "",
     }
-    if phase in ("fetch", "recover") and plan:
+    if before_place and plan:
         entry["resume"] = _run_again(data, home_id)
-        entry["note"] = (
-            "give it the --from it was started with, if any; or drop the restore's copies, leaving the storage "
-            f"group as it is, with: {finish}"
-        )
+        entry["note"] = "give it the --from the restore was started with, if it was not the configured backup target"
     return entry
 
 
