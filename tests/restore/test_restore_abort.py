@@ -104,3 +104,15 @@ def test_restore_plan_offers_to_resume_or_undo_an_interrupted_restore(
     assert f"or undo it: shadowstore restore abort --sg '{SG}'" in out
     code, plan = run_json(capsys, "--home", home, "restore", "plan", "--sg", SG, "--json")
     assert [(r["sg"], r["phase"]) for r in plan["unfinished"]] == [(SG, "place")]
+
+
+def test_status_shows_what_the_quarantine_holds(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet")
+    assert run(capsys, *args)[0] == 0
+    code, status = run_json(capsys, "--home", home, "status", "--json")
+    assert code == 0
+    [group] = status["storage_groups"]
+    listed = run_json(capsys, "--home", home, "quarantine", "list", "--json")[1]
+    assert group["quarantine"] == {"folders": 1, "bytes": listed[0]["bytes"]}
+    code, out, _err = run(capsys, "--home", home, "status")
+    assert f"quarantine:        1 folder(s), {listed[0]['bytes']:,} bytes" in out

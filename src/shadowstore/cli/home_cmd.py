@@ -11,6 +11,7 @@ from shadowstore.config import CONFIG_NAME, validate_log_file_size, validate_pag
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
 from shadowstore.home import ServerHome
+from shadowstore.quarantine import total_bytes
 from shadowstore.restore.journal import unfinished_restores
 from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP
 
@@ -58,6 +59,11 @@ def status(ctx: CliContext, as_json: bool) -> None:
     home = ctx.open_home()
     data = home.status()
     data["unfinished_restores"] = unfinished_restores(home)
+    groups = data["storage_groups"]
+    assert isinstance(groups, list)
+    for sg in groups:
+        folders, size = total_bytes(home, sg["name"])
+        sg["quarantine"] = {"folders": folders, "bytes": size}
     if as_json:
         print_json(data)
         return
@@ -100,6 +106,12 @@ def _group_lines(sg: dict[str, Any]) -> list[str]:
         required = store.get("log_required")
         req = f"  Log Required: {required[0]}-{required[1]}" if required else ""
         lines.append(f"  - {store['name']} ({store['file']}): {store['state']}{req}")
+    quarantine = sg.get("quarantine") or {}
+    if quarantine.get("folders"):
+        lines.append(
+            f"  quarantine:        {quarantine['folders']} folder(s), {quarantine['bytes']:,} bytes "
+            "(shadowstore quarantine list; purge them when sure)"
+        )
     lines += [f"  ! {problem}" for problem in sg.get("problems", [])]
     for mismatch in sg.get("config_mismatches", []):
         lines += [f"  ! {mismatch['message']}", f"    hint: {mismatch['hint']}"]
