@@ -44,3 +44,15 @@ def test_json_errors_carry_the_ese_code_or_none_and_the_exit_code(
     error = json.loads(out)
     assert error["code"] is None
     assert error["exit_code"] == code != 0
+
+
+def test_home_is_taken_before_or_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "home")
+    assert run(capsys, "init", "--home", home)[0] == 0
+    code, before, _err = run(capsys, "--home", home, "status")
+    assert code == 0
+    assert run(capsys, "status", "--home", home) == (0, before, "")
+    assert run(capsys, "workload", "run", "--txns", "3", "--seed", "1", "--home", home)[0] == 0
+    code, out, err = run(capsys, "backup", "list", "--home", home, "--home-id", "this")
+    assert code == 0, err
+    assert "no backup sets" in out

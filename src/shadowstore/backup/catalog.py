@@ -240,7 +240,7 @@ def find_set(target: Target, backup_id: str, *, home: str | None = None) -> SetI
     if len(found) > 1:
         homes = ", ".join(s.home for s in found)
         raise InvalidParameterError(
-            f"backup set {backup_id!r} is in several homes ({homes})", hint="name one with --home"
+            f"backup set {backup_id!r} is in several homes ({homes})", hint="name one with --home-id"
         )
     return found[0]
 

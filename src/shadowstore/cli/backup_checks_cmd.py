@@ -20,7 +20,7 @@ from shadowstore.format.common import now_us
 @click.command("verify")
 @click.argument("backup_id")
 @click.option("--to", help="Backup target [default: backup.target].")
-@click.option("--home", "home_id", help="The home the set belongs to (needed only if several have this id).")
+@click.option("--home-id", "home_id", help="The home the set belongs to (needed only if several have this id).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-record", is_flag=True, help="Write nothing into the target (by default verified.json is written).")
 @json_option
@@ -78,7 +78,7 @@ def _summary(report: VerifyReport) -> list[str]:
 @click.command("prune")
 @click.option("--to", required=True, help="Backup target to prune (required: pruning deletes sets).")
 @click.option("--keep-full", "keep_full", type=int, required=True, help="Full backups to keep per storage group.")
-@click.option("--home", "home_id", help="Only this home's sets ('this': this home) [default: every home's].")
+@click.option("--home-id", "home_id", help="Only this home's sets ('this': this home) [default: every home's].")
 @click.option("--sg", "sg_name", help="Only this storage group.")
 @click.option(
     "--verified-within",

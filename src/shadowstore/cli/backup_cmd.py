@@ -199,7 +199,7 @@ def abort(ctx: CliContext, sg_name: str, as_json: bool) -> None:
 
 @backup_group.command("list")
 @click.option("--to", help="Backup target [default: backup.target].")
-@click.option("--home", "home_id", help="Only the sets of this home id ('this': this home) [default: every home].")
+@click.option("--home-id", "home_id", help="Only the sets of this home id ('this': this home) [default: every home].")
 @click.option("--sg", "sg_name", help="Only this storage group.")
 @json_option
 @pass_ctx
@@ -233,7 +233,7 @@ def list_sets(ctx: CliContext, to: str | None, home_id: str | None, sg_name: str
 @backup_group.command("show")
 @click.argument("backup_id")
 @click.option("--to", help="Backup target [default: backup.target].")
-@click.option("--home", "home_id", help="The home the set belongs to (needed only if several have this id).")
+@click.option("--home-id", "home_id", help="The home the set belongs to (needed only if several have this id).")
 @json_option
 @pass_ctx
 def show(ctx: CliContext, backup_id: str, to: str | None, home_id: str | None, as_json: bool) -> None:

@@ -78,13 +78,30 @@ for module in (
 
 def _naming_failures(command: click.Command) -> None:
     """Make every command below ``command`` raise an exception that is not ours as an UnexpectedError naming
-    the command, raised from it. Why at each command: once the exception reaches main() click has left the
-    command's context, and with it the command's name."""
+    the command, raised from it, and take ``--home`` after its name as well as before. Why at each command:
+    once the exception reaches main() click has left the command's context, and with it the command's name."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _naming_failures(sub)
-    elif command.callback is not None:
+        return
+    if command.callback is not None:
         command.callback = _named(command.callback)
+    if command.name != "eseutil" and not any("--home" in p.opts for p in command.params):
+        command.params.append(
+            click.Option(
+                ["--home"],
+                type=click.Path(file_okay=False),
+                expose_value=False,
+                callback=_home_after,
+                help="Server home directory (as before the command's name).",
+            )
+        )
+
+
+def _home_after(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``shadowstore status --home DIR`` means ``shadowstore --home DIR status``."""
+    if value is not None:
+        ctx.ensure_object(CliContext).home_path = value
 
 
 def _reader_gone() -> click.exceptions.Exit:
