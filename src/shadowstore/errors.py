@@ -270,6 +270,7 @@ class DatabaseLogSetMismatchError(DatabaseError):
 
 class PageSizeMismatchError(DatabaseError):
     code, code_name = -1213, "JET_errPageSizeMismatch"
+    exit_code = ExitCode.CONFIG_MISMATCH  # why: the file is whole; it disagrees with what it is opened as
 
 
 class DiskFullError(ShadowStoreError):

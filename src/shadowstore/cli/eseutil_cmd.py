@@ -330,7 +330,8 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
     files and the continuity of the log set), /mk CHKFILE (checkpoint file). -mh, -ml and -mk work too.
 
     Exit code 0 when everything is valid, 1 when one copy of a header is damaged (the other is shown), else
-    the code of the first error (10 missing logs, 11 damaged or foreign logs, 12 damaged store header, ...).
+    the code of the first error (3 a file that is not of the kind asked for, not a store at all included, 10 missing
+    logs, 11 damaged or foreign logs, 12 damaged store header, ...).
     """
     key = mode.lower()
     if len(key) != 3 or key[0] != "/" or key[1:] not in MODES:

@@ -25,6 +25,7 @@ from shadowstore.errors import (
     DatabaseCorruptedError,
     DiskFullError,
     DiskIOError,
+    InvalidParameterError,
     ReadVerifyFailureError,
 )
 from shadowstore.events import EventLog
@@ -37,6 +38,7 @@ from shadowstore.format.dbheader import (
     DbHeader,
     DbHeaderError,
     detect_page_size,
+    not_a_database,
     unpack_db_header,
 )
 from shadowstore.format.page import (
@@ -60,12 +62,14 @@ def read_header_copies(fs: FileSystem, path: str) -> HeaderChoice:
     """The newest valid header copy of ``path``.
 
     Each copy is tried at every page size, so a damaged page-size field in one copy cannot hide the other.
-    Raises DatabaseCorruptedError naming the file and both problems when neither copy is valid, and
-    FileNotFoundError when the file is missing.
+    Raises InvalidParameterError when the file is not a store at all (empty, zero-filled, a real ESE database,
+    no database magic in either copy and no ShadowStore data page), DatabaseCorruptedError naming the file and
+    both problems when it is a store and neither copy is valid, and FileNotFoundError when the file is missing.
     """
     handle = fs.open(path, readonly=True)
     try:
         raw = handle.pread(2 * MAX_PAGE_SIZE, 0)
+        file_size = handle.size()
     finally:
         handle.close()
     found: dict[int, DbHeader] = {}
@@ -80,12 +84,40 @@ def read_header_copies(fs: FileSystem, path: str) -> HeaderChoice:
             except DbHeaderError as exc:
                 problems[index][size] = str(exc)
     if not found:
+        _refuse_non_database(path, raw, file_size)
         size = detect_page_size(raw) or DEFAULT_PAGE_SIZE
         detail = "; ".join(f"copy {i} (offset {i * size}): {problems[i].get(size)}" for i in range(HEADER_PAGES))
         raise DatabaseCorruptedError(f"{path}: both header copies are damaged: {detail}")
     best = max(found.values(), key=lambda h: h.sequence)
     damaged = [(i, problems[i].get(best.page_size, "unreadable")) for i in range(HEADER_PAGES) if i not in found]
     return HeaderChoice(best, damaged)
+
+
+def _refuse_non_database(path: str, raw: bytes, file_size: int) -> None:
+    """Raise InvalidParameterError when the first bytes of ``path`` show it is not a store (why: a file that never
+    was one must not be reported as a damaged store, with advice to restore it)."""
+    why = None if _has_data_page(raw) else not_a_database(raw, file_size)
+    if why is not None:
+        raise InvalidParameterError(
+            f"{path} {why}",
+            hint="check the path: a store file (.edb) of a storage group is wanted, and 'shadowstore status' lists "
+            "them; if a store's own file was overwritten, restore that store from a backup",
+            file=path,
+        )
+
+
+def _has_data_page(raw: bytes) -> bool:
+    """Whether page 2, the first data page, verifies at some page size: then the header pages were damaged in a
+    store, rather than the file never being one."""
+    for size in PAGE_SIZES:
+        page = raw[HEADER_PAGES * size : (HEADER_PAGES + 1) * size]
+        if len(page) == size and any(page):
+            try:
+                verify_page(page, HEADER_PAGES)
+            except PageError:
+                continue
+            return True
+    return False
 
 
 LostWrites = Callable[[str, "DiskIOError"], None]  # (file, error): a write or fsync failed, state is unknown

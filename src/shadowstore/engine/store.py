@@ -13,6 +13,7 @@ import threading
 from collections import Counter, deque
 from typing import TYPE_CHECKING
 
+from shadowstore.config import CONFIG_NAME, PREVIOUS_NAME
 from shadowstore.engine import storeheader
 from shadowstore.engine.btree import Branch, Leaf, Limits, Node
 from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
@@ -77,9 +78,16 @@ class Store:
         for index, _problem in choice.damaged:
             self.sg.events.emit(456 if index == 0 else 472, sg=self.sg.name, file=self.path, size=self.page_size)
         if choice.header.page_size != self.page_size:
+            # why the configuration is named, not the store: the copy read verified and its checksum covers the
+            # page-size field, so the file has the pages it was created with; page_size in the config changed
+            found = choice.header.page_size
             raise PageSizeMismatchError(
-                f"{self.path} has {choice.header.page_size}-byte pages; storage group {self.sg.name} is configured "
-                f"for {self.page_size}"
+                f"{self.path}: the configuration says {self.page_size}-byte pages, the file has {found}-byte pages "
+                f"(page_size of storage group {self.sg.name!r})",
+                hint=f"put 'page_size = {found}' back for {self.sg.name!r} in {CONFIG_NAME} ({PREVIOUS_NAME} keeps "
+                "the configuration before its last rewrite); the store file is not damaged, and the page size of "
+                "an existing storage group cannot be changed",
+                file=self.path,
             )
         return choice.header
 

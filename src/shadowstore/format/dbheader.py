@@ -52,6 +52,9 @@ from shadowstore.format.common import (
 )
 
 DB_MAGIC = b"SHSTEDB\x1a"
+MAGIC_OFFSET = 4  # of DB_MAGIC in each header copy
+# A real Windows ESE database: ulMagic 0x89ABCDEF (little-endian) at offset 4 of its header (research/ese.md §3.1)
+ESE_DB_MAGIC = b"\xef\xcd\xab\x89"
 DB_FORMAT = (1, 0)
 HEADER_PAGES = 2  # page 0 and its shadow, page 1
 
@@ -237,9 +240,37 @@ def unpack_db_header(page: bytes | bytearray | memoryview, file_offset: int = 0)
     )
 
 
+def has_db_magic(head: bytes | bytearray | memoryview) -> bool:
+    """Whether a header copy at any page size (copy 0 at offset 0, copy 1 at offset page_size) starts with the
+    ShadowStore database magic: then the file is a store, damaged or not."""
+    starts = {0, *PAGE_SIZES}
+    return any(bytes(head[at + MAGIC_OFFSET : at + MAGIC_OFFSET + len(DB_MAGIC)]) == DB_MAGIC for at in starts)
+
+
+def not_a_database(head: bytes | bytearray | memoryview, file_size: int) -> str | None:
+    """Why a file of ``file_size`` bytes whose first bytes are ``head`` is not a ShadowStore database, as the
+    rest of a sentence that starts with the file's name and names what was found instead (empty, zero-filled, a
+    real ESE database, other bytes); None when a header copy carries the database magic."""
+    if file_size == 0:
+        return "is not a ShadowStore or ESE database: it is empty"
+    if has_db_magic(head):
+        return None
+    magic = bytes(head[MAGIC_OFFSET : MAGIC_OFFSET + len(DB_MAGIC)])
+    if magic.startswith(ESE_DB_MAGIC):
+        return "is a real ESE database from Windows (magic 0x89abcdef at offset 4): reading it is not supported yet"
+    if not any(head):
+        extent = "all" if len(head) == file_size else f"the first {len(head)}"
+        return f"is not a ShadowStore or ESE database: it is zero-filled ({extent} of its {file_size} bytes)"
+    size = (
+        f"is {file_size} bytes, shorter than one {MIN_PAGE_SIZE}-byte page, and " if file_size < MIN_PAGE_SIZE else ""
+    )
+    found = f" (found {magic!r})" if magic else ""
+    return f"is not a ShadowStore or ESE database: it {size}has no known magic at offset {MAGIC_OFFSET}{found}"
+
+
 def detect_page_size(first_bytes: bytes) -> int | None:
     """The page size recorded in a header copy at the start of ``first_bytes``, if it is plausible."""
-    if len(first_bytes) < 20 or first_bytes[4:12] != DB_MAGIC:
+    if len(first_bytes) < 20 or first_bytes[MAGIC_OFFSET : MAGIC_OFFSET + len(DB_MAGIC)] != DB_MAGIC:
         return None
     (page_size,) = struct.unpack_from("<I", first_bytes, 16)
     if page_size not in PAGE_SIZES:
