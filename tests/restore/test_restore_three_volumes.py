@@ -86,3 +86,20 @@ def test_an_in_place_restore_across_three_file_systems_places_everything(
         assert list((volumes["data"] / "quarantine").rglob("*.edb"))
         assert list((volumes["logs"] / "quarantine").rglob("*.log"))
         assert list((volumes["system"] / "quarantine").rglob("*.chk"))
+
+
+def test_the_room_is_checked_on_the_data_volume_before_anything_moves(
+    home: str, volumes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload(capsys, home, 1, 80)
+    code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")
+    assert code == 0, err
+    free = os.statvfs(volumes["data"]).f_bavail * os.statvfs(volumes["data"]).f_frsize
+    (volumes["data"] / "filler").write_bytes(bytes(free - (4 << 20)))  # 4 MiB left: less than the margin
+    args = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--quiet")
+    code, _out, err = run(capsys, *args)
+    assert code == 14, err
+    assert f"in {volumes['data'] / 'restore' / 'db'}" in err
+    assert "on that file system" in err
+    assert not (volumes["data"] / "quarantine").exists(), "nothing was moved"
+    assert holds(capsys, home, 1, 80)
