@@ -12,6 +12,7 @@ import pytest
 
 from tests.backup.test_backup_run import shadowstore_process
 from tests.cli.clirun import run, run_json
+from tests.restore.test_restore_in_place import holds, workload
 
 SG = "First Storage Group"
 
@@ -25,16 +26,6 @@ def home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     assert run(capsys, "--home", path, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")[0] == 0
     workload(capsys, path, 2, 90)
     return path
-
-
-def workload(capsys: pytest.CaptureFixture[str], home: str, seed: int, txns: int) -> None:
-    code, _out, err = run(capsys, "--home", home, "workload", "run", "--txns", str(txns), "--seed", str(seed))
-    assert code == 0, err
-
-
-def holds(capsys: pytest.CaptureFixture[str], home: str, seed: int, committed: int) -> bool:
-    args = ("--home", home, "workload", "check", "--seed", str(seed), "--committed", str(committed), "--exact")
-    return run(capsys, *args)[0] == 0
 
 
 def killed_at(home: str, point: str) -> None:
