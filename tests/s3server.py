@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,16 @@ def _wait_until_answering(proc: subprocess.Popen[bytes], endpoint: str, log: Pat
             time.sleep(0.05)  # polling interval, bounded by the deadline above
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A moto S3 server on a free localhost port with bucket ``BUCKET``; the AWS variables and
-    SHADOWSTORE_S3_ENDPOINT point at it for the session and are restored afterwards."""
+AWS_VARIABLES = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+STALE_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@contextmanager
+def running_moto(log: Path) -> Iterator[str]:
+    """A moto S3 server on a free localhost port, its output in ``log``; yields its endpoint URL and stops it
+    afterwards. Fails the test when it cannot start or does not answer."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "server.log"
     with log.open("wb") as out:
         try:
             proc = subprocess.Popen(_moto_command(port), stdout=out, stderr=subprocess.STDOUT)
@@ -81,16 +85,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             pytest.fail(f"cannot start the moto server ({exc}); install the test dependencies: moto[server]")
     try:
         _wait_until_answering(proc, endpoint, log)
-        with pytest.MonkeyPatch.context() as env:
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-                env.delenv(name, raising=False)
-            env.setenv("AWS_ACCESS_KEY_ID", "testing")
-            env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            env.setenv(ENDPOINT_VARIABLE, endpoint)
-            server = S3Server(endpoint, BUCKET)
-            server.client().create_bucket(Bucket=BUCKET)
-            yield server
+        yield endpoint
     finally:
         proc.terminate()
         try:
@@ -98,3 +93,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A moto S3 server with bucket ``BUCKET``; the AWS variables and SHADOWSTORE_S3_ENDPOINT point at it for the
+    session and are restored afterwards."""
+    with running_moto(tmp_path_factory.mktemp("moto") / "server.log") as endpoint, pytest.MonkeyPatch.context() as env:
+        for name in STALE_VARIABLES:
+            env.delenv(name, raising=False)
+        for name, value in {**AWS_VARIABLES, ENDPOINT_VARIABLE: endpoint}.items():
+            env.setenv(name, value)
+        server = S3Server(endpoint, BUCKET)
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server

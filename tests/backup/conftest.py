@@ -19,9 +19,7 @@ import pytest
 from shadowstore.backup.fsspectarget import FsspecTarget
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.target import Target
-from tests.s3server import BUCKET, S3Server, _free_port, _moto_command, _wait_until_answering
-
-__all__ = ["BUCKET", "S3Server", "_free_port", "_moto_command", "_wait_until_answering"]
+from tests.s3server import S3Server
 
 
 @pytest.fixture(params=["local", "memory", "s3"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,34 +27,19 @@ from pathlib import Path
 import boto3
 
 from shadowstore.backup.fsspectarget import ENDPOINT_VARIABLE
-from tests.backup.conftest import BUCKET, _free_port, _moto_command, _wait_until_answering
 from tests.backup.shared_torture import SEED, run_shared_torture
-
-AWS_VARIABLES = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+from tests.s3server import AWS_VARIABLES, BUCKET, STALE_VARIABLES, running_moto
 
 
 @contextmanager
 def moto_bucket(folder: Path) -> Iterator[str]:
-    """A moto S3 server with bucket BUCKET (as the s3_server fixture starts it); yields ``s3://BUCKET``."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = folder / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(_moto_command(port), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_answering(proc, endpoint, log)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    """A new moto server with bucket BUCKET; the AWS variables of this process point at it while it runs."""
+    with running_moto(folder / "moto.log") as endpoint:
+        for name in STALE_VARIABLES:
             os.environ.pop(name, None)
         os.environ.update({**AWS_VARIABLES, ENDPOINT_VARIABLE: endpoint})
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield f"s3://{BUCKET}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager

@@ -16,8 +16,8 @@ from shadowstore.engine.logstream import LogSet
 from shadowstore.errors import BackupTargetFullError
 from shadowstore.home import ServerHome
 from shadowstore.tools import workload
-from tests.backup.conftest import S3Server
 from tests.cli.clirun import run, run_json
+from tests.s3server import S3Server
 
 SG = "First Storage Group"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup.conftest import S3Server
 from tests.backup.shared_torture import IN_PLACE_EVERY, SEED, run_shared_torture
+from tests.s3server import S3Server
 
 ROUNDS = int(os.environ.get("SHADOWSTORE_SHARED_TORTURE_ROUNDS", 2 * IN_PLACE_EVERY))  # each home restored in place
 

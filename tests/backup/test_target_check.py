@@ -13,8 +13,8 @@ from shadowstore.backup.fsspectarget import FsspecTarget
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.targetcheck import check_readable
 from shadowstore.errors import BackupTargetError, ExitCode, TargetNotFoundError
-from tests.backup.conftest import S3Server
 from tests.cli.clirun import run, run_json
+from tests.s3server import S3Server
 
 SG = "First Storage Group"
 
