@@ -18,6 +18,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from shadowstore.backup.catalog import SetInfo, previous_in_chain
@@ -27,9 +28,10 @@ from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry,
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.sessions import running_elsewhere
 from shadowstore.backup.setfiles import store_file
+from shadowstore.backup.source import BackupSource, EngineSource
 from shadowstore.backup.target import Target
 from shadowstore.config import parse_seconds
-from shadowstore.engine.backup import BackupSession, CompletionReport
+from shadowstore.engine.backup import CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
     BackupSetError,
@@ -41,7 +43,6 @@ from shadowstore.errors import (
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.blockread import Block
-from shadowstore.io.fs import read_file
 
 # progress(file being copied, bytes of it so far, its size if known, bytes of the whole run so far)
 Progress = Callable[[str, int, int | None, int], None]
@@ -92,75 +93,56 @@ class _Run:
 
     def __init__(
         self,
-        home: ServerHome,
-        sg: StorageGroup,
+        home_id: str,
+        sg_name: str,
         kind: str,
         target: Target,
         level: int | None,
         report: BackupReport,
         progress: Progress,
     ) -> None:
-        self.home_id = home.home_id
-        self.sg = sg
+        self.home_id = home_id
+        self.sg_name = sg_name
         self.kind = kind
         self.target = target
         self.level = level
         self.report = report
         self.progress = progress
-        self.outcome = BackupOutcome(sg.name, new_backup_id(kind), kind)
-        self.folder = set_folder(self.home_id, sg.name, self.outcome.backup_id)
+        self.outcome = BackupOutcome(sg_name, new_backup_id(kind), kind)
+        self.folder = set_folder(self.home_id, sg_name, self.outcome.backup_id)
         self.databases: list[DatabaseEntry] = []
         self.previous: SetInfo | None = None  # the set an incremental or differential builds on
         self.logs_end_us: int | None = None
         self.total = 0
         self.call = "begin_backup"
 
-    def copy_databases(self, session: BackupSession) -> None:
+    def copy_databases(self, source: BackupSource) -> None:
         self.call = "open_database"
-        for store in session.databases():
-            with session.open_database(store) as copy:
+        for store in source.databases():
+            with source.open_database(store) as copy:
                 self.call = "read_database"
-                name = os.path.basename(store.path)
-                chunks = self._watch(name, copy.size, copy.chunks(), "backup.copy.database")
+                name = copy.file_name
+                chunks = self._watch(source, name, copy.size, copy.chunks(), "backup.copy.database")
                 self._keep(store_file(self.target, self.folder, name, "db", chunks, level=self.level, size=copy.size))
-                header = copy.header
-                self.databases.append(
-                    DatabaseEntry(
-                        store=store.name,
-                        file=name,
-                        dbid=store.dbid,
-                        db_signature=header.db_signature.to_dict(),
-                        page_size=header.page_size,
-                        dbtime=header.dbtime,
-                        replay_start=str(header.replay_start),
-                        replay_start_gen=header.replay_start.gen,
-                        page_count=header.page_count,
-                        state=header.state_name,
-                        max_commit_us=copy.max_commit_us,
-                    )
-                )
+                self.databases.append(copy.entry())
             self.call = "open_database"
 
-    def copy_logs(self, session: BackupSession) -> range:
+    def copy_logs(self, source: BackupSource) -> range:
         self.call = "prepare_logs"
-        logs = session.prepare_logs()
-        self.logs_end_us = logs.end_us
-        self._check_chain(session, logs.copy)
-        for gen in logs.copy:
+        copied, self.logs_end_us = source.prepare_logs()
+        self._check_chain(source, copied)
+        for gen in copied:
             self.call = "read_log"
-            name = archived_log_name(self.sg.base, gen)
-            data = session.read_log(gen)
-            chunks = self._watch(name, len(data), [data], "backup.copy.log")
+            name = archived_log_name(source.log_base, gen)
+            data = source.read_log(gen)
+            chunks = self._watch(source, name, len(data), [data], "backup.copy.log")
             self._keep(store_file(self.target, self.folder, name, "log", chunks, level=self.level, generation=gen))
-        chk = read_file(self.sg.fs, self.sg.checkpoint_path)
-        self._keep(
-            store_file(
-                self.target, self.folder, os.path.basename(self.sg.checkpoint_path), "chk", [chk], level=self.level
-            )
-        )
-        return logs.copy
+        self.call = "read_checkpoint"
+        chk_name, chk = source.read_checkpoint()
+        self._keep(store_file(self.target, self.folder, chk_name, "chk", [chk], level=self.level))
+        return copied
 
-    def _check_chain(self, session: BackupSession, copied: range) -> None:
+    def _check_chain(self, source: BackupSource, copied: range) -> None:
         """An incremental or differential set must continue the chain *in this target*: the engine's copy
         range comes from the store headers, which remember the last backup to any target."""
         if self.kind not in ("incremental", "differential"):
@@ -178,19 +160,18 @@ class _Run:
         else:
             found = f"it holds no whole full backup of this storage group's log stream from home {self.home_id}"
         error = MissingFullBackupError(
-            f"the {self.kind} backup of {self.sg.name!r} would start at log generation {copied.start}, but "
+            f"the {self.kind} backup of {self.sg_name!r} would start at log generation {copied.start}, but "
             f"{self.target.url} cannot continue that chain: {found} (was the last backup taken to another "
             "target, or a set deleted from this one?)",
             hint=f"take a full backup into {self.target.url} first",
         )
-        session.abort("its target does not hold the chain it builds on", error=error)
+        source.abort("its target does not hold the chain it builds on", error=error)
         raise error
 
-    def find_previous(self) -> None:
+    def find_previous(self, source: BackupSource) -> None:
         """The set an incremental or differential builds on: whole, of this home and this log stream."""
         if self.kind in ("incremental", "differential"):
-            signature = self.sg.signature.to_dict()
-            self.previous = previous_in_chain(self.target, self.home_id, self.sg.name, self.kind, signature)
+            self.previous = previous_in_chain(self.target, self.home_id, self.sg_name, self.kind, source.signature)
 
     def check_set(self, lease: LeaseHolder) -> None:
         """Before the manifest: every file written is in the target with the size written, no upload of the set
@@ -225,19 +206,19 @@ class _Run:
                 "server's by more than the lease, backup.lease_seconds?); run the backup again",
             )
 
-    def write_manifest(self, session: BackupSession, copied: range, started: str) -> None:
+    def write_manifest(self, source: BackupSource, copied: range, started: str) -> None:
         self.call = "write_manifest"
         previous = self.previous
         manifest = Manifest(
             home_id=self.home_id,
             backup_id=self.outcome.backup_id,
             kind=self.kind,
-            sg=self.sg.name,
-            log_base=self.sg.base,
+            sg=self.sg_name,
+            log_base=source.log_base,
             server=socket.gethostname(),
             started=started,
             ended=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            log_signature=self.sg.signature.to_dict(),
+            log_signature=source.signature,
             first_gen=copied.start if copied else 0,
             last_gen=copied.stop - 1 if copied else 0,
             based_on=previous.backup_id if previous else None,
@@ -245,16 +226,16 @@ class _Run:
             databases=self.databases,
             files=self.outcome.files,
         )
-        self.sg.fs.crash_point("backup.before_manifest")
+        source.crash_point("backup.before_manifest")
         self.target.write_file(f"{self.folder}/{MANIFEST_NAME}", [manifest.to_json()])
-        self.sg.fs.crash_point("backup.after_manifest")
+        source.crash_point("backup.after_manifest")
 
     def _keep(self, entry: FileEntry) -> None:
         self.outcome.files.append(entry)
         self.report.file(entry.source, entry.size, entry.name, entry.stored_size)
 
     def _watch(
-        self, name: str, size: int | None, chunks: Iterable[bytes | Block], point: str
+        self, source: BackupSource, name: str, size: int | None, chunks: Iterable[bytes | Block], point: str
     ) -> Iterator[bytes | Block]:
         done = 0
         for index, chunk in enumerate(chunks):
@@ -263,7 +244,7 @@ class _Run:
             self.progress(name, done, size, self.total)
             yield chunk
             if index == 0:
-                self.sg.fs.crash_point(point)
+                source.crash_point(point)
 
 
 def back_up(
@@ -293,44 +274,84 @@ def back_up(
             if elsewhere is None:
                 raise
             raise elsewhere from None  # why: the process holding the storage group is backing it up: say so
-    run = _Run(home, sg, kind, target, level, report, progress)
-    started = time.monotonic()
-    lease: LeaseHolder | None = None
     try:
-        report.storage_group(sg.name, run.outcome.backup_id)
-        owner = owner or f"shadowstore backup run (pid {os.getpid()} on {socket.gethostname()})"
+        owner = owner or default_owner()
+        return run_backup(
+            lambda: _engine_session(sg, kind, owner),
+            home_id=home.home_id,
+            sg_name=sg.name,
+            kind=kind,
+            target=target,
+            lease=(owner, lease_seconds(home)),
+            level=level,
+            report=report,
+            progress=progress,
+        )
+    finally:
+        if mounted_here:
+            sg.dismount()
+
+
+@contextmanager
+def _engine_session(sg: StorageGroup, kind: str, owner: str) -> Iterator[BackupSource]:
+    with sg.begin_backup(kind, owner=owner) as session:
+        yield EngineSource(sg, session)
+
+
+def default_owner() -> str:
+    return f"shadowstore backup run (pid {os.getpid()} on {socket.gethostname()})"
+
+
+def run_backup(
+    begin: Callable[[], AbstractContextManager[BackupSource]],
+    *,
+    home_id: str,
+    sg_name: str,
+    kind: str,
+    target: Target,
+    lease: tuple[str, float],
+    level: int | None,
+    report: BackupReport,
+    progress: Progress,
+) -> BackupOutcome:
+    """The backup program's phases over a session ``begin`` opens (in this process or in the service): take the
+    set's lease in the target, copy, prove coverage, check the set, write the manifest, complete."""
+    run = _Run(home_id, sg_name, kind, target, level, report, progress)
+    started = time.monotonic()
+    holder: LeaseHolder | None = None
+    completion: CompletionReport | None = None
+    try:
+        report.storage_group(sg_name, run.outcome.backup_id)
         begun = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        with sg.begin_backup(kind, owner=owner) as session:
+        with begin() as source:
             run.call = "take_lease"
-            run.find_previous()
+            run.find_previous(source)
             based_on = run.previous.backup_id if run.previous else None
-            lease = LeaseHolder(target, run.folder, owner, lease_seconds(home), based_on)
-            lease.take()  # why first: a set folder without a live lease is a dead backup to every prune
+            holder = LeaseHolder(target, run.folder, lease[0], lease[1], based_on)
+            holder.take()  # why first: a set folder without a live lease is a dead backup to every prune
             if kind in ("full", "copy"):
-                run.copy_databases(session)
-            copied = run.copy_logs(session)
+                run.copy_databases(source)
+            copied = run.copy_logs(source)
             run.call = "prove_coverage"
-            session.prove_coverage()  # why before the manifest: a set the catalog lists must restore
-            lease.stop()  # why: renewing while checking could only hide a removal from the check
-            run.check_set(lease)
-            run.write_manifest(session, copied, begun)
-            lease.release()
+            source.prove_coverage()  # why before the manifest: a set the catalog lists must restore
+            holder.stop()  # why: renewing while checking could only hide a removal from the check
+            run.check_set(holder)
+            run.write_manifest(source, copied, begun)
+            holder.release()
             run.call = "complete"
-            run.outcome.completion = session.complete()
-        _report_truncation(report, sg, run.outcome.completion)
+            completion = run.outcome.completion = source.complete()
+        _report_truncation(report, source.log_base, completion)
     except ShadowStoreError as exc:
         report.error(run.call, exc)
         raise
     except Exception as exc:  # why: not ours, so a bug; it still reaches the report and the caller as one line
-        error = unexpected(exc, f"backing up {sg.name!r} (in {run.call})")
+        error = unexpected(exc, f"backing up {sg_name!r} (in {run.call})")
         report.error(run.call, error)
         raise error from exc
     finally:
-        if lease is not None:
-            lease.release()
+        if holder is not None:
+            holder.release()
         run.outcome.seconds = time.monotonic() - started
-        if mounted_here:
-            sg.dismount()
     return run.outcome
 
 
@@ -340,14 +361,14 @@ def lease_seconds(home: ServerHome) -> float:
     return DEFAULT_LEASE_SECONDS if value is None else parse_seconds(value, "backup.lease_seconds")
 
 
-def _report_truncation(report: BackupReport, sg: StorageGroup, done: CompletionReport | None) -> None:
+def _report_truncation(report: BackupReport, base: str, done: CompletionReport | None) -> None:
     if done is None:
         return
     if done.truncated:
-        names = [archived_log_name(sg.base, g) for g in done.truncated]
+        names = [archived_log_name(base, g) for g in done.truncated]
         report.note(f"Logs truncated: {len(names)} file(s), {names[0]} - {names[-1]}")
     if done.missing:
-        missing = ", ".join(archived_log_name(sg.base, g) for g in done.missing)
+        missing = ", ".join(archived_log_name(base, g) for g in done.missing)
         report.note(f"Logs already missing when truncating (not an error): {missing}")
     if not done.truncated and not done.missing:
         report.note("No log files were truncated.")
