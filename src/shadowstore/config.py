@@ -21,6 +21,12 @@ Example::
     file = "priv1.edb"
     dbid = 1
 
+    [[storage_group.store]]
+    name = "Public Folder Store"
+    file = "pub1.edb"
+    dbid = 2
+    mount_at_start = false                  # written only when false: the service leaves it dismounted
+
 The file is replaced atomically (temporary name, fsync, rename, directory fsync), and the content it had is
 kept beside it as ``shadowstore.toml.previous`` (written the same way, before the new content replaces it), so
 an administrator can always see, and go back to, what the last change replaced.
@@ -57,6 +63,10 @@ class StoreConfig:
     name: str
     file: str
     dbid: int
+    # Whether the service mounts this store when it starts (tools/startmount.py). Written to the file only when
+    # False, so that files written before the setting existed, and every file that does not use it, stay as
+    # they were; a file without it reads as True.
+    mount_at_start: bool = True
 
 
 @dataclass
@@ -93,6 +103,14 @@ class SgConfig:
             if store.name == name or store.file == name:
                 return store
         raise no_such_store(self.name, name, [s.name for s in self.stores])
+
+
+def set_mount_at_start(config: HomeConfig, sg: str, store: str, value: bool) -> StoreConfig:
+    """Set ``mount_at_start`` of store ``store`` (name or file) of storage group ``sg`` in ``config``; the caller
+    saves it. It takes effect when the service next starts. Raises NotFoundError naming what there is."""
+    store_config = config.find(sg).find_store(store)
+    store_config.mount_at_start = value
+    return store_config
 
 
 def no_such_store(sg: str, name: str, stores: list[str]) -> NotFoundError:
@@ -231,7 +249,7 @@ def _parse(raw: bytes, path: str) -> HomeConfig:
                 log_file_size=int(g.get("log_file_size", DEFAULT_LOG_FILE_SIZE)),
                 page_size=int(g.get("page_size", DEFAULT_PAGE_SIZE)),
                 circular_logging=bool(g.get("circular_logging", False)),
-                stores=[StoreConfig(s["name"], s["file"], int(s["dbid"])) for s in g.get("store", [])],
+                stores=[_store(s, path) for s in g.get("store", [])],
             )
             for g in data.get("storage_group", [])
         ]
@@ -245,6 +263,17 @@ def _parse(raw: bytes, path: str) -> HomeConfig:
         except InvalidParameterError as exc:
             raise InvalidParameterError(f"{path}: {exc.message}") from None
     return HomeConfig(str(data.get("server_name", socket.gethostname())), groups, settings, home_id)
+
+
+def _store(entry: dict[str, Any], path: str) -> StoreConfig:
+    """A ``[[storage_group.store]]`` entry. Raises KeyError, TypeError, ValueError (the caller names the file),
+    InvalidParameterError for a ``mount_at_start`` that is not a TOML boolean (``"no"`` would read as true)."""
+    mount_at_start = entry.get("mount_at_start", True)
+    if not isinstance(mount_at_start, bool):
+        raise InvalidParameterError(
+            f"{path}: mount_at_start of store {entry.get('name')!r} must be true or false, not {mount_at_start!r}"
+        )
+    return StoreConfig(entry["name"], entry["file"], int(entry["dbid"]), mount_at_start)
 
 
 def broken_hint(fs: FileSystem, home: str) -> str:
@@ -293,5 +322,12 @@ def _sg_table(g: SgConfig) -> dict[str, Any]:
         "log_file_size": g.log_file_size,
         "page_size": g.page_size,
         "circular_logging": g.circular_logging,
-        "store": [{"name": s.name, "file": s.file, "dbid": s.dbid} for s in g.stores],
+        "store": [_store_table(s) for s in g.stores],
     }
+
+
+def _store_table(s: StoreConfig) -> dict[str, Any]:
+    table: dict[str, Any] = {"name": s.name, "file": s.file, "dbid": s.dbid}
+    if not s.mount_at_start:  # why only then: a file that does not use the setting stays byte for byte as it was
+        table["mount_at_start"] = False
+    return table

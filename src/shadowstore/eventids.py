@@ -272,6 +272,14 @@ CATALOG: dict[int, EventSpec] = {
         "Store {store} ({file}) could not be brought to Clean Shutdown ({error}); it stays in Dirty Shutdown and "
         "the next mount replays its logs.",
     ),
+    1005: EventSpec(
+        "ShadowStore",
+        "Storage Group",
+        ERR,
+        "STORE_DISMOUNT_FAILED",
+        "Store {store} ({file}) of a mounted storage group could not be dismounted ({error}); it stays mounted and "
+        "in use, and nothing of it changed. Dismount it again once the cause is fixed.",
+    ),
     1010: EventSpec(
         "ShadowStore",
         "Log Health",

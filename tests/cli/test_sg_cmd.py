@@ -115,3 +115,23 @@ def test_store_tables_and_read(tmp_path: os.PathLike[str], capsys: pytest.Captur
     code, _out, err = run(capsys, "--home", home, "store", "read", "First Storage Group", "Mailbox Store", "outbox")
     assert code != 0
     assert "has no table 'outbox' (tables: inbox)" in err
+
+
+def test_store_set_mount_saves_mount_at_start_for_the_service(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--home", home_dir, "store", "set-mount", "First Storage Group", "Public Folder Store")
+    code, out, err = run(capsys, *args, "--at-start", "no")
+    assert code == 0, err
+    assert out == "The service leaves dismounted store 'Public Folder Store' of 'First Storage Group' when it starts.\n"
+    stores = ServerHome.open(home_dir).config.find("First Storage Group").stores
+    assert [(s.name, s.mount_at_start) for s in stores] == [("Mailbox Store", True), ("Public Folder Store", False)]
+    code, data = run_json(capsys, *args, "--at-start", "yes", "--json")
+    assert (code, data) == (0, {"sg": "First Storage Group", "store": "Public Folder Store", "mount_at_start": True})
+    with open(os.path.join(home_dir, "shadowstore.toml")) as f:
+        assert "mount_at_start" not in f.read()
+    code, _out, err = run(
+        capsys, "--home", home_dir, "store", "set-mount", "First Storage Group", "Nonesuch", "--at-start", "no"
+    )
+    assert code == 4
+    assert "has no store 'Nonesuch'" in err

@@ -11,6 +11,9 @@ A plan is a list of steps run in one thread, interleaved by the seed, so that it
 * ``checkpoint`` (the storage group), ``store_checkpoint`` (one store, often while another store has a
   transaction open), ``roll`` (``sg.log.roll(); sg.log.flush()``), ``maintenance`` (one cycle),
   ``remount`` (commit what is open, check what readers see, dismount, mount).
+* ``("store_dismount", s)`` commits what is open in store ``s`` and dismounts it alone while the storage group
+  stays mounted; ``("store_mount", s)`` mounts it again, as does the next step that writes to it (and every
+  mount of the storage group).
 * kill -9 at a random instant, in process: ``("arm", point, n, mode)`` turns the n-th arrival at an engine
   crash point into a power loss, ``("crash", mode)`` loses power between two steps, ``("arm_recovery", ...)``
   cuts the next recovery; ``mode`` is the disk a restarted machine finds (``drop``: unsynced writes lost,
@@ -76,6 +79,7 @@ POINTS = (
     "chk.after_primary_sync",
     "dismount.after_detach_record",
     "dismount.after_clean_header",
+    "mount.after_attach_record",
 )
 FREQUENT = {"log.flush.after_write": 40, "log.flush.after_sync": 25, "header.after_primary_write": 8}
 FSYNC_PATHS = ("", ".log", ".edb", ".chk")
@@ -99,6 +103,8 @@ KINDS = (
     ("roll", 3),
     ("maintenance", 3),
     ("remount", 1),
+    ("store_dismount", 2),
+    ("store_mount", 1),
     ("crash", 4),
     ("arm", 5),
     ("arm_recovery", 1),
@@ -135,7 +141,7 @@ def random_step(rng: random.Random) -> Step:
         return ("begin", s, rng.random() < 0.6)
     if kind in ("create", "drop"):
         return (kind, s, table)
-    if kind in ("commit", "abort", "store_checkpoint"):
+    if kind in ("commit", "abort", "store_checkpoint", "store_dismount", "store_mount"):
         return (kind, s)
     if kind == "crash":
         return ("crash", rng.choice(MODES))
@@ -272,6 +278,7 @@ def plans(explore: bool) -> st.SearchStrategy[Plan]:
         st.tuples(st.just("abort"), store),
         st.tuples(st.sampled_from(["create", "drop"]), store, table),
         st.tuples(st.just("store_checkpoint"), store),
+        st.tuples(st.sampled_from(["store_dismount", "store_mount"]), store),
         st.tuples(st.sampled_from(["checkpoint", "roll", "maintenance", "remount"])),
         st.tuples(st.just("crash"), mode),
         arm.map(lambda a: ("arm", *a)),

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import click
 
+from shadowstore import config as cfg
 from shadowstore.cli.common import SIZE, CliContext, json_option, pass_ctx, print_json
 from shadowstore.config import validate_log_file_size, validate_page_size
 from shadowstore.engine import movepath
@@ -159,6 +160,28 @@ def store_create(ctx: CliContext, sg: str, name: str, file_name: str | None, as_
         print_json({"sg": sg, "name": store.name, "file": store.file, "dbid": store.dbid})
     else:
         click.echo(f"Created store {store.name!r} ({store.file}, dbid {store.dbid}) in {sg!r}")
+
+
+@store_group.command("set-mount")
+@click.argument("sg")
+@click.argument("store")
+@click.option(
+    "--at-start", type=click.Choice(["yes", "no"]), required=True, help="Mount STORE when the service starts."
+)
+@json_option
+@pass_ctx
+def store_set_mount(ctx: CliContext, sg: str, store: str, at_start: str, as_json: bool) -> None:
+    """Choose whether the service mounts STORE of storage group SG when it starts (mount_at_start in
+    shadowstore.toml; it takes effect at the next start). A storage group with no store to mount at start is
+    not mounted at all; the other stores of one that is are mounted, then this one is dismounted."""
+    home = ctx.open_home()
+    changed = cfg.set_mount_at_start(home.config, sg, store, at_start == "yes")
+    cfg.save(home.fs, home.path, home.config)
+    if as_json:
+        print_json({"sg": sg, "store": changed.name, "mount_at_start": changed.mount_at_start})
+    else:
+        when = "mounts" if changed.mount_at_start else "leaves dismounted"
+        click.echo(f"The service {when} store {changed.name!r} of {sg!r} when it starts.")
 
 
 @contextmanager

@@ -460,6 +460,13 @@ def check_can_begin(sg: StorageGroup, kind: str) -> None:
             f"storage group {sg.name!r} has no stores: there is nothing to back up",
             hint=f"create one with: shadowstore store create {shlex.quote(sg.name)} NAME",
         )
+    if not any(s.mounted for s in sg.stores.values()):
+        # why refuse: with every store dismounted on its own (engine/storemount.py) the set would hold no store,
+        # stamp no header, and still truncate the logs
+        raise InvalidParameterError(
+            f"no store of storage group {sg.name!r} is mounted: there is nothing to back up",
+            hint="mount one of its stores, or dismount and mount the storage group (which mounts every store)",
+        )
     if kind in ("incremental", "differential"):
         if sg.config.circular_logging:
             raise InvalidBackupError(

@@ -7,7 +7,8 @@ aborted, event 1026), log a DETACH record, write the newest state with a header 
 Required 0-0, consistent at the DETACH); then ``E00.chk``, and close. A store that cannot be written (full
 disk, I/O error) stays in Dirty Shutdown with event 1004: its logs are intact and the next mount recovers it.
 A storage group whose log a failed write fenced goes offline instead (event 1020): nothing more may be written.
-Crash points ``dismount.after_detach_record`` and ``dismount.after_clean_header``.
+Crash points ``dismount.after_detach_record`` and ``dismount.after_clean_header``, in ``detach``, which the
+dismount of one store while its storage group stays mounted (engine/storemount.py) shares.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shadowstore.errors import ShadowStoreError
-from shadowstore.format.common import now_us
+from shadowstore.format.common import LgPos, now_us
+from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logrecord import DetachRecord, pack_detach
 
 if TYPE_CHECKING:
@@ -62,12 +64,7 @@ def _detach(sg: StorageGroup, store: Store) -> ShadowStoreError | None:
         return None
     store.take_latch(sg.policy.transaction_timeout, "the storage group is being dismounted")
     try:
-        store.mounted = False
-        start, end = sg.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
-        sg.log.flush(end)
-        sg.fs.crash_point("dismount.after_detach_record")
-        store.checkpoint(clean_at=end, detach=start)
-        sg.fs.crash_point("dismount.after_clean_header")
+        end = detach(sg, store)
     except ShadowStoreError as exc:
         sg.events.emit(1004, sg=sg.name, store=store.name, file=store.path, error=str(exc))
         return exc
@@ -77,3 +74,34 @@ def _detach(sg: StorageGroup, store: Store) -> ShadowStoreError | None:
     finally:
         store.latch.release_anonymous()
         store.close()
+
+
+def detach(sg: StorageGroup, store: Store) -> LgPos:
+    """Mark ``store`` not mounted, log its DETACH record (durable), then write its newest state with a header in
+    Clean Shutdown, consistent at the DETACH. Returns the end of the DETACH record.
+
+    Requires: the storage group's ``_mutex`` and the store's writer latch are held (so no transaction of it
+    can log anything after the DETACH). Raises what the append, the flush or the checkpoint raises; unless a
+    write was lost (the log is then fenced, ``StorageGroup.lost_writes``) the store keeps the header and state
+    it had, in Dirty Shutdown, and the DETACH record, which replay ignores, changes nothing.
+    """
+    store.mounted = False
+    start, end = sg.log.append(pack_detach(DetachRecord(store.dbid, now_us())), update=False)
+    sg.log.flush(end)
+    sg.fs.crash_point("dismount.after_detach_record")
+    store.checkpoint(clean_at=end, detach=start)
+    sg.fs.crash_point("dismount.after_clean_header")
+    return end
+
+
+def left_dirty(sg: StorageGroup, store: Store) -> bool:
+    """Whether ``store``, not mounted, is in Dirty Shutdown in ``sg``'s log stream: a dismount that could not write
+    it, or a file ``mount_store`` refused. The next mount replays it from its replay start, so the checkpoint
+    must not pass that, nor circular logging delete the logs from there."""
+    header = store.header
+    return (
+        not store.mounted
+        and header is not None
+        and header.state == STATE_DIRTY_SHUTDOWN
+        and header.log_signature == sg.signature
+    )

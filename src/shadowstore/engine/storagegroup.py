@@ -6,8 +6,9 @@ interrupted, open the current log, run soft recovery for stores in Dirty Shutdow
 sure the reserve logs exist, then attach each store (an ATTACH record, then its header marked Dirty Shutdown
 before any page write) and start the maintenance thread.
 
-Dismount: engine/dismount.py. A failed write of any of its files stops the storage group for good
-(``lost_writes``, ``go_offline``): the next mount recovers from the durable state.
+Dismount: engine/dismount.py; one store while the storage group stays mounted: engine/storemount.py (crash
+point ``mount.after_attach_record`` is in the attach both share). A failed write of any of its files stops the
+storage group for good (``lost_writes``, ``go_offline``): the next mount recovers from the durable state.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from shadowstore.config import SgConfig, no_such_store
-from shadowstore.engine import dismount, layout, mountlog, resync
+from shadowstore.engine import dismount, layout, mountlog, resync, storemount
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
 from shadowstore.engine.checkpointfile import CheckpointFile, checkpoint_record, read_checkpoint
@@ -293,6 +294,7 @@ class StorageGroup:
         record = pack_attach(AttachRecord(store.dbid, store.header.db_signature, now_us(), store.path))
         start, end = self.log.append(record, update=False)
         self.log.flush(end)
+        self.fs.crash_point("mount.after_attach_record")
         store.write_dirty_header(start, end)
         store.mounted = True
         self.events.emit(1002, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
@@ -304,6 +306,14 @@ class StorageGroup:
         in Dirty Shutdown (event 1004) and are recovered at the next mount; the storage group is closed either
         way."""
         dismount.dismount(self)
+
+    def dismount_store(self, name: str) -> bool:
+        """Dismount one store while the storage group and its other stores go on (engine/storemount.py)."""
+        return storemount.dismount_store(self, name)
+
+    def mount_store(self, name: str) -> bool:
+        """Mount again one store of this mounted storage group (engine/storemount.py)."""
+        return storemount.mount_store(self, name)
 
     def _abandon(self) -> None:
         """Close everything without writing (after a failed mount, at the end of dismount, when offline).
@@ -377,7 +387,8 @@ class StorageGroup:
             return self.write_checkpoint()
 
     def write_checkpoint(self) -> LgPos:
-        """E00.chk := the oldest replay start of the mounted stores (the log tail when none is mounted).
+        """E00.chk := the oldest replay start of the mounted stores and of those a failed dismount left in Dirty
+        Shutdown (the next mount replays them from there), or the log tail when there are none.
 
         Under the storage group's mutex, like every checkpoint: a backup completing in another thread records
         its mark here too, and two writers would interleave sequence numbers and records."""
@@ -385,8 +396,8 @@ class StorageGroup:
             self.check_writable()
             if self._chk is None:
                 raise NotMountedError(f"storage group {self.name!r} is not mounted")
-            mounted = [s for s in self.stores.values() if s.mounted]
-            position = min((s.replay_start for s in mounted), default=self.log.tail)
+            held = [s for s in self.stores.values() if s.mounted or dismount.left_dirty(self, s)]
+            position = min((s.replay_start for s in held), default=self.log.tail)
             self._chk.write(self._checkpoint_record(position, self.signature, self.attach_list()))
             previous, self._checkpoint_pos = self._checkpoint_pos, position
             if self.config.circular_logging and position.gen > previous.gen:

@@ -221,6 +221,11 @@ class Store:
         stopped = self.sg.stopped_because
         if stopped is not None:
             return type(stopped)(f"store {self.name} is not mounted: {stopped.message}", hint=stopped.hint)
+        if self.sg.mounted:  # why say so: "mount the storage group first" would not help (engine/storemount.py)
+            return NotMountedError(
+                f"store {self.name} of {self.sg.name} is not mounted, while its storage group is",
+                hint="mount the store again (it was dismounted on its own, or its storage group is being dismounted)",
+            )
         return NotMountedError(f"store {self.name} of {self.sg.name} is not mounted")
 
     def snapshot(self) -> Transaction:
