@@ -31,6 +31,7 @@ from shadowstore.cli import (
     eseutil_cmd,
     events_cmd,
     home_cmd,
+    mail_cmd,
     quarantine_cmd,
     restore_cmd,
     sg_cmd,
@@ -72,6 +73,7 @@ for module in (
     events_cmd,
     eseutil_cmd,
     workload_cmd,
+    mail_cmd,
 ):
     module.register(cli)
 
