@@ -246,7 +246,7 @@ class Store:
     def _end_write(self, txn: Transaction) -> None:
         self.latch.release(txn.ticket)
 
-    def _commit_write(self, txn: Transaction) -> LgPos | None:
+    def _commit_write(self, txn: Transaction, wait: bool = True) -> LgPos | None:
         if not self.latch.begin_commit(txn.ticket):
             txn.raise_killed()
         try:
@@ -272,10 +272,24 @@ class Store:
         finally:
             self.latch.end_commit()
         if not txn.lazy:
+            if not wait:
+                txn.durable_end = end
+                return start
             self.sg.log.flush(end)
             self.publish_flushed()
         self.sg.note_commit()
         return start
+
+    def wait_durable(self, txn: Transaction) -> None:
+        """After ``txn.commit(wait=False)``: return once its record is durable and its state visible. Raises
+        what a failed log flush raises (the storage group then stops; the transaction's outcome is unknown to
+        the client, as for any commit interrupted by an I/O error)."""
+        end = txn.durable_end
+        if end is None:
+            return
+        self.sg.log.flush(end)
+        self.publish_flushed()
+        self.sg.note_commit()
 
     def publish_flushed(self) -> None:
         """Make every state whose records are durable visible to readers."""

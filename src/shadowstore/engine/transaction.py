@@ -100,6 +100,7 @@ class Transaction:
             self.ops = bytearray()
             self.op_count = 0
         self.commit_time_us: int | None = None  # set by a commit that wrote a record
+        self.durable_end: LgPos | None = None  # set by commit(wait=False): what Store.wait_durable waits for
 
     # --- context manager ----------------------------------------------------------------------------------
 
@@ -284,11 +285,13 @@ class Transaction:
 
     # --- ending -------------------------------------------------------------------------------------------
 
-    def commit(self) -> LgPos | None:
+    def commit(self, *, wait: bool = True) -> LgPos | None:
         """Commit; returns the log position of the commit record (None for a read or empty transaction), and
         sets ``commit_time_us``, the commit time the log gave it (restores to a point in time use it).
 
-        Durable when it returns unless the transaction is lazy. Raises LogDiskFullError,
+        Durable when it returns unless the transaction is lazy, or ``wait`` is False: then the record is
+        appended (the writer latch is free for the next transaction) and ``Store.wait_durable(txn)`` waits for
+        the disk; a commit batcher hands its lead on in between. Raises LogDiskFullError,
         StorageGroupOfflineError or NotMountedError; the transaction is then rolled back.
         """
         self._check_open()
@@ -296,7 +299,7 @@ class Transaction:
         if not self.writable:
             self.store._end_read(self)
             return None
-        return self.store._commit_write(self)
+        return self.store._commit_write(self, wait)
 
     def abort(self) -> None:
         if not self._open:
