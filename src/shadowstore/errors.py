@@ -34,6 +34,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 99
     CONFIG_MISMATCH = 6  # the configuration does not match the storage group's files (a changed log base or folder)
     TARGET_NOT_FOUND = 24  # the backup target named does not exist or is not a folder (or its bucket is missing)
+    SERVICE = 7  # the Information Store service is needed and not running, or refused the caller
 
 
 class ShadowStoreError(Exception):
@@ -447,3 +448,21 @@ class TargetNotFoundError(BackupTargetError):
 
     exit_code = ExitCode.TARGET_NOT_FOUND
     default_hint = "check the target's path or URL (a mistyped --to or --from, or a disk that is not mounted)"
+
+
+# --- the Information Store service --------------------------------------------------------------------------
+
+
+class ServiceError(ShadowStoreError):
+    """The Information Store service is needed but not running, refused the caller, or answered something
+    that is not a ShadowStore error (the message quotes it)."""
+
+    exit_code = ExitCode.SERVICE
+    default_hint = "start it with 'shadowstore serve' (or 'systemctl start shadowstore'), see docs/operations.md"
+
+
+class AccessDeniedError(ShadowStoreError):
+    """A request names something the service may not touch for its caller: a path outside the server home and
+    the backup target, or a token file others can read."""
+
+    exit_code = ExitCode.USAGE

@@ -414,4 +414,18 @@ CATALOG: dict[int, EventSpec] = {
         "The files of storage group {sg} were moved ({moved}): {files} files, {bytes} bytes copied and synced. The "
         "configuration now names the new folders; the old files were kept in {quarantine}.",
     ),
+    1060: EventSpec(
+        "ShadowStore",
+        "Service",
+        INFO,
+        "SERVICE_STARTED",
+        "The Information Store service started ({detail}). Mounted: {mounted}. Listening on {endpoints}.",
+    ),
+    1061: EventSpec(
+        "ShadowStore",
+        "Service",
+        INFO,
+        "SERVICE_STOPPED",
+        "The Information Store service stopped ({detail}); every storage group it had mounted was dismounted.",
+    ),
 }

@@ -134,6 +134,14 @@ class ServerHome:
             self._groups[name] = StorageGroup(sg_config, self.fs, self.events, policy=self.policy)
         return self._groups[name]
 
+    def forget(self, name: str) -> None:
+        """Drop the dismounted storage group ``name`` and read the configuration again: the next
+        ``storage_group(name)`` sees what another process changed meanwhile (a restore into it)."""
+        sg = self._groups.get(name)
+        assert sg is None or not sg.mounted, "dismount before forgetting"
+        self._groups.pop(name, None)
+        self.config = cfg.load(self.fs, self.path)
+
     def storage_groups(self) -> list[StorageGroup]:
         return [self.storage_group(g.name) for g in self.config.storage_groups]
 

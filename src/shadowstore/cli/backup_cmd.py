@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import click
 
@@ -18,6 +19,7 @@ from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx,
 from shadowstore.config import CONFIG_NAME
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
+from shadowstore.service.remotebackup import back_up_remote
 
 
 def resolve_target(home: ServerHome, to: str | None) -> Target:
@@ -109,9 +111,15 @@ def run(
         def progress(file: str, done: int, size: int | None, _total: int) -> None:
             bar(file, done, size)
 
+        service = ctx.service()
         for name in groups:
             try:
-                outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
+                if service is not None:
+                    outcomes.append(
+                        back_up_remote(service, home, name, kind, target, level=level, report=report, progress=progress)
+                    )
+                else:
+                    outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
             except ShadowStoreError as exc:
                 failures.append((name, exc))
     report.finished(
@@ -168,8 +176,11 @@ def _gens(generations: list[int]) -> str:
 @pass_ctx
 def status(ctx: CliContext, as_json: bool) -> None:
     """Show running backup sessions (owner, kind, start, lease, bytes so far)."""
-    home = ctx.open_home()
-    sessions = running_sessions(home)
+    service = ctx.service()
+    if service is not None:
+        sessions = [{**s, "alive": True} for s in service.get("/v1/backup-sessions")]
+    else:
+        sessions = running_sessions(ctx.open_home())
     if as_json:
         print_json(sessions)
         return
@@ -189,8 +200,11 @@ def status(ctx: CliContext, as_json: bool) -> None:
 @pass_ctx
 def abort(ctx: CliContext, sg_name: str, as_json: bool) -> None:
     """End the backup session of a storage group (the owner stops within a second; event 215)."""
-    home = ctx.open_home()
-    result = request_abort(home, sg_name)
+    service = ctx.service()
+    if service is not None:
+        result = service.post(f"/v1/storage-groups/{quote(sg_name, safe='')}/backup/abort")
+    else:
+        result = request_abort(ctx.open_home(), sg_name)
     if as_json:
         print_json(result)
     else:

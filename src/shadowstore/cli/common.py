@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
 from shadowstore.config import parse_size
-from shadowstore.errors import InvalidParameterError
+from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.home import ServerHome
+
+if TYPE_CHECKING:
+    from shadowstore.service.client import ServiceClient
 
 
 class CliContext:
@@ -27,6 +31,25 @@ class CliContext:
 
     def open_home(self) -> ServerHome:
         return ServerHome.open(self.home_path)
+
+    def service(self) -> ServiceClient | None:
+        """A client of the Information Store service when one owns this home and answers, else None (the
+        command then opens the home itself). Raises ServiceError when one owns it but does not answer."""
+        if not hasattr(self, "_service"):
+            from shadowstore.service.client import find_service
+
+            self._service = find_service(os.path.abspath(self.home_path))
+        return self._service
+
+    def need_service(self, doing: str) -> ServiceClient:
+        """The service's client; ServiceError saying ``doing`` needs it when none runs."""
+        client = self.service()
+        if client is None:
+            raise ServiceError(
+                f"{doing} needs the Information Store service, and none runs for {self.home_path}",
+                hint=f"start it with 'shadowstore serve --home {self.home_path}' (see docs/operations.md)",
+            )
+        return client
 
 
 pass_ctx = click.make_pass_decorator(CliContext)

@@ -13,6 +13,7 @@ SETTINGS = {
     "backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)",
     "engine.transaction_timeout": "seconds a write transaction may hold its store's writer latch (default 60)",
     "backup.lease_seconds": "seconds a running backup's lease in its target lasts unrenewed (default 600)",
+    "service.session_lease_seconds": "seconds the service keeps a silent backup program's session (default 30)",
 }
 
 
@@ -26,7 +27,8 @@ def config_group() -> None:
 @click.argument("value")
 @pass_ctx
 def set_value(ctx: CliContext, key: str, value: str) -> None:
-    """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout, backup.lease_seconds)."""
+    """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout, backup.lease_seconds,
+    service.session_lease_seconds)."""
     if key not in SETTINGS:
         raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
     home = ctx.open_home()
@@ -34,7 +36,7 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     if key == "backup.target":
         # why now: a target that can never work should be refused here, not at the next backup
         configured_target(home, value)
-    elif key in ("engine.transaction_timeout", "backup.lease_seconds"):
+    elif key in ("engine.transaction_timeout", "backup.lease_seconds", "service.session_lease_seconds"):
         stored = cfg.parse_seconds(value, key)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored

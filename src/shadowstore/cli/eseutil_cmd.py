@@ -8,6 +8,8 @@ For a log set the whole dump is printed before that error is raised, so every ER
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,6 +22,8 @@ from shadowstore.errors import ExitCode, LogFileCorruptError, ShadowStoreError
 from shadowstore.format.common import BACKUP_SNAPSHOT, AttachInfo, BackupInfo, LgPos, Signature, format_time, iso_time
 from shadowstore.format.dbheader import BACKUP_SLOTS, DB_MAGIC
 from shadowstore.format.logfile import FLAG_CIRCULAR_PAST
+from shadowstore.service.client import URL_VARIABLE
+from shadowstore.service.wire import raise_from_body
 from shadowstore.tools.eseutil import (
     CheckpointDump,
     DatabaseDump,
@@ -343,6 +347,8 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
     started = time.monotonic()
     if not as_json:
         click.echo("Initiating FILE DUMP mode...")
+    if key == "/mh" and os.environ.get(URL_VARIABLE):
+        return _remote_header(path, started, as_json)
     try:
         report: Report = dump(path)
     except ShadowStoreError as exc:
@@ -358,6 +364,32 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
         report.raise_first_error()
     click.echo(f"\nOperation completed successfully in {time.monotonic() - started:.1f} seconds.")
     return exit_code(report)
+
+
+def _remote_header(path: str, started: float, as_json: bool) -> int:
+    """/mh through the service named by $SHADOWSTORE_URL (a store on another machine): the same output."""
+    from shadowstore.service.client import find_service
+
+    client = find_service("")
+    assert client is not None
+    try:
+        answer = client.get("/v1/files/header", path=os.path.abspath(path))
+    except ShadowStoreError as exc:
+        if not as_json:
+            click.echo(f"\n{terminated(exc, started)}")
+        raise
+    if as_json:
+        print_json(answer["json"])
+        return int(answer["exit_code"])
+    click.echo("\n".join(answer["lines"]))
+    if answer["errors"]:
+        try:
+            raise_from_body(409, json.dumps({"error": answer["errors"][0]}).encode())
+        except ShadowStoreError as exc:
+            click.echo(f"\n{terminated(exc, started)}")
+            raise
+    click.echo(f"\nOperation completed successfully in {time.monotonic() - started:.1f} seconds.")
+    return int(answer["exit_code"])
 
 
 def exit_code(report: Report) -> int:

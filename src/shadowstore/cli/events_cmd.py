@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import click
 
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.config import CONFIG_NAME
 from shadowstore.errors import InvalidParameterError
+from shadowstore.events import Event
 from shadowstore.home import open_event_log
 
 
@@ -45,7 +48,20 @@ def events(
 ) -> None:
     """Print the application event log, oldest first, in the event viewer's layout. Works when the server
     home's configuration is broken: the event log is read from <home>/events alone."""
-    found = open_event_log(ctx.home_path).query(source=source, event_id=event_id, since=_parse_since(since), sg=sg)
+    after = _parse_since(since)
+    service = ctx.service() if _home_exists(ctx.home_path) else None
+    if service is not None:
+        answer = service.get(
+            "/v1/events",
+            source=source,
+            event_id=event_id,
+            since=after.isoformat() if after else None,
+            sg=sg,
+            limit=limit,
+        )
+        found = [Event.from_dict(e) for e in answer]
+    else:
+        found = open_event_log(ctx.home_path).query(source=source, event_id=event_id, since=after, sg=sg)
     if limit is not None:
         found = found[-limit:] if limit > 0 else []
     if as_json:
@@ -55,6 +71,11 @@ def events(
         if index:
             click.echo("")
         click.echo(event.render())
+
+
+def _home_exists(path: str) -> bool:
+    """A folder with a configuration: only then can a service own it (the event log is read without one)."""
+    return (Path(path) / CONFIG_NAME).is_file()
 
 
 def register(cli: click.Group) -> None:

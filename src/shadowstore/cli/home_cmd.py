@@ -57,7 +57,9 @@ def status(ctx: CliContext, as_json: bool) -> None:
     """Show each storage group and store (read from disk; nothing is mounted), unfinished restores, and the log
     streams and stores on disk that the configuration does not name."""
     home = ctx.open_home()
-    data = home.status()
+    service = ctx.service()
+    data = service.get("/v1/status") if service is not None else home.status()
+    data.pop("service", None)  # why: the same document either way; 'backup status' shows the sessions
     data["unfinished_restores"] = unfinished_restores(home)
     groups = data["storage_groups"]
     assert isinstance(groups, list)
@@ -92,7 +94,7 @@ def status_lines(data: dict[str, Any]) -> list[str]:
 
 
 def _group_lines(sg: dict[str, Any]) -> list[str]:
-    mounted = "mounted by another process" if sg["mounted"] else "dismounted"
+    mounted = f"mounted by {sg.get('mounted_by') or 'another process'}" if sg["mounted"] else "dismounted"
     low, high = sg.get("lowest_generation"), sg.get("current_generation")
     generations = f"{low} - {high}" if high is not None else "none (no current log file)"
     lines = [
@@ -105,7 +107,8 @@ def _group_lines(sg: dict[str, Any]) -> list[str]:
     for store in sg["stores"]:
         required = store.get("log_required")
         req = f"  Log Required: {required[0]}-{required[1]}" if required else ""
-        lines.append(f"  - {store['name']} ({store['file']}): {store['state']}{req}")
+        off = " (store dismounted)" if sg["mounted"] and store.get("mounted") is False else ""
+        lines.append(f"  - {store['name']} ({store['file']}): {store['state']}{req}{off}")
     quarantine = sg.get("quarantine") or {}
     if quarantine.get("folders"):
         lines.append(

@@ -19,10 +19,12 @@ import click
 
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json, table
 from shadowstore.errors import ExitCode, InvalidParameterError, NotFoundError, ShadowStoreError
-from shadowstore.mail.backend import DirectMail, MailBackend
+from shadowstore.home import DEFAULT_SG
+from shadowstore.mail.backend import DEFAULT_STORE, DirectMail, MailBackend
 from shadowstore.mail.formats import FORMATS, MBOX, export_maildir, export_mbox, open_source, read_source
 from shadowstore.mail.generate import generate_messages
 from shadowstore.mail.schema import DEFAULT_FOLDER, validate_name
+from shadowstore.service.remotemail import RemoteMail
 
 BATCH_MESSAGES = 64  # messages per add() call, and so per durable commit
 BATCH_BYTES = 4 << 20  # bytes per add() call (a single larger message goes alone)
@@ -31,8 +33,32 @@ MAX_GENERATED_MAILBOXES = 9999  # mailbox i is made from seed S*10000+i, so that
 
 
 def _backend(ctx: CliContext) -> MailBackend:
-    """The backend of every mail command: for now the home opened in this process."""
-    return DirectMail(ctx.open_home())
+    """The backend of every mail command: the running service when one owns the home (the mail is in stores
+    it has mounted), else the home opened in this process."""
+    meta = click.get_current_context().meta
+    sg, store = meta.get("mail.sg"), meta.get("mail.store")
+    service = ctx.service()
+    if service is not None:
+        return RemoteMail(service, sg, store)
+    return DirectMail(ctx.open_home(), sg or DEFAULT_SG, store or DEFAULT_STORE)
+
+
+def _where(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--sg`` and ``--store``: which store holds the mailboxes (the Recovery Storage Group after a restore)."""
+
+    def remember(key: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+        def keep(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+            if value is not None:
+                ctx.meta[key] = value
+
+        return keep
+
+    f = click.option(
+        "--store", expose_value=False, callback=remember("mail.store"), help=f"Store [default: {DEFAULT_STORE}]."
+    )(f)
+    return click.option(
+        "--sg", expose_value=False, callback=remember("mail.sg"), help=f"Storage group [default: {DEFAULT_SG}]."
+    )(f)
 
 
 @contextmanager
@@ -53,6 +79,7 @@ def mail_group() -> None:
 
 
 @mail_group.command("import")
+@_where
 @click.option("--mailbox", required=True, help="Mailbox to import into (created if needed).")
 @click.option("--folder", default=DEFAULT_FOLDER, show_default=True, help="Folder for the top folder's messages.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -141,6 +168,7 @@ def _folder_counts(folders: dict[str, list[int]]) -> str:
 
 
 @mail_group.command("export")
+@_where
 @click.option("--mailbox", required=True, help="Mailbox to export.")
 @click.option("--format", "kind", type=click.Choice(FORMATS), required=True, help="mbox file or Maildir folder.")
 @click.option("--folder", help="Only this folder (mbox: needed when the mailbox has several).")
@@ -195,6 +223,7 @@ def _find_mailbox(backend: MailBackend, name: str) -> dict[str, Any]:
 
 
 @mail_group.command("list")
+@_where
 @click.option("--mailbox", help="List the messages of this mailbox (else: the mailboxes).")
 @click.option("--folder", help="Only the messages of this folder.")
 @json_option
@@ -251,6 +280,7 @@ def _cut(text: object, width: int) -> str:
 
 
 @mail_group.command("generate")
+@_where
 @click.option("--mailboxes", "mailbox_count", type=click.IntRange(1, MAX_GENERATED_MAILBOXES), required=True)
 @click.option("--messages", "per_mailbox", type=click.IntRange(0), required=True, help="Messages per mailbox.")
 @click.option("--seed", type=click.IntRange(0), required=True, help="The same seed makes the same bytes.")
@@ -307,6 +337,7 @@ def _progress(bar: Callable[[str, int, int | None], None], name: str) -> Callabl
 
 
 @mail_group.command("check")
+@_where
 @click.option("--mailbox", required=True)
 @click.option("--folder", default=DEFAULT_FOLDER, show_default=True, help="Folder the top folder was imported into.")
 @click.argument("path", type=click.Path())

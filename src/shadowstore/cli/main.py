@@ -34,6 +34,7 @@ from shadowstore.cli import (
     mail_cmd,
     quarantine_cmd,
     restore_cmd,
+    service_cmd,
     sg_cmd,
     workload_cmd,
 )
@@ -73,6 +74,7 @@ for module in (
     events_cmd,
     eseutil_cmd,
     workload_cmd,
+    service_cmd,
     mail_cmd,
 ):
     module.register(cli)

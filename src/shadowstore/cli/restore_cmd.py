@@ -7,7 +7,8 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 
@@ -22,11 +23,15 @@ from shadowstore.restore.plan import RestoreTarget
 from shadowstore.restore.run import (
     INTO_PLACE,
     INTO_RECOVERY_GROUP,
+    RECOVERY_SG,
     Progress,
     RestoreOutcome,
     finish_restore,
     run_restore,
 )
+
+if TYPE_CHECKING:
+    from shadowstore.service.client import ServiceClient
 
 MAX_DAMAGED = 20  # files found damaged in one restore before it gives up planning around them
 
@@ -191,10 +196,16 @@ def run_cmd(
     home = ctx.open_home()
     request = _request(home, source, until, until_gen, **options)
     into = INTO_PLACE if in_place else INTO_RECOVERY_GROUP
+    service = ctx.service()
+    destination: str | None = None
     with _progress(enabled=not (quiet or as_json) and sys.stderr.isatty()) as progress:
         while True:
             choice = choose_plan(home, request)
             _say_before(home, request, choice)
+            if service is not None and destination is None:
+                # why: the service owns what it mounted; the destination must be dismounted for the restore
+                destination = choice.plan.sg if in_place else RECOVERY_SG
+                _release(service, destination, quiet or as_json)
             try:
                 outcome = run_restore(
                     home, request.target, choice.plan, into=into, progress=progress, other_home=request.from_home
@@ -206,11 +217,24 @@ def run_cmd(
                     raise
                 request.damaged.add(bad)  # nothing was placed: plan again without it
                 click.echo(f"warning: {exc.message}; planning the restore again without it", err=True)
+    if service is not None and destination is not None:
+        service.post(f"/v1/storage-groups/{quote(destination, safe='')}/mount")
     if as_json:
         discards = choice.discard.to_dict() if choice.discard else None
         print_json({"plan": choice.plan.to_dict(), "discards": discards, "restore": outcome.to_dict()})
     elif not quiet:
         _summary(outcome)
+        if service is not None:
+            click.echo(f"{destination} is mounted in the Information Store service.")
+
+
+def _release(service: ServiceClient, sg: str, quiet: bool) -> None:
+    """Have the service dismount ``sg`` (every store Clean Shutdown) when it has it mounted."""
+    status = service.get("/v1/status")
+    if any(g["name"] == sg and g["mounted"] for g in status["storage_groups"]):
+        service.post(f"/v1/storage-groups/{quote(sg, safe='')}/dismount")
+        if not quiet:
+            click.echo(f"{sg} was dismounted in the Information Store service for the restore.", err=True)
 
 
 def _say_before(home: ServerHome, request: Request, choice: Choice) -> None:

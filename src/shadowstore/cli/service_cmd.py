@@ -1,0 +1,74 @@
+"""``shadowstore serve``, and ``mount`` / ``dismount``, which ask the running service."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+
+
+@click.command()
+@click.option(
+    "--socket", "socket_path", type=click.Path(dir_okay=False), help="Unix socket [default: <home>/service.sock]."
+)
+@click.option("--listen", metavar="HOST:PORT", help="Also listen on TCP (every request needs the bearer token).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token (mode 0600).")
+@pass_ctx
+def serve(ctx: CliContext, socket_path: str | None, listen: str | None, token_file: str | None) -> None:
+    """Run the Information Store service in the foreground: own the server home, mount its storage groups,
+    answer the CLI and other clients on a Unix socket (mode 0600) and optionally TCP, until SIGTERM or Ctrl-C
+    (then every store is dismounted in Clean Shutdown)."""
+    from shadowstore.service.server import serve as run_service
+
+    run_service(ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo)
+
+
+def _split(target: str) -> tuple[str, str | None]:
+    sg, _, store = target.partition("/")
+    return sg, store or None
+
+
+def _path(sg: str, store: str | None, action: str) -> str:
+    tail = f"/stores/{quote(store, safe='')}" if store else ""
+    return f"/v1/storage-groups/{quote(sg, safe='')}{tail}/{action}"
+
+
+def _show(result: dict[str, Any], target: str, action: str, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    stores = result.get("stores") or []
+    click.echo(f"{target}: {action}.")
+    for store in stores:
+        state = "mounted" if store.get("mounted") else "dismounted"
+        click.echo(f"  - {store['name']}: {state}, {store.get('state') or 'state unknown'}")
+
+
+@click.command()
+@click.argument("target", metavar="SG[/STORE]")
+@json_option
+@pass_ctx
+def mount(ctx: CliContext, target: str, as_json: bool) -> None:
+    """Mount a storage group (soft recovery first when needed) or one of its stores, in the running service."""
+    sg, store = _split(target)
+    client = ctx.need_service(f"mount {target!r}")
+    _show(client.post(_path(sg, store, "mount")), target, "mounted", as_json)
+
+
+@click.command()
+@click.argument("target", metavar="SG[/STORE]")
+@json_option
+@pass_ctx
+def dismount(ctx: CliContext, target: str, as_json: bool) -> None:
+    """Dismount a storage group or one store in the running service: each store left in Clean Shutdown."""
+    sg, store = _split(target)
+    client = ctx.need_service(f"dismount {target!r}")
+    _show(client.post(_path(sg, store, "dismount")), target, "dismounted", as_json)
+
+
+def register(cli: click.Group) -> None:
+    for command in (serve, mount, dismount):
+        cli.add_command(command)

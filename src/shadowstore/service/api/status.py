@@ -1,0 +1,24 @@
+"""``GET /v1/status``: the home as ``shadowstore status`` shows it, and the service's own facts."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from shadowstore.service.api.deps import host_of
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/v1/health", summary="Whether the service answers (cheap; clients probe with it)")
+def health(request: Request) -> dict[str, Any]:
+    host = host_of(request)
+    return {"service": "shadowstore", "version": version("shadowstore"), "pid": os.getpid(), "home": host.home_path}
+
+
+@router.get("/v1/status", summary="Storage groups, stores, backup sessions and the service")
+def status(request: Request) -> dict[str, Any]:
+    return host_of(request).status()

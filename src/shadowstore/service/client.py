@@ -1,0 +1,124 @@
+"""The client side of the service's API, used by the CLI when the service runs.
+
+``find_service(home)`` answers whether a service owns the home and answers: it reads ``<home>/service.json``
+for the socket, and asks ``/v1/health``. No file there, or a socket that refuses: no service, and the CLI opens
+the home itself. A service that holds the home's lock but does not answer is an error (the CLI must not open a
+home another process owns). ``SHADOWSTORE_URL`` (``http://host:port``) with ``SHADOWSTORE_TOKEN_FILE`` reaches
+a service over TCP instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from shadowstore.errors import ServiceError
+from shadowstore.io.fs import OsFileSystem, read_file
+from shadowstore.service.auth import read_token
+from shadowstore.service.host import service_info_path, service_lock_path
+from shadowstore.service.wire import raise_from_body
+
+PROBE_SECONDS = 5.0
+URL_VARIABLE, TOKEN_VARIABLE = "SHADOWSTORE_URL", "SHADOWSTORE_TOKEN_FILE"
+_BASE = "http://shadowstore"  # the host part of URLs sent over the Unix socket (any name does)
+
+
+class ServiceClient:
+    """Calls to one service. Every failure raises the ShadowStoreError the service answered (same class, same
+    message), or ServiceError when the service cannot be reached."""
+
+    def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        timeout = httpx.Timeout(PROBE_SECONDS, read=None)  # why no read bound: a mount may recover for minutes
+        if socket is not None:
+            transport = httpx.HTTPTransport(uds=socket)
+            self.where = f"the service on {socket}"
+            self.http = httpx.Client(transport=transport, base_url=_BASE, headers=headers, timeout=timeout)
+        else:
+            assert url is not None
+            self.where = f"the service at {url}"
+            self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls -----------------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"{self.where} did not answer {method} {path}: {exc}") from None
+        if response.status_code >= 400:
+            raise_from_body(response.status_code, response.content)
+        return response
+
+    def get(self, route: str, **params: Any) -> Any:
+        return self.request("GET", route, params={k: v for k, v in params.items() if v is not None}).json()
+
+    def post(self, route: str, body: Any = None) -> Any:
+        return self.request("POST", route, json=body).json()
+
+    def delete(self, route: str, **params: Any) -> Any:
+        return self.request("DELETE", route, params=params).json()
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[bytes]:
+        """The body of a streamed answer in chunks as they arrive."""
+        try:
+            with self.http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    raise_from_body(response.status_code, response.read())
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"{self.where} broke off {method} {path}: {exc}") from None
+
+
+def find_service(home: str) -> ServiceClient | None:
+    """A client of the service that owns ``home`` when one answers; None when none runs. Raises ServiceError
+    when one holds the home but does not answer."""
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        token_file = os.environ.get(TOKEN_VARIABLE)
+        token = read_token(token_file) if token_file else None
+        client = ServiceClient(url=url, token=token)
+        _probe(client)
+        return client
+    socket = socket_of(home)
+    if socket is not None:
+        client = ServiceClient(socket=socket)
+        try:
+            client.http.get("/v1/health", timeout=PROBE_SECONDS).raise_for_status()
+        except httpx.HTTPError:
+            client.close()
+        else:
+            return client
+    holder = OsFileSystem().lock_holder(service_lock_path(home))
+    if holder is not None:
+        raise ServiceError(
+            f"the Information Store service ({holder}) owns {home} but does not answer on {socket or 'its socket'}",
+            hint="wait for it to finish starting, or stop it (kill the process; nothing is lost) and start it again",
+        )
+    return None
+
+
+def socket_of(home: str) -> str | None:
+    """The socket ``service.json`` names, or None."""
+    try:
+        value = json.loads(read_file(OsFileSystem(), service_info_path(home))).get("socket")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _probe(client: ServiceClient) -> None:
+    client.get("/v1/health")

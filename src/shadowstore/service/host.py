@@ -1,0 +1,212 @@
+"""The Information Store service's state: the one process that owns a server home while it runs.
+
+``InformationStore`` takes the home's service lock (``<home>/service.lock``, an OFD lock that dies with the
+process, so a killed service never blocks the next one), opens the home, mounts what is configured to mount at
+start, and hosts the components clients reach through the API: storage groups and stores (mount, dismount),
+streaming backup sessions with leases (service/sessions.py), the mailbox layer with its commit batching
+(service/mailhost.py), and the metrics. The shadow-copy writers will be one more component here.
+
+``service.json`` beside the lock tells clients where the socket is; it is informational only (a client still
+checks that the socket answers) and is removed at a clean stop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from contextlib import suppress
+from typing import Any
+
+from shadowstore import config as cfg
+from shadowstore.config import parse_seconds
+from shadowstore.engine.maintenance import MaintenancePolicy
+from shadowstore.engine.storagegroup import StorageGroup
+from shadowstore.engine.store import Store
+from shadowstore.errors import NotFoundError, ShadowStoreError, StorageGroupBusyError
+from shadowstore.home import ServerHome, offline_status
+from shadowstore.io.fs import FileSystem, Lock, OsFileSystem
+from shadowstore.io.replace import atomic_write
+from shadowstore.tools.startmount import mount_configured
+
+LOCK_NAME = "service.lock"
+INFO_NAME = "service.json"
+DEFAULT_SESSION_LEASE = 30.0  # seconds a backup client may stay silent before its session is ended (event 215)
+
+
+def service_lock_path(home: str) -> str:
+    return os.path.join(home, LOCK_NAME)
+
+
+def service_info_path(home: str) -> str:
+    return os.path.join(home, INFO_NAME)
+
+
+class InformationStore:
+    """One running service. ``start`` and ``stop`` bracket its life; everything else is called by the API."""
+
+    def __init__(
+        self, home_path: str, *, fs: FileSystem | None = None, policy: MaintenancePolicy | None = None
+    ) -> None:
+        self.home_path = os.path.abspath(home_path)
+        self.fs = fs or OsFileSystem()
+        self._policy = policy
+        self.home: ServerHome | None = None
+        self._lock: Lock | None = None
+        self._mutex = threading.RLock()  # mount, dismount and stop, one at a time
+        self.started: str | None = None
+        self.endpoints: dict[str, object] = {}
+        self.mounted_at_start: list[str] = []
+        self.start_failures: list[dict[str, object]] = []
+        from shadowstore.service.mailhost import MailHost
+        from shadowstore.service.metrics import ServiceMetrics
+        from shadowstore.service.sessions import SessionTable
+
+        self.sessions = SessionTable(self)
+        self.mail = MailHost(self)
+        self.metrics = ServiceMetrics(self)
+
+    # --- life ------------------------------------------------------------------------------------------------
+
+    def start(self) -> dict[str, object]:
+        """Own the home and mount what is configured to mount. Raises StorageGroupBusyError (exit 5) naming
+        the process that owns it, NotFoundError when there is no home there."""
+        home = ServerHome.open(self.home_path, fs=self.fs, policy=self._policy)  # NotFoundError with the hint
+        try:
+            self._lock = self.fs.lock(service_lock_path(self.home_path), f"shadowstore serve (pid {os.getpid()})")
+        except StorageGroupBusyError as exc:
+            raise StorageGroupBusyError(
+                f"the server home {self.home_path} is already owned by another process: {exc.message}",
+                hint="stop that service first ('shadowstore status' talks to it), or serve another home with --home",
+            ) from None
+        self.home = home
+        self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        try:
+            mounted = self._mount_at_start(home)
+        except BaseException:
+            self.stop()
+            raise
+        self.mounted_at_start = mounted
+        return {"mounted": mounted}
+
+    def _mount_at_start(self, home: ServerHome) -> list[str]:
+        """Mount what the configuration says to mount at start (tools/startmount.py). A storage group that fails
+        to mount stops nothing else: its error is kept for ``status`` and the service serves the others."""
+        report = mount_configured(home)
+        self.start_failures = [{"sg": sg, "store": store, **error.to_dict()} for sg, store, error in report.failed]
+        groups = dict.fromkeys(sg for sg, _store in report.mounted)
+        return list(groups)
+
+    def publish(self, endpoints: dict[str, object]) -> None:
+        """Write ``service.json``: where clients find the service (its socket, its TCP address)."""
+        self.endpoints = endpoints
+        info = {"pid": os.getpid(), "started": self.started, **endpoints}
+        atomic_write(self.fs, service_info_path(self.home_path), json.dumps(info, indent=2).encode())
+        where = ", ".join(f"{k} {v}" for k, v in endpoints.items() if v)
+        self.owned().events.emit(
+            1060, detail=f"pid {os.getpid()}", mounted=", ".join(self.mounted_at_start) or "nothing", endpoints=where
+        )
+
+    def stop(self) -> None:
+        """End every backup session, dismount every storage group (each store in Clean Shutdown), release the
+        home. Safe to call twice."""
+        with self._mutex:
+            home = self.home
+            if home is None:
+                return
+            self.sessions.end_all("the Information Store service is stopping")
+            failures: list[ShadowStoreError] = []
+            for sg in home.storage_groups():
+                try:
+                    sg.dismount()
+                except ShadowStoreError as exc:
+                    failures.append(exc)
+            home.events.emit(1061, detail=f"pid {os.getpid()}", sync=True)
+            with suppress(FileNotFoundError):
+                self.fs.unlink(service_info_path(self.home_path))
+            self.home = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            if failures:
+                raise failures[0]
+
+    # --- storage groups and stores ---------------------------------------------------------------------------
+
+    def owned(self) -> ServerHome:
+        if self.home is None:
+            raise NotFoundError("the Information Store service is stopping")
+        return self.home
+
+    def storage_group(self, name: str) -> StorageGroup:
+        """The storage group ``name``; one another process added to the configuration since (a restore into
+        the Recovery Storage Group) is found too. Raises NotFoundError naming the configured ones."""
+        home = self.owned()
+        try:
+            return home.storage_group(name)
+        except NotFoundError:
+            home.forget(name)
+            return home.storage_group(name)
+
+    def store(self, sg_name: str, store_name: str) -> Store:
+        return self.storage_group(sg_name).store(store_name)
+
+    def mount(self, sg_name: str, store_name: str | None = None) -> dict[str, object]:
+        with self._mutex:
+            sg = self.storage_group(sg_name)
+            if store_name is None:
+                sg.mount()
+            else:
+                sg.store(store_name)  # NotFoundError before anything is mounted
+                if not sg.mounted:
+                    sg.mount()
+                if not sg.store(store_name).mounted:
+                    sg.mount_store(store_name)
+            return sg.status()
+
+    def dismount(self, sg_name: str, store_name: str | None = None) -> dict[str, object]:
+        with self._mutex:
+            sg = self.storage_group(sg_name)
+            if store_name is None:
+                self.sessions.end_for(sg.name, "the storage group is being dismounted")
+                self.mail.forget(sg.name)
+                sg.dismount()
+                # why forget: another process may now restore into it; the next mount reads its files afresh
+                self.owned().forget(sg.name)
+                return {"name": sg.name, "mounted": False, "stores": [s.status() for s in sg.stores.values()]}
+            sg.store(store_name)
+            sg.dismount_store(store_name)
+            return sg.status()
+
+    def status(self) -> dict[str, Any]:
+        """``shadowstore status`` as the service sees the home: each storage group as its files show it (the
+        same document the CLI makes without the service), with who mounted it and which stores are mounted."""
+        home = self.owned()
+        status = home.status()
+        groups = []
+        for entry in status["storage_groups"]:  # type: ignore[attr-defined]
+            config = home.config.find(entry["name"]).resolved(home.path)
+            disk = offline_status(self.fs, config)
+            live = {s["name"]: s["mounted"] for s in entry["stores"]} if entry["mounted"] else {}
+            for store in disk["stores"]:  # type: ignore[attr-defined]
+                store["mounted"] = live.get(store["name"], False)
+            disk["mounted"] = entry["mounted"]
+            disk["mounted_by"] = f"the Information Store service (pid {os.getpid()})" if entry["mounted"] else None
+            disk["config_mismatches"] = entry["config_mismatches"]
+            groups.append(disk)
+        status["storage_groups"] = groups
+        status["service"] = {
+            "pid": os.getpid(),
+            "started": self.started,
+            **self.endpoints,
+            "backup_sessions": self.sessions.describe(),
+            "start_failures": self.start_failures,
+        }
+        return status
+
+    def session_lease(self) -> float:
+        """``service.session_lease_seconds`` of the home's configuration, else 30 s."""
+        # why read the file: 'config set' while the service runs takes effect at the next session
+        value = cfg.load(self.fs, self.home_path).settings.get("service", {}).get("session_lease_seconds")
+        return DEFAULT_SESSION_LEASE if value is None else parse_seconds(value, "service.session_lease_seconds")

@@ -1,0 +1,69 @@
+"""The mailbox layer inside the service: one ``MailStore`` per store, and one commit batcher per store, so
+concurrent clients' deliveries share transactions (service/batching.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from shadowstore.home import DEFAULT_SG
+from shadowstore.mail.mailstore import MailStore, prepare_items
+from shadowstore.mail.schema import MessageRecord
+from shadowstore.service.batching import CommitBatcher
+
+if TYPE_CHECKING:
+    from shadowstore.service.host import InformationStore
+
+DEFAULT_STORE = "Mailbox Store"
+
+
+class MailHost:
+    def __init__(self, host: InformationStore) -> None:
+        self.host = host
+        self._lock = threading.Lock()
+        self._batchers: dict[tuple[str, str], CommitBatcher] = {}
+
+    def mail(self, sg: str | None, store: str | None) -> MailStore:
+        return MailStore(self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE))
+
+    def batcher(self, sg: str | None, store: str | None) -> CommitBatcher:
+        key = (sg or DEFAULT_SG, store or DEFAULT_STORE)
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                found = self.host.store(*key)
+                batcher = self._batchers[key] = CommitBatcher(found.transaction)
+            return batcher
+
+    def forget(self, sg: str) -> None:
+        """The storage group is being dismounted: its stores' batchers go (a later mount makes new ones)."""
+        with self._lock:
+            for key in [k for k in self._batchers if k[0] == sg]:
+                del self._batchers[key]
+
+    def mailboxes(self, sg: str | None = None, store: str | None = None) -> list[dict[str, Any]]:
+        return self.mail(sg, store).mailboxes()
+
+    def create(self, name: str, sg: str | None = None, store: str | None = None) -> dict[str, Any]:
+        return self.mail(sg, store).create_mailbox(name)
+
+    def add(
+        self,
+        mailbox: str,
+        folder: str,
+        items: Sequence[tuple[bytes, Mapping[str, Any]]],
+        sg: str | None = None,
+        store: str | None = None,
+    ) -> list[int]:
+        """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them)."""
+        mail = self.mail(sg, store)
+        prepared = prepare_items(items, time.time())  # why outside the batch: parsing holds no latch
+        size = sum(len(raw) for raw, _ in items)
+        return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
+
+    def messages(
+        self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None
+    ) -> Iterator[MessageRecord]:
+        return self.mail(sg, store).messages(mailbox, folder)

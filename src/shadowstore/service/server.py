@@ -1,0 +1,149 @@
+"""``shadowstore serve``: the Information Store service in the foreground.
+
+Order of a start: read the token file (refused if others can read it), own the home (service.lock) and mount
+what is configured to mount, bind the Unix socket (mode 0600 before it listens) and the TCP listener, publish
+``service.json``, serve. SIGTERM or SIGINT stops the listeners, ends backup sessions and dismounts every
+storage group (each store in Clean Shutdown) before the process exits. A service killed with SIGKILL leaves a
+socket file and ``service.json`` behind; both are informational and the next start replaces them (its lock
+proves nobody else serves the home).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from shadowstore.errors import InvalidParameterError, ServiceError
+from shadowstore.service.app import BearerAuth, create_app
+from shadowstore.service.auth import read_token
+from shadowstore.service.host import InformationStore
+
+SOCKET_NAME = "service.sock"
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def default_socket(home: str) -> str:
+    """``<home>/service.sock``, or when that path is too long for a Unix socket, a name derived from the home
+    in ``$XDG_RUNTIME_DIR`` (else ``/tmp/shadowstore-<uid>``)."""
+    inside = os.path.join(os.path.abspath(home), SOCKET_NAME)
+    if len(inside.encode()) <= MAX_SOCKET_PATH:
+        return inside
+    folder = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/shadowstore-{os.getuid()}"
+    digest = hashlib.sha256(os.path.abspath(home).encode()).hexdigest()[:16]
+    return os.path.join(folder, f"shadowstore-{digest}.sock")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidParameterError(f"--listen {text!r} is not HOST:PORT (for example 127.0.0.1:8470)")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to ``serve`` (two listeners share one stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(
+    home: str,
+    *,
+    socket_path: str | None = None,
+    listen: str | None = None,
+    token_file: str | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Run the service until SIGTERM or SIGINT. Raises what stops it from starting (the home owned by another
+    process, a token file others can read, a socket path in use), having released everything it took."""
+    if listen is not None and token_file is None:
+        raise InvalidParameterError("--listen needs --token-file: every TCP request must carry the token")
+    token = read_token(token_file) if token_file is not None else None
+    address = parse_listen(listen) if listen is not None else None
+    host = InformationStore(home)
+    started = host.start()
+    sockets: list[socket.socket] = []
+    path = socket_path or default_socket(host.home_path)
+    try:
+        sockets.append(_bind_unix(path))
+        app = create_app(host)
+        servers = [_Server(_config(app))]
+        endpoints: dict[str, object] = {"socket": path, "listen": None}
+        if address is not None:
+            assert token is not None
+            tcp = socket.create_server(address, reuse_port=False)
+            sockets.append(tcp)
+            bound = tcp.getsockname()
+            endpoints["listen"] = f"{bound[0]}:{bound[1]}"
+            servers.append(_Server(_config(BearerAuth(app, token))))
+        host.publish(endpoints)
+        mounted = ", ".join(started["mounted"]) or "nothing"  # type: ignore[arg-type]
+        where = path + (f" and http://{endpoints['listen']} (bearer token)" if address else "")
+        announce(f"Information Store service for {host.home_path}: pid {os.getpid()}, mounted {mounted}")
+        for failure in host.start_failures:
+            what = failure["sg"] if failure["store"] is None else f"{failure['sg']}/{failure['store']}"
+            announce(f"warning: {what} was not mounted: {failure['message']}")
+        announce(f"Listening on {where}. Stop with Ctrl-C or SIGTERM.")
+        asyncio.run(_run(servers, sockets))
+        announce("Stopping: dismounting every storage group.")
+    finally:
+        for sock in sockets:
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        host.stop()
+    announce("Stopped; every store is in Clean Shutdown.")
+
+
+def _config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+
+
+def _bind_unix(path: str) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600 before it accepts anyone. A socket file left by a killed
+    service is replaced (the home's lock, held now, proves no service uses it); any other file there is an
+    error."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ServiceError(f"{path} exists and is not a socket; choose another --socket", hint="")
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)  # why before listen: nobody can connect until then
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ServiceError(f"cannot listen on {path}: {exc.strerror}") from None
+    return sock
+
+
+async def _run(servers: list[_Server], sockets: list[socket.socket]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    try:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True)))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
