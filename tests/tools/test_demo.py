@@ -11,26 +11,30 @@ import pytest
 from shadowstore.tools import demo
 
 
-def test_the_demo_backs_up_after_logs_were_deleted_by_hand_and_restores_every_transaction(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_the_main_job_runs_the_service_backs_up_after_logs_were_deleted_and_restores_mail_intact(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     home = str(tmp_path / "demo-home")
-    assert demo.main(["--home", home, "--txns", "400"]) == 0
-    out = capsys.readouterr().out
-    assert "400 transactions committed durably" in out
+    assert demo.main(["--home", home, "--mailboxes", "2", "--messages", "30"]) == 0
+    out = capfd.readouterr().out
+    assert "[service] Listening on" in out
+    assert "mounted by the Information Store service" in out
     deleted = re.search(r"\$ rm (.*)    # (\d+) files", out)
     assert deleted is not None
     count = int(deleted.group(2))
-    assert count >= 1, "the workload must leave archived logs for the administrator to delete"
+    assert count >= 1, "the mail must leave archived logs for the administrator to delete"
     assert f"{count} log file(s) to truncate were already missing, which is not an error (event 227)" in out
-    assert "ok: transactions 1..400 of seed 7 are present and intact" in out
-    assert "ok: transactions 1..100 of seed 8 are present and intact" in out
-    assert ": OK" in out  # the incremental set verified
-    full = out[out.index("Previous Full Backup:") :]
-    assert not full.splitlines()[1].strip().startswith("Log Gen: 0-0"), "the full backup stamped the header"
+    for name in ("user01", "user02"):
+        assert re.search(rf"ok: the 40 message\(s\) of \S+/{name} are in mailbox '{name}', byte for byte", out), out
+    header = out[out.index("$ shadowstore eseutil /mh") :]
+    assert "State: Clean Shutdown" in header
+    assert not header[header.index("Previous Full Backup:") :].splitlines()[1].strip().startswith("Log Gen: 0-0")
+    assert "[service] Stopped; every store is in Clean Shutdown." in out
+    final = out[out.rindex("$ shadowstore status") :]
+    assert final.count("Clean Shutdown  Log Required: 0-0") == 4  # both groups, both stores
     assert os.path.exists(os.path.join(home, "Recovery Storage Group", "priv1.edb"))
     # run again: the demo's own home is replaced
-    assert demo.main(["--home", home, "--txns", "50"]) == 0
+    assert demo.main(["--home", home, "--mailboxes", "1", "--messages", "5"]) == 0
 
 
 def test_the_demo_never_replaces_a_folder_it_did_not_make(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
