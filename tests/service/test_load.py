@@ -10,15 +10,19 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from shadowstore.mail.generate import generate_messages
-from shadowstore.service.client import ServiceClient
+from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE, ServiceClient
 from shadowstore.service.remotemail import RemoteMail
 from tests.service.running import Service, running_service
 
 SG, RSG = "First Storage Group", "Recovery Storage Group"
 CLIENTS, BATCHES, PER_BATCH = 4, 10, 6
 KINDS = ("full", "incremental", "incremental")
+TOKEN = "load-test-token-0123456789abcdef"
 
 
 class Ledger:
@@ -39,7 +43,7 @@ class Ledger:
 
 def _client(service: Service, index: int, ledger: Ledger, backups_done: threading.Event) -> None:
     name = f"load{index:02d}"
-    with ServiceClient(socket=service.socket) as client:
+    with _connect(service) as client:
         mail = RemoteMail(client)
         try:
             mail.create_mailbox(name)
@@ -74,11 +78,31 @@ def _backups(
         errors.append(f"backups: {exc}")
 
 
-def test_clients_and_backups_together_lose_nothing(home_dir: str, tmp_path: object) -> None:
+def _connect(service: Service) -> ServiceClient:
+    """A client as the service's clients connect in this run: over TCP on loopback with the token, or over the
+    Unix socket."""
+    if service.listen is not None:
+        return ServiceClient(url=f"http://{service.listen}", token=TOKEN)
+    return ServiceClient(socket=service.socket)
+
+
+@pytest.mark.parametrize("transport", ["loopback", "socket"])
+def test_clients_and_backups_together_lose_nothing(home_dir: str, tmp_path: Path, transport: str) -> None:
     target = os.path.join(str(tmp_path), "backups")
     ledger = Ledger()
     taken: list[tuple[str, float, dict[str, object]]] = []
-    with running_service(home_dir) as service:
+    extra: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    if transport == "loopback":
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN)
+        token_file.chmod(0o600)
+        extra = ("--listen", "127.0.0.1:0", "--token-file", str(token_file))
+    with running_service(home_dir, *extra) as service:
+        assert (service.listen is not None) == (transport == "loopback")
+        if service.listen is not None:  # why: the CLI's backups and restores go over TCP too
+            env = {URL_VARIABLE: f"http://{service.listen}", TOKEN_VARIABLE: str(token_file)}
+            service.env.update(env)
         backups_done = threading.Event()
         clients = [threading.Thread(target=_client, args=(service, i, ledger, backups_done)) for i in range(CLIENTS)]
         for thread in clients:
@@ -94,7 +118,8 @@ def test_clients_and_backups_together_lose_nothing(home_dir: str, tmp_path: obje
         during = [at for box in ledger.acked.values() for _, at in box.values() if at > taken[0][1]]
         assert during, "no mail was delivered while the backups ran: the load did not overlap them"
 
-        mail = RemoteMail(service.client)
+        reader = _connect(service)
+        mail = RemoteMail(reader)
         for name, box in ledger.acked.items():
             read = {r.uid: hashlib.sha256(r.raw).hexdigest() for r in mail.messages(name)}
             assert read == {uid: digest for uid, (digest, _) in box.items()}, name
@@ -103,7 +128,7 @@ def test_clients_and_backups_together_lose_nothing(home_dir: str, tmp_path: obje
             service.cli("backup", "verify", "--to", target, str(outcome["id"]))
             service.cli("restore", "run", "--from", target, "--into-recovery-group", "--until-gen",
                         str(outcome["last_gen"]), "--quiet")  # fmt: skip
-            restored = RemoteMail(service.client, sg=RSG)
+            restored = RemoteMail(reader, sg=RSG)
             names = {m["name"] for m in restored.mailboxes()}
             checked = 0
             for name, box in ledger.acked.items():

@@ -28,6 +28,9 @@ from shadowstore.errors import NotFoundError, ShadowStoreError, StorageGroupBusy
 from shadowstore.home import ServerHome, offline_status
 from shadowstore.io.fs import FileSystem, Lock, OsFileSystem
 from shadowstore.io.replace import atomic_write
+from shadowstore.service.mailhost import MailHost
+from shadowstore.service.metrics import ServiceMetrics
+from shadowstore.service.sessions import SessionTable
 from shadowstore.tools.startmount import mount_configured
 
 LOCK_NAME = "service.lock"
@@ -59,10 +62,6 @@ class InformationStore:
         self.endpoints: dict[str, object] = {}
         self.mounted_at_start: list[str] = []
         self.start_failures: list[dict[str, object]] = []
-        from shadowstore.service.mailhost import MailHost
-        from shadowstore.service.metrics import ServiceMetrics
-        from shadowstore.service.sessions import SessionTable
-
         self.sessions = SessionTable(self)
         self.mail = MailHost(self)
         self.metrics = ServiceMetrics(self)
