@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shadowstore.errors import InvalidParameterError, NotFoundError, ShadowStoreError, unexpected
@@ -33,6 +34,30 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+class ErrorDetail(BaseModel):
+    """A ShadowStoreError as ``--json`` prints it."""
+
+    error: str
+    code: int | None
+    code_name: str | None
+    exit_code: int
+    message: str
+    hint: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_ERRORS = {
+    400: "Bad input (the message names it)",
+    404: "No such storage group, store, mailbox, file or route",
+    409: "Not possible in the present state (a backup already running, a store not mounted, ...)",
+    422: "Invalid request: the fields named are missing or of the wrong type",
+    500: "A bug in ShadowStore (logged with its traceback by the service)",
+}
+
+
 def create_app(host: InformationStore) -> FastAPI:
     from shadowstore.service.api import backups, events, files, mail, metrics, status, stores
 
@@ -43,8 +68,9 @@ def create_app(host: InformationStore) -> FastAPI:
         "and metrics of one server home.",
     )
     app.state.host = host
+    errors = {code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()}
     for module in (status, stores, backups, mail, events, files, metrics):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors)  # type: ignore[arg-type]
 
     @app.exception_handler(ShadowStoreError)
     async def ours(_request: Request, exc: ShadowStoreError) -> JSONResponse:
