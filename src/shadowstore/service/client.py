@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from shadowstore.service.host import service_info_path, service_lock_path
 from shadowstore.service.wire import raise_from_body
 
 PROBE_SECONDS = 5.0
+SOCKET_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.wmem_max / rmem_max
 URL_VARIABLE, TOKEN_VARIABLE = "SHADOWSTORE_URL", "SHADOWSTORE_TOKEN_FILE"
 _BASE = "http://shadowstore"  # the host part of URLs sent over the Unix socket (any name does)
 
@@ -35,7 +37,10 @@ class ServiceClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(PROBE_SECONDS, read=None)  # why no read bound: a mount may recover for minutes
         if socket is not None:
-            transport = httpx.HTTPTransport(uds=socket)
+            # why a big send buffer: a delivery of mail is megabytes; the default (208 KiB) makes the kernel wake
+            # the service and this client back and forth several times per request
+            options = [(SOL_SOCKET, SO_SNDBUF, SOCKET_BUFFER), (SOL_SOCKET, SO_RCVBUF, SOCKET_BUFFER)]
+            transport = httpx.HTTPTransport(uds=socket, socket_options=options)
             self.where = f"the service on {socket}"
             self.http = httpx.Client(transport=transport, base_url=_BASE, headers=headers, timeout=timeout)
         else:

@@ -37,6 +37,10 @@ class MailHost:
                 batcher = self._batchers[key] = CommitBatcher(found.transaction)
             return batcher
 
+    def batchers(self) -> dict[tuple[str, str], CommitBatcher]:
+        with self._lock:
+            return dict(self._batchers)
+
     def forget(self, sg: str) -> None:
         """The storage group is being dismounted: its stores' batchers go (a later mount makes new ones)."""
         with self._lock:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shadowstore.engine.backup import SLOT_OF_KIND
@@ -75,6 +75,15 @@ class _EngineCollector(Collector):
             labels=["sg"],
         )
         mounted = GaugeMetricFamily("shadowstore_store_mounted", "1 when the store is mounted", labels=["sg", "store"])
+        commits = CounterMetricFamily(
+            "shadowstore_mail_commits", "Transactions the commit batcher committed", labels=["sg", "store"]
+        )
+        deliveries = CounterMetricFamily(
+            "shadowstore_mail_deliveries", "Delivery requests those transactions carried", labels=["sg", "store"]
+        )
+        for (sg_name, store_name), batcher in self.host.mail.batchers().items():
+            commits.add_metric([sg_name, store_name], batcher.commits)
+            deliveries.add_metric([sg_name, store_name], batcher.works)
         home = self.host.home
         if home is not None:
             for sg in home.storage_groups():
@@ -90,7 +99,7 @@ class _EngineCollector(Collector):
                     current = sg.log.disk_generation
                     generation.add_metric([sg.name], float(current))
                     depth.add_metric([sg.name], float(current - sg.checkpoint_position.gen))
-        yield from (last, generation, depth, mounted)
+        yield from (last, generation, depth, mounted, commits, deliveries)
 
 
 def _header(store: Store) -> DbHeader | None:

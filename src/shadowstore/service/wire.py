@@ -91,14 +91,17 @@ def message_frames(items: Iterable[tuple[dict[str, object], bytes]]) -> Iterator
         yield raw
 
 
-def parse_messages(body: bytes) -> list[tuple[dict[str, object], bytes]]:
-    """The ``(properties, raw)`` pairs of a frames body. Raises InvalidParameterError saying where it breaks."""
-    view = memoryview(body)
+def parse_messages(body: bytes | list[bytes]) -> list[tuple[dict[str, object], bytes]]:
+    """The ``(properties, raw)`` pairs of a frames body, whole or as the chunks it arrived in (each message is
+    then copied once, out of the chunks). Raises InvalidParameterError saying where it breaks."""
+    reader = FrameReader([body] if isinstance(body, bytes) else body)
     found: list[tuple[dict[str, object], bytes]] = []
-    offset = 0
-    while offset < len(view):
-        props_bytes, offset = _record(view, offset, f"message {len(found) + 1}'s properties")
-        raw, offset = _record(view, offset, f"message {len(found) + 1}'s bytes")
+    while True:
+        props_bytes = _checked(reader, f"message {len(found) + 1}'s properties", at_end_ok=True)
+        if props_bytes is None:
+            return found
+        raw = _checked(reader, f"message {len(found) + 1}'s bytes", at_end_ok=False)
+        assert raw is not None
         try:
             props = json.loads(props_bytes)
         except (ValueError, RecursionError):  # why RecursionError: a deeply nested object is bad input, not a bug
@@ -109,19 +112,20 @@ def parse_messages(body: bytes) -> list[tuple[dict[str, object], bytes]]:
                 hint=f"send {FRAMES}: per message a length-prefixed JSON object, then the length-prefixed bytes",
             )
         found.append((props, raw))
-    return found
 
 
-def _record(view: memoryview, offset: int, what: str) -> tuple[bytes, int]:
-    if offset + 4 > len(view):
+def _checked(reader: FrameReader, what: str, *, at_end_ok: bool) -> bytes | None:
+    offset = reader.consumed
+    if not reader.has(4):
+        if at_end_ok and reader.held == 0:
+            return None
         raise InvalidParameterError(f"the body ends inside the length of {what} (at byte {offset})")
-    (length,) = _LENGTH.unpack_from(view, offset)
+    length = reader.peek_length()
     if length > MAX_FRAME:
         raise InvalidParameterError(f"{what} claims {length:,} bytes; a message is at most {MAX_FRAME:,} bytes")
-    end = offset + 4 + length
-    if end > len(view):
+    if not reader.has(4 + length):
         raise InvalidParameterError(f"the body ends inside {what}: {length:,} bytes announced at byte {offset}")
-    return bytes(view[offset + 4 : end]), end
+    return reader.record()
 
 
 class FrameReader:
@@ -132,6 +136,30 @@ class FrameReader:
         self._chunks = iter(chunks)
         self._pieces: deque[memoryview] = deque()
         self._held = 0
+        self.consumed = 0  # bytes taken so far (where the next record starts)
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def has(self, size: int) -> bool:
+        """Whether ``size`` more bytes are there (reading more chunks as needed)."""
+        return self._fill(size)
+
+    def peek_length(self) -> int:
+        """The length prefix of the next record, not taken. Requires: ``has(4)``."""
+        head = self._pieces[0]
+        prefix = head[:4].tobytes() if len(head) >= 4 else self._peek(4)
+        (length,) = _LENGTH.unpack(prefix)
+        return int(length)
+
+    def _peek(self, size: int) -> bytes:
+        out = bytearray()
+        for piece in self._pieces:
+            out += piece[: size - len(out)]
+            if len(out) == size:
+                break
+        return bytes(out)
 
     def _fill(self, size: int) -> bool:
         while self._held < size:
@@ -144,6 +172,7 @@ class FrameReader:
         return True
 
     def _take(self, size: int) -> bytes:
+        self.consumed += size
         parts = []
         while size:
             piece = self._pieces[0]
