@@ -288,3 +288,24 @@ def test_header_of_a_store_in_the_home_reads_as_eseutil_prints_it(service: Servi
     as_json = shadowstore(service.home, "eseutil", "/mh", path, "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == answer.json()["json"]
+
+
+def test_eseutil_mh_through_the_tcp_listener_prints_what_it_prints_directly(
+    tcp_service: Service, token_file: str
+) -> None:
+    tcp_service.client.post(f"/v1/storage-groups/{SG}/stores/Mailbox%20Store/dismount")  # a header that stays
+    path = os.path.join(tcp_service.home, STORE_FILE)
+    env = {URL_VARIABLE: f"http://{tcp_service.listen}", TOKEN_VARIABLE: token_file}
+    remote = shadowstore(tcp_service.home, "eseutil", "/mh", path, env=env)
+    direct = shadowstore(tcp_service.home, "eseutil", "/mh", path)
+    assert remote.returncode == direct.returncode == 0, remote.stderr + direct.stderr
+    assert remote.stdout.splitlines()[:-1] == direct.stdout.splitlines()[:-1]  # the last line gives the seconds
+    assert "State: Clean Shutdown" in remote.stdout
+    as_json = [json.loads(shadowstore(tcp_service.home, "eseutil", "/mh", path, "--json", env=e).stdout)
+               for e in (env, None)]  # fmt: skip
+    assert as_json[0] == as_json[1]
+
+    outside = shadowstore(tcp_service.home, "eseutil", "/mh", "/etc/passwd", env=env)
+    assert outside.returncode == 3
+    assert "outside the server home" in outside.stderr
+    assert "Operation terminated with error" in outside.stdout
