@@ -17,13 +17,29 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from shadowstore.service.client import ServiceClient, socket_of
+from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE, ServiceClient, socket_of
 
 START_SECONDS = 30.0
 
 
 def shadowstore_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", *args]
+
+
+def shadowstore(
+    home: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``shadowstore --home HOME ARGS`` in a new process, not pointed at any service by the environment. Raises
+    TimeoutExpired (killing it) after ``timeout`` s: a serve that should have been refused would run for ever."""
+    clean = {k: v for k, v in os.environ.items() if k not in (URL_VARIABLE, TOKEN_VARIABLE)}
+    return subprocess.run(
+        shadowstore_command("--home", home, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**clean, **(env or {})},
+        check=False,
+    )
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,31 +14,15 @@ import pytest
 from shadowstore import config as cfg
 from shadowstore.engine.dbfile import read_header_copies
 from shadowstore.io.fs import OsFileSystem
-from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE, ServiceClient
+from shadowstore.service.client import ServiceClient
 from shadowstore.service.host import service_info_path
 from shadowstore.service.server import MAX_SOCKET_PATH
 from shadowstore.service.wire import FRAMES, message_frames, parse_messages
-from tests.service.running import Service, running_service, shadowstore_command
+from tests.service.running import Service, running_service, shadowstore
 
 SG = "First Storage Group"
 PUBLIC = f"{SG}/Public Folder Store"
 MESSAGE = b"From: a@example.com\r\nSubject: before the kill\r\n\r\ncommitted, so it must survive\r\n"
-
-
-def shadowstore(
-    home: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``shadowstore --home HOME ARGS`` in a new process, not pointed at any service by the environment. Raises
-    TimeoutExpired (killing it) after ``timeout`` s: a serve that should have been refused would run for ever."""
-    clean = {k: v for k, v in os.environ.items() if k not in (URL_VARIABLE, TOKEN_VARIABLE)}
-    return subprocess.run(
-        shadowstore_command("--home", home, *args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**clean, **(env or {})},
-        check=False,
-    )
 
 
 def store_states(home: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ import pytest
 from shadowstore.io.fs import OsFileSystem
 from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE
 from shadowstore.service.host import service_info_path, service_lock_path
-from tests.service.running import Service, running_service, shadowstore_command
+from tests.service.running import Service, running_service, shadowstore
 
 SG = "First Storage Group"
 STORE_FILE = "First Storage Group/priv1.edb"
@@ -42,22 +42,6 @@ except PermissionError:
 else:
     print("connected")
 """
-
-
-def shadowstore(
-    home: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``shadowstore --home HOME ARGS`` in a new process, not pointed at any service by the environment. Raises
-    TimeoutExpired (killing it) after ``timeout`` s: a serve that should have been refused would run for ever."""
-    clean = {k: v for k, v in os.environ.items() if k not in (URL_VARIABLE, TOKEN_VARIABLE)}
-    return subprocess.run(
-        shadowstore_command("--home", home, *args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**clean, **(env or {})},
-        check=False,
-    )
 
 
 def write_token(path: Path, token: str, mode: int = 0o600) -> str:

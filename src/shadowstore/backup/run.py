@@ -277,15 +277,7 @@ def back_up(
     try:
         owner = owner or default_owner()
         return run_backup(
-            lambda: _engine_session(sg, kind, owner),
-            home_id=home.home_id,
-            sg_name=sg.name,
-            kind=kind,
-            target=target,
-            lease=(owner, lease_seconds(home)),
-            level=level,
-            report=report,
-            progress=progress,
+            lambda: _engine_session(sg, kind, owner), home, sg.name, kind, target, owner, level, report, progress
         )
     finally:
         if mounted_here:
@@ -304,19 +296,18 @@ def default_owner() -> str:
 
 def run_backup(
     begin: Callable[[], AbstractContextManager[BackupSource]],
-    *,
-    home_id: str,
+    home: ServerHome,
     sg_name: str,
     kind: str,
     target: Target,
-    lease: tuple[str, float],
+    owner: str,
     level: int | None,
     report: BackupReport,
     progress: Progress,
 ) -> BackupOutcome:
     """The backup program's phases over a session ``begin`` opens (in this process or in the service): take the
     set's lease in the target, copy, prove coverage, check the set, write the manifest, complete."""
-    run = _Run(home_id, sg_name, kind, target, level, report, progress)
+    run = _Run(home.home_id, sg_name, kind, target, level, report, progress)
     started = time.monotonic()
     holder: LeaseHolder | None = None
     completion: CompletionReport | None = None
@@ -327,7 +318,7 @@ def run_backup(
             run.call = "take_lease"
             run.find_previous(source)
             based_on = run.previous.backup_id if run.previous else None
-            holder = LeaseHolder(target, run.folder, lease[0], lease[1], based_on)
+            holder = LeaseHolder(target, run.folder, owner, lease_seconds(home), based_on)
             holder.take()  # why first: a set folder without a live lease is a dead backup to every prune
             if kind in ("full", "copy"):
                 run.copy_databases(source)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from shadowstore.backup.manifest import DatabaseEntry
 from shadowstore.backup.report import BackupReport
-from shadowstore.backup.run import BackupOutcome, Progress, default_owner, lease_seconds, run_backup
+from shadowstore.backup.run import BackupOutcome, Progress, default_owner, run_backup
 from shadowstore.backup.target import Target
 from shadowstore.engine.backup import CompletionReport
 from shadowstore.errors import BackupAbortedError, ShadowStoreError
@@ -161,14 +161,4 @@ def back_up_remote(
     def begin() -> contextlib.AbstractContextManager[RemoteSource]:
         return remote_session(begin_remote(client, sg_name, kind, owner))
 
-    return run_backup(
-        begin,
-        home_id=home.home_id,
-        sg_name=sg_name,
-        kind=kind,
-        target=target,
-        lease=(owner, lease_seconds(home)),
-        level=level,
-        report=report,
-        progress=progress,
-    )
+    return run_backup(begin, home, sg_name, kind, target, owner, level, report, progress)
