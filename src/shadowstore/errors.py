@@ -342,6 +342,28 @@ class BackupAbortedError(BackupError):
     default_hint = "the backup was ended before it completed; run it again"
 
 
+class OSSnapshotTimeOutError(BackupError):
+    """A shadow-copy freeze lasted longer than its deadline (or could not be put in place within it): the
+    storage group thawed by itself (event 2004) and the shadow copy cannot be trusted."""
+
+    code, code_name = -2402, "JET_errOSSnapshotTimeOut"
+    default_hint = (
+        "commits have resumed; run the backup again (it is retryable), and if it times out again use a faster "
+        "snapshot provider or a longer freeze timeout"
+    )
+
+
+class OSSnapshotNotAllowedError(BackupError):
+    """A shadow-copy freeze is refused: a streaming backup session runs on the storage group, it is already
+    frozen, or it is not mounted (recovering). Retryable (VSS_E_WRITERERROR_RETRYABLE)."""
+
+    code, code_name = -2403, "JET_errOSSnapshotNotAllowed"
+    default_hint = (
+        "wait for the streaming backup to end, or end it with 'shadowstore backup abort --sg NAME', then retry "
+        "(this error is retryable)"
+    )
+
+
 class BackupTargetError(BackupError):
     """The backup target failed (unreachable, unwritable, I/O error)."""
 
@@ -466,3 +488,13 @@ class AccessDeniedError(ShadowStoreError):
     the backup target, or a token file others can read."""
 
     exit_code = ExitCode.USAGE
+
+
+class SnapshotProviderError(BackupError):
+    """The shadow-copy provider could not make the snapshot (it failed, or did not finish within its bound)."""
+
+
+class SnapshotJobRunningError(BackupError):
+    """A shadow-copy job is already running in the service (one runs at a time)."""
+
+    exit_code = ExitCode.BUSY

@@ -29,6 +29,8 @@ INFO, WARN, ERR = EventType.INFORMATION, EventType.WARNING, EventType.ERROR
 _LR = "Logging/Recovery"
 _BK = "Backup"
 _GEN = "General"
+_SC = "ShadowCopy"
+_VSS = "Exchange VSS Writer"
 
 CATALOG: dict[int, EventSpec] = {
     # --- ESE, backup ---------------------------------------------------------------------------------------
@@ -97,6 +99,54 @@ CATALOG: dict[int, EventSpec] = {
     ),
     459: EventSpec(
         "ESE", _BK, ERR, "BACKUP_LOG_FILE_MISSING_ERROR_ID", "The file {file} is missing and could not be backed-up."
+    ),
+    # --- ESE, shadow copy (OS snapshot): engine/snapshot.py and the store writer ------------------------------
+    2000: EventSpec("ESE", _SC, INFO, "OS_SNAPSHOT_TRACE_ID", "Shadow copy function {function}() = {result}."),
+    2001: EventSpec("ESE", _SC, INFO, "OS_SNAPSHOT_FREEZE_START_ID", "Shadow copy instance {instance} freeze started."),
+    2002: EventSpec(
+        "ESE",
+        _SC,
+        ERR,
+        "OS_SNAPSHOT_FREEZE_START_ERROR_ID",
+        "Shadow copy instance {instance} encountered error {error} on freeze.",
+    ),
+    2003: EventSpec("ESE", _SC, INFO, "OS_SNAPSHOT_FREEZE_STOP_ID", "Shadow copy instance {instance} freeze ended."),
+    2004: EventSpec(
+        "ESE", _SC, ERR, "OS_SNAPSHOT_TIME_OUT_ID", "Shadow copy instance {instance} freeze timed-out ({ms} ms)."
+    ),
+    2005: EventSpec(
+        "ESE",
+        _SC,
+        INFO,
+        "OS_SNAPSHOT_PREPARE_FULL_ID",
+        "Shadow copy instance {instance} starting. This will be a Full shadow copy.",
+    ),
+    2006: EventSpec("ESE", _SC, INFO, "OS_SNAPSHOT_END_ID", "Shadow copy instance {instance} completed successfully."),
+    2007: EventSpec("ESE", _SC, ERR, "OS_SNAPSHOT_ABORT_ID", "Shadow copy instance {instance} aborted."),
+    2008: EventSpec(
+        "ESE",
+        _SC,
+        INFO,
+        "OS_SNAPSHOT_PREPARE_INCREMENTAL_ID",
+        "Shadow copy instance {instance} starting. This will be an Incremental shadow copy.",
+    ),
+    2009: EventSpec(
+        "ESE",
+        _SC,
+        INFO,
+        "OS_SNAPSHOT_PREPARE_COPY_ID",
+        "Shadow copy instance {instance} starting. This will be a Copy shadow copy.",
+    ),
+    2010: EventSpec(
+        "ESE",
+        _SC,
+        INFO,
+        "OS_SNAPSHOT_PREPARE_DIFFERENTIAL_ID",
+        "Shadow copy instance {instance} starting. This will be a Differential shadow copy.",
+    ),
+    # --- MSExchangeIS, the store writer (KB 933779: 0xfffff69d is -2403) ------------------------------------
+    9611: EventSpec(
+        "MSExchangeIS", _VSS, ERR, "VSS_WRITER_FREEZE_ERROR", "Error code {error} when freezing the Storage groups."
     ),
     # --- ESE, restore -------------------------------------------------------------------------------------
     204: EventSpec(

@@ -10,6 +10,10 @@
   owner's maintenance thread ends the session within one cycle (event 215) and removes the request.
 
 Neither file can block a backup: they describe or end a session, they never start or hold one.
+
+A shadow copy (engine/snapshot.py) holds the slot too while its storage group is frozen and while it completes
+(``claim_for_snapshot``): a streaming begin is then refused with -505, as ESE's JetBeginExternalBackup is while
+a snapshot holds the backup flags, and a freeze is refused with -2403 while a session runs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import json
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shadowstore.engine.backup import BackupSession, check_can_begin
 from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError
@@ -38,11 +42,20 @@ def abort_request_path(system_dir: str, base: str) -> str:
     return os.path.join(system_dir, f"{base}.backup-abort")
 
 
+class SnapshotHold(Protocol):
+    """What the slot needs of a shadow copy holding it (engine/snapshot.py)."""
+
+    def describe(self) -> str: ...
+
+    def abort(self, detail: str) -> None: ...
+
+
 class BackupSlot:
     def __init__(self, sg: StorageGroup) -> None:
         self.sg = sg
         self._lock = threading.Lock()
         self.session: BackupSession | None = None
+        self.snapshot: SnapshotHold | None = None  # a shadow copy frozen or completing (engine/snapshot.py)
         self.status_path = status_path(sg.config.system_dir, sg.base)
         self.abort_path = abort_request_path(sg.config.system_dir, sg.base)
 
@@ -52,6 +65,7 @@ class BackupSlot:
         sg = self.sg
         if not sg.mounted:
             raise NotMountedError(f"storage group {sg.name!r} is not mounted")
+        self._refuse_if_snapshot()  # why before the checkpoint: a freeze would make it wait for the thaw
         if self.session is None and kind in ("full", "copy"):
             # why: the copies are consistent at their durable headers; writing everything first makes them
             # need only the logs from now on, not every generation since the last checkpoint.
@@ -61,6 +75,7 @@ class BackupSlot:
                 raise BackupInProgressError(
                     f"a backup session is already running for {sg.name!r}: {self.session.describe()}"
                 )
+            self._refuse_if_snapshot()
             check_can_begin(sg, kind)
             self._discard(self.abort_path)  # a request for an earlier session must not end this one
             session = BackupSession(sg, kind, owner, lease_seconds)
@@ -69,6 +84,30 @@ class BackupSlot:
         sg.events.emit(210 if kind in ("full", "copy") else 211, sg=sg.name, kind=kind)
         self.publish()
         return session
+
+    def _refuse_if_snapshot(self) -> None:
+        snapshot = self.snapshot
+        if snapshot is not None:
+            raise BackupInProgressError(
+                f"a shadow copy backup holds {self.sg.name!r}: {snapshot.describe()}",
+                hint="wait for the shadow copy to thaw and complete (its freeze deadline bounds it), then retry",
+            )
+
+    def claim_for_snapshot(self, snapshot: SnapshotHold) -> str | None:
+        """Let a shadow copy hold the slot while it is frozen or completing. Returns None when it now holds
+        it, or why it cannot (a streaming session runs, or another shadow copy holds it)."""
+        with self._lock:
+            if self.session is not None:
+                return f"a streaming backup session is running: {self.session.describe()}"
+            if self.snapshot is not None:
+                return f"{self.snapshot.describe()}"
+            self.snapshot = snapshot
+            return None
+
+    def release_snapshot(self, snapshot: SnapshotHold) -> None:
+        with self._lock:
+            if self.snapshot is snapshot:
+                self.snapshot = None
 
     def ended(self, session: BackupSession) -> None:
         with self._lock:
@@ -85,7 +124,10 @@ class BackupSlot:
         return session
 
     def terminate(self) -> None:
-        """The storage group is going away: end any session (event 226)."""
+        """The storage group is going away: end any session (event 226) and thaw a freeze (event 2007)."""
+        snapshot = self.snapshot
+        if snapshot is not None:  # why first: dismount takes the storage group's mutex, which a freeze holds
+            snapshot.abort("the storage group is being dismounted")
         session = self.session
         if session is not None:
             session.abort("the storage group is being dismounted", by_server=True)

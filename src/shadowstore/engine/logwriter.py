@@ -14,6 +14,10 @@ log order, and each generation's creation time is fixed when records start going
 generation g has a time in [created(g), created(g+1)). A restore to a point in time relies on both: it stops
 at the first record after the time, and the logs up to g hold every commit made before created(g+1).
 
+A shadow-copy freeze pauses the writer (``pause``/``resume``, engine/snapshot.py): appends go on in memory and
+flushes wait for the thaw, so commits wait and are never refused; when not frozen it costs the leader one
+attribute check.
+
 After a roll into a reserve log the writer refuses updates with -529 LogDiskFull (event 428) so that the
 storage group can dismount cleanly. Any I/O failure while flushing takes the writer offline for good (an fsync
 that failed cannot be retried safely), and so does ``fail`` when another file of the storage group lost
@@ -94,6 +98,9 @@ class LogWriter:
         self._writing = False  # a leader is writing or syncing the file (close waits for it)
         self._closing = False
         self._written = threading.Condition(self._lock)  # notified when a leader stops writing, while closing
+        # A shadow-copy freeze (engine/snapshot.py) holds every log write: the flush leader waits in _lead.
+        self._paused = False
+        self._resumed = threading.Condition(self._lock)
         self._failed: BaseException | None = None
         self._refusing_updates = False
         self._last_time = 0  # the newest commit time given out (or generation creation time fixed)
@@ -264,10 +271,26 @@ class LogWriter:
             if self._failed is not None:
                 return False
             self._failed = error
+            self._resumed.notify_all()  # why: a leader held by a freeze must find the failure, not write
             waiters, self._waiters = self._waiters, []
         for _target, waiter in waiters:
             waiter.release()  # each one finds the failure, or that a flush running now covered it
         return True
+
+    def pause(self) -> None:
+        """Hold every log write until ``resume`` (a shadow-copy freeze, engine/snapshot.py). Appends go on in
+        memory; a flush, so a durable commit, waits (the leader in ``_lead``, the others behind it) and is not
+        refused. Returns once no leader is writing: from then on no byte reaches the log files."""
+        with self._lock:
+            self._paused = True
+            while self._writing:
+                self._written.wait()
+
+    def resume(self) -> None:
+        """End ``pause``: the waiting leader writes everything appended meanwhile in one flush."""
+        with self._lock:
+            self._paused = False
+            self._resumed.notify_all()
 
     def roll(self) -> LgPos:
         """Start a new generation now (the next flush performs the roll); returns the new tail."""
@@ -356,6 +379,8 @@ class LogWriter:
     def _lead(self) -> LgPos:
         """Flush as the leader, then release the waiters it satisfied and hand the lead to one it did not."""
         with self._lock:
+            if self._paused:  # why: a freeze holds log writes (engine/snapshot.py); one check when not frozen
+                self._wait_resumed()
             self._seal_block()
             work, self._queue = self._queue, []
             end = self._appended
@@ -367,7 +392,7 @@ class LogWriter:
                 if self._failed is None:
                     self._failed = exc
                 self._flushing = self._writing = False
-                if self._closing:
+                if self._closing or self._paused:
                     self._written.notify_all()
                 waiters, self._waiters = self._waiters, []
             for _target, waiter in waiters:
@@ -381,7 +406,7 @@ class LogWriter:
             self.flushes += 1
             self._flushed = flushed = max(self._flushed, end)
             self._writing = False
-            if self._closing:
+            if self._closing or self._paused:  # why paused: ``pause`` waits for this write to end
                 self._written.notify_all()
             if not self._waiters:  # the common case with a single committer
                 self._flushing = False
@@ -397,6 +422,14 @@ class LogWriter:
         if successor is not None:
             successor.release()
         return flushed
+
+    def _wait_resumed(self) -> None:
+        # Requires: _lock is held, by the flush leader. Raises (giving up the lead) if the stream failed meanwhile.
+        while self._paused and self._failed is None:
+            self._resumed.wait()
+        if self._failed is not None:
+            self._flushing = False
+            self._check_healthy()
 
     def _check_healthy(self) -> None:
         # Requires: _lock is held.

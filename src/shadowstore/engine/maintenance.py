@@ -14,6 +14,9 @@ Every ``policy.interval`` seconds (sooner when the log writer reports a roll or 
    past it (event 1012);
 8. takes a checkpoint when the replay start lags by ``checkpoint_generations`` generations or
    ``checkpoint_bytes`` of log, or ``checkpoint_seconds`` passed since the last one with commits since.
+
+While a shadow copy holds the storage group (frozen or completing, engine/snapshot.py), steps 3-8 wait for a
+later cycle: they would only wait for the thaw.
 """
 
 from __future__ import annotations
@@ -149,6 +152,10 @@ class Maintenance:
         if self._disk_full:
             self._stop = True
             self._dismount_for_disk_full()
+            return
+        if sg.backups.snapshot is not None:
+            # why: a shadow copy holds this storage group's writes (engine/snapshot.py); a flush, header write or
+            # checkpoint would wait for the thaw, and this thread with it. The next cycle after it does them.
             return
         if log.tail > log.flushed:
             log.flush()
