@@ -1,0 +1,1 @@
+"""The shadow-copy framework (the VSS model): writers, a requestor, providers. See docs/architecture.md."""
