@@ -478,4 +478,12 @@ CATALOG: dict[int, EventSpec] = {
         "SERVICE_STOPPED",
         "The Information Store service stopped ({detail}); every storage group it had mounted was dismounted.",
     ),
+    1062: EventSpec(
+        "ShadowStore",
+        "Service",
+        WARN,
+        "SNAPSHOT_JOB_ABANDONED",
+        "The shadow-copy job of {owner} was ended: its requestor stopped calling within its lease (it died or lost "
+        "its connection). The writers were thawed and shut down; the next job can start.",
+    ),
 }

@@ -1,9 +1,10 @@
 """A backup program that stops after its first chunk and waits (to be killed, or to see its session ended).
 
-    python -m tests.service.stalled_backup HOME TARGET KIND
+    python -m tests.service.stalled_backup HOME TARGET KIND [SECONDS]
 
 It is the real program (``back_up_remote``: session, heartbeats, target lease) with a progress callback that
-prints ``copying <file>`` once and then sleeps. Exit code: the error's, when the service ends its session.
+prints ``copying <file>`` once and then sleeps (an hour, or SECONDS, then goes on). Exit code: the error's, when
+the service ends its session.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shadowstore.service.remotebackup import back_up_remote
 
 def main() -> int:
     home_dir, target_dir, kind = sys.argv[1:4]
+    pause = float(sys.argv[4]) if len(sys.argv) > 4 else 3600.0
     home = ServerHome.open(home_dir)
     client = find_service(home.path)
     assert client is not None, "the service is not running"
@@ -31,7 +33,7 @@ def main() -> int:
         if not said:
             said = True
             print(f"copying {name}", flush=True)
-            time.sleep(3600)
+            time.sleep(pause)
 
     try:
         back_up_remote(

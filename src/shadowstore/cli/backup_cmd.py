@@ -10,9 +10,10 @@ import click
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.report import BackupReport
-from shadowstore.backup.run import BackupOutcome, back_up
+from shadowstore.backup.run import BackupOutcome, Progress, back_up, default_owner
 from shadowstore.backup.sessions import request_abort, running_sessions
 from shadowstore.backup.setfiles import DEFAULT_ZSTD_LEVEL
+from shadowstore.backup.snapshotrun import back_up_snapshot, freeze_seconds
 from shadowstore.backup.target import Target, open_target
 from shadowstore.backup.targetcheck import check_readable
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json, table
@@ -20,6 +21,8 @@ from shadowstore.config import CONFIG_NAME
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 from shadowstore.service.remotebackup import back_up_remote
+from shadowstore.service.remotewriter import RemoteStoreWriter
+from shadowstore.vss.hookwriter import hook_writers
 
 
 def resolve_target(home: ServerHome, to: str | None) -> Target:
@@ -78,6 +81,20 @@ def backup_group() -> None:
 )
 @click.option("--to", help="Backup target: a directory, memory://... or s3://bucket/prefix [default: backup.target].")
 @click.option("--compress", help="zstd or zstd:LEVEL (1-22); default: no compression.")
+@click.option(
+    "--method",
+    type=click.Choice(["streaming", "snapshot"]),
+    default="streaming",
+    show_default=True,
+    help="streaming: copy through a backup session; snapshot: a shadow copy (writers freeze, a provider copies).",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "btrfs", "reflink", "copy"]),
+    default="auto",
+    show_default=True,
+    help="With --method snapshot: which provider makes the shadow copy (auto says which it picked).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @json_option
 @pass_ctx
@@ -88,6 +105,8 @@ def run(
     kind: str,
     to: str | None,
     compress: str | None,
+    method: str,
+    provider: str,
     quiet: bool,
     as_json: bool,
 ) -> int:
@@ -106,22 +125,18 @@ def run(
     report.started(target.url, kind, groups)
     outcomes: list[BackupOutcome] = []
     failures: list[tuple[str, ShadowStoreError]] = []  # why a list: with --all, one failure stops no other group
+    snapshot: dict[str, object] | None = None
     with byte_bars(enabled=not (quiet or as_json)) as bar:
 
         def progress(file: str, done: int, size: int | None, _total: int) -> None:
             bar(file, done, size)
 
-        service = ctx.service()
-        for name in groups:
-            try:
-                if service is not None:
-                    outcomes.append(
-                        back_up_remote(service, home, name, kind, target, level=level, report=report, progress=progress)
-                    )
-                else:
-                    outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
-            except ShadowStoreError as exc:
-                failures.append((name, exc))
+        if method == "snapshot":
+            snapshot = _snapshot_job(
+                ctx, home, groups, kind, target, provider, level, report, progress, outcomes, failures
+            )
+        else:
+            _streaming(ctx, home, groups, kind, target, level, report, progress, outcomes, failures)
     report.finished(
         sum(len(o.files) for o in outcomes), sum(o.bytes for o in outcomes), sum(o.seconds for o in outcomes)
     )
@@ -132,10 +147,16 @@ def run(
                 "target": target.url,
                 "backups": [o.to_dict() for o in outcomes],
                 "failed": [{"sg": name} | error.to_dict() for name, error in failures],
+                **({"snapshot": snapshot} if snapshot is not None else {}),
             }
         )
         return int(failures[0][1].exit_code) if failures else int(ExitCode.OK)
     if not quiet:
+        if snapshot is not None:
+            click.echo(
+                f"shadow copy by {snapshot['provider']} ({snapshot['why']}); commits held "
+                f"{snapshot['freeze_seconds']:.3f} s, provider commit {snapshot['commit_seconds']:.3f} s"
+            )
         for o in outcomes:
             _summary(o)
         click.echo(f"report: {report.path}")
@@ -146,6 +167,67 @@ def run(
         if error.hint:
             click.echo(f"hint: {error.hint}", err=True)
     return int(failures[0][1].exit_code) if failures else int(ExitCode.OK)
+
+
+def _streaming(
+    ctx: CliContext,
+    home: ServerHome,
+    groups: list[str],
+    kind: str,
+    target: Target,
+    level: int | None,
+    report: BackupReport,
+    progress: Progress,
+    outcomes: list[BackupOutcome],
+    failures: list[tuple[str, ShadowStoreError]],
+) -> None:
+    """One streaming backup per group, through the service when it runs; a failure stops no other group."""
+    service = ctx.service()
+    for name in groups:
+        try:
+            if service is not None:
+                outcomes.append(
+                    back_up_remote(service, home, name, kind, target, level=level, report=report, progress=progress)
+                )
+            else:
+                outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
+        except ShadowStoreError as exc:
+            failures.append((name, exc))
+
+
+def _snapshot_job(
+    ctx: CliContext,
+    home: ServerHome,
+    groups: list[str],
+    kind: str,
+    target: Target,
+    provider: str,
+    level: int | None,
+    report: BackupReport,
+    progress: Progress,
+    outcomes: list[BackupOutcome],
+    failures: list[tuple[str, ShadowStoreError]],
+) -> dict[str, object]:
+    """One shadow-copy job over ``groups`` (backup/snapshotrun.py): its outcomes and failures go into the lists
+    given; returns the job's facts."""
+    service = ctx.service()
+    remote = RemoteStoreWriter(service, default_owner()) if service is not None else None
+    run = back_up_snapshot(
+        home, groups, kind, target, provider=provider, level=level, report=report, progress=progress,
+        freeze_seconds=freeze_seconds(home), store_writer=remote, writers=tuple(hook_writers(home)),
+    )  # fmt: skip
+    job = run.job
+    assert job is not None
+    outcomes.extend(run.outcomes)
+    failures.extend(run.failures)
+    return {
+        "provider": run.provider,
+        "why": run.why,
+        "snapshot_id": job.snapshot_id,
+        "freeze_seconds": round(job.freeze_seconds, 6),
+        "commit_seconds": round(job.commit_seconds, 6),
+        "swept": run.swept,
+    }
 
 
 def _summary(o: BackupOutcome) -> None:

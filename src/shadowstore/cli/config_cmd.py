@@ -14,6 +14,7 @@ SETTINGS = {
     "engine.transaction_timeout": "seconds a write transaction may hold its store's writer latch (default 60)",
     "backup.lease_seconds": "seconds a running backup's lease in its target lasts unrenewed (default 600)",
     "service.session_lease_seconds": "seconds the service keeps a silent backup program's session (default 30)",
+    "vss.freeze_seconds": "seconds a shadow copy may hold a storage group's commits before it thaws (default 60)",
 }
 
 
@@ -36,7 +37,12 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     if key == "backup.target":
         # why now: a target that can never work should be refused here, not at the next backup
         configured_target(home, value)
-    elif key in ("engine.transaction_timeout", "backup.lease_seconds", "service.session_lease_seconds"):
+    elif key in (
+        "engine.transaction_timeout",
+        "backup.lease_seconds",
+        "service.session_lease_seconds",
+        "vss.freeze_seconds",
+    ):
         stored = cfg.parse_seconds(value, key)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored

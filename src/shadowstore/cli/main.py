@@ -36,6 +36,7 @@ from shadowstore.cli import (
     restore_cmd,
     service_cmd,
     sg_cmd,
+    vss_cmd,
     workload_cmd,
 )
 from shadowstore.cli.common import CliContext
@@ -76,6 +77,7 @@ for module in (
     workload_cmd,
     service_cmd,
     mail_cmd,
+    vss_cmd,
 ):
     module.register(cli)
 

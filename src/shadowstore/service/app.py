@@ -59,7 +59,7 @@ _ERRORS = {
 
 
 def create_app(host: InformationStore) -> FastAPI:
-    from shadowstore.service.api import backups, events, files, mail, metrics, status, stores
+    from shadowstore.service.api import backups, events, files, mail, metrics, status, stores, vss
 
     app = FastAPI(
         title="ShadowStore Information Store service",
@@ -69,7 +69,7 @@ def create_app(host: InformationStore) -> FastAPI:
     )
     app.state.host = host
     errors = {code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()}
-    for module in (status, stores, backups, mail, events, files, metrics):
+    for module in (status, stores, backups, mail, events, files, vss, metrics):
         app.include_router(module.router, responses=errors)  # type: ignore[arg-type]
 
     @app.exception_handler(ShadowStoreError)

@@ -31,6 +31,7 @@ from shadowstore.io.replace import atomic_write
 from shadowstore.service.mailhost import MailHost
 from shadowstore.service.metrics import ServiceMetrics
 from shadowstore.service.sessions import SessionTable
+from shadowstore.service.vsshost import VssHost
 from shadowstore.tools.startmount import mount_configured
 
 LOCK_NAME = "service.lock"
@@ -65,6 +66,7 @@ class InformationStore:
         self.sessions = SessionTable(self)
         self.mail = MailHost(self)
         self.metrics = ServiceMetrics(self)
+        self.vss = VssHost(self)
 
     # --- life ------------------------------------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class InformationStore:
             home = self.home
             if home is None:
                 return
+            self.vss.stop()
             self.sessions.end_all("the Information Store service is stopping")
             failures: list[ShadowStoreError] = []
             for sg in home.storage_groups():

@@ -1,0 +1,106 @@
+"""Shadow-copy backups through the service, whose store writer lives in it: a snapshot while a streaming backup
+runs on the same storage group is refused with -2403 (events 2002 and 9611, writer [9] Failed, retryable) while
+the streaming backup completes and a snapshot of another group succeeds at once (DESIGN §11 scenario 4); a
+requestor killed with SIGKILL while the writers are frozen cannot hold them: they thaw by the deadline, commits
+resume and the next job succeeds (scenario 3)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from shadowstore.service.client import ServiceClient
+from shadowstore.service.remotemail import RemoteMail
+from tests.service.running import Service, running_service, shadowstore
+
+SG, SG2 = "First Storage Group", "Second Storage Group"
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
+    assert child.stdout is not None
+    return child
+
+
+def _snapshot(service: Service, sg: str, target: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return service.cli("backup", "run", "--sg", sg, "--kind", "full", "--method", "snapshot", "--provider", "copy",
+                       "--to", target, "--json", check=check)  # fmt: skip
+
+
+def test_a_snapshot_during_a_streaming_backup_is_refused_and_the_streaming_backup_completes(
+    home_dir: str, tmp_path: Path
+) -> None:
+    assert shadowstore(home_dir, "sg", "create", SG2).returncode == 0
+    assert shadowstore(home_dir, "store", "create", SG2, "Archive Store").returncode == 0
+    target = str(tmp_path / "backups")
+    with running_service(home_dir) as service:
+        streaming = _child("tests.service.stalled_backup", home_dir, target, "full", "4")
+        assert streaming.stdout is not None
+        assert streaming.stdout.readline().startswith("copying ")
+
+        refused = _snapshot(service, SG, target, check=False)
+        assert refused.returncode == 20, refused.stdout + refused.stderr
+        document = json.loads(refused.stdout)
+        assert document["code"] == -2403, document
+        assert "Traceback" not in refused.stderr
+        assert service.client.get("/v1/events", event_id=2002)
+        assert service.client.get("/v1/events", event_id=9611)
+        writers = service.cli("vss", "writers").stdout
+        assert "State: [9] Failed" in writers
+        assert "Last error: Retryable error" in writers
+
+        other = json.loads(_snapshot(service, SG2, target).stdout)  # another group: at once
+        assert other["failed"] == []
+        assert other["backups"][0]["sg"] == SG2
+
+        assert streaming.wait(60) == 0, streaming.stdout.read()
+        after = json.loads(_snapshot(service, SG, target).stdout)  # right after the streaming backup
+        assert after["failed"] == []
+        assert "State: [1] Stable" in service.cli("vss", "writers").stdout
+        kinds = [s["kind"] for s in json.loads(service.cli("backup", "list", "--to", target, "--json").stdout)]
+        assert sorted(kinds) == ["full", "full", "full"]
+
+
+def test_a_requestor_killed_while_the_writers_are_frozen_cannot_hold_them(home_dir: str, tmp_path: Path) -> None:
+    for setting, value in (("vss.freeze_seconds", "2"), ("service.session_lease_seconds", "3")):
+        assert shadowstore(home_dir, "config", "set", setting, value).returncode == 0
+    with running_service(home_dir) as service:
+        mail = RemoteMail(service.client)
+        mail.create_mailbox("alice")
+        requestor = _child("tests.service.frozen_requestor", home_dir, SG)
+        assert requestor.stdout is not None
+        assert requestor.stdout.readline().strip() == "frozen"
+
+        delivered: list[float] = []
+        started = time.monotonic()
+
+        def deliver() -> None:
+            with ServiceClient(socket=service.socket) as client:
+                RemoteMail(client).add("alice", "INBOX", [b"Subject: during the freeze\n\nheld, not lost\n"], [{}])
+            delivered.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        time.sleep(0.3)
+        assert not delivered, "a commit must wait while the storage group is frozen"
+        requestor.send_signal(signal.SIGKILL)
+        requestor.wait()
+        thread.join(30)
+        assert delivered, "the delivery must finish once the freeze deadline thawed the group"
+        assert delivered[0] < 2.0 + 3.0
+        assert service.client.get("/v1/events", event_id=2004)
+
+        time.sleep(3.5)  # why: the job's lease (3 s) lapses, and the service ends the job
+        done = json.loads(_snapshot(service, SG, str(tmp_path / "backups")).stdout)
+        assert done["failed"] == []
+        assert [m["messages"] for m in mail.mailboxes()] == [1]
+    leftovers = Path(home_dir, SG, ".shadowstore-snapshots")
+    assert not leftovers.exists() or not any(leftovers.iterdir()), "every shadow copy was removed"
