@@ -1,0 +1,167 @@
+"""The freeze window of shadow-copy backups (how long commits are held), per provider and store size, beside a
+raw ``btrfs subvolume snapshot -r`` of the same subvolume in the same run; and commit latency p50/p99 while a
+snapshot backup runs, against the same workload without one.
+
+Needs root (loop-mounted btrfs and XFS). Targets (issue 14): median freeze window <= 50 ms with btrfs and
+reflink at every size; p99 commit latency during the backup <= 2x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from common import Result, save
+from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.report import BackupReport
+from shadowstore.backup.snapshotrun import back_up_snapshot
+from shadowstore.engine.maintenance import MaintenancePolicy
+from shadowstore.home import ServerHome
+from shadowstore.vss.providers import make_subvolume
+
+SG = "First Storage Group"
+VALUE = 4 << 20  # bytes per transaction while filling a store
+
+
+@contextmanager
+def loop_fs(kind: str, size_gib: int) -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix=f"ss-bench-{kind}-") as work:
+        image, mount = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
+        os.mkdir(mount)
+        subprocess.run(["truncate", "-s", f"{size_gib}G", image], check=True)
+        device = subprocess.run(["losetup", "--find", "--show", image], check=True, capture_output=True, text=True)
+        loop = device.stdout.strip()
+        try:
+            mkfs = (
+                ["mkfs.btrfs", "-q", "-f", loop]
+                if kind == "btrfs"
+                else ["mkfs.xfs", "-q", "-f", "-m", "reflink=1", loop]
+            )
+            subprocess.run(mkfs, check=True, capture_output=True)
+            subprocess.run(["mount", loop, mount], check=True)
+            try:
+                yield mount
+            finally:
+                subprocess.run(["umount", mount], check=False)
+        finally:
+            subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def filled_home(root: str, mib: int) -> ServerHome:
+    path = os.path.join(root, "home")
+    make_subvolume(path)  # False on XFS: a plain folder there
+    home = ServerHome.init(path, policy=MaintenancePolicy())
+    sg = home.storage_group(SG)
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table("t")
+    for n in range(max(1, (mib << 20) // VALUE)):
+        with store.transaction() as tx:
+            tx.put("t", b"%08d" % n, os.urandom(VALUE))
+    sg.checkpoint()
+    return home
+
+
+def freeze_window(home: ServerHome, provider: str, target: str, runs: int) -> tuple[float, float]:
+    """Median freeze window and provider commit (seconds) of ``runs`` snapshot full backups."""
+    windows, commits = [], []
+    for _ in range(runs):
+        run = back_up_snapshot(home, [SG], "full", LocalTarget(target), provider=provider,
+                               report=BackupReport(home.fs, home.path))  # fmt: skip
+        assert run.job is not None
+        assert not run.failures
+        windows.append(run.job.freeze_seconds)
+        commits.append(run.job.commit_seconds)
+    return statistics.median(windows), statistics.median(commits)
+
+
+def raw_btrfs_snapshot(subvolume: str, runs: int) -> float:
+    times = []
+    for n in range(runs):
+        dest = os.path.join(os.path.dirname(subvolume), f"raw-{n}")
+        started = time.perf_counter()
+        subprocess.run(["btrfs", "subvolume", "snapshot", "-r", subvolume, dest], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+        subprocess.run(["btrfs", "subvolume", "delete", dest], check=True, capture_output=True)
+    return statistics.median(times)
+
+
+def commit_latencies(home: ServerHome, seconds: float, during: bool, provider: str, target: str) -> list[float]:
+    store = home.storage_group(SG).store("Mailbox Store")
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def commit() -> None:
+        n = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            with store.transaction() as tx:
+                tx.put("t", b"lat-%08d" % n, b"x" * 100)
+            latencies.append(time.perf_counter() - started)
+            n += 1
+
+    thread = threading.Thread(target=commit)
+    thread.start()
+    ends = time.monotonic() + seconds
+    try:
+        while time.monotonic() < ends:
+            if during:
+                back_up_snapshot(home, [SG], "full", LocalTarget(target), provider=provider,
+                                 report=BackupReport(home.fs, home.path))  # fmt: skip
+            else:
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    return latencies
+
+
+def main() -> list[Result]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100,1024", help="store sizes in MiB")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    results: list[Result] = []
+    table: list[str] = []
+    for kind, providers in (("btrfs", ("btrfs", "reflink", "copy")), ("xfs", ("reflink", "copy"))):
+        for mib in (int(s) for s in args.sizes.split(",")):
+            with loop_fs(kind, max(4, 3 * mib // 1024 + 3)) as mount, tempfile.TemporaryDirectory() as target_dir:
+                home = filled_home(mount, mib)
+                raw = raw_btrfs_snapshot(os.path.join(mount, "home"), args.runs) if kind == "btrfs" else None
+                for provider in providers:
+                    window, commit = freeze_window(home, provider, target_dir, args.runs)
+                    line = (f"{kind:5} {mib:5} MiB {provider:8} freeze window {window * 1e3:8.1f} ms "
+                            f"(provider commit {commit * 1e3:7.1f} ms)")  # fmt: skip
+                    if raw is not None:
+                        line += f"; raw btrfs snapshot {raw * 1e3:.1f} ms"
+                    table.append(line)
+                    print(line, flush=True)
+                    if provider in ("btrfs", "reflink"):
+                        results.append(Result(f"freeze window, {provider} on {kind}, {mib} MiB", 0.050,
+                                              window, "target 50 ms", "s (target/ours)", 1.0))  # fmt: skip
+                if kind == "xfs" and mib == min(int(s) for s in args.sizes.split(",")):
+                    base = commit_latencies(home, 5.0, False, "reflink", target_dir)
+                    under = commit_latencies(home, 5.0, True, "reflink", target_dir)
+                    p99 = (statistics.quantiles(base, n=100)[98], statistics.quantiles(under, n=100)[98])
+                    p50 = (statistics.median(base), statistics.median(under))
+                    line = (f"commit latency p50 {p50[1] * 1e3:.2f} ms vs {p50[0] * 1e3:.2f} ms, "
+                            f"p99 {p99[1] * 1e3:.2f} ms vs {p99[0] * 1e3:.2f} ms without a backup")  # fmt: skip
+                    table.append(line)
+                    print(line, flush=True)
+                    results.append(Result("p99 commit latency during a snapshot backup (reflink, XFS)", p99[0] * 2,
+                                          p99[1], "2x baseline p99", "s (2x base/ours)", 1.0))  # fmt: skip
+                home.close()
+    print("saved", save("snapshot", results, {"lines": table}))
+    return results
+
+
+if __name__ == "__main__":
+    main()
