@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from shadowstore.backup.manifest import DatabaseEntry
+from shadowstore.backup.source import entry_of
 from shadowstore.config import SgConfig, StoreConfig
 from shadowstore.engine.backup import CompletionReport
 from shadowstore.engine.logreader import scan_generation
@@ -113,20 +114,8 @@ class _FrozenCopy:
         return data
 
     def entry(self) -> DatabaseEntry:
-        header = self._header
-        return DatabaseEntry(
-            store=self._name,
-            file=self.file_name,
-            dbid=self._source.store_config(self._name).dbid,
-            db_signature=header.db_signature.to_dict(),
-            page_size=header.page_size,
-            dbtime=header.dbtime,
-            replay_start=str(header.replay_start),
-            replay_start_gen=header.replay_start.gen,
-            page_count=header.page_count,
-            state=header.state_name,
-            max_commit_us=self._source.last_commit_us,
-        )
+        dbid = self._source.store_config(self._name).dbid
+        return entry_of(self._name, self._original, dbid, self._header, self._source.last_commit_us)
 
 
 class SnapshotSource:

@@ -18,6 +18,7 @@ from shadowstore.engine.dbcopy import DatabaseCopy
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.engine.store import Store
 from shadowstore.errors import ShadowStoreError
+from shadowstore.format.dbheader import DbHeader
 from shadowstore.io.blockread import Block
 from shadowstore.io.fs import read_file
 
@@ -60,11 +61,16 @@ class BackupSource(Protocol):
 
 def database_entry(store: Store, copy: DatabaseCopy) -> DatabaseEntry:
     """The manifest's record of ``store`` as ``copy`` pinned it."""
-    header = copy.header
+    return entry_of(store.name, store.path, store.dbid, copy.header, copy.max_commit_us)
+
+
+def entry_of(name: str, path: str, dbid: int, header: DbHeader, max_commit_us: int | None) -> DatabaseEntry:
+    """The manifest's record of a store copy whose header is ``header``: the copy holds every transaction
+    committed up to ``max_commit_us``."""
     return DatabaseEntry(
-        store=store.name,
-        file=os.path.basename(store.path),
-        dbid=store.dbid,
+        store=name,
+        file=os.path.basename(path),
+        dbid=dbid,
         db_signature=header.db_signature.to_dict(),
         page_size=header.page_size,
         dbtime=header.dbtime,
@@ -72,7 +78,7 @@ def database_entry(store: Store, copy: DatabaseCopy) -> DatabaseEntry:
         replay_start_gen=header.replay_start.gen,
         page_count=header.page_count,
         state=header.state_name,
-        max_commit_us=copy.max_commit_us,
+        max_commit_us=max_commit_us,
     )
 
 
