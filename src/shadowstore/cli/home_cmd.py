@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,10 +12,11 @@ from shadowstore.cli.common import SIZE, CliContext, json_option, pass_ctx, prin
 from shadowstore.config import CONFIG_NAME, validate_log_file_size, validate_page_size
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
-from shadowstore.home import ServerHome
+from shadowstore.home import DEFAULT_SG, ServerHome
 from shadowstore.quarantine import total_bytes
 from shadowstore.restore.journal import unfinished_restores
 from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP
+from shadowstore.vss.providers import make_subvolume
 
 
 @click.command()
@@ -35,7 +38,9 @@ from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP
 @json_option
 @pass_ctx
 def init(ctx: CliContext, log_file_size: int, page_size: int, circular_logging: bool, as_json: bool) -> None:
-    """Create a server home with "First Storage Group" (E00), "Mailbox Store" and "Public Folder Store"."""
+    """Create a server home with "First Storage Group" (E00), "Mailbox Store" and "Public Folder Store". On btrfs
+    the home and the storage group's folder are made subvolumes, so shadow copies can snapshot just them."""
+    subvolumes = _subvolume_layout(ctx.home_path)
     home = ServerHome.init(
         ctx.home_path,
         log_file_size=validate_log_file_size(log_file_size),
@@ -46,6 +51,8 @@ def init(ctx: CliContext, log_file_size: int, page_size: int, circular_logging: 
         print_json(home.status())
         return
     click.echo(f"Created server home {home.path} (home id {home.home_id})")
+    if subvolumes:
+        click.echo(f"  on btrfs: {', '.join(subvolumes)} are subvolumes (shadow copies use the btrfs provider)")
     for sg in home.config.storage_groups:
         click.echo(f"  {sg.name} ({sg.log_base}): {', '.join(f'{s.name} ({s.file})' for s in sg.stores)}")
 
@@ -71,6 +78,18 @@ def status(ctx: CliContext, as_json: bool) -> None:
         return
     for line in status_lines(data):
         click.echo(line)
+
+
+def _subvolume_layout(path: str) -> list[str]:
+    """On btrfs, make a new home and its first storage group's folder subvolumes (vss/providers.py); nothing when
+    the home exists already or its parent is not btrfs. Returns the subvolumes made."""
+    path = os.path.abspath(path)
+    if Path(path).exists() or Path(path).is_symlink() or not Path(path).parent.is_dir():
+        return []
+    if not make_subvolume(path):
+        return []
+    group = os.path.join(path, DEFAULT_SG)
+    return [path, group] if make_subvolume(group) else [path]
 
 
 def status_lines(data: dict[str, Any]) -> list[str]:
