@@ -213,3 +213,32 @@ def test_the_article_with_shadow_copies_logs_deleted_by_hand_do_not_stop_a_snaps
         last = run.outcomes[0].to_dict()["last_gen"]
     _restore(home_dir, target, run.outcomes[0].backup_id, int(last))  # type: ignore[call-overload]
     assert len(_contents(home_dir, RSG)) == 600
+
+
+def test_snapshot_copy_and_differential_truncate_nothing_and_differentials_start_after_the_full(
+    home_dir: str, tmp_path: Path
+) -> None:
+    target = LocalTarget(str(tmp_path / "backups"))
+    with ServerHome.open(home_dir) as home:
+        home.storage_group(SG).mount()
+        _commit(home, 1, 150)
+
+        def snap(kind: str) -> dict[str, object]:
+            run = back_up_snapshot(home, [SG], kind, target, provider="copy", report=BackupReport(home.fs, home.path))
+            assert not run.failures
+            done = run.outcomes[0].completion
+            assert done is not None
+            return {**run.outcomes[0].to_dict(), "completion": done}
+
+        full = snap("full")
+        _commit(home, 151, 150)
+        copy = snap("copy")
+        _commit(home, 301, 150)
+        first_diff = snap("differential")
+        _commit(home, 451, 50)
+        second_diff = snap("differential")
+    for kind, taken in (("copy", copy), ("differential", first_diff), ("differential", second_diff)):
+        assert taken["completion"].truncated == [], kind  # type: ignore[attr-defined]
+    assert first_diff["first_gen"] == second_diff["first_gen"] == full["last_gen"] + 1  # type: ignore[operator]
+    _restore(home_dir, str(tmp_path / "backups"), str(full["id"]), int(second_diff["last_gen"]))  # type: ignore[call-overload]
+    assert len(_contents(home_dir, RSG)) == 500
