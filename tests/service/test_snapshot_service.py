@@ -104,3 +104,52 @@ def test_a_requestor_killed_while_the_writers_are_frozen_cannot_hold_them(home_d
         assert [m["messages"] for m in mail.mailboxes()] == [1]
     leftovers = Path(home_dir, SG, ".shadowstore-snapshots")
     assert not leftovers.exists() or not any(leftovers.iterdir()), "every shadow copy was removed"
+
+
+def test_a_provider_that_hangs_past_the_freeze_deadline_through_the_service(home_dir: str, tmp_path: Path) -> None:
+    """Scenario 5: the provider (in the backup program) hangs; the service's writer thaws by itself at the
+    deadline (event 2004), commits resume, the job fails with -2402, and the next job runs."""
+    assert shadowstore(home_dir, "config", "set", "vss.freeze_seconds", "1").returncode == 0
+    target = str(tmp_path / "backups")
+    with running_service(home_dir) as service:
+        mail = RemoteMail(service.client)
+        mail.create_mailbox("bob")
+        result: list[subprocess.CompletedProcess[str]] = []
+        hung = threading.Thread(
+            target=lambda: result.append(
+                service.cli(
+                    "backup",
+                    "run",
+                    "--sg",
+                    SG,
+                    "--kind",
+                    "full",
+                    "--method",
+                    "snapshot",
+                    "--provider",
+                    "copy",
+                    "--to",
+                    target,
+                    "--json",
+                    check=False,
+                )
+            )
+        )
+        service.env["SHADOWSTORE_PAUSE_AT"] = "vss.provider.before_commit"
+        hung.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        mail.add("bob", "INBOX", [b"Subject: while the provider hangs\n\nheld at most until the deadline\n"], [{}])
+        waited = time.monotonic() - started
+        assert waited < 1.0 + 2.0, f"a commit waited {waited:.1f} s: the deadline must thaw the storage group"
+        hung.join(60)
+        del service.env["SHADOWSTORE_PAUSE_AT"]
+        failed = result[0]
+        assert failed.returncode == 20, failed.stdout + failed.stderr
+        assert json.loads(failed.stdout)["code"] == -2402
+        assert service.client.get("/v1/events", event_id=2004)
+        assert "Last error: Timed out" in service.cli("vss", "writers").stdout
+
+        done = json.loads(_snapshot(service, SG, target).stdout)
+        assert done["failed"] == []
+        assert [m["messages"] for m in mail.mailboxes()] == [1]

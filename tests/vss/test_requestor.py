@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shadowstore.errors import OSSnapshotNotAllowedError, SnapshotProviderError
+from shadowstore.errors import OSSnapshotNotAllowedError, OSSnapshotTimeOutError, SnapshotProviderError
 from shadowstore.vss.requestor import Requestor
 from shadowstore.vss.states import WriterFailure, WriterState
 from shadowstore.vss.writer import Writer, WriterMetadata
@@ -143,8 +143,26 @@ def test_a_provider_that_hangs_cannot_hold_the_job() -> None:
     with pytest.raises(SnapshotProviderError, match=r"within 0\.3 s"):
         Requestor([a], provider, commit_seconds=0.3).run("full", {a: ["sg"]}, _copy(calls))  # type: ignore[arg-type]
     assert time.monotonic() - started < 2.0
-    assert calls[-2:] == ["a:abort", "a:backup_shutdown"]
-    assert "a:thaw" not in calls  # the abort thaws; the job never reached its thaw step
+    assert calls[-3:] == ["a:thaw", "a:abort", "a:backup_shutdown"]  # thawed at once, before the abort
+
+
+def test_a_writer_whose_freeze_deadline_passed_while_the_provider_hung_makes_the_job_fail_with_2402() -> None:
+    calls: list[str] = []
+
+    class TimedOut(Recording):
+        def on_thaw(self) -> None:
+            calls.append("late:thaw")
+            raise OSSnapshotTimeOutError("the freeze outlived its deadline and was thawed by the watchdog")
+
+    late = TimedOut(calls, "late")
+    with pytest.raises(OSSnapshotTimeOutError):
+        Requestor([late], FakeProvider(calls, hang=3.0), commit_seconds=0.3).run(
+            "full",
+            {late: ["sg"]},
+            _copy(calls),  # type: ignore[arg-type]
+        )
+    assert late.state == WriterState.FAILED_AT_THAW
+    assert late.status()["last_error"] == "Timed out"
 
 
 def test_a_copy_that_fails_aborts_and_removes_the_snapshot() -> None:

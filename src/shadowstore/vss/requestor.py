@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shadowstore.errors import ShadowStoreError, SnapshotProviderError
+from shadowstore.errors import OSSnapshotTimeOutError, ShadowStoreError, SnapshotProviderError
 from shadowstore.vss.providers import Provider, Snapshot
 from shadowstore.vss.writer import Writer
 
@@ -61,7 +61,11 @@ class Requestor:
             for writer in self.writers:
                 writer.freeze()
             paths = [path for writer in self.writers for path in _files_of(writer)]
-            snap = self._commit(paths, report.snapshot_id)
+            try:
+                snap = self._commit(paths, report.snapshot_id)
+            except SnapshotProviderError as exc:
+                self._deadline_first(exc)
+                raise
             report.commit_seconds = snap.commit_seconds
             for writer in self.writers:
                 writer.thaw()
@@ -81,6 +85,17 @@ class Requestor:
             if snap is not None:
                 snap.remove()
         return report
+
+    def _deadline_first(self, failure: SnapshotProviderError) -> None:
+        """The provider failed or hung: thaw now. A writer whose freeze deadline passed meanwhile (it thawed by
+        itself) answers -2402, which is then what the job failed with: the writers' bound came first."""
+        for writer in self.writers:
+            try:
+                writer.thaw()
+            except OSSnapshotTimeOutError as timeout:
+                raise timeout from failure
+            except ShadowStoreError:
+                continue  # the abort that follows releases it; the provider's failure is the job's
 
     def _commit(self, paths: list[str], snapshot_id: str) -> Snapshot:
         """The provider's commit, waited for at most ``commit_seconds``."""

@@ -32,6 +32,7 @@ from shadowstore.vss.writer import (
 )
 
 DEFAULT_FREEZE_SECONDS = 60.0  # freeze to thaw, as VSS's writers (research/vss.md §1.5)
+STARTING = {"full": 2005, "incremental": 2008, "copy": 2009, "differential": 2010}  # "... starting. This will be a"
 
 
 class StoreWriter(SnapshotStoreWriter):
@@ -84,6 +85,8 @@ class StoreWriter(SnapshotStoreWriter):
     def on_prepare_snapshot(self) -> None:
         for name in self.selected:
             sg = self._group(name)
+            assert self.kind is not None
+            sg.events.emit(STARTING[self.kind], sg=sg.name, instance=self.instance_id)
             if sg.backup_session is None:  # why: with a streaming session the freeze refuses (-2403), not this
                 snapshot.prepare_snapshot(sg)
 
