@@ -21,6 +21,7 @@ from shadowstore.cli.main import main
 from shadowstore.errors import OSSnapshotTimeOutError
 from shadowstore.home import ServerHome
 from shadowstore.vss.providers import PROVIDERS, Snapshot
+from shadowstore.vss.states import WriterState
 
 SG, RSG = "First Storage Group", "Recovery Storage Group"
 
@@ -242,3 +243,26 @@ def test_snapshot_copy_and_differential_truncate_nothing_and_differentials_start
     assert first_diff["first_gen"] == second_diff["first_gen"] == full["last_gen"] + 1  # type: ignore[operator]
     _restore(home_dir, str(tmp_path / "backups"), str(full["id"]), int(second_diff["last_gen"]))  # type: ignore[call-overload]
     assert len(_contents(home_dir, RSG)) == 500
+
+
+def test_the_store_writer_dismounts_before_a_restore_and_mounts_what_was_restored(
+    home_dir: str, tmp_path: Path
+) -> None:
+    from shadowstore.vss.storewriter import StoreWriter
+
+    target = str(tmp_path / "backups")
+    with ServerHome.open(home_dir) as home:
+        sg = home.storage_group(SG)
+        sg.mount()
+        _commit(home, 1, 40)
+        run = back_up_snapshot(home, [SG], "full", LocalTarget(target), provider="copy",
+                               report=BackupReport(home.fs, home.path))  # fmt: skip
+        writer = StoreWriter(home)
+        writer.pre_restore([SG])
+        assert not sg.mounted
+        assert main(["--home", home_dir, "restore", "run", "--from", target, "--in-place", "--yes", "--quiet"]) == 0
+        writer.post_restore([SG], {SG: True})
+        assert sg.mounted
+        assert len(_contents_of(home)) == 40
+        assert writer.state == WriterState.STABLE
+    assert run.outcomes

@@ -153,3 +153,26 @@ class StoreWriter(SnapshotStoreWriter):
 
     def on_abort(self) -> None:
         self._thaw_all(quietly=True)
+
+    # --- restore ------------------------------------------------------------------------------------------------
+
+    def on_pre_restore(self, components: list[str]) -> None:
+        """Dismount each storage group to be restored (every store in Clean Shutdown), so the restore may replace
+        its files; refused (-505) while it has a backup session or a shadow copy running."""
+        for name in components:
+            sg = self.home.storage_group(name)
+            if sg.backup_session is not None:
+                from shadowstore.errors import BackupInProgressError
+
+                raise BackupInProgressError(
+                    f"storage group {name!r} cannot be restored while it is being backed up: "
+                    f"{sg.backup_session.describe()}"
+                )
+            sg.dismount()
+
+    def on_post_restore(self, components: list[str], succeeded: dict[str, bool]) -> None:
+        """Mount each storage group whose restore succeeded (soft recovery runs if it must); the others stay
+        dismounted, for the administrator to finish or abort the restore."""
+        for name in components:
+            if succeeded.get(name):
+                self.home.storage_group(name).mount()

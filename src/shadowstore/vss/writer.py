@@ -130,6 +130,16 @@ class Writer:
     def backup_complete(self, succeeded: dict[str, bool]) -> None:
         self._step("backup_complete", lambda: self.on_backup_complete(succeeded), WriterState.STABLE)
 
+    def pre_restore(self, components: list[str]) -> None:
+        """Before files of ``components`` are restored: let them be replaced (the store writer dismounts)."""
+        with self._lock:
+            self.state, self.failure, self.failure_detail = WriterState.STABLE, WriterFailure.NONE, None
+            self._step("pre_restore", lambda: self.on_pre_restore(components), WriterState.STABLE)
+
+    def post_restore(self, components: list[str], succeeded: dict[str, bool]) -> None:
+        """After the restore: bring back what was restored (the store writer mounts, which recovers)."""
+        self._step("post_restore", lambda: self.on_post_restore(components, succeeded), WriterState.STABLE)
+
     def backup_shutdown(self) -> None:
         """The end of the job, also after failures: release everything. A failed state stays to be shown."""
         failed = self.state.failed
@@ -193,6 +203,12 @@ class Writer:
 
     def on_backup_shutdown(self) -> None:
         """Release the job's state."""
+
+    def on_pre_restore(self, components: list[str]) -> None:
+        """Make the components' files replaceable."""
+
+    def on_post_restore(self, components: list[str], succeeded: dict[str, bool]) -> None:
+        """Bring the restored components back."""
 
     def on_abort(self) -> None:
         """Release whatever is held (thaw first)."""
