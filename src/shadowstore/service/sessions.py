@@ -31,7 +31,7 @@ from shadowstore.errors import (
     NoBackupError,
     ShadowStoreError,
 )
-from shadowstore.io.blockread import Block
+from shadowstore.io.blockread import owned
 from shadowstore.io.fs import read_file
 
 if TYPE_CHECKING:
@@ -184,14 +184,9 @@ class SessionTable:
         aborted and ``close`` reports why."""
         store, copy = self.open_copy_of(hosted, store_name)
         try:
-            for chunk in copy.chunks():
+            for data in owned(copy.chunks()):  # why owned: a lent block goes out over the socket after its turn
                 hosted.renew()  # why: a program reading is alive, even between heartbeats
-                if isinstance(chunk, Block):
-                    data = bytes(chunk.data)
-                    chunk.release()
-                    yield data
-                else:
-                    yield chunk
+                yield data
         except ShadowStoreError as exc:
             hosted.failure = exc
             if not hosted.session.ended:
