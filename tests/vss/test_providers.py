@@ -32,7 +32,7 @@ import pytest
 
 from shadowstore.errors import ExitCode, FileNotFoundError_, InvalidParameterError, SnapshotProviderError
 from shadowstore.io import clone
-from shadowstore.vss import providers
+from shadowstore.vss import providers, snapshotfolders
 from shadowstore.vss.providers import (
     AFTER_COMMIT,
     BEFORE_COMMIT,
@@ -420,7 +420,7 @@ def dead_pid() -> int:
 
 
 def rewrite_owner(root: str, **changes: object) -> None:
-    owner = providers.parse_owner(Path(root, OWNER).read_bytes())
+    owner = snapshotfolders.parse_owner(Path(root, OWNER).read_bytes())
     assert owner is not None
     Path(root, OWNER).write_bytes(dataclasses.replace(owner, **changes).to_json())
 
@@ -489,7 +489,7 @@ def test_sweep_judges_folders_without_an_owner_file(tmp_path: Path) -> None:
 def test_the_owner_file_names_this_process(tmp_path: Path) -> None:
     paths = write_files(str(tmp_path), seed=6)
     snap = PROVIDERS["copy"]().snapshot(paths, "s1")
-    owner = providers.parse_owner(Path(snap.root, OWNER).read_bytes())
+    owner = snapshotfolders.parse_owner(Path(snap.root, OWNER).read_bytes())
     assert owner is not None
     assert (owner.pid, owner.host, owner.provider) == (os.getpid(), socket.gethostname(), "copy")
     assert owner.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()

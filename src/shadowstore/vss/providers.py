@@ -33,38 +33,36 @@ once it has finished and its result was dropped.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-import socket
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from shadowstore.errors import FileNotFoundError_, InvalidParameterError, SnapshotProviderError
 from shadowstore.io import clone
 from shadowstore.io.fs import OsFileSystem
+from shadowstore.vss.snapshotfolders import (
+    DATA,
+    OWNER,
+    SNAPSHOTS,
+    adopt,
+    build_folder,
+    give_up,
+    judge_folder,
+    remove_root,
+    sweep_leftovers,
+)
 
-SNAPSHOTS = ".shadowstore-snapshots"
-OWNER = "owner.json"
-DATA = "data"
-STAGING = ".new"
+__all__ = ["OWNER", "SNAPSHOTS", "judge_folder", "sweep_leftovers"]  # why: the layout's names, also used from here
+
 BEFORE_COMMIT = "vss.provider.before_commit"  # crash points: the folders and owner files exist
 AFTER_COMMIT = "vss.provider.after_commit"  # the snapshot is complete, not yet returned
 NAMES = ("btrfs", "reflink", "copy")
 MiB = 1 << 20
 
 CrashPoint = Callable[[str], None]
-
-# The snapshot folders this process uses, for judging its own folders (module docstring, "Removal"). Requires:
-# _in_use_lock for both. Process-wide on purpose: any thread's sweep must see any thread's snapshots.
-_in_use_lock = threading.Lock()
-_building: set[str] = set()  # folders (final and .new) of snapshot calls still running
-_made: weakref.WeakValueDictionary[str, Snapshot] = weakref.WeakValueDictionary()  # root -> its live Snapshot
 
 
 @dataclass
@@ -84,7 +82,7 @@ class Snapshot:
         failures = []
         for root in [self.root, *self.other_roots]:
             try:
-                _remove_root(root)
+                remove_root(root)
             except SnapshotProviderError as exc:
                 failures.append(exc)
         if failures:
@@ -100,89 +98,6 @@ class Provider(Protocol):
     def snapshot(self, paths: list[str], snapshot_id: str) -> Snapshot:
         """Freeze these files' bytes (called while their writers are frozen). Raises SnapshotProviderError, and
         FileNotFoundError_ or InvalidParameterError for a path that is not a file or an unusable id."""
-
-
-# --- owner files ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The process that made a snapshot folder, as written in its ``owner.json``."""
-
-    pid: int
-    start: int  # the process's start time in clock ticks since boot: tells it from a later one with its pid
-    boot_id: str
-    host: str
-    pid_ns: int
-    provider: str
-    created: float  # seconds since the epoch, for people
-
-    @classmethod
-    def this_process(cls, provider: str) -> Owner:
-        pid = os.getpid()
-        start = clone.process_start(pid) or 0
-        return cls(pid, start, clone.boot_id(), socket.gethostname(), clone.pid_namespace(), provider, time.time())
-
-    def to_json(self) -> bytes:
-        return json.dumps({"format": "shadowstore-snapshot-owner", **asdict(self)}).encode()
-
-    def is_this_process(self) -> bool:
-        return (self.pid, self.boot_id, self.host, self.pid_ns) == (
-            os.getpid(),
-            clone.boot_id(),
-            socket.gethostname(),
-            clone.pid_namespace(),
-        ) and self.start == clone.process_start(self.pid)
-
-    def judge(self) -> tuple[bool, str]:
-        """(alive?, why): alive unless its process is known to be gone (a process of this host, boot and pid
-        namespace that no longer runs); a snapshot of another host or namespace is never judged dead."""
-        job = f"its job (pid {self.pid}, {self.provider})"
-        if self.host != socket.gethostname():
-            return True, f"{job} runs on host {self.host}, where this process cannot look"
-        if self.boot_id != clone.boot_id():
-            return False, f"{job} ran before the last reboot"
-        if self.pid_ns != clone.pid_namespace():
-            return True, f"{job} runs in another pid namespace, where this process cannot look"
-        start = clone.process_start(self.pid)
-        if start is None or start != self.start:
-            return False, f"{job} is gone"
-        return True, f"{job} is running"
-
-
-def parse_owner(data: bytes | None) -> Owner | None:
-    """The owner in ``data``; None when it is not one (a torn or foreign file)."""
-    try:
-        raw: Any = json.loads(data or b"")
-        if not isinstance(raw, dict) or raw.pop("format", None) != "shadowstore-snapshot-owner":
-            return None
-        owner = Owner(**raw)
-    except (ValueError, TypeError, UnicodeDecodeError):
-        return None
-    return owner if isinstance(owner.pid, int) and isinstance(owner.start, int) else None
-
-
-def judge_folder(path: str) -> tuple[bool, str]:
-    """(alive?, why) for the snapshot folder ``path``. Without a readable owner file (a crash while it was
-    built, or an owner file lost with the page cache) it is dead when its builder's pid, from a ``.new`` name,
-    is gone, or when it is older than this boot; otherwise it is kept."""
-    with _in_use_lock:
-        if path in _building or path in _made:
-            return True, "this process is using it"
-    owner = parse_owner(clone.read_small(os.path.join(path, OWNER)))
-    if owner is not None and owner.is_this_process():
-        return False, "this process made it and no longer uses it (a commit the job gave up waiting for)"
-    if owner is not None:
-        return owner.judge()
-    name = os.path.basename(path)
-    if name.startswith(".") and name.endswith(STAGING):
-        pid = name[: -len(STAGING)].rpartition(".")[2]
-        if pid.isdigit() and clone.process_start(int(pid)) is None:
-            return False, f"the job that began it (pid {pid}) is gone"
-    modified = clone.modified_at(path)
-    if modified is not None and modified < clone.boot_time():
-        return False, "it has no owner file and is older than this boot"
-    return True, "it has no owner file yet; kept until its builder is known to be gone"
 
 
 # --- the providers --------------------------------------------------------------------------------------------
@@ -225,7 +140,7 @@ class _Base:
         try:
             groups = self._bases(files)
             for base in groups:
-                roots.append(_build_folder(base, snapshot_id, self.name, building))
+                roots.append(build_folder(base, snapshot_id, self.name, building))
             frozen: dict[str, str] = {}
             for root, (base, group) in zip(roots, groups.items(), strict=True):
                 frozen.update(self._lay_out(root, base, group))
@@ -234,7 +149,7 @@ class _Base:
                 self._commit(root, base, group)
             self._crash_point(AFTER_COMMIT)
         except BaseException as exc:
-            _give_up(roots, building)
+            give_up(roots, building)
             if not isinstance(exc, OSError):
                 raise
             raise SnapshotProviderError(
@@ -242,9 +157,7 @@ class _Base:
                 hint="'copy' works on any file system with room for the files (see 'auto')",
             ) from exc
         snap = Snapshot(self.name, roots[0], frozen, time.perf_counter() - started, roots[1:])
-        with _in_use_lock:
-            _made.update((root, snap) for root in roots)
-            _building.difference_update(building)
+        adopt(roots, snap, building)
         return snap
 
     def _bases(self, files: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -405,45 +318,6 @@ def _why_none(verdicts: dict[str, str | None]) -> str:
     return "; ".join(f"{name}: {why}" for name, why in verdicts.items() if why)
 
 
-def sweep_leftovers(paths: list[str]) -> list[str]:
-    """Remove the snapshot folders that dead jobs left beside these files (and in their btrfs subvolumes'
-    roots); returns the folders removed. A live job's folder is kept (see :func:`judge_folder`). Tries every
-    folder, then raises the first failure as a SnapshotProviderError."""
-    removed: list[str] = []
-    failures: list[SnapshotProviderError] = []
-    for base in _sweep_bases(paths):
-        snapshots = os.path.join(base, SNAPSHOTS)
-        for name in clone.folders_in(snapshots):
-            folder = os.path.join(snapshots, name)
-            alive, _why = judge_folder(folder)
-            if alive:
-                continue
-            try:
-                _remove_root(folder)
-            except SnapshotProviderError as exc:
-                failures.append(exc)
-            else:
-                removed.append(folder)
-    if failures:
-        raise failures[0]
-    return removed
-
-
-def _sweep_bases(paths: Iterable[str]) -> list[str]:
-    bases: set[str] = set()
-    for path in paths:
-        folder = os.path.dirname(os.path.realpath(path))
-        if clone.modified_at(folder) is None:
-            continue
-        bases.add(folder)
-        try:
-            if clone.fs_type(folder) == clone.BTRFS_SUPER_MAGIC:
-                bases.update(root for root in [clone.subvolume_root(folder)] if root)
-        except OSError:
-            continue
-    return sorted(bases)
-
-
 def make_subvolume(path: str) -> bool:
     """Create the folder ``path`` as a btrfs subvolume when its (existing) parent is on btrfs, so the btrfs
     provider snapshots just it. Returns True when ``path`` is now a subvolume (made, or one already), False when
@@ -488,62 +362,3 @@ def check_id(snapshot_id: str) -> None:
 
 def _folders(reals: Iterable[str]) -> list[str]:
     return sorted({os.path.dirname(real) for real in reals})
-
-
-def _build_folder(base: str, snapshot_id: str, provider: str, building: list[str]) -> str:
-    """Make ``base/.shadowstore-snapshots/<id>`` with its owner file: built under a ``.new`` name and renamed,
-    so a folder with the final name always has its owner file. Both names are added to ``building`` and to
-    this process's folders in use first. Raises OSError (EEXIST: the id is in use)."""
-    snapshots = os.path.join(base, SNAPSHOTS)
-    root = os.path.join(snapshots, snapshot_id)
-    staging = os.path.join(snapshots, f".{snapshot_id}.{os.getpid()}{STAGING}")
-    with _in_use_lock:
-        _building.update((root, staging))
-    building += [root, staging]
-    for attempt in range(3):
-        clone.make_folder(snapshots, parents=True)
-        try:
-            clone.make_folder(staging)
-            break
-        except FileNotFoundError:  # why: another job removed the empty snapshots folder just then
-            if attempt == 2:
-                raise
-    try:
-        clone.write_new(os.path.join(staging, OWNER), Owner.this_process(provider).to_json())
-        _check_free(root)
-        clone.rename(staging, root)
-    except OSError:
-        clone.remove_tree(staging)
-        raise
-    return root
-
-
-def _give_up(roots: list[str], building: list[str]) -> None:
-    """Remove the folders of a snapshot call that failed or was interrupted (errors ignored: the failure to
-    report is the one that stopped the call; the next sweep retries)."""
-    for root in roots:
-        with contextlib.suppress(SnapshotProviderError):
-            _remove_root(root)
-    with _in_use_lock:
-        _building.difference_update(building)
-
-
-def _check_free(root: str) -> None:
-    # why not rely on rename: renaming a folder onto an empty folder replaces it without a word
-    if clone.modified_at(root) is not None:
-        raise OSError(errno.EEXIST, "a snapshot with this id exists", root)
-
-
-def _remove_root(root: str) -> None:
-    """Remove one snapshot folder (and the snapshots folder holding it, once empty). Raises
-    SnapshotProviderError."""
-    try:
-        clone.remove_tree(root)
-        clone.remove_if_empty(os.path.dirname(root))
-    except OSError as exc:
-        hint = "remove it by hand"
-        if exc.errno == errno.EPERM:
-            hint = f"deleting a btrfs snapshot needs root: run 'btrfs subvolume delete {exc.filename}' as root"
-        raise SnapshotProviderError(
-            f"could not remove snapshot {root}: {exc.strerror} ({exc.filename})", hint=hint
-        ) from exc
