@@ -11,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from shadowstore.errors import ExitCode
-from tests.cli.clirun import run, run_json
+from tests.cli.clirun import run, run_json, worked_home
 
 SG = "First Storage Group"
 
 
 @pytest.fixture
 def home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    """A home whose first storage group has committed transactions (logs, a checkpoint, stores in use)."""
-    path = str(tmp_path / "home")
-    assert run(capsys, "--home", path, "init", "--log-file-size", "64K")[0] == 0
-    code, _out, err = run(capsys, "--home", path, "workload", "run", "--txns", "20", "--seed", "1")
-    assert code == 0, err
-    return path
+    return worked_home(tmp_path, capsys, 20)
 
 
 def config(home: str) -> Path:

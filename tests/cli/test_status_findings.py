@@ -14,7 +14,7 @@ import pytest
 import tomli_w
 
 from tests.backup.test_backup_run import paused_process
-from tests.cli.clirun import run, run_json
+from tests.cli.clirun import run, run_json, worked_home
 
 SG = "First Storage Group"
 RSG = "Recovery Storage Group"
@@ -22,11 +22,7 @@ RSG = "Recovery Storage Group"
 
 @pytest.fixture
 def home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    path = str(tmp_path / "home")
-    assert run(capsys, "--home", path, "init", "--log-file-size", "64K")[0] == 0
-    code, _out, err = run(capsys, "--home", path, "workload", "run", "--txns", "30", "--seed", "1")
-    assert code == 0, err
-    return path
+    return worked_home(tmp_path, capsys, 30)
 
 
 def config(home: str) -> Path:

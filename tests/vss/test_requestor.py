@@ -4,7 +4,6 @@ job."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -178,23 +177,3 @@ def test_a_copy_that_fails_aborts_and_removes_the_snapshot() -> None:
     assert "a:backup_complete" not in calls
     assert calls[-2:] == ["a:abort", "a:backup_shutdown"]
     assert provider.made[0].removed == [True]
-
-
-def test_writer_steps_are_serialised_with_a_concurrent_status_reader() -> None:
-    calls: list[str] = []
-    a = Recording(calls, "a")
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def read() -> None:
-        while not stop.is_set():
-            seen.append(a.status()["state"])
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        Requestor([a], FakeProvider(calls)).run("full", {a: ["sg"]}, _copy(calls))  # type: ignore[arg-type]
-    finally:
-        stop.set()
-        reader.join()
-    assert set(seen) <= {s.value for s in WriterState if not s.failed}

@@ -23,6 +23,7 @@ from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig, parse_seconds
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import ShadowStoreError
+from shadowstore.format.logfile import checkpoint_name, current_log_name
 from shadowstore.home import ServerHome
 from shadowstore.vss.providers import choose, sweep_leftovers
 from shadowstore.vss.requestor import DEFAULT_COMMIT_SECONDS, JobReport, Requestor
@@ -74,7 +75,7 @@ def back_up_snapshot(
             succeeded = {}
             for config in configs:
                 frozen, last = writer.frozen[config.name], writer.last_commit_us[config.name]
-                source = SnapshotSource(config, home.fs, kind, frozen, files, last)
+                source = SnapshotSource(config, home.fs, home.events, kind, frozen, files, last)
                 try:
                     outcome = run_backup(
                         _opener(source), home, config.name, kind, target, owner, level, report, progress
@@ -122,11 +123,8 @@ def _live_files(config: SgConfig) -> list[str]:
     """The files whose folders the provider must be able to snapshot: the stores, the current log, the
     checkpoint."""
     stores = [config.store_path(s) for s in config.stores]
-    return [
-        *stores,
-        os.path.join(config.log_dir, f"{config.log_base}.log"),
-        os.path.join(config.system_dir, f"{config.log_base}.chk"),
-    ]
+    log = os.path.join(config.log_dir, current_log_name(config.log_base))
+    return [*stores, log, os.path.join(config.system_dir, checkpoint_name(config.log_base))]
 
 
 def freeze_seconds(home: ServerHome) -> float:

@@ -19,20 +19,21 @@ from shadowstore.backup.manifest import DatabaseEntry
 from shadowstore.backup.source import entry_of
 from shadowstore.config import SgConfig, StoreConfig
 from shadowstore.engine.backup import CompletionReport
+from shadowstore.engine.dbfile import DatabaseFile
 from shadowstore.engine.logreader import scan_generation
 from shadowstore.engine.logstream import read_header
 from shadowstore.engine.space import page_flags
 from shadowstore.errors import (
-    DatabaseCorruptedError,
     LogReadVerifyFailureError,
     MissingFileToBackupError,
     ReadVerifyFailureError,
     ShadowStoreError,
 )
+from shadowstore.events import EventLog
 from shadowstore.format.common import BACKUP_SNAPSHOT, BackupInfo, LgPos
 from shadowstore.format.dbheader import DbHeader
-from shadowstore.format.logfile import archived_log_name
-from shadowstore.format.page import PageError, first_bad_page, verify_page
+from shadowstore.format.logfile import archived_log_name, checkpoint_name
+from shadowstore.format.page import first_bad_page
 from shadowstore.io.fs import FileSystem, read_file
 
 BLOCK = 8 << 20
@@ -70,10 +71,12 @@ class _FrozenCopy:
         )
         patched = header._replace(snapshot_cur=info).pack()
         yield patched + patched
-        fs = self._source.fs
-        handle = fs.open(self._path, readonly=True)
+        source = self._source
+        dbfile = DatabaseFile(source.fs, self._path, page_size, source.events, source.sg_name, readonly=True)
+        handle = dbfile.handle
         try:
-            used = page_flags(header.page_count, self._blob(handle, header) if not header.space_map.is_empty else b"")
+            space = b"" if header.space_map.is_empty else dbfile.read_blob(header.space_map)  # verified pages
+            used = page_flags(header.page_count, space)
             offset = 2 * page_size
             while offset < self.size:
                 data = handle.pread(min(BLOCK, self.size - offset), offset)
@@ -95,23 +98,7 @@ class _FrozenCopy:
                 offset += len(data)
                 yield data
         finally:
-            handle.close()
-
-    def _blob(self, handle: object, header: DbHeader) -> bytes:
-        ref, page_size = header.space_map, header.page_size
-        raw = handle.pread(ref.page_count * page_size, ref.first_page * page_size)  # type: ignore[attr-defined]
-        parts = []
-        for i in range(ref.page_count):
-            page = raw[i * page_size : (i + 1) * page_size]
-            try:
-                found = verify_page(page, ref.first_page + i)
-            except PageError as exc:
-                raise ReadVerifyFailureError(f"the space map of the shadow copy of {self._original}: {exc}") from None
-            parts.append(page[24 : 24 + found.length])
-        data = b"".join(parts)
-        if len(data) != ref.length:
-            raise DatabaseCorruptedError(f"the space map of the shadow copy of {self._original} is {len(data)} bytes")
-        return data
+            dbfile.close()
 
     def entry(self) -> DatabaseEntry:
         dbid = self._source.store_config(self._name).dbid
@@ -126,6 +113,7 @@ class SnapshotSource:
         self,
         config: SgConfig,
         fs: FileSystem,
+        events: EventLog,
         kind: str,
         frozen: FrozenView,
         files: dict[str, str],
@@ -133,6 +121,7 @@ class SnapshotSource:
     ) -> None:
         self.config = config
         self.fs = fs
+        self.events = events
         self.kind = kind
         self.frozen = frozen
         self.files = files
@@ -195,7 +184,7 @@ class SnapshotSource:
         return data
 
     def read_checkpoint(self) -> tuple[str, bytes]:
-        original = os.path.join(self.config.system_dir, f"{self.log_base}.chk")
+        original = os.path.join(self.config.system_dir, checkpoint_name(self.log_base))
         return os.path.basename(original), read_file(self.fs, self.frozen_path(original))
 
     def prove_coverage(self) -> None:

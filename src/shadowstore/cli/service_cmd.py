@@ -47,26 +47,31 @@ def _show(result: dict[str, Any], target: str, action: str, as_json: bool) -> No
         click.echo(f"  - {store['name']}: {state}, {store.get('state') or 'state unknown'}")
 
 
-@click.command()
-@click.argument("target", metavar="SG[/STORE]")
-@json_option
-@pass_ctx
-def mount(ctx: CliContext, target: str, as_json: bool) -> None:
-    """Mount a storage group (soft recovery first when needed) or one of its stores, in the running service."""
-    sg, store = _split(target)
-    client = ctx.need_service(f"mount {target!r}")
-    _show(client.post(_path(sg, store, "mount")), target, "mounted", as_json)
+def _store_command(action: str, done: str, summary: str) -> click.Command:
+    """``mount`` or ``dismount SG[/STORE]``: the same call to the running service, another action."""
+
+    @click.command(action, help=summary)
+    @click.argument("target", metavar="SG[/STORE]")
+    @json_option
+    @pass_ctx
+    def command(ctx: CliContext, target: str, as_json: bool) -> None:
+        sg, store = _split(target)
+        client = ctx.need_service(f"{action} {target!r}")
+        _show(client.post(_path(sg, store, action)), target, done, as_json)
+
+    return command
 
 
-@click.command()
-@click.argument("target", metavar="SG[/STORE]")
-@json_option
-@pass_ctx
-def dismount(ctx: CliContext, target: str, as_json: bool) -> None:
-    """Dismount a storage group or one store in the running service: each store left in Clean Shutdown."""
-    sg, store = _split(target)
-    client = ctx.need_service(f"dismount {target!r}")
-    _show(client.post(_path(sg, store, "dismount")), target, "dismounted", as_json)
+mount = _store_command(
+    "mount",
+    "mounted",
+    "Mount a storage group (soft recovery first when needed) or one of its stores, in the running service.",
+)
+dismount = _store_command(
+    "dismount",
+    "dismounted",
+    "Dismount a storage group or one store in the running service: each store left in Clean Shutdown.",
+)
 
 
 def register(cli: click.Group) -> None:

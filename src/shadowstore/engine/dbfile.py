@@ -134,6 +134,8 @@ class DatabaseFile:
         events: EventLog,
         sg: str | None,
         on_lost_writes: LostWrites | None = None,
+        *,
+        readonly: bool = False,
     ) -> None:
         self.fs = fs
         self.path = path
@@ -141,7 +143,7 @@ class DatabaseFile:
         self.events = events
         self.sg = sg
         self.on_lost_writes = on_lost_writes
-        self.handle: FileHandle = fs.open(path)
+        self.handle: FileHandle = fs.open(path, readonly=readonly)  # readonly: a shadow copy's store
         self._allocated_bytes = self.handle.size()
 
     def close(self) -> None:

@@ -60,7 +60,7 @@ class Requestor:
             frozen_at = time.monotonic()
             for writer in self.writers:
                 writer.freeze()
-            paths = [path for writer in self.writers for path in _files_of(writer)]
+            paths = [path for writer in self.writers for path in writer.snapshot_files()]
             try:
                 snap = self._commit(paths, report.snapshot_id)
             except SnapshotProviderError as exc:
@@ -123,8 +123,3 @@ class Requestor:
                 raise error
             raise SnapshotProviderError(f"the {self.provider.name} provider failed: {error}") from error
         return done[0]
-
-
-def _files_of(writer: Writer) -> list[str]:
-    files = getattr(writer, "snapshot_files", None)
-    return list(files()) if callable(files) else []

@@ -18,6 +18,7 @@ from shadowstore.engine.backup import CompletionReport
 from shadowstore.engine.logstream import LogSet
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import InvalidBackupError, NotMountedError, OSSnapshotNotAllowedError, ShadowStoreError
+from shadowstore.format.logfile import checkpoint_name
 from shadowstore.home import ServerHome
 from shadowstore.vss.states import WriterFailure
 from shadowstore.vss.writer import (
@@ -56,7 +57,7 @@ class StoreWriter(SnapshotStoreWriter):
             sg = config.resolved(self.home.path)
             files = [FileGroup(sg.data_dir, os.path.basename(sg.store_path(s)), "database") for s in sg.stores]
             files.append(FileGroup(sg.log_dir, f"{sg.log_base}*.log", "logs"))
-            files.append(FileGroup(sg.system_dir, f"{sg.log_base}.chk", "checkpoint"))
+            files.append(FileGroup(sg.system_dir, checkpoint_name(sg.log_base), "checkpoint"))
             components.append(
                 Component(f"ShadowStore Information Store/{socket.gethostname()}", sg.name, "database", files)
             )

@@ -180,6 +180,10 @@ class Writer:
 
     # --- handlers (subclasses) -----------------------------------------------------------------------------
 
+    def snapshot_files(self) -> list[str]:
+        """The files the provider must hold in the shadow copy for this writer (after Freeze)."""
+        return []
+
     def on_identify(self) -> WriterMetadata:
         raise NotImplementedError
 
@@ -233,6 +237,3 @@ class SnapshotStoreWriter(Writer):
     frozen: Mapping[str, Any]
     last_commit_us: dict[str, int | None]
     completed: dict[str, CompletionReport]
-
-    def snapshot_files(self) -> list[str]:
-        raise NotImplementedError
