@@ -153,3 +153,62 @@ def test_a_provider_that_hangs_past_the_freeze_deadline_through_the_service(home
         done = json.loads(_snapshot(service, SG, target).stdout)
         assert done["failed"] == []
         assert [m["messages"] for m in mail.mailboxes()] == [1]
+
+
+def _hook_config(home_dir: str, log: Path, paths: list[str]) -> None:
+    """A [[vss.hook]] whose commands write 'pause PID' and 'resume PID' to ``log``, PID being the process that
+    ran them (the parent of the shell)."""
+    from shadowstore.config import load, save
+    from shadowstore.io.fs import OsFileSystem
+
+    fs = OsFileSystem()
+    config = load(fs, home_dir)
+    note = "sh -c 'echo {} $PPID >> " + str(log) + "'"
+    config.settings["vss"] = {
+        **config.settings.get("vss", {}),
+        "hook": [{"name": "filter", "pre_freeze": note.format("pause"), "post_thaw": note.format("resume"),
+                  "timeout": 10, "paths": paths}],
+    }  # fmt: skip
+    save(fs, home_dir, config)
+
+
+def test_the_command_hooks_run_in_the_service_and_their_files_are_in_the_snapshot(
+    home_dir: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "hook.log"
+    state = tmp_path / "filter.state"
+    state.write_bytes(b"the filter's own file\n")
+    _hook_config(home_dir, log, [str(state)])
+    target = str(tmp_path / "backups")
+    with running_service(home_dir) as service:
+        writers = service.cli("vss", "writers").stdout
+        assert "Writer name: 'ShadowStore Command Hook Writer (filter)'" in writers
+        done = json.loads(_snapshot(service, SG, target).stdout)
+        assert done["failed"] == []
+        pid = str(service.process.pid)
+        assert log.read_text().split() == ["pause", pid, "resume", pid], "the hooks ran in the service, in order"
+        assert service.cli("vss", "writers").stdout.count("State: [1] Stable") == 2
+
+
+def test_a_requestor_killed_while_frozen_cannot_leave_a_hooked_application_paused(
+    home_dir: str, tmp_path: Path
+) -> None:
+    """The hooks live in the service, so the post-thaw command runs when the freeze deadline passes although
+    the backup program that froze them is gone (the job itself ends when its lease lapses, as the test above
+    shows for the store writer)."""
+    log = tmp_path / "hook.log"
+    _hook_config(home_dir, log, [])
+    for setting, value in (("vss.freeze_seconds", "2"), ("service.session_lease_seconds", "30")):
+        assert shadowstore(home_dir, "config", "set", setting, value).returncode == 0
+    with running_service(home_dir) as service:
+        requestor = _child("tests.service.frozen_requestor", home_dir, SG)
+        assert requestor.stdout is not None
+        assert requestor.stdout.readline().strip() == "frozen"
+        assert log.read_text().split()[:1] == ["pause"]
+        requestor.send_signal(signal.SIGKILL)
+        requestor.wait()
+        killed = time.monotonic()
+        while "resume" not in log.read_text() and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert log.read_text().split() == ["pause", str(service.process.pid), "resume", str(service.process.pid)]
+        assert time.monotonic() - killed < 2.0 + 1.5, "resumed by the freeze deadline, not the 30 s lease"

@@ -43,7 +43,7 @@ def test_the_hook_pauses_before_the_freeze_and_resumes_after_the_thaw(tmp_path: 
     }
     save(home.fs, home.path, home.config)
     home = ServerHome.open(home.path)
-    writers = tuple(hook_writers(home))
+    writers = tuple(hook_writers(home.config.settings))
     assert [w.name for w in writers] == ["ShadowStore Command Hook Writer (app)"]
     run = back_up_snapshot(home, [SG], "full", LocalTarget(str(tmp_path / "b")), provider="copy",
                            report=BackupReport(home.fs, home.path), writers=writers)  # fmt: skip
@@ -79,4 +79,4 @@ def test_a_malformed_hook_entry_is_named(tmp_path: Path) -> None:
     home = ServerHome.init(str(tmp_path / "home"))
     home.config.settings["vss"] = {"hook": [{"name": "app"}]}
     with pytest.raises(InvalidParameterError, match="'app' needs a pre_freeze or post_thaw"):
-        hook_writers(home)
+        hook_writers(home.config.settings)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, default_owner, run_backup
@@ -127,7 +128,7 @@ def _live_files(config: SgConfig) -> list[str]:
     return [*stores, log, os.path.join(config.system_dir, checkpoint_name(config.log_base))]
 
 
-def freeze_seconds(home: ServerHome) -> float:
-    """How long a freeze may hold commits: ``vss.freeze_seconds``, else 60 s."""
-    value = home.config.settings.get("vss", {}).get("freeze_seconds")
+def freeze_seconds(settings: Mapping[str, Any]) -> float:
+    """How long a freeze may hold commits: ``vss.freeze_seconds`` of a home's settings, else 60 s."""
+    value = settings.get("vss", {}).get("freeze_seconds")
     return DEFAULT_FREEZE_SECONDS if value is None else parse_seconds(value, "vss.freeze_seconds")

@@ -212,9 +212,10 @@ def _snapshot_job(
     given; returns the job's facts."""
     service = ctx.service()
     remote = RemoteStoreWriter(service, default_owner()) if service is not None else None
+    hooks = tuple(hook_writers(home.config.settings)) if service is None else ()  # why: the service hosts them
     run = back_up_snapshot(
         home, groups, kind, target, provider=provider, level=level, report=report, progress=progress,
-        freeze_seconds=freeze_seconds(home), store_writer=remote, writers=tuple(hook_writers(home)),
+        freeze_seconds=freeze_seconds(home.config.settings), store_writer=remote, writers=hooks,
     )  # fmt: skip
     job = run.job
     assert job is not None

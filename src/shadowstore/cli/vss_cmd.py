@@ -21,14 +21,15 @@ def vss_group() -> None:
 @json_option
 @pass_ctx
 def writers(ctx: CliContext, as_json: bool) -> None:
-    """List the writers: name, id, instance id, state and last error. Without the service the writers live in
-    the backup program, so they are shown as a new job finds them."""
+    """List the writers: name, id, instance id, state and last error. With the service, the writers it hosts
+    (the store writer and the command hooks) in their states after its last job; without it the writers live
+    in the backup program, so they are shown as a new job finds them."""
     service = ctx.service()
-    home = ctx.open_home()
-    found: list[dict[str, Any]] = (
-        list(service.get("/v1/vss/writers")) if service is not None else [StoreWriter(home).status()]
-    )
-    found += [writer.status() for writer in hook_writers(home)]
+    if service is not None:
+        found: list[dict[str, Any]] = list(service.get("/v1/vss/writers"))
+    else:
+        home = ctx.open_home()
+        found = [StoreWriter(home).status(), *(writer.status() for writer in hook_writers(home.config.settings))]
     if as_json:
         print_json(found)
         return

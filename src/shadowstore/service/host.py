@@ -207,8 +207,12 @@ class InformationStore:
         }
         return status
 
+    def settings(self) -> dict[str, Any]:
+        """The home's settings as the configuration file says now ('config set' while the service runs takes
+        effect at the next job or session)."""
+        return dict(cfg.load(self.fs, self.home_path).settings)
+
     def session_lease(self) -> float:
         """``service.session_lease_seconds`` of the home's configuration, else 30 s."""
-        # why read the file: 'config set' while the service runs takes effect at the next session
-        value = cfg.load(self.fs, self.home_path).settings.get("service", {}).get("session_lease_seconds")
+        value = self.settings().get("service", {}).get("session_lease_seconds")
         return DEFAULT_SESSION_LEASE if value is None else parse_seconds(value, "service.session_lease_seconds")

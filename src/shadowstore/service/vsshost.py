@@ -1,11 +1,14 @@
-"""The writers in the service: the store writer lives here, beside the stores it freezes, and a backup program
-(the requestor) drives it through the API (service/api/vss.py, client side in service/remotewriter.py).
+"""The writers in the service: the store writer lives here, beside the stores it freezes, and so do the command
+hooks of ``[[vss.hook]]`` (vss/hookwriter.py); a backup program (the requestor) drives them through the API
+(service/api/vss.py, client side in service/remotewriter.py) as one participant: each step goes to every hosted
+writer, the hooks frozen before the store and thawed after it, so the store's commits are held only while the
+provider commits.
 
 One shadow-copy job at a time (as Exchange 2003's writer allowed). A job has a lease like a backup session
-(``service.session_lease_seconds``):
-every call renews it; a requestor that dies, or stops calling, loses the job when the lease lapses: the writer
-aborts (thawing first, although the engine's own freeze deadline thaws a frozen group sooner or later anyway)
-and shuts the job down, so the next job starts at once.
+(``service.session_lease_seconds``): every call renews it; a requestor that dies, or stops calling, loses the
+job when the lease lapses: every writer aborts (the store thaws, the hooks' post-thaw commands run) and the job
+is shut down, so the next job starts at once. A job frozen past ``vss.freeze_seconds`` has its hooks resumed
+then (the store thaws by its own watchdog), so no application stays paused longer than a freeze may last.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from shadowstore.backup.snapshotrun import freeze_seconds
 from shadowstore.errors import InvalidBackupSequenceError, NoBackupError, SnapshotJobRunningError
+from shadowstore.vss.hookwriter import CommandHookWriter, hook_writers
 from shadowstore.vss.storewriter import StoreWriter
+from shadowstore.vss.writer import Writer
 
 if TYPE_CHECKING:
     from shadowstore.service.host import InformationStore
@@ -30,9 +35,13 @@ class _Job:
         self.owner = owner
         self.lease = lease
         self.renewed = time.monotonic()
+        self.frozen_at: float | None = None
 
     def lapsed(self) -> bool:
         return time.monotonic() - self.renewed > self.lease
+
+    def frozen_too_long(self, limit: float) -> bool:
+        return self.frozen_at is not None and time.monotonic() - self.frozen_at > limit
 
 
 class VssHost:
@@ -40,6 +49,7 @@ class VssHost:
         self.host = host
         self._lock = threading.RLock()
         self._writer: StoreWriter | None = None
+        self._hooks: list[CommandHookWriter] = []  # the job's (read from the configuration at its begin)
         self.job: _Job | None = None
         self._stop = threading.Event()
         self._watch = threading.Thread(target=self._watch_leases, name="vss job leases", daemon=True)
@@ -49,11 +59,19 @@ class VssHost:
         with self._lock:
             home = self.host.owned()
             if self._writer is None or self._writer.home is not home:
-                self._writer = StoreWriter(home, freeze_seconds=freeze_seconds(home))
+                self._writer = StoreWriter(home, freeze_seconds=freeze_seconds(self.host.settings()))
             return self._writer
 
     def writers(self) -> list[dict[str, Any]]:
-        return [self.writer().status()]
+        """The store writer's status, then each hook's: the job's hooks while one runs or after it, else as the
+        configuration names them now."""
+        with self._lock:
+            hooks = self._hooks or hook_writers(self.host.settings())
+            return [self.writer().status(), *(hook.status() for hook in hooks)]
+
+    def _all(self) -> list[Writer]:
+        """The hosted writers in freeze order: the hooks first, so the store holds commits the shortest time."""
+        return [*self._hooks, self.writer()]
 
     # --- the job ----------------------------------------------------------------------------------------------
 
@@ -65,38 +83,57 @@ class VssHost:
                     f"a shadow-copy job is running, owned by {self.job.owner!r}; one runs at a time",
                     hint="wait for it to end (its lease ends it if its owner died)",
                 )
+            settings = self.host.settings()
             writer = self.writer()
-            writer.freeze_seconds = freeze_seconds(self.host.owned())
+            writer.freeze_seconds = freeze_seconds(settings)
+            self._hooks = hook_writers(settings)
             metadata = writer.identify()
+            hooks = [hook.identify().to_dict() for hook in self._hooks]
             self.job = _Job(secrets.token_hex(8), owner, lease or self.host.session_lease())
             try:
-                writer.prepare_for_backup(kind, components)
+                for each in self._all():
+                    each.prepare_for_backup(kind, components)
             except BaseException:
-                self.end(self.job.id)
+                self.abort_job()
                 raise
-            return {"id": self.job.id, "lease_seconds": self.job.lease, "metadata": metadata.to_dict()}
+            return {
+                "id": self.job.id,
+                "lease_seconds": self.job.lease,
+                "metadata": metadata.to_dict(),
+                "hooks": hooks,
+            }
 
     def step(self, job_id: str, step: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self._own(job_id)
-            writer = self.writer()
+            writer, job = self.writer(), self.job
+            assert job is not None
             if step == "prepare-snapshot":
-                writer.prepare_for_snapshot()
+                for each in self._all():
+                    each.prepare_for_snapshot()
             elif step == "freeze":
-                writer.freeze()
-                return self._frozen(writer)
+                job.frozen_at = time.monotonic()
+                for each in self._all():
+                    each.freeze()
+                return self._frozen(writer, self._hooks)
             elif step == "thaw":
-                writer.thaw()
+                for each in reversed(self._all()):
+                    each.thaw()
+                job.frozen_at = None
             elif step == "post-snapshot":
-                writer.post_snapshot({str(k): str(v) for k, v in dict(body.get("files") or {}).items()})
+                files = {str(k): str(v) for k, v in dict(body.get("files") or {}).items()}
+                for each in self._all():
+                    each.post_snapshot(files)
             elif step == "backup-complete":
-                writer.backup_complete({str(k): bool(v) for k, v in dict(body.get("succeeded") or {}).items()})
+                succeeded = {str(k): bool(v) for k, v in dict(body.get("succeeded") or {}).items()}
+                for each in self._all():
+                    each.backup_complete(succeeded)
                 return {
                     sg: {"truncated": r.truncated, "missing": r.missing, "stamped": r.stamped}
                     for sg, r in writer.completed.items()
                 }
             elif step == "abort":
-                writer.abort()
+                self._abort_all()
             elif step != "heartbeat":
                 raise InvalidBackupSequenceError(f"no such step of a shadow-copy job: {step!r}")
             return {"id": job_id, "state": writer.status()}
@@ -106,17 +143,21 @@ class VssHost:
         with self._lock:
             if self.job is None or self.job.id != job_id:
                 return {"id": job_id, "ended": "not running"}
-            writer = self.writer()
-            writer.backup_shutdown()
+            for each in reversed(self._all()):
+                each.backup_shutdown()  # why every one, in any state: a hook still paused resumes here
             self.job = None
-            return {"id": job_id, "ended": True, "state": writer.status()}
+            return {"id": job_id, "ended": True, "state": self.writer().status()}
+
+    def abort_job(self) -> None:
+        """Abort the running job (if any) and shut it down: every writer thaws or resumes."""
+        with self._lock:
+            if self.job is not None:
+                self._abort_all()
+                self.end(self.job.id)
 
     def stop(self) -> None:
         self._stop.set()
-        with self._lock:
-            if self.job is not None:
-                self.writer().abort()
-                self.end(self.job.id)
+        self.abort_job()
 
     # --- inner workings -------------------------------------------------------------------------------------
 
@@ -126,13 +167,24 @@ class VssHost:
             raise NoBackupError(f"shadow-copy job {job_id} is not running (it ended, or its lease lapsed)")
         self.job.renewed = time.monotonic()
 
+    def _abort_all(self) -> None:
+        for each in reversed(self._all()):
+            each.abort()  # never raises: a failure shows in that writer's state
+
     def _reap(self) -> None:
-        if self.job is not None and self.job.lapsed():
-            writer = self.writer()
-            writer.abort()
-            owner = self.job.owner
-            self.end(self.job.id)
-            self.host.owned().events.emit(1062, owner=owner)
+        job = self.job
+        if job is None:
+            return
+        if job.lapsed():
+            self._abort_all()
+            self.end(job.id)
+            self.host.owned().events.emit(1062, owner=job.owner)
+        elif job.frozen_too_long(self.writer().freeze_seconds):
+            # why only the hooks: the store writer thaws by its own watchdog and answers the requestor's thaw
+            # with -2402; the hooks have no watchdog of their own, and their application must not stay paused
+            job.frozen_at = None
+            for hook in self._hooks:
+                hook.abort()
 
     def _watch_leases(self) -> None:
         while not self._stop.wait(0.5):
@@ -141,7 +193,7 @@ class VssHost:
                     self._reap()
 
     @staticmethod
-    def _frozen(writer: StoreWriter) -> dict[str, Any]:
+    def _frozen(writer: StoreWriter, hooks: list[CommandHookWriter]) -> dict[str, Any]:
         groups = {}
         for name, frozen in writer.frozen.items():
             groups[name] = {
@@ -151,4 +203,5 @@ class VssHost:
                 "headers": {s: base64.b64encode(h.pack()).decode() for s, h in frozen.headers.items()},
                 "last_commit_us": writer.last_commit_us.get(name),
             }
-        return {"groups": groups, "files": writer.snapshot_files()}
+        files = writer.snapshot_files() + [path for hook in hooks for path in hook.snapshot_files()]
+        return {"groups": groups, "files": files}

@@ -10,18 +10,20 @@
 
 A command that fails or outlives its timeout vetoes the job (killed at the timeout); ``post_thaw`` runs after any
 ``pre_freeze`` that ran, also when the job fails or is aborted, so the application never stays paused. The
-commands run in the process of the requestor (the backup program).
+commands run where the writers live: in the service when it runs (service/vsshost.py), so a backup program
+killed between them cannot leave the application paused (the job's lease or freeze deadline resumes it); in the
+backup program otherwise.
 """
 
 from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from shadowstore.config import parse_seconds
 from shadowstore.errors import InvalidParameterError
-from shadowstore.home import ServerHome
 from shadowstore.vss.states import WriterFailure
 from shadowstore.vss.writer import (
     RESTORE_CUSTOM,
@@ -103,9 +105,10 @@ class CommandHookWriter(Writer):
             )
 
 
-def hook_writers(home: ServerHome) -> list[CommandHookWriter]:
-    """The hooks configured in ``[[vss.hook]]``. Raises InvalidParameterError naming a malformed entry."""
-    entries: Any = home.config.settings.get("vss", {}).get("hook", [])
+def hook_writers(settings: Mapping[str, Any]) -> list[CommandHookWriter]:
+    """The hooks configured in ``[[vss.hook]]`` of a home's settings. Raises InvalidParameterError naming a
+    malformed entry."""
+    entries: Any = settings.get("vss", {}).get("hook", [])
     if not isinstance(entries, list):
         raise InvalidParameterError("vss.hook in shadowstore.toml must be a list of [[vss.hook]] tables")
     writers = []
