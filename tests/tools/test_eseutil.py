@@ -193,7 +193,7 @@ def test_files_of_the_wrong_kind_are_named(built: Built) -> None:
     assert identify(bytes(4096)) == KIND_UNKNOWN
 
 
-def test_real_ese_database_is_refused_until_ese_compat_exists(tmp_path: os.PathLike[str]) -> None:
+def test_our_database_dump_leaves_a_real_ese_database_to_the_ese_reader(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "priv1.edb")
     with open(path, "wb") as f:
         f.write(bytes(4) + ESE_DB_MAGIC + bytes(PAGE_SIZE - 8))

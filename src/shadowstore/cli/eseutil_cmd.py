@@ -1,15 +1,20 @@
-"""``shadowstore eseutil /mh|/ml|/mk PATH``: dump a store header, log files or a checkpoint file in eseutil's layout.
+"""``shadowstore eseutil /mh|/ml|/mk|/k|/g|/r PATH`` (also the ``eseutil`` console script, ``entry``): dump a
+database header, log files or a checkpoint file in eseutil's layout, and check or recover.
 
-The facts and checks come from shadowstore.tools.eseutil; this module lays them out with eseutil's labels
-(research/ese.md §3.2 and §4) or as one JSON object (``--json``), and decides the exit code: 0 when everything
-is valid, 1 when a damaged copy of a shadowed header was survived, else the exit code of the first error found.
-For a log set the whole dump is printed before that error is raised, so every ERROR line is seen.
+Each path is read by content (tools/esekind.py): our own files through shadowstore.tools.eseutil, laid out here;
+real Windows ESE files through tools/esereal.py, laid out by cli/eseutil_real.py; /k /g /r of our stores by
+cli/eseutil_checks.py when it is there. A file that is neither is refused with one line. The layout follows
+eseutil's labels (research/ese.md §3.2 and §4) or is one JSON object (``--json``); the exit code is 0 when
+everything is valid, 1 when a damaged copy of a shadowed header was survived, else the exit code of the first error
+found. For a log set the whole dump is printed before that error is raised, so every ERROR line is seen.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -18,12 +23,14 @@ from typing import Any, cast
 import click
 
 from shadowstore.cli.common import json_option, print_json
-from shadowstore.errors import ExitCode, LogFileCorruptError, ShadowStoreError
+from shadowstore.errors import ExitCode, InvalidParameterError, LogFileCorruptError, ShadowStoreError
 from shadowstore.format.common import BACKUP_SNAPSHOT, AttachInfo, BackupInfo, LgPos, Signature, format_time, iso_time
 from shadowstore.format.dbheader import BACKUP_SLOTS, DB_MAGIC
 from shadowstore.format.logfile import FLAG_CIRCULAR_PAST
 from shadowstore.service.client import URL_VARIABLE
 from shadowstore.service.wire import raise_from_body
+from shadowstore.tools.esekind import is_real_ese
+from shadowstore.tools.esereal import EseCheckpointDump, EseDatabaseDump
 from shadowstore.tools.eseutil import (
     CheckpointDump,
     DatabaseDump,
@@ -103,7 +110,7 @@ def backup_lines(info: BackupInfo) -> list[str]:
     ]
 
 
-def copy_lines(dump: DatabaseDump | CheckpointDump, what: str) -> list[str]:
+def copy_lines(dump: DatabaseDump | CheckpointDump | EseDatabaseDump | EseCheckpointDump, what: str) -> list[str]:
     """Which copy of a shadowed header is shown, and a WARNING for each damaged copy."""
     damaged = {d.copy for d in dump.damaged}
     states = [
@@ -317,39 +324,77 @@ MODES: dict[str, Mode] = {
 }
 
 
+MODE_KEYS = ("mh", "ml", "mk", "k", "g", "r")
+CHECKS_MODULE = "shadowstore.cli.eseutil_checks"  # /k /g /r of our own stores
+INITIATING = {"k": "CHECKSUM", "g": "INTEGRITY", "r": "RECOVERY"}  # else FILE DUMP
+USAGE = "use /mh DBFILE, /ml LOGFILE|LOGDIR|DIR/E00, /mk CHKFILE, /k DBFILE, /g DBFILE or /r (or -mh, -ml, ...)"
+
+
+def check_modes() -> dict[str, Mode]:
+    """The modes of cli/eseutil_checks.py (``CHECK_MODES``), or none when that module is not installed. Imported
+    when needed: it names this module's ``Mode``, so importing it here at load time would be circular."""
+    try:
+        module = importlib.import_module(CHECKS_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != CHECKS_MODULE:
+            raise  # why: a module that is there but fails to import is a bug to see, not a missing mode
+        return {}
+    return cast(dict[str, Mode], module.CHECK_MODES)
+
+
+def pick_mode(key: str, path: str) -> Mode:
+    """The dump, renderer and JSON renderer of eseutil ``/key`` for ``path``: the real ESE ones when it names real
+    ESE files, else ours. Raises InvalidParameterError for a file that is neither (for /ml, /mk) or of another
+    kind than the mode reads, and for a mode that is not available for what ``path`` is."""
+    if is_real_ese(path, key):
+        from shadowstore.cli.eseutil_real import REAL_MODES  # why here: that module lays out with this one's helpers
+
+        if key not in REAL_MODES:
+            raise InvalidParameterError(
+                f"eseutil /{key} is not supported on real Windows ESE files ({path}); /mh, /ml, /mk and /k read them",
+                file=path,
+            )
+        return REAL_MODES[key]
+    modes = {**check_modes(), **MODES}
+    if key not in modes:
+        raise InvalidParameterError(f"eseutil /{key} is not available in this version of ShadowStore")
+    return modes[key]
+
+
 class EseutilCommand(click.Command):
-    """Accepts eseutil's dash spellings (-mh, -ml, -mk) for the mode, which click would read as options."""
+    """Accepts eseutil's dash spellings (-mh, -ml, -mk, -k, -g, -r) for the mode, which click would read as options."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = [f"/{arg[1:]}" if arg.lower() in ("-mh", "-ml", "-mk") else arg for arg in args]
+        dashed = {f"-{key}" for key in MODE_KEYS}
+        args = [f"/{arg[1:]}" if arg.lower() in dashed else arg for arg in args]
         return super().parse_args(ctx, args)
 
 
 @click.command("eseutil", cls=EseutilCommand)
-@click.argument("mode", metavar="/mh|/ml|/mk")
+@click.argument("mode", metavar="/mh|/ml|/mk|/k|/g|/r")
 @click.argument("path")
 @json_option
 def eseutil(mode: str, path: str, as_json: bool) -> int:
-    """Dump ShadowStore files as eseutil does: /mh DBFILE (store header), /ml LOGFILE|LOGDIR|DIR/E00 (log
-    files and the continuity of the log set), /mk CHKFILE (checkpoint file). -mh, -ml and -mk work too.
+    """Dump or check ShadowStore files and real Windows ESE files as eseutil does: /mh DBFILE (database header),
+    /ml LOGFILE|LOGDIR|DIR/E00 (log files and the continuity of the log set), /mk CHKFILE (checkpoint file),
+    /k DBFILE (checksums), /g DBFILE (integrity), /r (soft recovery). -mh, -ml, ... work too. Files are read by
+    their content: ours, or real ESE files from Windows (read-only, see docs/eseutil.md).
 
     Exit code 0 when everything is valid, 1 when one copy of a header is damaged (the other is shown), else
-    the code of the first error (3 a file that is not of the kind asked for, not a store at all included, 10 missing
-    logs, 11 damaged or foreign logs, 12 damaged store header, ...).
+    the code of the first error (3 a file that is not of the kind asked for, or neither ours nor ESE, 10 missing
+    logs, 11 damaged or foreign logs, 12 damaged database header, ...).
     """
     key = mode.lower()
-    if len(key) != 3 or key[0] != "/" or key[1:] not in MODES:
-        raise click.BadParameter(
-            f"{mode!r}: use /mh DBFILE, /ml LOGFILE|LOGDIR|DIR/E00 or /mk CHKFILE (or -mh, -ml, -mk)",
-            param_hint="MODE",
-        )
-    dump, render, to_json = MODES[key[1:]]
+    if key[:1] != "/" or key[1:] not in MODE_KEYS:
+        raise click.BadParameter(f"{mode!r}: {USAGE}", param_hint="MODE")
+    key = key[1:]
     started = time.monotonic()
     if not as_json:
-        click.echo("Initiating FILE DUMP mode...")
-    if key == "/mh" and os.environ.get(URL_VARIABLE):
+        click.echo(f"Initiating {INITIATING.get(key, 'FILE DUMP')} mode...")
+    if key == "mh" and os.environ.get(URL_VARIABLE) and not _local_ese_file(path):
         return _remote_header(path, started, as_json)
     try:
+        dump, render, to_json = pick_mode(key, path)
         report: Report = dump(path)
     except ShadowStoreError as exc:
         if not as_json:
@@ -364,6 +409,15 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
         report.raise_first_error()
     click.echo(f"\nOperation completed successfully in {time.monotonic() - started:.1f} seconds.")
     return exit_code(report)
+
+
+def _local_ese_file(path: str) -> bool:
+    """Whether ``path`` is a real ESE file here (of any kind: a wrong one is refused here too), read locally even
+    when $SHADOWSTORE_URL names a service: that service reads our own stores."""
+    try:
+        return is_real_ese(path, "mh")
+    except ShadowStoreError:
+        return True
 
 
 def _remote_header(path: str, started: float, as_json: bool) -> int:
@@ -406,3 +460,15 @@ def terminated(exc: ShadowStoreError, started: float) -> str:
 
 def register(cli: click.Group) -> None:
     cli.add_command(eseutil)
+
+
+def entry() -> None:
+    """The ``eseutil`` console script: ``eseutil /mh FILE`` runs ``shadowstore eseutil /mh FILE`` through
+    cli/main.py's main(), so errors, hints and exit codes are the same."""
+    from shadowstore.cli.main import main  # why here: cli/main.py imports this module
+
+    sys.exit(main(["eseutil", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    entry()

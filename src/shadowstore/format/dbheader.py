@@ -257,7 +257,7 @@ def not_a_database(head: bytes | bytearray | memoryview, file_size: int) -> str 
         return None
     magic = bytes(head[MAGIC_OFFSET : MAGIC_OFFSET + len(DB_MAGIC)])
     if magic.startswith(ESE_DB_MAGIC):
-        return "is a real ESE database from Windows (magic 0x89abcdef at offset 4): reading it is not supported yet"
+        return "is a real ESE database from Windows (magic 0x89abcdef at offset 4); read it with 'eseutil /mh'"
     if not any(head):
         extent = "all" if len(head) == file_size else f"the first {len(head)}"
         return f"is not a ShadowStore or ESE database: it is zero-filled ({extent} of its {file_size} bytes)"

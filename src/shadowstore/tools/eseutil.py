@@ -4,9 +4,9 @@ a log set) and /mk (checkpoint file).
 Each ``dump_*`` function reads through the engine's readers (engine/dbfile.py, engine/logstream.py with
 engine/logreader.py, engine/checkpointfile.py), never a parser of its own, and returns a report: the parsed
 structures and what was found wrong. cli/eseutil_cmd.py lays a report out as eseutil does, or as JSON.
-``identify`` names a file from its first bytes, real Windows ESE files included, so that a reader for those (a
-later ``ese_compat`` module returning the same reports) is dispatched from one place (``_check_kind``); today
-they are refused.
+``identify`` names a file from its first bytes, real Windows ESE files included, and ``is_real_ese`` says whether
+the files a path names (a file, a folder, ``DIR/E00``) are ours or real ESE files, so that the command picks the
+dumps here or those of tools/esereal.py; a file that is neither is refused with one line saying what it is.
 
 Policy: what makes a dump impossible is raised (a missing path, a file of another kind, both header copies
 damaged). What a dump finds is collected, in the order found: ``errors`` holds the ShadowStoreError for each
@@ -37,13 +37,12 @@ from shadowstore.errors import (
     MissingLogFileError,
     ShadowStoreError,
 )
-from shadowstore.format.checkpoint import CHECKPOINT_COPY_SIZE, CHECKPOINT_MAGIC, Checkpoint
+from shadowstore.format.checkpoint import CHECKPOINT_COPY_SIZE, Checkpoint
 from shadowstore.format.common import LgPos, Signature, format_time
-from shadowstore.format.dbheader import DB_MAGIC, DbHeader
+from shadowstore.format.dbheader import DbHeader
 from shadowstore.format.logfile import (
     FLAG_CIRCULAR,
     LOG_HEADER_SIZE,
-    LOG_MAGIC,
     LogHeader,
     archived_log_name,
     checkpoint_name,
@@ -52,42 +51,19 @@ from shadowstore.format.logfile import (
 )
 from shadowstore.format.logrecord import KIND_NAMES
 from shadowstore.io.fs import FileSystem, OsFileSystem, opened, read_file
+from shadowstore.tools.esekind import ESE_DB_MAGIC as ESE_DB_MAGIC  # re-exported: named from here by callers
+from shadowstore.tools.esekind import (
+    HEAD_SIZE,
+    KIND_CHECKPOINT,
+    KIND_DATABASE,
+    KIND_LOG,
+    KIND_UNKNOWN,
+    MODE_FOR_KIND,
+    identify,
+    is_dir,
+)
 
-# --- what a file is ------------------------------------------------------------------------------------------
-
-KIND_DATABASE, KIND_LOG, KIND_CHECKPOINT = "ShadowStore database", "ShadowStore log file", "ShadowStore checkpoint"
-KIND_ESE_DATABASE = "Windows ESE database"
-KIND_ESE_LOG, KIND_ESE_CHECKPOINT = "Windows ESE log file", "Windows ESE checkpoint file"
-KIND_UNKNOWN = "unknown"
-MODE_FOR_KIND = {KIND_DATABASE: "/mh", KIND_LOG: "/ml", KIND_CHECKPOINT: "/mk"}
-OWN_MAGICS = {DB_MAGIC: KIND_DATABASE, LOG_MAGIC: KIND_LOG, CHECKPOINT_MAGIC: KIND_CHECKPOINT}  # all at offset 4
-
-# Real ESE files (research/ese.md §3.1): the magic EF CD AB 89 at offset 4 marks a database; logs and
-# checkpoints have none and are told apart by le_filetype, a u32 at offset 667 (3 = log, 4 = checkpoint).
-ESE_DB_MAGIC = b"\xef\xcd\xab\x89"
-ESE_FILETYPE = struct.Struct("<I")
-ESE_FILETYPE_OFFSET = 667
-ESE_FILETYPES = {3: KIND_ESE_LOG, 4: KIND_ESE_CHECKPOINT}
-HEAD_SIZE = 4096
-
-
-def identify(head: bytes) -> str:
-    """What the first bytes of a file say it is: one of the ``KIND_*`` names (``KIND_UNKNOWN`` if none)."""
-    if head[4:12] in OWN_MAGICS:
-        return OWN_MAGICS[head[4:12]]
-    if head[4:8] == ESE_DB_MAGIC:
-        return KIND_ESE_DATABASE
-    if len(head) < ESE_FILETYPE_OFFSET + ESE_FILETYPE.size:
-        return KIND_UNKNOWN
-    return ESE_FILETYPES.get(ESE_FILETYPE.unpack_from(head, ESE_FILETYPE_OFFSET)[0], KIND_UNKNOWN)
-
-
-def _is_dir(fs: FileSystem, path: str) -> bool:
-    try:
-        fs.listdir(path)
-    except OSError:
-        return False
-    return True
+# --- what a file is (identify, is_real_ese: tools/esekind.py) -----------------------------------------------
 
 
 def _check_kind(fs: FileSystem, path: str, wanted: str) -> None:
@@ -98,7 +74,7 @@ def _check_kind(fs: FileSystem, path: str, wanted: str) -> None:
     """
     if not fs.exists(path):
         raise FileNotFoundError_(f"{path} does not exist", file=path)
-    if _is_dir(fs, path):
+    if is_dir(fs, path):
         raise InvalidParameterError(f"{path} is a folder, not a {wanted}", file=path)
     try:
         with opened(fs, path) as handle:
@@ -107,8 +83,8 @@ def _check_kind(fs: FileSystem, path: str, wanted: str) -> None:
         raise DiskIOError(f"cannot read {path}: {exc.strerror}", file=path) from exc
     if kind in (wanted, KIND_UNKNOWN):
         return
-    if kind not in MODE_FOR_KIND:  # where an ese_compat reader will be dispatched
-        raise InvalidParameterError(f"{path} looks like a {kind}; reading real ESE files is not supported yet")
+    if kind not in MODE_FOR_KIND:  # the eseutil command reads these with tools/esereal.py (see is_real_ese)
+        raise InvalidParameterError(f"{path} is a {kind}, not a {wanted}; 'shadowstore eseutil' reads it itself")
     raise InvalidParameterError(f"{path} is a {kind}, not a {wanted}; dump it with 'eseutil {MODE_FOR_KIND[kind]}'")
 
 
@@ -306,7 +282,7 @@ def dump_logs(target: str, fs: FileSystem | None = None) -> LogSetDump:
 
 def _log_files(fs: FileSystem, target: str) -> tuple[str, str | None, list[LogDump]]:
     """(folder, base name, files in generation order) named by ``target``; raises as dump_logs says."""
-    if _is_dir(fs, target):
+    if is_dir(fs, target):
         directory, base = target, _only_base(fs, target)
     elif fs.exists(target):
         _check_kind(fs, target, KIND_LOG)
@@ -316,7 +292,7 @@ def _log_files(fs: FileSystem, target: str) -> tuple[str, str | None, list[LogDu
     else:
         directory, base = os.path.split(target)
         directory = directory or "."
-        if not (LOG_NAME.fullmatch(base + ".log") and _is_dir(fs, directory)):
+        if not (LOG_NAME.fullmatch(base + ".log") and is_dir(fs, directory)):
             raise FileNotFoundError_(f"{target} does not exist (give a log file, a log folder or DIR/E00)", file=target)
     found = LogSet.scan(fs, directory, base)
     logs = [LogDump(path, generation, False) for generation, path in sorted(found.archived.items())]
