@@ -486,4 +486,46 @@ CATALOG: dict[int, EventSpec] = {
         "The shadow-copy job of {owner} was ended: its requestor stopped calling within its lease (it died or lost "
         "its connection). The writers were thawed and shut down; the next job can start.",
     ),
+    # doctor --fix (tools/doctorfix.py): the support article's cure as one command. Why events of its own: no
+    # engine event says that logs were set aside on purpose or why a cure stopped; the engine's own events
+    # (dismount, recovery, mount, backup) still come from the engine as each step runs.
+    1070: EventSpec(
+        "ShadowStore",
+        "Doctor",
+        INFO,
+        "DOCTOR_CURE_STARTED",
+        "doctor --fix began the cure of storage group {sg}: {steps}. Its journal is {journal}; if it is interrupted, "
+        "run 'shadowstore doctor --fix' again to finish it.",
+    ),
+    1071: EventSpec(
+        "ShadowStore",
+        "Doctor",
+        INFO,
+        "DOCTOR_STEP_DONE",
+        "doctor --fix finished step {step} of storage group {sg}: {detail}.",
+    ),
+    1072: EventSpec(
+        "ShadowStore",
+        "Doctor",
+        WARN,
+        "DOCTOR_LOGS_SET_ASIDE",
+        "doctor --fix moved {files} log, checkpoint and reserve files of storage group {sg} into {quarantine}: every "
+        "store was in Clean Shutdown, so none of them is needed to mount. The next mount starts a new log stream; "
+        "only a full backup starts a backup chain on it. Nothing was deleted.",
+    ),
+    1073: EventSpec(
+        "ShadowStore",
+        "Doctor",
+        ERR,
+        "DOCTOR_CURE_STOPPED",
+        "doctor --fix stopped the cure of storage group {sg} at step {step}: {error}. What to do: {hint}",
+    ),
+    1074: EventSpec(
+        "ShadowStore",
+        "Doctor",
+        INFO,
+        "DOCTOR_CURE_DONE",
+        "doctor --fix completed the cure of storage group {sg} ({steps}). Set aside: {quarantine}. Full backup: "
+        "{backup}.",
+    ),
 }
