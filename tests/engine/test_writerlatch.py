@@ -135,3 +135,30 @@ def test_a_storage_group_that_went_offline_with_a_transaction_open_mounts_again(
         assert snap.get("t", b"idle") is None
     sg.dismount()
     reopen(fs).close()
+
+
+@pytest.mark.parametrize("ended_by", ["offline", "latch taken away"])
+def test_a_with_block_whose_transaction_the_engine_ended_raises_rather_than_seem_committed(ended_by: str) -> None:
+    """The block's own calls all succeeded, then the engine ended the transaction (from another thread, in
+    production): leaving the block must raise, or the caller would count as committed what was never logged
+    (a failed fsync elsewhere in the storage group, or a latch held past the bound, hit exactly this)."""
+    fs = FaultFileSystem(seed=23)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table("t")
+    error = NotMountedError if ended_by == "offline" else TransactionAbortedError
+    with pytest.raises(error), store.transaction() as tx:
+        tx.put("t", b"never", b"logged")
+        if ended_by == "offline":
+            sg.go_offline("a test took it offline")
+        else:
+            assert store.abort_writer(TransactionAbortedError("the test took the latch away")) is tx
+    if not sg.mounted:
+        sg.mount()
+    with store.snapshot() as snap:
+        assert snap.get("t", b"never") is None
+    sg.dismount()
+    reopen(fs).close()

@@ -109,6 +109,11 @@ class Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self._open:
+            if exc_type is None and self._killed is not None:
+                # why: the block ended normally but the engine ended the transaction under it (its latch taken
+                # away, the storage group gone offline): nothing was committed, and leaving quietly would tell
+                # the caller it was
+                self.raise_killed()
             return
         if exc_type is None:
             self.commit()
