@@ -298,3 +298,44 @@ def test_every_cured_code_is_a_warning_kind_and_none_is_also_blocking() -> None:
     from shadowstore.tools.doctor import BLOCKING
 
     assert not (CURED | CLEARED) & BLOCKING
+
+
+def test_a_checkpoint_of_another_stream_or_one_naming_a_log_that_is_gone_is_reported(tmp_path: Path) -> None:
+    home, other = tmp_path / "home", tmp_path / "other"
+    for each in (home, other):
+        cli(each, "init", "--log-file-size", "64K")
+    chk = home / SG / "E00.chk"
+    first = chk.read_bytes()  # names generation 1
+    cli(home, "workload", "run", "--txns", "300", "--seed", "1", "--value-size", "700")
+    cli(other, "workload", "run", "--txns", "20", "--seed", "3")
+    cli(home, "backup", "run", "--sg", SG, "--kind", "full")  # truncates the logs the stores no longer need
+    assert not (home / SG / log_name(1)).exists()
+    assert cli(home, "doctor").returncode == 0
+
+    chk.write_bytes((other / SG / "E00.chk").read_bytes())
+    found = codes(cli_json(home, "doctor", ok=False)["findings"])
+    assert list(found) == ["checkpoint-foreign"], found
+    assert "belongs to another log stream" in found["checkpoint-foreign"][0]["what"]
+
+    chk.write_bytes(first)
+    found = codes(cli_json(home, "doctor", ok=False)["findings"])
+    assert list(found) == ["checkpoint-mismatch"], found
+    assert "names generation 1, which is" in found["checkpoint-mismatch"][0]["what"]
+    assert found["checkpoint-mismatch"][0]["fixable"] is True
+
+
+def test_a_shadow_copy_left_by_a_killed_snapshot_backup_is_reported_and_not_deleted(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cli(home, "init")
+    cli(home, "workload", "run", "--txns", "20", "--seed", "1")
+    kill_at(home, "vss.provider.after_commit", "backup", "run", "--sg", SG, "--kind", "full", "--method",
+            "snapshot", "--provider", "copy", "--to", str(tmp_path / "backups"))  # fmt: skip
+    found = codes(cli_json(home, "doctor", ok=False)["findings"])
+    assert "snapshot-leftover" in found, found
+    leftover = Path(found["snapshot-leftover"][0]["where"])
+    assert leftover.is_dir()
+    assert "the next shadow-copy backup removes it" in found["snapshot-leftover"][0]["hint"]
+    before = snapshot(leftover)
+    assert before, "the shadow copy holds the storage group's files"
+    cli(home, "doctor", "--fix", ok=False)
+    assert snapshot(leftover) == before, "doctor deletes nothing, not even a leftover shadow copy"
