@@ -150,12 +150,17 @@ def test_a_with_block_whose_transaction_the_engine_ended_raises_rather_than_seem
     with store.transaction() as tx:
         tx.create_table("t")
     error = NotMountedError if ended_by == "offline" else TransactionAbortedError
-    with pytest.raises(error), store.transaction() as tx:
-        tx.put("t", b"never", b"logged")
-        if ended_by == "offline":
-            sg.go_offline("a test took it offline")
-        else:
-            assert store.abort_writer(TransactionAbortedError("the test took the latch away")) is tx
+
+    def block() -> None:
+        with store.transaction() as tx:
+            tx.put("t", b"never", b"logged")
+            if ended_by == "offline":
+                sg.go_offline("a test took it offline")
+            else:
+                assert store.abort_writer(TransactionAbortedError("the test took the latch away")) is tx
+
+    with pytest.raises(error):
+        block()
     if not sg.mounted:
         sg.mount()
     with store.snapshot() as snap:
