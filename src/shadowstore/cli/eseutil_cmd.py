@@ -30,7 +30,7 @@ from shadowstore.format.logfile import FLAG_CIRCULAR_PAST
 from shadowstore.service.client import URL_VARIABLE
 from shadowstore.service.wire import raise_from_body
 from shadowstore.tools.esekind import is_real_ese
-from shadowstore.tools.esereal import EseCheckpointDump, EseDatabaseDump
+from shadowstore.tools.esereal import EseCheckpointDump, EseDatabaseDump, EseLogSetDump
 from shadowstore.tools.eseutil import (
     CheckpointDump,
     DatabaseDump,
@@ -206,7 +206,8 @@ def log_result_lines(log: LogDump) -> list[str]:
     return lines
 
 
-def summary_line(dump: LogSetDump) -> str:
+def summary_line(dump: LogSetDump | EseLogSetDump) -> str:
+    """The last line of /ml on a log set, ours or real: its generations, and whether it holds together."""
     present = [log.generation for log in dump.logs if log.generation is not None]
     span = f"generations {gen_range(min(present), max(present))}" if present else "no readable generation"
     head = f"{IND}Log set {dump.base} in {dump.directory}: {span}, {len(dump.logs)} file(s)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from shadowstore.cli.eseutil_cmd import IND, SUB, Mode, copy_lines, gen_range, label, on_off
+from shadowstore.cli.eseutil_cmd import IND, SUB, Mode, copy_lines, gen_range, label, on_off, summary_line
 from shadowstore.errors import LogFileCorruptError
 from shadowstore.format.esedb import ESE_DB_MAGIC, EseDbHeader
 from shadowstore.format.esetypes import DbmsParam, EseAttachInfo, EseBackupInfo, EseLgPos, EseSignature, LogTime
@@ -333,16 +333,6 @@ def log_lines(log: EseLogDump, dump: EseLogSetDump) -> list[str]:
     if not log.errors:
         lines.append(f"{IND}Header checks passed for log file: {log.path}")
     return lines
-
-
-def summary_line(dump: EseLogSetDump) -> str:
-    present = [log.generation for log in dump.logs if log.generation is not None]
-    span = f"generations {gen_range(min(present), max(present))}" if present else "no readable generation"
-    head = f"{IND}Log set {dump.base} in {dump.directory}: {span}, {len(dump.logs)} file(s)"
-    if not dump.errors:
-        return f"{head}: contiguous, one signature, each file follows the previous one."
-    first = dump.errors[0]
-    return f"{head}: {len(dump.errors)} error(s), the first {first.code} ({first.code_name})."
 
 
 def logset_json(dump: EseLogSetDump) -> dict[str, object]:
