@@ -206,3 +206,15 @@ def test_fix_through_the_service_killed_finishes_when_run_again(broken: Broken, 
     finally:
         service.stop()
     assert_transactions_kept(broken.home)
+
+
+def test_fix_takes_its_full_backup_to_the_target_named(broken: Broken, tmp_path: Path) -> None:  # noqa: F811
+    elsewhere = tmp_path / "elsewhere"
+    default_sets = len(cli_json(broken.home, "backup", "list"))
+    done = json.loads(cli(broken.home, "doctor", "--fix", "--to", str(elsewhere), "--json").stdout)
+    (cured,) = done["cured"]
+    assert cured["steps"][-1]["step"] == "backup"
+    there = cli_json(broken.home, "backup", "list", "--to", str(elsewhere))
+    assert [(s["kind"], s["state"]) for s in there] == [("full", "complete")]
+    assert len(cli_json(broken.home, "backup", "list")) == default_sets, "nothing went to the default target"
+    assert "ok" in cli(broken.home, "backup", "verify", there[0]["id"], "--to", str(elsewhere)).stdout.lower()
