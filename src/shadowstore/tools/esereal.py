@@ -11,19 +11,16 @@ header copies damaged); what a dump finds is collected in ``errors`` (the first 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 from shadowstore.errors import (
     BadCheckpointSignatureError,
-    BadLogSignatureError,
     DiskIOError,
     FileNotFoundError_,
-    InvalidLogSequenceError,
     InvalidParameterError,
     LogFileCorruptError,
     LogFileSizeMismatchError,
-    LogGenerationMismatchError,
     MissingLogFileError,
     ShadowStoreError,
 )
@@ -41,6 +38,7 @@ from shadowstore.format.esenames import (
 from shadowstore.format.esetypes import EseLgPos, EseSignature, filetype_of
 from shadowstore.io.fs import FileSystem, OsFileSystem, opened
 from shadowstore.tools.eseutil import CopyProblem, MissingLogs, Report
+from shadowstore.tools.logsetcheck import check_sequence, set_signature
 
 RECORDS_NOT_READ = (
     "the records of real ESE logs are not decoded (their format changed with each log version): each file's header "
@@ -177,10 +175,15 @@ class EseLogDump:
         return self.name is not None and self.name.current
 
     @property
+    def name_generation(self) -> int | None:
+        """The generation the file's name gives (None for the current log and a name that is no log's)."""
+        return self.name.generation if self.name is not None else None
+
+    @property
     def generation(self) -> int | None:
         """The generation this file stands for in the set: its name's, else its header's."""
-        if self.name is not None and self.name.generation is not None:
-            return self.name.generation
+        if self.name_generation is not None:
+            return self.name_generation
         return self.header.generation if self.header else None
 
     def fail(self, error: type[ShadowStoreError], message: str) -> None:
@@ -207,7 +210,7 @@ class EseLogSetDump(Report):
 
     @property
     def signature(self) -> EseSignature | None:
-        return _set_signature(self.logs)
+        return cast(EseSignature | None, set_signature(self.logs))
 
 
 def dump_ese_logs(target: str, fs: FileSystem | None = None) -> EseLogSetDump:
@@ -226,7 +229,14 @@ def dump_ese_logs(target: str, fs: FileSystem | None = None) -> EseLogSetDump:
     directory, base, logs, single = _ese_log_files(fs, target)
     for log in logs:
         _read_log(fs, log, single)
-    entries = _check_sequence(directory, base, logs, _set_signature(logs))
+    extension = next((log.name.extension for log in logs if log.name), ".log")
+    entries = check_sequence(
+        logs,
+        set_signature(logs),
+        lambda h: (h.prev_created, h.created),
+        str,
+        lambda low, high: _missing(directory, base, extension, low, high),
+    )
     dump = EseLogSetDump(target, directory, base, None, None, entries, single)
     for entry in entries:
         dump.errors += [entry.error] if isinstance(entry, MissingLogs) else entry.errors
@@ -295,69 +305,6 @@ def _read_log(fs: FileSystem, log: EseLogDump, single: bool) -> None:
             LogFileSizeMismatchError,
             f"{log.path} is {log.file_size} bytes, but its header says {log.header.file_sectors} sectors of "
             f"{log.header.sector_size} bytes ({log.header.file_size} bytes): truncated or extended",
-        )
-
-
-def _set_signature(logs: list[EseLogDump]) -> EseSignature | None:
-    """The signature most files carry (ties: the current log's), against which each file is checked."""
-    ordered = sorted(logs, key=lambda log: not log.current)
-    signatures = [log.header.signature for log in ordered if log.header is not None]
-    return Counter(signatures).most_common(1)[0][0] if signatures else None
-
-
-def _check_sequence(
-    directory: str, base: str, logs: list[EseLogDump], signature: EseSignature | None
-) -> list[EseLogDump | MissingLogs]:
-    """The files in order with the gaps between them; adds -513, -530 and -515 errors to the files."""
-    entries: list[EseLogDump | MissingLogs] = []
-    previous: EseLogDump | None = None
-    extension = next((log.name.extension for log in logs if log.name), ".log")
-    for log in logs:
-        _check_own(log, signature)
-        before, number = (previous.generation if previous else None), log.generation
-        if previous is not None and before is not None and number is not None:
-            if number > before + 1:
-                entries.append(_missing(directory, base, extension, before + 1, number - 1))
-            _check_follows(log, number, previous, before)
-        entries.append(log)
-        previous = log
-    return entries
-
-
-def _check_own(log: EseLogDump, signature: EseSignature | None) -> None:
-    header = log.header
-    if header is None:
-        return
-    if log.name is not None and log.name.generation is not None and header.generation != log.name.generation:
-        log.fail(
-            LogGenerationMismatchError,
-            f"{log.path} should hold generation {log.name.generation} (its name says so) but its header says "
-            f"generation {header.generation}",
-        )
-    if signature is not None and header.signature != signature:
-        log.fail(
-            BadLogSignatureError,
-            f"{log.path} (generation {header.generation}) belongs to another log stream: its signature is "
-            f"[{header.signature}], the log set's is [{signature}]",
-        )
-
-
-def _check_follows(log: EseLogDump, number: int, previous: EseLogDump, before: int) -> None:
-    """-513 when a file does not come after the one before it; -515 when it does not follow it."""
-    if number <= before:
-        log.fail(
-            LogGenerationMismatchError,
-            f"{log.path} holds generation {number}, but {previous.path} already holds generation {before}",
-        )
-        return
-    header, prior = log.header, previous.header
-    if number != before + 1 or header is None or prior is None or log.errors or previous.errors:
-        return  # nothing to compare, or already reported as not being what it should be
-    if header.prev_created != prior.created:
-        log.fail(
-            InvalidLogSequenceError,
-            f"{log.path} (generation {number}) does not follow generation {before}: it records the previous "
-            f"generation as created at {header.prev_created}, but {previous.path} was created at {prior.created}",
         )
 
 

@@ -27,18 +27,15 @@ from shadowstore.engine.dbfile import read_header_copies
 from shadowstore.engine.logreader import Generation, RecordAssembler, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.errors import (
-    BadLogSignatureError,
     DiskIOError,
     FileNotFoundError_,
-    InvalidLogSequenceError,
     InvalidParameterError,
     LogFileCorruptError,
-    LogGenerationMismatchError,
     MissingLogFileError,
     ShadowStoreError,
 )
 from shadowstore.format.checkpoint import CHECKPOINT_COPY_SIZE, Checkpoint
-from shadowstore.format.common import LgPos, Signature, format_time
+from shadowstore.format.common import LgPos, format_time
 from shadowstore.format.dbheader import DbHeader
 from shadowstore.format.logfile import (
     FLAG_CIRCULAR,
@@ -62,6 +59,7 @@ from shadowstore.tools.esekind import (
     identify,
     is_dir,
 )
+from shadowstore.tools.logsetcheck import check_sequence, set_signature
 
 # --- what a file is (identify, is_real_ese: tools/esekind.py) -----------------------------------------------
 
@@ -271,7 +269,13 @@ def dump_logs(target: str, fs: FileSystem | None = None) -> LogSetDump:
             exc.details.setdefault("file", log.path)
             log.errors.append(exc)
     base = base or next((log.header.base for log in logs if log.header), "")
-    entries = _check_sequence(directory, base, logs, _set_signature(logs))
+    entries = check_sequence(
+        logs,
+        set_signature(logs),
+        lambda h: (h.prev_created_us, h.created_us),
+        format_time,
+        lambda low, high: _missing(directory, base, low, high),
+    )
     _scan_logs(fs, logs)
     dump = LogSetDump(target, directory, base, _checkpoint_in(fs, directory, base), entries)
     for entry in entries:
@@ -321,67 +325,6 @@ def _parse_log_name(name: str) -> tuple[str | None, int | None, bool]:
         return base, None, True
     generation = parse_archived_log_name(base, name) if match else None
     return (base, generation, False) if generation is not None else (None, None, False)
-
-
-def _set_signature(logs: list[LogDump]) -> Signature | None:
-    """The signature most files carry (ties: the current log's), against which each file is checked."""
-    ordered = sorted(logs, key=lambda log: not log.current)
-    signatures = [log.header.signature for log in ordered if log.header is not None]
-    return Counter(signatures).most_common(1)[0][0] if signatures else None
-
-
-def _check_sequence(
-    directory: str, base: str, logs: list[LogDump], signature: Signature | None
-) -> list[LogDump | MissingLogs]:
-    """The files in order with the gaps between them; adds -513, -530 and -515 errors to the files."""
-    entries: list[LogDump | MissingLogs] = []
-    previous: LogDump | None = None
-    for log in logs:
-        if log.header is not None:
-            _check_own(log, log.header, signature)
-        before, number = previous.generation if previous else None, log.generation
-        if previous is not None and before is not None and number is not None:
-            if number > before + 1:
-                entries.append(_missing(directory, base, before + 1, number - 1))
-            _check_follows(log, number, previous, before)
-        entries.append(log)
-        previous = log
-    return entries
-
-
-def _check_own(log: LogDump, header: LogHeader, signature: Signature | None) -> None:
-    if log.name_generation is not None and header.generation != log.name_generation:
-        log.fail(
-            LogGenerationMismatchError,
-            f"{log.path} should hold generation {log.name_generation} (its name says so) but its header says "
-            f"generation {header.generation}",
-        )
-    if signature is not None and header.signature != signature:
-        log.fail(
-            BadLogSignatureError,
-            f"{log.path} (generation {header.generation}) belongs to another log stream: its signature is "
-            f"[{header.signature}], the log set's is [{signature}]",
-        )
-
-
-def _check_follows(log: LogDump, number: int, previous: LogDump, before: int) -> None:
-    """-513 when the current log is not the newest file; -515 when a file does not follow the one before it."""
-    if number <= before:
-        log.fail(
-            LogGenerationMismatchError,
-            f"{log.path} holds generation {number}, but {previous.path} already holds generation {before}",
-        )
-        return
-    header, prior = log.header, previous.header
-    if number != before + 1 or header is None or prior is None or log.errors or previous.errors:
-        return  # nothing to compare, or already reported as not being what its name says
-    if header.prev_created_us != prior.created_us:
-        log.fail(
-            InvalidLogSequenceError,
-            f"{log.path} (generation {number}) does not follow generation {before}: it records the previous "
-            f"generation as created at {format_time(header.prev_created_us)}, but {previous.path} was created at "
-            f"{format_time(prior.created_us)}",
-        )
 
 
 def _missing(directory: str, base: str, low: int, high: int) -> MissingLogs:
