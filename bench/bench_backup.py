@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import time
 
-from common import Result, save, scratch
+from common import Result, drop_caches, save, scratch
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.run import back_up
 from shadowstore.engine.maintenance import MaintenancePolicy
@@ -33,16 +33,6 @@ from shadowstore.home import ServerHome
 
 SG = "First Storage Group"
 VALUE = 64 * 1024
-
-
-def drop_caches() -> bool:
-    subprocess.run(["sync"], check=True)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def fill(home: ServerHome, gib: float, seed: int = 1) -> None:

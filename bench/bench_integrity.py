@@ -17,25 +17,17 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 
-from common import Result, save, scratch
+from common import Result, drop_caches, save, scratch
 from shadowstore.config import parse_size
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.home import DEFAULT_SG, ServerHome
 from shadowstore.tools.checksums import check_file
+from shadowstore.tools.eseutil import Report
 from shadowstore.tools.integrity import check_integrity
 
 VALUE = 64 * 1024
-
-
-def drop_caches() -> bool:
-    subprocess.run(["sync"], check=True)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def build(home_path: str, size: int, rows: int) -> str:
@@ -68,23 +60,14 @@ def timed_sha256sum(path: str) -> float:
     return time.perf_counter() - started
 
 
-def timed_k(path: str) -> float:
+def timed_check(check: Callable[[str], Report], mode: str, path: str) -> float:
+    """Seconds ``check`` (eseutil ``mode``) takes over ``path`` from a cold cache; it must find nothing."""
     drop_caches()
     started = time.perf_counter()
-    dump = check_file(path)
+    dump = check(path)
     elapsed = time.perf_counter() - started
     if not dump.ok:
-        raise SystemExit(f"/k found problems in a fresh store: {dump.errors[:3]}")
-    return elapsed
-
-
-def timed_g(path: str) -> float:
-    drop_caches()
-    started = time.perf_counter()
-    dump = check_integrity(path)
-    elapsed = time.perf_counter() - started
-    if not dump.ok:
-        raise SystemExit(f"/g found problems in a fresh store: {dump.errors[:3]}")
+        raise SystemExit(f"{mode} found problems in a fresh store: {dump.errors[:3]}")
     return elapsed
 
 
@@ -101,7 +84,11 @@ def main() -> list[Result]:
         print(f"built {path}: {size / 2**30:.2f} GiB in {time.perf_counter() - started:.0f} s", flush=True)
         rounds = []
         for i in range(args.rounds):
-            sha, k, g = timed_sha256sum(path), timed_k(path), timed_g(path)
+            sha, k, g = (
+                timed_sha256sum(path),
+                timed_check(check_file, "/k", path),
+                timed_check(check_integrity, "/g", path),
+            )
             rounds.append((sha, k, g))
             mb = size / 1e6
             print(

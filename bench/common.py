@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -75,3 +76,15 @@ def save(name: str, results: list[Result], extra: dict[str, Any] | None = None) 
     with open(path, "w") as f:
         json.dump(data, f, indent=2)
     return path
+
+
+def drop_caches() -> bool:
+    """Write back and drop the page cache, so the next read comes from the disk; False when not allowed (not
+    root)."""
+    subprocess.run(["sync"], check=True)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        return False
+    return True
