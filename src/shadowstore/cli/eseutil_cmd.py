@@ -3,7 +3,7 @@ database header, log files or a checkpoint file in eseutil's layout, and check o
 
 Each path is read by content (tools/esekind.py): our own files through shadowstore.tools.eseutil, laid out here;
 real Windows ESE files through tools/esereal.py, laid out by cli/eseutil_real.py; /k /g /r of our stores by
-cli/eseutil_checks.py when it is there. A file that is neither is refused with one line. The layout follows
+cli/eseutil_checks.py. A file that is neither is refused with one line. The layout follows
 eseutil's labels (research/ese.md §3.2 and §4) or is one JSON object (``--json``); the exit code is 0 when
 everything is valid, 1 when a damaged copy of a shadowed header was survived, else the exit code of the first error
 found. For a log set the whole dump is printed before that error is raised, so every ERROR line is seen.
@@ -11,18 +11,17 @@ found. For a log set the whole dump is printed before that error is raised, so e
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, cast
+from typing import cast
 
 import click
 
 from shadowstore.cli.common import json_option, print_json
+from shadowstore.cli.eseutil_checks import CHECK_MODES, Mode
 from shadowstore.errors import ExitCode, InvalidParameterError, LogFileCorruptError, ShadowStoreError
 from shadowstore.format.common import BACKUP_SNAPSHOT, AttachInfo, BackupInfo, LgPos, Signature, format_time, iso_time
 from shadowstore.format.dbheader import BACKUP_SLOTS, DB_MAGIC
@@ -317,30 +316,17 @@ def report_json(report: Report, facts: dict[str, object]) -> dict[str, object]:
 
 # --- the command ---------------------------------------------------------------------------------------------
 
-Mode = tuple[Callable[[str], Any], Callable[[Any], list[str]], Callable[[Any], dict[str, object]]]
 MODES: dict[str, Mode] = {
     "mh": (dump_database, database_lines, database_json),
     "ml": (dump_logs, logset_lines, logset_json),
     "mk": (dump_checkpoint, checkpoint_lines, checkpoint_json),
+    **CHECK_MODES,  # /k /g /r of our own files
 }
 
 
 MODE_KEYS = ("mh", "ml", "mk", "k", "g", "r")
-CHECKS_MODULE = "shadowstore.cli.eseutil_checks"  # /k /g /r of our own stores
 INITIATING = {"k": "CHECKSUM", "g": "INTEGRITY", "r": "RECOVERY"}  # else FILE DUMP
 USAGE = "use /mh DBFILE, /ml LOGFILE|LOGDIR|DIR/E00, /mk CHKFILE, /k DBFILE, /g DBFILE or /r (or -mh, -ml, ...)"
-
-
-def check_modes() -> dict[str, Mode]:
-    """The modes of cli/eseutil_checks.py (``CHECK_MODES``), or none when that module is not installed. Imported
-    when needed: it names this module's ``Mode``, so importing it here at load time would be circular."""
-    try:
-        module = importlib.import_module(CHECKS_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != CHECKS_MODULE:
-            raise  # why: a module that is there but fails to import is a bug to see, not a missing mode
-        return {}
-    return cast(dict[str, Mode], module.CHECK_MODES)
 
 
 def pick_mode(key: str, path: str) -> Mode:
@@ -356,10 +342,7 @@ def pick_mode(key: str, path: str) -> Mode:
                 file=path,
             )
         return REAL_MODES[key]
-    modes = {**check_modes(), **MODES}
-    if key not in modes:
-        raise InvalidParameterError(f"eseutil /{key} is not available in this version of ShadowStore")
-    return modes[key]
+    return MODES[key]
 
 
 class EseutilCommand(click.Command):
