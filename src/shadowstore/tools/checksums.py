@@ -40,7 +40,15 @@ from shadowstore.format.dbheader import HEADER_PAGES, PAGE_SIZES, BlobRef, DbHea
 from shadowstore.format.logfile import current_log_name
 from shadowstore.format.page import TYPE_NAMES, PageError, payload_capacity, verify_page
 from shadowstore.io.fs import FileHandle, FileSystem, OsFileSystem, read_file
-from shadowstore.tools.esekind import HEAD_SIZE, KIND_CHECKPOINT, KIND_DATABASE, KIND_LOG, KIND_UNKNOWN, identify
+from shadowstore.tools.esekind import (
+    HEAD_SIZE,
+    KIND_CHECKPOINT,
+    KIND_DATABASE,
+    KIND_LOG,
+    KIND_UNKNOWN,
+    identify,
+    is_dir,
+)
 from shadowstore.tools.eseutil import Report
 from shadowstore.tools.inuse import ROLE_CHECKPOINT, ROLE_LOG, ROLE_STORE, refuse_if_in_use
 
@@ -77,7 +85,7 @@ def file_role(fs: FileSystem, path: str) -> str:
     """``ROLE_STORE``, ``ROLE_LOG`` or ``ROLE_CHECKPOINT`` for one of our files; raises as check_file says."""
     if not fs.exists(path):
         raise FileNotFoundError_(f"{path} does not exist", file=path)
-    if _is_dir(fs, path):
+    if is_dir(fs, path):
         raise InvalidParameterError(f"{path} is a folder; name a store (.edb), log (.log) or checkpoint (.chk) file")
     handle = fs.open(path, readonly=True)
     try:
@@ -93,14 +101,6 @@ def file_role(fs: FileSystem, path: str) -> str:
             file=path,
         )
     return ROLE_OF_SUFFIX.get(path[path.rfind(".") :].lower() if "." in os.path.basename(path) else "", ROLE_STORE)
-
-
-def _is_dir(fs: FileSystem, path: str) -> bool:
-    try:
-        fs.listdir(path)
-    except OSError:
-        return False
-    return True
 
 
 # --- one block of pages --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from shadowstore.format.esenames import (
 )
 from shadowstore.format.esetypes import EseLgPos, EseSignature, filetype_of
 from shadowstore.io.fs import FileSystem, OsFileSystem, opened
+from shadowstore.tools.esekind import is_dir
 from shadowstore.tools.eseutil import CopyProblem, MissingLogs, Report
 from shadowstore.tools.logsetcheck import check_sequence, set_signature
 
@@ -248,11 +249,11 @@ def dump_ese_logs(target: str, fs: FileSystem | None = None) -> EseLogSetDump:
 
 def _ese_log_files(fs: FileSystem, target: str) -> tuple[str, str, list[EseLogDump], bool]:
     """(folder, base name, files in generation order, whether one file was named); raises as dump_ese_logs."""
-    if fs.exists(target) and not _is_dir(fs, target):
+    if fs.exists(target) and not is_dir(fs, target):
         directory, name = os.path.split(target)
         parsed = parse_log_name(name)
         return directory or ".", parsed.base if parsed else "", [EseLogDump(target, parsed)], True
-    if _is_dir(fs, target):
+    if is_dir(fs, target):
         directory, names = target, _log_names(fs, target, None)
         bases = sorted({parsed.base for parsed in names.values()})
         if len(bases) > 1:
@@ -263,7 +264,7 @@ def _ese_log_files(fs: FileSystem, target: str) -> tuple[str, str, list[EseLogDu
     else:
         directory, base = os.path.split(target)
         directory = directory or "."
-        if len(base) != 3 or not _is_dir(fs, directory):
+        if len(base) != 3 or not is_dir(fs, directory):
             raise FileNotFoundError_(f"{target} does not exist (give a log file, a log folder or DIR/edb)", file=target)
         names = _log_names(fs, directory, base)
     if not names:
@@ -271,14 +272,6 @@ def _ese_log_files(fs: FileSystem, target: str) -> tuple[str, str, list[EseLogDu
     order = sorted(names.items(), key=lambda item: (item[1].current, item[1].generation or 0))
     logs = [EseLogDump(os.path.join(directory, name), parsed) for name, parsed in order]
     return directory, order[0][1].base, logs, False
-
-
-def _is_dir(fs: FileSystem, path: str) -> bool:
-    try:
-        fs.listdir(path)
-    except OSError:
-        return False
-    return True
 
 
 def _log_names(fs: FileSystem, directory: str, base: str | None) -> dict[str, LogName]:
