@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 
-from common import Result, save, scratch
+from common import Result, running_service, save, scratch
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.home import ServerHome
 from shadowstore.mail.generate import generate_messages
 from shadowstore.mail.mailstore import MailStore
-from shadowstore.service.client import ServiceClient, socket_of
+from shadowstore.service.client import ServiceClient
 from shadowstore.service.remotemail import RemoteMail
 
 Deliver = Callable[[str, list[bytes]], None]
@@ -109,12 +106,7 @@ def service(corpus: list[list[bytes]], batch: int) -> tuple[float, float]:
     with scratch("ss-mail-svc-") as d:
         home = os.path.join(d, "home")
         ServerHome.init(home)
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home, "serve"],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            socket = _wait_for(home)
+        with running_service(home) as socket:
             clients = [ServiceClient(socket=socket) for _ in corpus]
             try:
                 measured = _measure([RemoteMail(c) for c in clients], corpus, batch)
@@ -123,9 +115,6 @@ def service(corpus: list[list[bytes]], batch: int) -> tuple[float, float]:
             finally:
                 for client in clients:
                     client.close()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
 
 
 BATCHING: list[float] = []  # deliveries per commit in each service run, from the service's metrics
@@ -139,21 +128,6 @@ def _batch_factor(client: ServiceClient) -> float:
             if line.startswith(name + "{"):
                 values[name] = float(line.rsplit(" ", 1)[1])
     return values["shadowstore_mail_deliveries_total"] / max(1.0, values["shadowstore_mail_commits_total"])
-
-
-def _wait_for(home: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        path = socket_of(home)
-        if path is not None:
-            with ServiceClient(socket=path) as client:
-                try:
-                    client.get("/v1/health")
-                    return path
-                except Exception:
-                    pass
-        time.sleep(0.05)
-    raise RuntimeError("the service did not start")
 
 
 def main() -> list[Result]:

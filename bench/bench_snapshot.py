@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,13 +19,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common import Result, save
+from common import Result, running_service, save
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.snapshotrun import back_up_snapshot
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.home import ServerHome
-from shadowstore.service.client import ServiceClient, socket_of
+from shadowstore.service.client import ServiceClient
 from shadowstore.service.remotemail import RemoteMail
 from shadowstore.vss.providers import make_subvolume
 
@@ -134,9 +133,8 @@ def service_commit_latencies(home: str, seconds: float, during: bool, provider: 
     programs (``backup run --method snapshot``, the requestor) or while nothing else runs. As deployed: the
     writers freeze in the service; the backup program copies the shadow copy in its own process."""
     shadowstore = [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home]
-    service = subprocess.Popen([*shadowstore, "serve"], stdout=subprocess.DEVNULL)
-    try:
-        client = _answering(home, service)
+    with running_service(home) as socket:
+        client = ServiceClient(socket=socket)
         mail = RemoteMail(client)
         mail.create_mailbox("latency")
         message = b"From: a@example.com\r\nSubject: latency\r\n\r\n" + b"x" * 1000 + b"\r\n"
@@ -168,27 +166,6 @@ def service_commit_latencies(home: str, seconds: float, during: bool, provider: 
         if during and backups == 0:
             raise RuntimeError("no snapshot backup ran during the measurement")
         return latencies
-    finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(60)
-
-
-def _answering(home: str, service: subprocess.Popen[bytes]) -> ServiceClient:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise RuntimeError(f"the service exited {service.returncode}")
-        path = socket_of(home)
-        if path is not None:
-            client = ServiceClient(socket=path)
-            try:
-                client.get("/v1/health")
-            except Exception:
-                client.close()
-            else:
-                return client
-        time.sleep(0.05)
-    raise RuntimeError("the service did not answer within 30 s")
 
 
 def _percentiles(base: list[float], under: list[float]) -> tuple[tuple[float, float], tuple[float, float]]:

@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -88,3 +90,35 @@ def drop_caches() -> bool:
     except OSError:
         return False
     return True
+
+
+@contextmanager
+def running_service(home: str) -> Iterator[str]:
+    """``shadowstore serve`` on ``home`` in its own process, for the body of the ``with``; yields the path of its
+    socket once it answers. The service is stopped with SIGTERM (every store left in Clean Shutdown)."""
+    from shadowstore.service.client import ServiceClient, socket_of
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home, "serve"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited {process.returncode}")
+            path = socket_of(home)
+            if path is not None:
+                with ServiceClient(socket=path) as client:
+                    try:
+                        client.get("/v1/health")
+                        break
+                    except Exception:
+                        pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service did not answer within 30 s")
+            time.sleep(0.05)
+        yield path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
