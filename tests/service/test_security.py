@@ -68,10 +68,13 @@ def assert_error_body(response: httpx.Response, status: int, kind: str, what: st
 
 
 def test_socket_is_mode_0600_and_owned_by_the_services_user(service: Service) -> None:
-    info = os.stat(service.socket)
-    assert stat.S_ISSOCK(info.st_mode)
-    assert stat.S_IMODE(info.st_mode) == 0o600
-    assert info.st_uid == os.stat(f"/proc/{service.process.pid}").st_uid
+    mail_socket = service.client.get("/v1/health")["mail_socket"]
+    assert mail_socket == service.socket.removesuffix(".sock") + "-mail.sock"
+    for path in (service.socket, mail_socket):
+        info = os.stat(path)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert stat.S_IMODE(info.st_mode) == 0o600
+        assert info.st_uid == os.stat(f"/proc/{service.process.pid}").st_uid
 
 
 @pytest.fixture
@@ -103,6 +106,10 @@ def test_another_user_cannot_connect_to_the_socket(home_dir: str, open_folder: s
         assert connect_as(-1, -1) == "connected"  # the script can connect at all
         assert connect_as(other.pw_uid, other.pw_gid) == "refused"
         assert service.client.get("/v1/health")["pid"] == service.process.pid
+        path = os.path.join(open_folder, "service-mail.sock")  # the mail socket, beside it
+        assert service.client.get("/v1/health")["mail_socket"] == path
+        assert connect_as(-1, -1) == "connected"
+        assert connect_as(other.pw_uid, other.pw_gid) == "refused"
 
 
 # --- TCP with a bearer token -------------------------------------------------------------------------------------

@@ -183,12 +183,17 @@ class MailStore:
 # --- helpers over one transaction or snapshot ---------------------------------------------------------------------
 
 
-def prepare_items(items: Sequence[Item], now: float) -> list[Prepared]:
+def prepare_items(
+    items: Sequence[Item], now: float, headers: Sequence[Mapping[str, Any]] | None = None
+) -> list[Prepared]:
     """(raw, encoded property record) of each item, ``now`` being the received time of items whose properties
     give none. Pure CPU work (hashing, header parsing), done before a transaction takes the writer latch.
-    Raises InvalidParameterError naming the first bad item."""
+    ``headers``, when given, holds each item's headers as ``schema.parse_headers`` gives them, parsed by the
+    sender. Raises InvalidParameterError naming the first bad item."""
     if isinstance(items, bytes | str) or not isinstance(items, Sequence):
         raise InvalidParameterError("add_messages takes a list of (raw bytes, properties) pairs")
+    if headers is not None and len(headers) != len(items):
+        raise InvalidParameterError(f"{len(items)} messages came with {len(headers)} sets of parsed headers")
     prepared = []
     for index, item in enumerate(items):
         what = f"message {index + 1} of {len(items)}"
@@ -206,7 +211,7 @@ def prepare_items(items: Sequence[Item], now: float) -> list[Prepared]:
             )
         if not isinstance(extra, Mapping):
             raise InvalidParameterError(f"the properties of {what} are {type(extra).__name__}, not a mapping")
-        props = schema.message_props(raw, extra, now)
+        props = schema.message_props(raw, extra, now, None if headers is None else headers[index])
         prepared.append((raw, encode_record(props, f"the properties of {what}")))
     return prepared
 

@@ -155,19 +155,46 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n[ \t]*")
 
 
-def message_props(raw: bytes, extra: Mapping[str, Any], received: float) -> dict[str, Any]:
+HEADER_PROPS = (*_PARSED, "date_ts")  # the properties parse_headers gives
+
+
+def message_props(
+    raw: bytes, extra: Mapping[str, Any], received: float, headers: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The property record of ``raw``: the caller's ``extra`` properties (the mbox From_ line, Maildir name and
     flags, ...), then what is computed here, which wins: size, sha256, the parsed headers (None when absent or
     unreadable), ``date_ts`` (the Date header as seconds since 1970, or None) and ``received`` (``extra``'s if
-    it is a number, else the one given). Never raises for any bytes."""
+    it is a number, else the one given). ``headers``, when given, is ``parse_headers(raw)`` already made (by a
+    client of the service, which has the message anyway); size and sha256 are always computed here. Never
+    raises for any bytes."""
     props = dict(extra)
     props["size"] = len(raw)
     props["sha256"] = hashlib.sha256(raw).hexdigest()
     given = extra.get("received")
     has_received = isinstance(given, int | float) and not isinstance(given, bool)
     props["received"] = float(given) if has_received else received  # type: ignore[arg-type]
-    props.update(parse_headers(raw))
+    props.update(parse_headers(raw) if headers is None else headers)
     return props
+
+
+def split_parsed(props: Mapping[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(extra properties, parsed headers) of a property record whose ``HEADER_PROPS`` were parsed by the
+    sender. Raises InvalidParameterError naming ``what`` when one is missing or of the wrong type (text or
+    null; ``date_ts`` a number or null)."""
+    extra = {k: v for k, v in props.items() if k not in HEADER_PROPS}
+    parsed = {}
+    for name in HEADER_PROPS:
+        if name not in props:
+            raise InvalidParameterError(f"{what} lack the parsed header {name!r}")
+        value = props[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (number if name == "date_ts" else isinstance(value, str)):
+            kind = "a number" if name == "date_ts" else "text"
+            raise InvalidParameterError(f"the parsed header {name!r} of {what} is not {kind} or null")
+        if isinstance(value, str) and len(value) > TEXT_LIMIT:
+            raise InvalidParameterError(f"the parsed header {name!r} of {what} is over {TEXT_LIMIT} characters")
+        parsed[name] = value
+    return extra, parsed
 
 
 def parse_headers(raw: bytes) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class ServiceClient:
     message), or ServiceError when the service cannot be reached."""
 
     def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None) -> None:
+        self.socket = socket  # the API's Unix socket; None over TCP
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(PROBE_SECONDS, read=None)  # why no read bound: a mount may recover for minutes
         if socket is not None:

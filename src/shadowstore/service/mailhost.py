@@ -24,6 +24,11 @@ class MailHost:
         self.host = host
         self._lock = threading.Lock()
         self._batchers: dict[tuple[str, str], CommitBatcher] = {}
+        self.socket_deliveries = 0  # deliveries stored from the mail socket (for /metrics)
+
+    def delivered_by_socket(self) -> None:
+        with self._lock:
+            self.socket_deliveries += 1
 
     def mail(self, sg: str | None, store: str | None) -> MailStore:
         return MailStore(self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE))
@@ -60,10 +65,13 @@ class MailHost:
         items: Sequence[tuple[bytes, Mapping[str, Any]]],
         sg: str | None = None,
         store: str | None = None,
+        headers: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[int]:
-        """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them)."""
+        """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them).
+        ``headers``: each item's headers parsed by the client (``schema.parse_headers``), or None to parse them
+        here."""
         mail = self.mail(sg, store)
-        prepared = prepare_items(items, time.time())  # why outside the batch: parsing holds no latch
+        prepared = prepare_items(items, time.time(), headers)  # why outside the batch: parsing holds no latch
         size = sum(len(raw) for raw, _ in items)
         return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 

@@ -84,6 +84,11 @@ class _EngineCollector(Collector):
         for (sg_name, store_name), batcher in self.host.mail.batchers().items():
             commits.add_metric([sg_name, store_name], batcher.commits)
             deliveries.add_metric([sg_name, store_name], batcher.works)
+        by_socket = CounterMetricFamily(
+            "shadowstore_mail_socket_deliveries",
+            "Deliveries stored from the mail socket (service/mailsocket.py); the others came over HTTP",
+            value=self.host.mail.socket_deliveries,
+        )
         home = self.host.home
         if home is not None:
             for sg in home.storage_groups():
@@ -99,7 +104,7 @@ class _EngineCollector(Collector):
                     current = sg.log.disk_generation
                     generation.add_metric([sg.name], float(current))
                     depth.add_metric([sg.name], float(current - sg.checkpoint_position.gen))
-        yield from (last, generation, depth, mounted, commits, deliveries)
+        yield from (last, generation, depth, mounted, commits, deliveries, by_socket)
 
 
 def _header(store: Store) -> DbHeader | None:

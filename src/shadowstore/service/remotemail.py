@@ -1,24 +1,29 @@
 """The mailbox layer through the service: the ``MailBackend`` the ``mail`` commands use when the service runs.
-Messages go and come as frames (service/wire.py); each ``add`` is one request, stored in one commit (perhaps
-shared with other clients' deliveries)."""
+Messages go and come as frames (service/wire.py); each ``add`` is one delivery, stored in one commit (perhaps
+shared with other clients' deliveries). Deliveries go over the service's mail socket when the client reaches
+the service on its Unix socket (service/mailsocket.py: no HTTP in the way), over the API otherwise."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 from shadowstore.errors import InvalidParameterError, ServiceError
-from shadowstore.mail.schema import MessageRecord
-from shadowstore.service.client import ServiceClient
-from shadowstore.service.wire import FRAMES, FrameReader, message_frames
+from shadowstore.mail.schema import MessageRecord, parse_headers
+from shadowstore.service.client import PROBE_SECONDS, SOCKET_BUFFER, ServiceClient
+from shadowstore.service.wire import FRAMES, FrameReader, frame, message_frames, raise_from_body
 
 
 class RemoteMail:
     def __init__(self, client: ServiceClient, sg: str | None = None, store: str | None = None) -> None:
         self.client = client
         self._where = {k: v for k, v in (("sg", sg), ("store", store)) if v}
+        self._mail_socket: MailSocketClient | None = None
+        self._asked = False  # whether the service was asked for its mail socket
 
     def create_mailbox(self, name: str) -> dict[str, Any]:
         response = self.client.request("POST", "/v1/mailboxes", json={"name": name}, params=self._where)
@@ -30,6 +35,9 @@ class RemoteMail:
     def add(self, mailbox: str, folder: str, raws: list[bytes], props: list[dict[str, Any]]) -> list[int]:
         if len(raws) != len(props):
             raise InvalidParameterError(f"{len(raws)} messages came with {len(props)} property records")
+        direct = self._mail()
+        if direct is not None:
+            return direct.deliver(mailbox, folder, self._where.get("sg"), self._where.get("store"), raws, props)
         body = b"".join(message_frames(zip(props, raws, strict=True)))
         route = f"/v1/mailboxes/{quote(mailbox, safe='')}/folders/{quote(folder, safe='')}/messages"
         response = self.client.request(
@@ -50,4 +58,115 @@ class RemoteMail:
             yield MessageRecord(folder_name, int(uid), body if raw else b"", props)
 
     def close(self) -> None:
-        """The client belongs to the command; nothing of this backend's own to release."""
+        """Close the mail socket's connection, if one was opened (the API client belongs to the command)."""
+        if self._mail_socket is not None:
+            self._mail_socket.close()
+
+    def _mail(self) -> MailSocketClient | None:
+        """The connection for deliveries: the service's mail socket when the API is reached on a Unix socket
+        and the service has one (asked once), else None (deliveries go over the API)."""
+        if not self._asked:
+            self._asked = True
+            path = self.client.get("/v1/health").get("mail_socket") if self.client.socket else None
+            if isinstance(path, str):
+                self._mail_socket = MailSocketClient(path, self.client.where)
+        return self._mail_socket
+
+
+class MailSocketClient:
+    """One connection to the service's mail socket, opened at the first delivery and kept for the next ones
+    (reopened when the service closed it while idle). Safe to share between threads: deliveries take turns."""
+
+    def __init__(self, path: str, where: str) -> None:
+        self.path = path
+        self.where = where
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def deliver(
+        self,
+        mailbox: str,
+        folder: str,
+        sg: str | None,
+        store: str | None,
+        raws: list[bytes],
+        props: list[dict[str, Any]],
+    ) -> list[int]:
+        """Store ``raws`` with ``props`` in one commit and return their uids; raises the service's error. The
+        headers are parsed here (the service hashes the bytes itself; service/mailsocket.py says why)."""
+        header = {"mailbox": mailbox, "folder": folder, "sg": sg, "store": store, "messages": len(raws)}
+        header["parsed"] = True
+        parts = [frame(json.dumps(header, separators=(",", ":")).encode())]
+        sent = [{**extra, **parse_headers(raw)} for extra, raw in zip(props, raws, strict=True)]
+        parts += message_frames(zip(sent, raws, strict=True))
+        data = b"".join(parts)
+        with self._lock:
+            self._send(data)
+            try:
+                answer = self._answer()
+            except OSError as exc:
+                self._close()
+                raise ServiceError(
+                    f"the connection to {self.where} broke before it answered a delivery of {len(raws)} messages "
+                    f"({exc}); they may or may not have been stored",
+                    hint=f"'shadowstore mail list --mailbox {mailbox}' shows what the mailbox holds",
+                ) from None
+        document = json.loads(answer)
+        if "error" in document:
+            raise_from_body(int(document.get("status", 500)), answer)
+        return [int(uid) for uid in document["uids"]]
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _send(self, data: bytes) -> None:
+        """Send one delivery; a connection the service closed since the last one is reopened once. Nothing of
+        a delivery that was not sent whole is stored, so sending again is safe."""
+        for attempt in (1, 2):
+            if self._sock is None:
+                self._connect()
+            assert self._sock is not None
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self._close()
+                if attempt == 2:
+                    raise ServiceError(
+                        f"{self.where} did not take a delivery on its mail socket {self.path}: {exc}; "
+                        "nothing of it was stored"
+                    ) from None
+            else:
+                return
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            sock.settimeout(PROBE_SECONDS)
+            sock.connect(self.path)
+            sock.settimeout(None)  # why no bound: a commit may wait for a slow disk
+        except OSError as exc:
+            sock.close()
+            raise ServiceError(f"cannot reach the mail socket {self.path} of {self.where}: {exc}") from None
+        self._sock = sock
+
+    def _answer(self) -> bytes:
+        assert self._sock is not None
+        head = _receive(self._sock, 4)
+        return _receive(self._sock, int.from_bytes(head, "big"))
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        piece = sock.recv(size - len(data))
+        if not piece:
+            raise ConnectionResetError("the service closed the connection")
+        data += piece
+    return bytes(data)

@@ -16,17 +16,17 @@ import hashlib
 import os
 import signal
 import socket
-import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 
-from shadowstore.errors import InvalidParameterError, ServiceError
+from shadowstore.errors import InvalidParameterError
 from shadowstore.service.app import BearerAuth, create_app
 from shadowstore.service.auth import read_token
-from shadowstore.service.client import SOCKET_BUFFER
 from shadowstore.service.host import InformationStore
+from shadowstore.service.mailsocket import MailSocket, mail_socket_path
+from shadowstore.service.unixsocket import bind_unix, remove_socket
 
 SOCKET_NAME = "service.sock"
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; keep a margin
@@ -76,11 +76,16 @@ def serve(
     started = host.start()
     sockets: list[socket.socket] = []
     path = socket_path or default_socket(host.home_path)
+    mail: MailSocket | None = None
     try:
-        sockets.append(_bind_unix(path))
+        sockets.append(bind_unix(path))
+        mail_path = mail_socket_path(path)
+        if mail_path is not None:
+            mail = MailSocket(host, mail_path)
+            mail.start()
         app = create_app(host)
         servers = [_Server(_config(app))]
-        endpoints: dict[str, object] = {"socket": path, "listen": None}
+        endpoints: dict[str, object] = {"socket": path, "mail_socket": mail_path, "listen": None}
         if address is not None:
             assert token is not None
             tcp = socket.create_server(address, reuse_port=False)
@@ -102,9 +107,9 @@ def serve(
     finally:
         for sock in sockets:
             sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)
+        remove_socket(path)
+        if mail is not None:
+            mail.stop()  # why before host.stop(): deliveries being stored finish before the dismount
         host.stop()
     announce("Stopped; every store is in Clean Shutdown.")
 
@@ -121,31 +126,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def _config(app: Any) -> uvicorn.Config:
     return uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=10)
-
-
-def _bind_unix(path: str) -> socket.socket:
-    """A listening Unix socket at ``path``, mode 0600 before it accepts anyone. A socket file left by a killed
-    service is replaced (the home's lock, held now, proves no service uses it); any other file there is an
-    error."""
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ServiceError(f"{path} exists and is not a socket; choose another --socket", hint="")
-        os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        # why: mail arrives in requests of megabytes; accepted connections inherit these (client.py says more)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-        sock.bind(path)
-        os.chmod(path, 0o600)  # why before listen: nobody can connect until then
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise ServiceError(f"cannot listen on {path}: {exc.strerror}") from None
-    return sock
 
 
 async def _run(servers: list[_Server], sockets: list[socket.socket]) -> None:

@@ -24,6 +24,7 @@ from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 FRAMES = "application/x-shadowstore-frames"
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 256 << 20  # a message is at most a store value (256 MiB)
+MAX_DELIVERY_BYTES = 1 << 30  # message bytes in one delivery (one commit); the service holds them all at once
 
 _STATUS = {
     ExitCode.USAGE: HTTPStatus.BAD_REQUEST,

@@ -14,9 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from shadowstore.errors import InvalidParameterError
 from shadowstore.mail.schema import MessageRecord
 from shadowstore.service.api.deps import host_of
-from shadowstore.service.wire import FRAMES, frame, frame_length, parse_messages
+from shadowstore.service.wire import FRAMES, MAX_DELIVERY_BYTES, frame, frame_length, parse_messages
 
 router = APIRouter(prefix="/v1", tags=["mail"])
 STREAM_PIECE = 1 << 20
@@ -55,7 +56,16 @@ def create(request: Request, body: NewMailbox, sg: SgQuery = None, store: StoreQ
 async def deliver(
     request: Request, mailbox: str, folder: str, sg: SgQuery = None, store: StoreQuery = None
 ) -> dict[str, Any]:
-    chunks = [chunk async for chunk in request.stream()]  # why not body(): that joins them, one copy more
+    chunks = []  # why not body(): that joins them, one copy more
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_DELIVERY_BYTES + (64 << 20):  # the frames and properties around the messages' bytes
+            raise InvalidParameterError(
+                f"the delivery holds more than {MAX_DELIVERY_BYTES:,} bytes of messages",
+                hint="split it into smaller deliveries; nothing of this one was stored",
+            )
+        chunks.append(chunk)
     items = [(raw, props) for props, raw in parse_messages(chunks)]
     uids = await run_in_threadpool(host_of(request).mail.add, mailbox, folder, items, sg, store)
     return {"uids": uids}

@@ -16,7 +16,13 @@ router = APIRouter(tags=["status"])
 @router.get("/v1/health", summary="Whether the service answers (cheap; clients probe with it)")
 def health(request: Request) -> dict[str, Any]:
     host = host_of(request)
-    return {"service": "shadowstore", "version": version("shadowstore"), "pid": os.getpid(), "home": host.home_path}
+    return {
+        "service": "shadowstore",
+        "version": version("shadowstore"),
+        "pid": os.getpid(),
+        "home": host.home_path,
+        "mail_socket": host.endpoints.get("mail_socket"),  # deliveries without HTTP (service/mailsocket.py)
+    }
 
 
 @router.get("/v1/status", summary="Storage groups, stores, backup sessions and the service")

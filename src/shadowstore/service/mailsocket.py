@@ -1,0 +1,258 @@
+"""The mail socket: deliveries of mail to the service on a Unix socket of their own, without HTTP.
+
+Why a second socket: a delivery is megabytes of message bytes, and through the HTTP stack each one pays for
+the request's parse, the event loop's buffering and copies of the body, and two hops between the loop and a
+worker thread: about 3 ms of the service's interpreter per delivery of 1.6 MB on the reference machine, more
+than the mailbox layer's own work. Here each connection has a thread of its own that reads a delivery straight
+into the bytes the store keeps (one copy, the kernel's, with the interpreter lock released) and hands it to the
+same commit batcher the HTTP route uses. Everything else (reads, mailboxes, errors' meaning) stays on the API.
+
+The socket sits beside the API socket, is created with mode 0600 like it, and is named in ``service.json`` and
+``GET /v1/health`` as ``mail_socket``. A client over TCP has no mail socket and delivers over HTTP.
+
+Protocol (frames as in service/wire.py: a 4-byte big-endian length, then the bytes). A connection carries any
+number of deliveries, one after the other; each is
+
+    client:  frame(JSON {"mailbox": str, "folder": str, "sg": str|null, "store": str|null, "messages": n,
+                         "parsed": bool})
+             then n times: frame(properties, a JSON object), frame(raw message bytes)
+    service: frame(JSON {"uids": [...]})                      stored, durable, in one commit
+          or frame(JSON {"error": {...}, "status": 4xx|5xx})  nothing of the delivery was stored
+
+With ``"parsed": true`` each message's properties carry its headers as ``mail.schema.parse_headers`` gives them
+(subject, from, to, date, message_id, date_ts), parsed by the client: it has the message anyway, and parsing
+is the largest part of the service's own work per message that holds the interpreter lock. Size and sha256
+are computed by the service from the bytes it stores, never taken from the client. A client that sends a
+parsed subject unlike the message's could as well have sent a message with that subject: they are shown in
+listings, nothing checks integrity with them.
+
+The error document is the one the API and ``--json`` give. After an error in the framing itself (a length
+over the limits, a header that is not the object above) the service closes the connection, since it cannot
+tell where the next delivery starts; after any other error the connection stays usable. A connection cut
+inside a delivery stores nothing of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from typing import Any, BinaryIO, cast
+
+from shadowstore.errors import InvalidParameterError, ServiceError, ShadowStoreError, unexpected
+from shadowstore.mail.schema import split_parsed
+from shadowstore.service.host import InformationStore
+from shadowstore.service.unixsocket import bind_unix, remove_socket
+from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, status_of
+
+log = logging.getLogger("shadowstore.service")
+
+MAX_CONNECTIONS = 64  # each is a thread; more clients than this deliver over HTTP or wait
+MAX_MESSAGES = 100_000  # per delivery
+MAX_HEADER = 64 << 10  # bytes of a delivery's header or a message's properties
+IDLE_SECONDS = 600.0  # a connection that sends nothing for this long is closed (the client reconnects)
+READ_BUFFER = 1 << 20
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def mail_socket_path(api_socket: str) -> str | None:
+    """The mail socket's path beside ``api_socket`` (``service.sock`` -> ``service-mail.sock``), or None when
+    that would be too long for a Unix socket (clients then deliver over HTTP)."""
+    stem = api_socket[: -len(".sock")] if api_socket.endswith(".sock") else api_socket
+    path = stem + "-mail.sock"
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+class _Cut(Exception):
+    """The client closed the connection (or went silent) inside a delivery: nothing to answer."""
+
+
+class MailSocket:
+    """The listener and its connections' threads. ``start`` binds (mode 0600) and accepts; ``stop`` stops
+    accepting, lets each delivery being stored finish and answer, then closes every connection."""
+
+    def __init__(self, host: InformationStore, path: str) -> None:
+        self.host = host
+        self.path = path
+        self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._accepting: threading.Thread | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._listener = bind_unix(self.path)
+        self._accepting = threading.Thread(target=self._accept, name="mail socket", daemon=True)
+        self._accepting.start()
+
+    def stop(self, wait: float = 30.0) -> None:
+        """Stop accepting and end every connection: one waiting for its next delivery ends at once, one whose
+        delivery is being stored ends after answering it (within ``wait`` seconds)."""
+        with self._lock:
+            self._stopping = True
+            connections = dict(self._connections)
+        if self._listener is not None:
+            _shutdown(self._listener)  # why shutdown before close: it wakes the thread blocked in accept()
+            self._listener.close()
+        if self._accepting is not None:
+            self._accepting.join(wait)
+        for conn in connections:
+            _shutdown(conn, socket.SHUT_RD)  # why only reading: a delivery being stored still gets its answer
+        for thread in connections.values():
+            thread.join(wait)
+        remove_socket(self.path)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # the listener was closed: the service is stopping
+            with self._lock:
+                refused = self._stopping or len(self._connections) >= MAX_CONNECTIONS
+                if not refused:
+                    thread = threading.Thread(target=self._serve, args=(conn,), name="mail delivery", daemon=True)
+                    self._connections[conn] = thread
+            if refused:
+                _refuse(conn, self._stopping)
+            else:
+                thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(IDLE_SECONDS)
+            with conn.makefile("rb", buffering=READ_BUFFER) as stream:
+                while self._one(conn, cast(BinaryIO, stream)):
+                    pass
+        except (_Cut, OSError):
+            pass  # the client went away; nothing of an unfinished delivery was stored
+        finally:
+            with self._lock:
+                self._connections.pop(conn, None)
+            conn.close()
+
+    def _one(self, conn: socket.socket, stream: BinaryIO) -> bool:
+        """Read, store and answer one delivery. False when the connection is to end (the client closed it
+        between deliveries, or its framing cannot be trusted any more)."""
+        try:
+            header = _read_frame(stream, MAX_HEADER, "the delivery's header", at_end_ok=True)
+            if header is None:
+                return False
+            mailbox, folder, sg, store, count, parsed = _parse_header(header)
+            items = []
+            headers: list[dict[str, Any]] | None = [] if parsed else None
+            size = 0
+            for n in range(1, count + 1):
+                props_bytes = _read_frame(stream, MAX_HEADER, f"message {n}'s properties")
+                raw = _read_frame(stream, MAX_FRAME, f"message {n}'s bytes")
+                assert props_bytes is not None and raw is not None
+                props = _json_object(props_bytes, f"message {n}'s properties")
+                if headers is not None:
+                    props, found = split_parsed(props, f"message {n}'s properties")
+                    headers.append(found)
+                items.append((raw, props))
+                size += len(raw)
+                _check_size(size)
+        except InvalidParameterError as exc:
+            _answer(conn, {**error_body(exc), "status": status_of(exc)})
+            return False
+        try:
+            uids = self.host.mail.add(mailbox, folder, items, sg, store, headers)
+        except ShadowStoreError as exc:
+            _answer(conn, {**error_body(exc), "status": status_of(exc)})
+            return True
+        except Exception as exc:
+            log.exception("unexpected failure storing a delivery from the mail socket")
+            failure = unexpected(exc, "storing a delivery from the mail socket")
+            _answer(conn, {**error_body(failure), "status": 500})
+            return True
+        self.host.mail.delivered_by_socket()
+        _answer(conn, {"uids": uids})
+        return True
+
+
+def _read_frame(stream: BinaryIO, limit: int, what: str, *, at_end_ok: bool = False) -> bytes | None:
+    head = b""
+    try:
+        head = stream.read(4)
+        if not head and at_end_ok:
+            return None
+        if len(head) < 4:
+            raise _Cut()
+        length = int.from_bytes(head, "big")
+        if length > limit:
+            raise InvalidParameterError(f"{what} claims {length:,} bytes; at most {limit:,} may come in one frame")
+        data = stream.read(length)  # why read(): it reads into the bytes it returns, a copy fewer than recv_into
+    except TimeoutError:
+        if at_end_ok and not head:
+            return None  # idle for IDLE_SECONDS between deliveries: close, the client reconnects
+        raise _Cut() from None
+    if len(data) < length:
+        raise _Cut()
+    return data
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_DELIVERY_BYTES:
+        raise InvalidParameterError(
+            f"the delivery holds more than {MAX_DELIVERY_BYTES:,} bytes of messages",
+            hint="split it into smaller deliveries; nothing of this one was stored",
+        )
+
+
+def _parse_header(data: bytes) -> tuple[str, str, str | None, str | None, int, bool]:
+    fields = _json_object(data, "the delivery's header")
+    unknown = sorted(set(fields) - {"mailbox", "folder", "sg", "store", "messages", "parsed"})
+    if unknown:
+        raise InvalidParameterError(f"the delivery's header has unknown fields: {', '.join(unknown)}")
+    for name in ("mailbox", "folder"):
+        if not isinstance(fields.get(name), str) or not fields[name]:
+            raise InvalidParameterError(f"the delivery's header needs {name!r}, a non-empty string")
+    for name in ("sg", "store"):
+        value = fields.get(name)
+        if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 256):
+            raise InvalidParameterError(f"the delivery's {name!r} must be null or a string of 1-256 characters")
+    count = fields.get("messages")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_MESSAGES:
+        raise InvalidParameterError(f"the delivery's 'messages' must be a whole number from 0 to {MAX_MESSAGES:,}")
+    parsed = fields.get("parsed", False)
+    if not isinstance(parsed, bool):
+        raise InvalidParameterError("the delivery's 'parsed' must be true or false")
+    return fields["mailbox"], fields["folder"], fields.get("sg"), fields.get("store"), count, parsed
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):  # why RecursionError: deep nesting is bad input, not a bug
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidParameterError(f"{what} is not a JSON object", hint="see service/mailsocket.py's protocol")
+    return value
+
+
+def _answer(conn: socket.socket, document: dict[str, Any]) -> None:
+    conn.sendall(frame(json.dumps(document, separators=(",", ":")).encode()))
+
+
+def _refuse(conn: socket.socket, stopping: bool) -> None:
+    reason = "is stopping" if stopping else f"already serves {MAX_CONNECTIONS} connections on its mail socket"
+    error = ServiceError(
+        f"the Information Store service {reason}", hint="deliver over the API instead, or try again later"
+    )
+    try:
+        conn.settimeout(1.0)
+        _answer(conn, {**error_body(error), "status": 503})
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    with contextlib.suppress(OSError):  # not connected (any more): nothing to wake
+        sock.shutdown(how)

@@ -1,0 +1,248 @@
+"""The service's mail socket (service/mailsocket.py): deliveries without HTTP. What arrives is stored byte for
+byte with the properties the service would have computed itself; bad deliveries are refused with the API's
+error document and store nothing; a cut connection stores nothing; the socket never takes the service down."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shadowstore.errors import InvalidParameterError, NotFoundError
+from shadowstore.mail.generate import generate_messages
+from shadowstore.mail.schema import message_props
+from shadowstore.service.mailsocket import MAX_CONNECTIONS
+from shadowstore.service.remotemail import RemoteMail
+from shadowstore.service.wire import MAX_FRAME
+from tests.service.running import Service, running_service
+
+ODD_MESSAGES = [
+    b"Subject: first\nFrom: Ann <ann@example.com>\nDate: Mon, 01 Jan 2024 10:00:00 +0000\n\nhello\n",
+    b"Subject: =?utf-8?q?caf=C3=A9?=\nTo: a@example.com,\n b@example.com\n\nfolded To\n",
+    b"Subject: caf\xe9\n\n\x00\xff binary\n",
+    b"",
+    b"no header and no final newline",
+    b"Subject: =?broken\nX-Header-Without-Colon\nDate: not a date\n\n",
+]
+COMPUTED = ("size", "sha256", "subject", "from", "to", "date", "message_id", "date_ts")
+
+
+def _frame(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _header(**fields: object) -> bytes:
+    base: dict[str, object] = {"mailbox": "alice", "folder": "INBOX", "sg": None, "store": None, "messages": 0}
+    return _frame(json.dumps({**base, **fields}).encode())
+
+
+def _socket_deliveries(service: Service) -> float:
+    text = service.client.request("GET", "/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("shadowstore_mail_socket_deliveries_total "))
+    return float(line.split()[1])
+
+
+def _connect(service: Service) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(service.client.get("/v1/health")["mail_socket"])
+    return sock
+
+
+def _answer(sock: socket.socket) -> dict[str, object] | None:
+    """The service's answer frame, or None when it closed the connection without one."""
+    data = b""
+    while True:
+        piece = sock.recv(1 << 16)
+        if not piece:
+            break
+        data += piece
+        if len(data) >= 4 and len(data) >= 4 + struct.unpack(">I", data[:4])[0]:
+            break
+    if not data:
+        return None
+    (length,) = struct.unpack(">I", data[:4])
+    assert len(data) == 4 + length, data
+    return dict(json.loads(data[4:]))
+
+
+def _closed(sock: socket.socket) -> bool:
+    return sock.recv(1) == b""
+
+
+def test_deliveries_over_the_mail_socket_are_stored_byte_for_byte_with_the_services_own_properties(
+    service: Service,
+) -> None:
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    generated = list(generate_messages(5, 20))
+    before = _socket_deliveries(service)
+    uids = mail.add("alice", "INBOX", ODD_MESSAGES, [{"flags": "S"}] + [{}] * (len(ODD_MESSAGES) - 1))
+    uids += mail.add("alice", "INBOX", generated, [{} for _ in generated])
+    assert uids == list(range(1, len(ODD_MESSAGES) + len(generated) + 1))
+    assert _socket_deliveries(service) == before + 2  # both came on the mail socket, not over HTTP
+
+    records = list(mail.messages("alice"))
+    assert [r.raw for r in records] == ODD_MESSAGES + generated
+    for record in records:
+        expected = message_props(record.raw, {}, 0.0)  # what the service computes when it parses itself
+        assert {k: record.props[k] for k in COMPUTED} == {k: expected[k] for k in COMPUTED}
+    assert records[0].props["flags"] == "S"
+    mail.close()
+
+
+def test_a_refused_delivery_gives_the_apis_error_and_the_connection_serves_the_next(service: Service) -> None:
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    mail.add("alice", "INBOX", [b"Subject: one\n\n1\n"], [{}])
+    assert mail._mail_socket is not None
+    connection = mail._mail_socket._sock
+    with pytest.raises(NotFoundError) as over_socket:
+        mail.add("nobody", "INBOX", [b"Subject: lost\n\n"], [{}])
+    with pytest.raises(NotFoundError) as over_http:
+        service.client.request(
+            "POST",
+            "/v1/mailboxes/nobody/folders/INBOX/messages",
+            content=_frame(b"{}") + _frame(b"Subject: lost\n\n"),
+            headers={"Content-Type": "application/x-shadowstore-frames"},
+        )
+    assert str(over_socket.value) == str(over_http.value)
+    assert "alice" in str(over_socket.value)  # it names the mailboxes there are
+    with pytest.raises(InvalidParameterError):
+        mail.add("alice", "bad/folder", [b"x"], [{}])
+    assert mail.add("alice", "INBOX", [b"Subject: two\n\n2\n"], [{}]) == [2]
+    assert mail._mail_socket._sock is connection  # the same connection went on after both refusals
+    assert [r.raw for r in mail.messages("alice")] == [b"Subject: one\n\n1\n", b"Subject: two\n\n2\n"]
+
+
+@pytest.mark.parametrize(
+    ("what", "data", "words"),
+    [
+        ("a header that is not JSON", _frame(b"{not json"), "not a JSON object"),
+        ("a header that is a list", _frame(b"[1, 2]"), "not a JSON object"),
+        ("an unknown field", _header(messages=1, colour="red"), "unknown fields: colour"),
+        ("no mailbox", _header(mailbox=""), "needs 'mailbox'"),
+        ("a count that is text", _header(messages="2"), "'messages' must be a whole number"),
+        ("too many messages", _header(messages=10**9), "'messages' must be a whole number"),
+        ("a store name too long", _header(store="s" * 300), "'store' must be null"),
+        ("parsed that is not a flag", _header(parsed="yes"), "'parsed' must be true or false"),
+        ("a header frame too long", struct.pack(">I", 1 << 30), "at most"),
+        ("a message over 256 MiB", _header(messages=1) + _frame(b"{}") + struct.pack(">I", MAX_FRAME + 1), "at most"),
+        ("properties that are not an object", _header(messages=1) + _frame(b"7") + _frame(b"x"), "not a JSON object"),
+        (
+            "parsed headers missing",
+            _header(messages=1, parsed=True) + _frame(b'{"subject": "s"}') + _frame(b"Subject: s\n\n"),
+            "lack the parsed header 'from'",
+        ),
+        (
+            "a parsed date that is text",
+            _header(messages=1, parsed=True)
+            + _frame(
+                json.dumps(
+                    {"subject": None, "from": None, "to": None, "date": None, "message_id": None, "date_ts": "x"}
+                ).encode()
+            )
+            + _frame(b""),
+            "'date_ts' of message 1's properties is not a number",
+        ),
+    ],
+)
+def test_a_malformed_delivery_is_refused_with_a_400_and_nothing_is_stored(
+    service: Service, what: str, data: bytes, words: str
+) -> None:
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    with _connect(service) as sock:
+        sock.sendall(data)
+        answer = _answer(sock)
+        assert answer is not None, what
+        assert answer["status"] == 400, (what, answer)
+        error = answer["error"]
+        assert isinstance(error, dict)
+        assert error["error"] == "InvalidParameterError"
+        assert words in str(error["message"]), (what, error)
+        assert _closed(sock), what  # the framing cannot be trusted any more: the service closed it
+    assert service.client.get("/v1/mailboxes")[0]["messages"] == 0
+    assert mail.add("alice", "INBOX", [b"after"], [{}]) == [1]  # the service goes on
+
+
+def test_a_connection_cut_inside_a_delivery_stores_nothing_of_it(service: Service) -> None:
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    raw = b"Subject: half\n\n" + b"x" * 100_000
+    header = _header(messages=2)
+    whole = header + _frame(b"{}") + _frame(raw) + _frame(b"{}") + _frame(raw)
+    first = len(header) + 6  # where the first message's frame starts
+    for cut in (3, len(header) + 5, first + 50_000, len(whole) - 1):  # header, properties, 1st and 2nd message
+        with _connect(service) as sock:
+            sock.sendall(whole[:cut])
+    assert mail.add("alice", "INBOX", [b"whole"], [{}]) == [1]
+    assert [r.raw for r in mail.messages("alice")] == [b"whole"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=200), st.builds(lambda b: _header(messages=1) + b, st.binary(max_size=200))))
+def test_any_bytes_on_the_mail_socket_get_a_4xx_or_a_close_never_a_crash(service: Service, data: bytes) -> None:
+    with _connect(service) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = _answer(sock)
+    if answer is not None and "error" in answer:
+        assert 400 <= int(answer["status"]) < 500, answer  # type: ignore[call-overload]
+    assert service.client.get("/v1/health")["pid"] == service.process.pid
+
+
+def test_more_connections_than_the_bound_are_refused_with_a_clear_error(service: Service) -> None:
+    held = [_connect(service) for _ in range(MAX_CONNECTIONS)]  # accepted in order, each given a thread
+    try:
+        with _connect(service) as extra:
+            answer = _answer(extra)
+        assert answer is not None
+        assert answer["status"] == 503
+        assert "already serves 64 connections" in str(answer["error"]["message"])  # type: ignore[index]
+    finally:
+        for sock in held:
+            sock.close()
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    assert mail.add("alice", "INBOX", [b"after the crowd"], [{}]) == [1]
+
+
+def test_the_service_stops_promptly_with_mail_connections_open_and_leaves_no_socket(home_dir: str) -> None:
+    with running_service(home_dir) as service:
+        mail = RemoteMail(service.client)
+        mail.create_mailbox("alice")
+        mail.add("alice", "INBOX", [b"Subject: kept\n\n"], [{}])  # leaves its connection open, idle
+        path = service.client.get("/v1/health")["mail_socket"]
+        idle = _connect(service)
+        out = service.stop(timeout=30)
+        idle.close()
+    assert "every store is in Clean Shutdown" in out
+    assert not os.path.exists(path)
+    with running_service(home_dir) as again:  # the next start binds it again and the mail is there
+        assert [r.raw for r in RemoteMail(again.client).messages("alice")] == [b"Subject: kept\n\n"]
+
+
+def test_a_client_over_tcp_delivers_over_http(home_dir: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from shadowstore.service.client import ServiceClient
+
+    token_path = Path(str(tmp_path)) / "token"
+    token_path.write_text("a-token-long-enough-for-the-test\n")
+    token_path.chmod(0o600)
+    with running_service(home_dir, "--listen", "127.0.0.1:0", "--token-file", str(token_path)) as service:
+        assert service.listen is not None
+        with ServiceClient(url=f"http://{service.listen}", token="a-token-long-enough-for-the-test") as tcp:
+            mail = RemoteMail(tcp)
+            mail.create_mailbox("alice")
+            before = _socket_deliveries(service)
+            assert mail.add("alice", "INBOX", [b"Subject: by tcp\n\n"], [{}]) == [1]
+            assert mail._mail_socket is None
+            assert _socket_deliveries(service) == before
+            assert [r.raw for r in mail.messages("alice")] == [b"Subject: by tcp\n\n"]
