@@ -127,11 +127,14 @@ def commit_latencies(home: ServerHome, seconds: float, during: bool, provider: s
     return latencies
 
 
-def service_commit_latencies(home: str, seconds: float, during: bool, provider: str, target: str) -> list[float]:
+def service_commit_latencies(
+    home: str, seconds: float, during: bool, provider: str, target: str, max_rate: float = 0
+) -> list[float]:
     """Latencies of one-message deliveries (each a durable commit) through ``shadowstore serve`` on ``home``,
     from a client thread of this process, while snapshot full backups run back to back as separate backup
-    programs (``backup run --method snapshot``, the requestor) or while nothing else runs. As deployed: the
-    writers freeze in the service; the backup program copies the shadow copy in its own process."""
+    programs (``backup run --method snapshot``, the requestor; paced with ``--max-rate`` when ``max_rate``) or
+    while nothing else runs. As deployed: the writers freeze in the service; the backup program copies the
+    shadow copy in its own process."""
     shadowstore = [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home]
     with running_service(home) as socket:
         client = ServiceClient(socket=socket)
@@ -153,8 +156,8 @@ def service_commit_latencies(home: str, seconds: float, during: bool, provider: 
         try:
             while time.monotonic() < ends:
                 if during:
-                    run = [*shadowstore, "backup", "run", "--sg", SG, "--kind", "full", "--to", target,
-                           "--method", "snapshot", "--provider", provider, "--quiet"]  # fmt: skip
+                    run = [*shadowstore, "backup", "run", "--sg", SG, "--kind", "full", "--to", target, "--quiet",
+                           "--method", "snapshot", "--provider", provider, "--max-rate", str(max_rate)]  # fmt: skip
                     subprocess.run(run, check=True, stdout=subprocess.DEVNULL)
                     backups += 1
                 else:
@@ -181,6 +184,7 @@ def main() -> list[Result]:
     parser.add_argument("--filesystems", default="btrfs,xfs", help="btrfs, xfs or both")
     parser.add_argument("--latency-size", type=int, default=100, help="store size (MiB) of the latency runs; 0: none")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency measurement")
+    parser.add_argument("--max-rate", type=float, default=40.0, help="MB/s of the paced latency run (0: none)")
     args = parser.parse_args()
     results: list[Result] = []
     table: list[str] = []
@@ -214,15 +218,18 @@ def main() -> list[Result]:
                                           p99[0] * 2, p99[1], "2x baseline p99", "s (2x base/ours)", 1.0))  # fmt: skip
                     home.close()
                     base = service_commit_latencies(home.path, args.seconds, False, "reflink", target_dir)
-                    under = service_commit_latencies(home.path, args.seconds, True, "reflink", target_dir)
-                    p50, p99 = _percentiles(base, under)
-                    line = (f"through the service: delivery latency p50 {p50[1] * 1e3:.2f} ms vs "
-                            f"{p50[0] * 1e3:.2f} ms, p99 {p99[1] * 1e3:.2f} ms vs {p99[0] * 1e3:.2f} ms "
-                            f"without a backup ({len(under)} and {len(base)} deliveries)")  # fmt: skip
-                    table.append(line)
-                    print(line, flush=True)
-                    results.append(Result("p99 commit latency during snapshot backups (reflink, XFS, service)",
-                                          p99[0] * 2, p99[1], "2x baseline p99", "s (2x base/ours)", 1.0))  # fmt: skip
+                    for rate in sorted({0.0, args.max_rate}):
+                        under = service_commit_latencies(home.path, args.seconds, True, "reflink", target_dir, rate)
+                        p50, p99 = _percentiles(base, under)
+                        paced = f"--max-rate {rate:g}" if rate else "unpaced"
+                        line = (f"through the service, {paced}: delivery latency p50 {p50[1] * 1e3:.2f} ms vs "
+                                f"{p50[0] * 1e3:.2f} ms, p99 {p99[1] * 1e3:.2f} ms vs {p99[0] * 1e3:.2f} ms "
+                                f"without a backup ({len(under)} and {len(base)} deliveries)")  # fmt: skip
+                        table.append(line)
+                        print(line, flush=True)
+                        results.append(Result(f"p99 commit latency during snapshot backups (reflink, XFS, service, "
+                                              f"{paced})", p99[0] * 2, p99[1], "2x baseline p99",
+                                              "s (2x base/ours)", 1.0))  # fmt: skip
                     continue
                 home.close()
     print("saved", save("snapshot", results, {"lines": table}))

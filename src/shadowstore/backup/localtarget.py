@@ -27,7 +27,7 @@ from shadowstore.errors import (
     BackupTargetNotFoundError,
     InvalidParameterError,
 )
-from shadowstore.io.directwrite import DirectWriter
+from shadowstore.io.directwrite import BUFFER, WRITERS, DirectWriter
 
 _TEMPORARY = re.compile(r"\.(.+)\.tmp-[0-9a-f]{16}")  # group 1: the name being written
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -49,6 +49,7 @@ class LocalTarget:
         if not path:
             raise InvalidParameterError("a backup target directory must be named")
         self.url = os.path.abspath(os.path.expanduser(path))
+        self.write_buffer, self.writers = BUFFER, WRITERS  # a paced copy writes less at a time (backup/pace.py)
 
     def __repr__(self) -> str:
         return f"LocalTarget({self.url!r})"
@@ -90,7 +91,7 @@ class LocalTarget:
 
     def _write_all(self, fd: int, chunks: Iterable[Buffer], name: str) -> int:
         with self._wrapped("write", name):
-            writer = DirectWriter(fd)
+            writer = DirectWriter(fd, self.write_buffer, self.writers)
         with writer:
             for chunk in chunks:  # why outside _wrapped: the iterable's own exceptions propagate unchanged
                 with self._wrapped("write", name):

@@ -25,6 +25,7 @@ from shadowstore.backup.catalog import SetInfo, previous_in_chain
 from shadowstore.backup.layout import set_folder
 from shadowstore.backup.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, LeaseHolder
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
+from shadowstore.backup.pace import Pace
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.sessions import running_elsewhere
 from shadowstore.backup.setfiles import store_file
@@ -100,6 +101,7 @@ class _Run:
         level: int | None,
         report: BackupReport,
         progress: Progress,
+        pace: Pace | None = None,
     ) -> None:
         self.home_id = home_id
         self.sg_name = sg_name
@@ -108,6 +110,7 @@ class _Run:
         self.level = level
         self.report = report
         self.progress = progress
+        self.pace = pace
         self.outcome = BackupOutcome(sg_name, new_backup_id(kind), kind)
         self.folder = set_folder(self.home_id, sg_name, self.outcome.backup_id)
         self.databases: list[DatabaseEntry] = []
@@ -239,6 +242,8 @@ class _Run:
     ) -> Iterator[bytes | Block]:
         done = 0
         for index, chunk in enumerate(chunks):
+            if self.pace is not None:
+                self.pace.take(len(chunk))  # why before the yield: the write waits too, then the next read
             done += len(chunk)
             self.total += len(chunk)
             self.progress(name, done, size, self.total)
@@ -257,8 +262,10 @@ def back_up(
     owner: str | None = None,
     report: BackupReport | None = None,
     progress: Progress = lambda name, done, size, total: None,
+    pace: Pace | None = None,
 ) -> BackupOutcome:
-    """Back up storage group ``sg_name`` into ``target`` (mounting it for the run if it is not mounted).
+    """Back up storage group ``sg_name`` into ``target`` (mounting it for the run if it is not mounted), the copy
+    at most at ``pace``'s rate.
 
     Raises the error that stopped the backup (-505, -560, -526, -569, -1018, -612, BackupTargetError, ...),
     after writing it to the report; logs are then untouched and no header is stamped.
@@ -277,7 +284,7 @@ def back_up(
     try:
         owner = owner or default_owner()
         return run_backup(
-            lambda: _engine_session(sg, kind, owner), home, sg.name, kind, target, owner, level, report, progress
+            lambda: _engine_session(sg, kind, owner), home, sg.name, kind, target, owner, level, report, progress, pace
         )
     finally:
         if mounted_here:
@@ -304,10 +311,12 @@ def run_backup(
     level: int | None,
     report: BackupReport,
     progress: Progress,
+    pace: Pace | None = None,
 ) -> BackupOutcome:
     """The backup program's phases over a session ``begin`` opens (in this process or in the service): take the
-    set's lease in the target, copy, prove coverage, check the set, write the manifest, complete."""
-    run = _Run(home.home_id, sg_name, kind, target, level, report, progress)
+    set's lease in the target, copy (at most at ``pace``'s rate), prove coverage, check the set, write the
+    manifest, complete."""
+    run = _Run(home.home_id, sg_name, kind, target, level, report, progress, pace)
     started = time.monotonic()
     holder: LeaseHolder | None = None
     completion: CompletionReport | None = None

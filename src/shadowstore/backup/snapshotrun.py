@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowstore.backup.pace import PACED_READ, Pace
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, default_owner, run_backup
 from shadowstore.backup.snapshotsource import SnapshotSource
@@ -56,6 +57,7 @@ def back_up_snapshot(
     commit_seconds: float = DEFAULT_COMMIT_SECONDS,
     store_writer: SnapshotStoreWriter | None = None,
     writers: tuple[Writer, ...] = (),
+    pace: Pace | None = None,
 ) -> SnapshotRun:
     """Back up ``sg_names`` through one shadow copy. ``store_writer`` is the service's (service/remotewriter.py)
     when it runs; otherwise the store writer runs here, on groups mounted here for the job if they were not.
@@ -77,9 +79,11 @@ def back_up_snapshot(
             for config in configs:
                 frozen, last = writer.frozen[config.name], writer.last_commit_us[config.name]
                 source = SnapshotSource(config, home.fs, home.events, kind, frozen, files, last)
+                if pace is not None:
+                    source.block = PACED_READ  # why smaller reads: one read of 8 MiB fills the disk's queue
                 try:
                     outcome = run_backup(
-                        _opener(source), home, config.name, kind, target, owner, level, report, progress
+                        _opener(source), home, config.name, kind, target, owner, level, report, progress, pace
                     )
                 except ShadowStoreError as exc:
                     run.failures.append((config.name, exc))

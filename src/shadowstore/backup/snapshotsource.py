@@ -79,7 +79,7 @@ class _FrozenCopy:
             used = page_flags(header.page_count, space)
             offset = 2 * page_size
             while offset < self.size:
-                data = handle.pread(min(BLOCK, self.size - offset), offset)
+                data = handle.pread(min(source.block, self.size - offset), offset)
                 if len(data) % page_size or not data:
                     raise ReadVerifyFailureError(f"{self._path} ends inside page {(offset + len(data)) // page_size}")
                 first = offset // page_size
@@ -133,6 +133,7 @@ class SnapshotSource:
         self.signature = first.log_signature.to_dict()
         self.mark = LgPos(frozen.last_generation + 1, 0)
         self.stored = False
+        self.block = BLOCK  # bytes per read of a frozen store (smaller when the copy is paced)
 
     def store_config(self, name: str) -> StoreConfig:
         return next(s for s in self.config.stores if s.name == name)

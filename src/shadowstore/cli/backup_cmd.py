@@ -9,6 +9,7 @@ import click
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.pace import MB, Pace, pace_of, pace_target, parse_max_rate
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, back_up, default_owner
 from shadowstore.backup.sessions import request_abort, running_sessions
@@ -54,6 +55,14 @@ def configured_target(home: ServerHome, url: str) -> Target:
     return open_target(url)
 
 
+def configured_rate(home: ServerHome, option: str | None) -> float | None:
+    """Bytes per second the copy may take (``--max-rate``, else ``backup.max_rate``), or None for no limit."""
+    if option is not None:
+        return parse_max_rate(option, "--max-rate")
+    value = home.config.settings.get("backup", {}).get("max_rate")
+    return None if value is None else parse_max_rate(value, "backup.max_rate")
+
+
 def parse_compress(value: str | None) -> int | None:
     """``zstd`` or ``zstd:LEVEL`` (1-22) -> level; None -> no compression."""
     if value is None:
@@ -95,6 +104,12 @@ def backup_group() -> None:
     show_default=True,
     help="With --method snapshot: which provider makes the shadow copy (auto says which it picked).",
 )
+@click.option(
+    "--max-rate",
+    "max_rate",
+    help="Copy at most this many MB per second (decimal MB), leaving the disks to the stores; 0: no limit "
+    "[default: backup.max_rate, else 0].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @json_option
 @pass_ctx
@@ -107,6 +122,7 @@ def run(
     compress: str | None,
     method: str,
     provider: str,
+    max_rate: str | None,
     quiet: bool,
     as_json: bool,
 ) -> int:
@@ -120,9 +136,13 @@ def run(
     for name in groups:
         home.config.find(name)
     level = parse_compress(compress)
+    pace = pace_of(configured_rate(home, max_rate))
     target = resolve_target(home, to)
     report = BackupReport(home.fs, home.path)
     report.started(target.url, kind, groups)
+    if pace is not None:
+        pace_target(target)
+        report.note(f"The copy is paced to {pace.rate / MB:g} MB/s (--max-rate or backup.max_rate).")
     outcomes: list[BackupOutcome] = []
     failures: list[tuple[str, ShadowStoreError]] = []  # why a list: with --all, one failure stops no other group
     snapshot: dict[str, object] | None = None
@@ -133,10 +153,10 @@ def run(
 
         if method == "snapshot":
             snapshot = _snapshot_job(
-                ctx, home, groups, kind, target, provider, level, report, progress, outcomes, failures
+                ctx, home, groups, kind, target, provider, level, report, progress, outcomes, failures, pace
             )
         else:
-            _streaming(ctx, home, groups, kind, target, level, report, progress, outcomes, failures)
+            _streaming(ctx, home, groups, kind, target, level, report, progress, outcomes, failures, pace)
     report.finished(
         sum(len(o.files) for o in outcomes), sum(o.bytes for o in outcomes), sum(o.seconds for o in outcomes)
     )
@@ -180,6 +200,7 @@ def _streaming(
     progress: Progress,
     outcomes: list[BackupOutcome],
     failures: list[tuple[str, ShadowStoreError]],
+    pace: Pace | None,
 ) -> None:
     """One streaming backup per group, through the service when it runs; a failure stops no other group."""
     service = ctx.service()
@@ -187,10 +208,14 @@ def _streaming(
         try:
             if service is not None:
                 outcomes.append(
-                    back_up_remote(service, home, name, kind, target, level=level, report=report, progress=progress)
+                    back_up_remote(
+                        service, home, name, kind, target, level=level, report=report, progress=progress, pace=pace
+                    )
                 )
             else:
-                outcomes.append(back_up(home, name, kind, target, level=level, report=report, progress=progress))
+                outcomes.append(
+                    back_up(home, name, kind, target, level=level, report=report, progress=progress, pace=pace)
+                )
         except ShadowStoreError as exc:
             failures.append((name, exc))
 
@@ -207,6 +232,7 @@ def _snapshot_job(
     progress: Progress,
     outcomes: list[BackupOutcome],
     failures: list[tuple[str, ShadowStoreError]],
+    pace: Pace | None,
 ) -> dict[str, object]:
     """One shadow-copy job over ``groups`` (backup/snapshotrun.py): its outcomes and failures go into the lists
     given; returns the job's facts."""
@@ -215,7 +241,7 @@ def _snapshot_job(
     hooks = tuple(hook_writers(home.config.settings)) if service is None else ()  # why: the service hosts them
     run = back_up_snapshot(
         home, groups, kind, target, provider=provider, level=level, report=report, progress=progress,
-        freeze_seconds=freeze_seconds(home.config.settings), store_writer=remote, writers=hooks,
+        freeze_seconds=freeze_seconds(home.config.settings), store_writer=remote, writers=hooks, pace=pace,
     )  # fmt: skip
     job = run.job
     assert job is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowstore import config as cfg
+from shadowstore.backup.pace import parse_max_rate
 from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError, NotFoundError
@@ -15,6 +16,7 @@ SETTINGS = {
     "backup.lease_seconds": "seconds a running backup's lease in its target lasts unrenewed (default 600)",
     "service.session_lease_seconds": "seconds the service keeps a silent backup program's session (default 30)",
     "vss.freeze_seconds": "seconds a shadow copy may hold a storage group's commits before it thaws (default 60)",
+    "backup.max_rate": "MB per second a backup's copy may take when --max-rate is not given (default 0: no limit)",
 }
 
 
@@ -29,7 +31,7 @@ def config_group() -> None:
 @pass_ctx
 def set_value(ctx: CliContext, key: str, value: str) -> None:
     """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout, backup.lease_seconds,
-    service.session_lease_seconds)."""
+    service.session_lease_seconds, vss.freeze_seconds, backup.max_rate)."""
     if key not in SETTINGS:
         raise InvalidParameterError(f"unknown setting {key!r}; settings: {', '.join(SETTINGS)}")
     home = ctx.open_home()
@@ -44,6 +46,9 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
         "vss.freeze_seconds",
     ):
         stored = cfg.parse_seconds(value, key)
+    elif key == "backup.max_rate":
+        parse_max_rate(value, key)
+        stored = float(value)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored
     cfg.save(home.fs, home.path, home.config)

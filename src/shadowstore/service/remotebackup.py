@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shadowstore.backup.manifest import DatabaseEntry
+from shadowstore.backup.pace import Pace
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, default_owner, run_backup
 from shadowstore.backup.target import Target
@@ -154,6 +155,7 @@ def back_up_remote(
     owner: str | None = None,
     report: BackupReport,
     progress: Progress = lambda name, done, size, total: None,
+    pace: Pace | None = None,
 ) -> BackupOutcome:
     """``back_up`` of a storage group the service owns: the same program, reading through the API."""
     owner = owner or default_owner()
@@ -161,4 +163,4 @@ def back_up_remote(
     def begin() -> contextlib.AbstractContextManager[RemoteSource]:
         return remote_session(begin_remote(client, sg_name, kind, owner))
 
-    return run_backup(begin, home, sg_name, kind, target, owner, level, report, progress)
+    return run_backup(begin, home, sg_name, kind, target, owner, level, report, progress, pace)
