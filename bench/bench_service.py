@@ -90,9 +90,9 @@ class _Direct:
         return self.mail.messages(mailbox)
 
 
-def direct(corpus: list[list[bytes]], batch: int) -> tuple[float, float]:
+def direct(corpus: list[list[bytes]], batch: int, log_mib: int) -> tuple[float, float]:
     with scratch("ss-mail-direct-") as d:
-        home = ServerHome.init(os.path.join(d, "home"), policy=MaintenancePolicy())
+        home = ServerHome.init(os.path.join(d, "home"), policy=MaintenancePolicy(), log_file_size=log_mib << 20)
         sg = home.storage_group()
         sg.mount()
         store = MailStore(sg.store("Mailbox Store"))
@@ -102,10 +102,10 @@ def direct(corpus: list[list[bytes]], batch: int) -> tuple[float, float]:
             sg.dismount()
 
 
-def service(corpus: list[list[bytes]], batch: int) -> tuple[float, float]:
+def service(corpus: list[list[bytes]], batch: int, log_mib: int) -> tuple[float, float]:
     with scratch("ss-mail-svc-") as d:
         home = os.path.join(d, "home")
-        ServerHome.init(home)
+        ServerHome.init(home, log_file_size=log_mib << 20)
         with running_service(home) as socket:
             clients = [ServiceClient(socket=socket) for _ in corpus]
             try:
@@ -135,6 +135,7 @@ def main() -> list[Result]:
     parser.add_argument("--messages", type=int, default=1600, help="messages in all, split among the clients")
     parser.add_argument("--batch", type=int, default=16, help="messages per delivery (one durable commit)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each side, interleaved; the best is kept")
+    parser.add_argument("--log-file-size", type=int, default=1, help="MiB per log file of both homes (default 1)")
     args = parser.parse_args()
     results = []
     for clients, target in ((1, 0.8), (16, 1.0)):
@@ -145,7 +146,7 @@ def main() -> list[Result]:
         BATCHING.clear()
         for _ in range(args.runs):
             for name, fn in (("direct", direct), ("service", service)):
-                write, read = fn(corpus, args.batch)
+                write, read = fn(corpus, args.batch, args.log_file_size)
                 old = best.get(name, (float("inf"), float("inf")))
                 best[name] = (min(old[0], write), min(old[1], read))
         for what, index in (("import", 0), ("read", 1)):
@@ -166,7 +167,10 @@ def main() -> list[Result]:
             )
     for r in results:
         print(r.line())
-    print("saved", save("service", results, {"batch": args.batch, "messages": args.messages}))
+    print(
+        "saved",
+        save("service", results, {"batch": args.batch, "messages": args.messages, "log_mib": args.log_file_size}),
+    )
     return results
 
 
