@@ -131,6 +131,10 @@ def test_a_refused_delivery_gives_the_apis_error_and_the_connection_serves_the_n
         ("too many messages", _header(messages=10**9), "'messages' must be a whole number"),
         ("a store name too long", _header(store="s" * 300), "'store' must be null"),
         ("parsed that is not a flag", _header(parsed="yes"), "'parsed' must be true or false"),
+        ("an unknown request", _header(op="write"), "'op' must be 'deliver' or 'read'"),
+        ("a read with a message count", _header(op="read", folder=None), "unknown fields: messages"),
+        ("a read of an empty folder name", _frame(b'{"op": "read", "mailbox": "a", "folder": ""}'), "'folder' must"),
+        ("a read with raw that is text", _frame(b'{"op": "read", "mailbox": "a", "raw": "no"}'), "'raw' must be"),
         ("a header frame too long", struct.pack(">I", 1 << 30), "at most"),
         ("a message over 256 MiB", _header(messages=1) + _frame(b"{}") + struct.pack(">I", MAX_FRAME + 1), "at most"),
         ("properties that are not an object", _header(messages=1) + _frame(b"7") + _frame(b"x"), "not a JSON object"),
@@ -246,3 +250,39 @@ def test_a_client_over_tcp_delivers_over_http(home_dir: str, tmp_path: object) -
             assert mail._mail_socket is None
             assert _socket_deliveries(service) == before
             assert [r.raw for r in mail.messages("alice")] == [b"Subject: by tcp\n\n"]
+
+
+def test_a_read_over_the_mail_socket_gives_what_the_api_gives(service: Service) -> None:
+    mail = RemoteMail(service.client)
+    over_api = RemoteMail(service.client, mail_socket=False)
+    mail.create_mailbox("alice")
+    generated = list(generate_messages(7, 30))
+    mail.add("alice", "INBOX", ODD_MESSAGES, [{} for _ in ODD_MESSAGES])
+    mail.add("alice", "Archive", generated, [{"n": i} for i in range(len(generated))])
+
+    def rows(records: object) -> list[tuple[object, ...]]:
+        return [(r.folder, r.uid, r.raw, r.props) for r in records]  # type: ignore[attr-defined]
+
+    assert rows(mail.messages("alice")) == rows(over_api.messages("alice"))
+    assert len(rows(mail.messages("alice"))) == len(ODD_MESSAGES) + len(generated)
+    assert rows(mail.messages("alice", "Archive")) == rows(over_api.messages("alice", "Archive"))
+    listing = rows(mail.messages("alice", raw=False))
+    assert [r[2] for r in listing] == [b""] * len(listing)  # properties alone: no bodies sent
+    assert [r[3] for r in listing] == [r[3] for r in rows(over_api.messages("alice"))]
+    with pytest.raises(NotFoundError, match="no mailbox 'bob'"):
+        mail.messages("bob")  # at the call, before any record is asked for
+    with pytest.raises(NotFoundError, match="no folder 'Nowhere'"):
+        mail.messages("alice", "Nowhere")
+
+
+def test_a_read_the_client_stops_early_leaves_the_service_serving(service: Service) -> None:
+    mail = RemoteMail(service.client)
+    mail.create_mailbox("alice")
+    big = [b"Subject: big\n\n" + bytes([i]) * 500_000 for i in range(20)]  # more than the socket buffers hold
+    mail.add("alice", "INBOX", big, [{} for _ in big])
+    records = mail.messages("alice")
+    assert next(records).raw == big[0]
+    records.close()  # type: ignore[attr-defined]
+    assert mail.add("alice", "INBOX", [b"after"], [{}]) == [21]
+    assert [r.raw for r in mail.messages("alice")][-1] == b"after"
+    assert service.client.get("/v1/health")["pid"] == service.process.pid

@@ -16,7 +16,7 @@ created by the first write; reading a store that has none finds no mailboxes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from shadowstore.engine.store import Store
@@ -141,7 +141,7 @@ class MailStore:
         tx.put(TABLE_FOLDERS, schema.folder_key(record["id"], folder), encode_record(box, "folder record"))
         return uids
 
-    def messages(self, mailbox: str, folder: str | None = None, *, raw: bool = True) -> Iterator[MessageRecord]:
+    def messages(self, mailbox: str, folder: str | None = None, *, raw: bool = True) -> Generator[MessageRecord]:
         """The messages of ``mailbox`` (or of one folder), folder by folder in name order, in uid order. An
         unknown mailbox or folder raises NotFoundError here, at the call; the iteration reads one snapshot
         taken at its first step and held until it ends (close the iterator to end it early). With
@@ -166,7 +166,7 @@ class MailStore:
                 )
             return MessageRecord(folder, uid, _raw(snap, key), props)
 
-    def _iterate(self, record: dict[str, Any], folder: str | None, raw: bool) -> Iterator[MessageRecord]:
+    def _iterate(self, record: dict[str, Any], folder: str | None, raw: bool) -> Generator[MessageRecord]:
         snap = self.store.snapshot()
         try:
             folders = _folders(snap, record["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shadowstore.home import DEFAULT_SG
@@ -76,6 +76,6 @@ class MailHost:
         return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 
     def messages(
-        self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None
-    ) -> Iterator[MessageRecord]:
-        return self.mail(sg, store).messages(mailbox, folder)
+        self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None, *, raw: bool = True
+    ) -> Generator[MessageRecord]:
+        return self.mail(sg, store).messages(mailbox, folder, raw=raw)

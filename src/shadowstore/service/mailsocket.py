@@ -1,23 +1,32 @@
-"""The mail socket: deliveries of mail to the service on a Unix socket of their own, without HTTP.
+"""The mail socket: deliveries of mail to the service, and reads of mailboxes, on a Unix socket of their own.
 
 Why a second socket: a delivery is megabytes of message bytes, and through the HTTP stack each one pays for
 the request's parse, the event loop's buffering and copies of the body, and two hops between the loop and a
 worker thread: about 3 ms of the service's interpreter per delivery of 1.6 MB on the reference machine, more
 than the mailbox layer's own work. Here each connection has a thread of its own that reads a delivery straight
 into the bytes the store keeps (one copy, the kernel's, with the interpreter lock released) and hands it to the
-same commit batcher the HTTP route uses. Everything else (reads, mailboxes, errors' meaning) stays on the API.
+same commit batcher the HTTP route uses; a read streams a mailbox back from one snapshot the same way.
+Everything else (creating mailboxes, listing them, errors' meaning) stays on the API.
 
 The socket sits beside the API socket, is created with mode 0600 like it, and is named in ``service.json`` and
 ``GET /v1/health`` as ``mail_socket``. A client over TCP has no mail socket and delivers over HTTP.
 
 Protocol (frames as in service/wire.py: a 4-byte big-endian length, then the bytes). A connection carries any
-number of deliveries, one after the other; each is
+number of requests, one after the other. A delivery is
 
     client:  frame(JSON {"mailbox": str, "folder": str, "sg": str|null, "store": str|null, "messages": n,
                          "parsed": bool})
              then n times: frame(properties, a JSON object), frame(raw message bytes)
     service: frame(JSON {"uids": [...]})                      stored, durable, in one commit
           or frame(JSON {"error": {...}, "status": 4xx|5xx})  nothing of the delivery was stored
+
+and a read of a mailbox (or one of its folders; with ``"raw": false`` the properties alone) is
+
+    client:  frame(JSON {"op": "read", "mailbox": str, "folder": str|null, "sg": ..., "store": ..., "raw": bool})
+    service: frame(JSON {"error": {...}, "status": 4xx}), or
+             frame(JSON {"reading": true}), then per message frame(properties with "folder" and "uid"),
+             frame(raw bytes), then an empty frame (properties are never empty), then
+             frame(JSON {"messages": count}) or frame(JSON {"error": {...}, "status": ...}) if the read broke off
 
 With ``"parsed": true`` each message's properties carry its headers as ``mail.schema.parse_headers`` gives them
 (subject, from, to, date, message_id, date_ts), parsed by the client: it has the message anyway, and parsing
@@ -40,13 +49,14 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, BinaryIO, cast
+import time
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from shadowstore.errors import InvalidParameterError, ServiceError, ShadowStoreError, unexpected
 from shadowstore.mail.schema import split_parsed
 from shadowstore.service.host import InformationStore
 from shadowstore.service.unixsocket import bind_unix, remove_socket
-from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, status_of
+from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, frame_length, status_of
 
 log = logging.getLogger("shadowstore.service")
 
@@ -64,6 +74,26 @@ def mail_socket_path(api_socket: str) -> str | None:
     stem = api_socket[: -len(".sock")] if api_socket.endswith(".sock") else api_socket
     path = stem + "-mail.sock"
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+STREAM_PIECE = 1 << 20  # bytes of a read sent in one call
+
+
+class _Request(NamedTuple):
+    op: str  # "deliver" or "read"
+    mailbox: str
+    folder: str | None  # None: every folder (reads only)
+    sg: str | None
+    store: str | None
+    messages: int  # in a delivery
+    parsed: bool  # a delivery's headers parsed by the client
+    raw: bool  # a read sends the messages' bytes
+
+
+_FIELDS = {
+    "deliver": {"op", "mailbox", "folder", "sg", "store", "messages", "parsed"},
+    "read": {"op", "mailbox", "folder", "sg", "store", "raw"},
+}
 
 
 class _Cut(Exception):
@@ -89,8 +119,9 @@ class MailSocket:
         self._accepting.start()
 
     def stop(self, wait: float = 30.0) -> None:
-        """Stop accepting and end every connection: one waiting for its next delivery ends at once, one whose
-        delivery is being stored ends after answering it (within ``wait`` seconds)."""
+        """Stop accepting and end every connection: one waiting for its next request ends at once, one whose
+        delivery is being stored ends after answering it; a read still streaming after ``wait`` seconds is
+        cut."""
         with self._lock:
             self._stopping = True
             connections = dict(self._connections)
@@ -101,8 +132,13 @@ class MailSocket:
             self._accepting.join(wait)
         for conn in connections:
             _shutdown(conn, socket.SHUT_RD)  # why only reading: a delivery being stored still gets its answer
+        deadline = time.monotonic() + wait
         for thread in connections.values():
-            thread.join(wait)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for conn, thread in connections.items():
+            if thread.is_alive():  # a long read still streaming: cut it, so its snapshot ends before the dismount
+                _shutdown(conn)
+                thread.join(5.0)
         remove_socket(self.path)
 
     def _accept(self) -> None:
@@ -136,17 +172,29 @@ class MailSocket:
             conn.close()
 
     def _one(self, conn: socket.socket, stream: BinaryIO) -> bool:
-        """Read, store and answer one delivery. False when the connection is to end (the client closed it
-        between deliveries, or its framing cannot be trusted any more)."""
+        """Read and answer one request. False when the connection is to end (the client closed it between
+        requests, or its framing cannot be trusted any more)."""
         try:
-            header = _read_frame(stream, MAX_HEADER, "the delivery's header", at_end_ok=True)
+            header = _read_frame(stream, MAX_HEADER, "the request's header", at_end_ok=True)
             if header is None:
                 return False
-            mailbox, folder, sg, store, count, parsed = _parse_header(header)
+            request = _parse_header(header)
+        except InvalidParameterError as exc:
+            _answer(conn, {**error_body(exc), "status": status_of(exc)})
+            return False
+        if request.op == "read":
+            self._read(conn, request)
+            return True
+        return self._deliver(conn, stream, request)
+
+    def _deliver(self, conn: socket.socket, stream: BinaryIO, request: _Request) -> bool:
+        mailbox, folder, sg, store = request.mailbox, request.folder, request.sg, request.store
+        assert folder is not None
+        try:
             items = []
-            headers: list[dict[str, Any]] | None = [] if parsed else None
+            headers: list[dict[str, Any]] | None = [] if request.parsed else None
             size = 0
-            for n in range(1, count + 1):
+            for n in range(1, request.messages + 1):
                 props_bytes = _read_frame(stream, MAX_HEADER, f"message {n}'s properties")
                 raw = _read_frame(stream, MAX_FRAME, f"message {n}'s bytes")
                 assert props_bytes is not None and raw is not None
@@ -173,6 +221,44 @@ class MailSocket:
         self.host.mail.delivered_by_socket()
         _answer(conn, {"uids": uids})
         return True
+
+    def _read(self, conn: socket.socket, request: _Request) -> None:
+        """Stream the messages ``request`` names from one snapshot. A client that stops reading ends it (the
+        send fails and the snapshot is released)."""
+        try:
+            records = self.host.mail.messages(
+                request.mailbox, request.folder, request.sg, request.store, raw=request.raw
+            )
+        except ShadowStoreError as exc:
+            _answer(conn, {**error_body(exc), "status": status_of(exc)})
+            return
+        count = 0
+        trailer: dict[str, Any]
+        try:
+            _answer(conn, {"reading": True})
+            pending: list[bytes] = []
+            size = 0
+            for record in records:
+                props = {**record.props, "folder": record.folder, "uid": record.uid}
+                pending += (frame(json.dumps(props, separators=(",", ":")).encode()), frame_length(record.raw))
+                pending.append(record.raw)
+                count += 1
+                size += len(record.raw) + 64
+                if size >= STREAM_PIECE:
+                    conn.sendall(b"".join(pending))
+                    pending, size = [], 0
+            conn.sendall(b"".join(pending))
+            trailer = {"messages": count}
+        except ShadowStoreError as exc:
+            trailer = {**error_body(exc), "status": status_of(exc)}
+        except OSError:
+            raise  # the client went away
+        except Exception as exc:
+            log.exception("unexpected failure reading a mailbox for the mail socket")
+            trailer = {**error_body(unexpected(exc, "reading a mailbox for the mail socket")), "status": 500}
+        finally:
+            records.close()
+        conn.sendall(frame(b"") + frame(json.dumps(trailer, separators=(",", ":")).encode()))
 
 
 def _read_frame(stream: BinaryIO, limit: int, what: str, *, at_end_ok: bool = False) -> bytes | None:
@@ -204,25 +290,38 @@ def _check_size(size: int) -> None:
         )
 
 
-def _parse_header(data: bytes) -> tuple[str, str, str | None, str | None, int, bool]:
-    fields = _json_object(data, "the delivery's header")
-    unknown = sorted(set(fields) - {"mailbox", "folder", "sg", "store", "messages", "parsed"})
+def _parse_header(data: bytes) -> _Request:
+    fields = _json_object(data, "the request's header")
+    op = fields.get("op", "deliver")
+    if op not in _FIELDS:
+        raise InvalidParameterError(f"the request's 'op' must be 'deliver' or 'read', not {op!r}")
+    unknown = sorted(set(fields) - _FIELDS[op])
     if unknown:
-        raise InvalidParameterError(f"the delivery's header has unknown fields: {', '.join(unknown)}")
-    for name in ("mailbox", "folder"):
+        raise InvalidParameterError(f"the {op} request's header has unknown fields: {', '.join(unknown)}")
+    names = ("mailbox", "folder") if op == "deliver" else ("mailbox",)
+    for name in names:
         if not isinstance(fields.get(name), str) or not fields[name]:
-            raise InvalidParameterError(f"the delivery's header needs {name!r}, a non-empty string")
+            raise InvalidParameterError(f"the {op} request's header needs {name!r}, a non-empty string")
+    if op == "read":
+        folder = fields.get("folder")
+        if folder is not None and (not isinstance(folder, str) or not folder):
+            raise InvalidParameterError("the read request's 'folder' must be null or a non-empty string")
+        raw = fields.get("raw", True)
+        if not isinstance(raw, bool):
+            raise InvalidParameterError("the read request's 'raw' must be true or false")
     for name in ("sg", "store"):
         value = fields.get(name)
         if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 256):
-            raise InvalidParameterError(f"the delivery's {name!r} must be null or a string of 1-256 characters")
+            raise InvalidParameterError(f"the {op} request's {name!r} must be null or a string of 1-256 characters")
+    if op == "read":
+        return _Request(op, fields["mailbox"], folder, fields.get("sg"), fields.get("store"), 0, False, raw)
     count = fields.get("messages")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_MESSAGES:
         raise InvalidParameterError(f"the delivery's 'messages' must be a whole number from 0 to {MAX_MESSAGES:,}")
     parsed = fields.get("parsed", False)
     if not isinstance(parsed, bool):
         raise InvalidParameterError("the delivery's 'parsed' must be true or false")
-    return fields["mailbox"], fields["folder"], fields.get("sg"), fields.get("store"), count, parsed
+    return _Request(op, fields["mailbox"], fields["folder"], fields.get("sg"), fields.get("store"), count, parsed, True)
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The mailbox layer through the service: the ``MailBackend`` the ``mail`` commands use when the service runs.
 Messages go and come as frames (service/wire.py); each ``add`` is one delivery, stored in one commit (perhaps
-shared with other clients' deliveries). Deliveries go over the service's mail socket when the client reaches
-the service on its Unix socket (service/mailsocket.py: no HTTP in the way), over the API otherwise."""
+shared with other clients' deliveries). Deliveries and reads go over the service's mail socket when the client
+reaches the service on its Unix socket (service/mailsocket.py: no HTTP in the way), over the API otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from shadowstore.errors import InvalidParameterError, ServiceError
@@ -19,11 +19,13 @@ from shadowstore.service.wire import FRAMES, FrameReader, frame, message_frames,
 
 
 class RemoteMail:
-    def __init__(self, client: ServiceClient, sg: str | None = None, store: str | None = None) -> None:
+    def __init__(
+        self, client: ServiceClient, sg: str | None = None, store: str | None = None, *, mail_socket: bool = True
+    ) -> None:
         self.client = client
         self._where = {k: v for k, v in (("sg", sg), ("store", store)) if v}
         self._mail_socket: MailSocketClient | None = None
-        self._asked = False  # whether the service was asked for its mail socket
+        self._asked = not mail_socket  # whether the service was asked for its mail socket (False: use the API)
 
     def create_mailbox(self, name: str) -> dict[str, Any]:
         response = self.client.request("POST", "/v1/mailboxes", json={"name": name}, params=self._where)
@@ -46,6 +48,12 @@ class RemoteMail:
         return [int(uid) for uid in response.json()["uids"]]
 
     def messages(self, mailbox: str, folder: str | None = None, *, raw: bool = True) -> Iterator[MessageRecord]:
+        direct = self._mail()
+        if direct is not None:
+            return direct.read(mailbox, folder, self._where.get("sg"), self._where.get("store"), raw)
+        return self._api_messages(mailbox, folder, raw)
+
+    def _api_messages(self, mailbox: str, folder: str | None, raw: bool) -> Iterator[MessageRecord]:
         params = {**self._where, **({"folder": folder} if folder else {})}
         route = f"/v1/mailboxes/{quote(mailbox, safe='')}/messages"
         reader = FrameReader(self.client.stream("GET", route, params=params))
@@ -120,6 +128,45 @@ class MailSocketClient:
         with self._lock:
             self._close()
 
+    def read(
+        self, mailbox: str, folder: str | None, sg: str | None, store: str | None, raw: bool
+    ) -> Iterator[MessageRecord]:
+        """The messages of ``mailbox`` (or one folder) from one snapshot, on a connection of their own (so that
+        deliveries may go on while they are read). An unknown mailbox or folder raises here, at the call."""
+        header = {"op": "read", "mailbox": mailbox, "folder": folder, "sg": sg, "store": store, "raw": raw}
+        sock = self._open()
+        try:
+            sock.sendall(frame(json.dumps(header, separators=(",", ":")).encode()))
+            stream = cast(BinaryIO, sock.makefile("rb", buffering=1 << 20))
+            first = _frame_of(stream)
+            document = json.loads(first)
+            if "error" in document:
+                raise_from_body(int(document.get("status", 500)), first)
+        except OSError as exc:
+            sock.close()
+            raise ServiceError(f"{self.where} broke off a read of mailbox {mailbox!r}: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return self._records(sock, stream, mailbox)
+
+    def _records(self, sock: socket.socket, stream: BinaryIO, mailbox: str) -> Iterator[MessageRecord]:
+        try:
+            while props_bytes := _frame_of(stream):
+                body = _frame_of(stream)
+                props = json.loads(props_bytes)
+                folder_name, uid = props.pop("folder"), props.pop("uid")
+                yield MessageRecord(folder_name, int(uid), body, props)
+            trailer = _frame_of(stream)
+        except OSError as exc:
+            raise ServiceError(f"{self.where} broke off a read of mailbox {mailbox!r}: {exc}") from None
+        finally:
+            stream.close()
+            sock.close()
+        document = json.loads(trailer)
+        if "error" in document:
+            raise_from_body(int(document.get("status", 500)), trailer)
+
     def _send(self, data: bytes) -> None:
         """Send one delivery; a connection the service closed since the last one is reopened once. Nothing of
         a delivery that was not sent whole is stored, so sending again is safe."""
@@ -140,6 +187,9 @@ class MailSocketClient:
                 return
 
     def _connect(self) -> None:
+        self._sock = self._open()
+
+    def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
@@ -149,7 +199,7 @@ class MailSocketClient:
         except OSError as exc:
             sock.close()
             raise ServiceError(f"cannot reach the mail socket {self.path} of {self.where}: {exc}") from None
-        self._sock = sock
+        return sock
 
     def _answer(self) -> bytes:
         assert self._sock is not None
@@ -160,6 +210,17 @@ class MailSocketClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _frame_of(stream: BinaryIO) -> bytes:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise ConnectionResetError("the service closed the connection inside a read")
+    length = int.from_bytes(head, "big")
+    data = stream.read(length)
+    if len(data) < length:
+        raise ConnectionResetError("the service closed the connection inside a read")
+    return data
 
 
 def _receive(sock: socket.socket, size: int) -> bytes:
