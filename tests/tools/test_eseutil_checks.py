@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from shadowstore.cli.eseutil_checks import CHECK_MODES, current_home
-from shadowstore.cli.eseutil_cmd import INITIATING, exit_code, report_json
+from shadowstore.cli.eseutil_cmd import INITIATING
+from shadowstore.cli.eseutil_layout import exit_code, report_json
 from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
 from shadowstore.errors import (
     DatabaseCorruptedError,

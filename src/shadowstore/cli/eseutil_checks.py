@@ -66,7 +66,7 @@ def _tail(report: AnyChecksums | IntegrityDump | RecoveryDump) -> list[str]:
 
 
 def _facts(report: AnyChecksums | IntegrityDump | RecoveryDump) -> dict[str, object]:
-    """What every check's JSON shares; cli/eseutil_cmd.report_json adds problems, notes and ``ok``."""
+    """What every check's JSON shares; cli/eseutil_layout.report_json adds problems, notes and ``ok``."""
     return {"warnings": list(report.warnings)}
 
 

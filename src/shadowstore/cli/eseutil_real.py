@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from shadowstore.cli.eseutil_cmd import IND, SUB, Mode, copy_lines, gen_range, label, on_off, summary_line
+from shadowstore.cli.eseutil_checks import Mode
+from shadowstore.cli.eseutil_layout import IND, SUB, copy_lines, gen_range, label, on_off, summary_line
 from shadowstore.errors import LogFileCorruptError
 from shadowstore.format.esedb import ESE_DB_MAGIC, EseDbHeader
 from shadowstore.format.esetypes import DbmsParam, EseAttachInfo, EseBackupInfo, EseLgPos, EseSignature, LogTime

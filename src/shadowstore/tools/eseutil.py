@@ -3,7 +3,7 @@ a log set) and /mk (checkpoint file).
 
 Each ``dump_*`` function reads through the engine's readers (engine/dbfile.py, engine/logstream.py with
 engine/logreader.py, engine/checkpointfile.py), never a parser of its own, and returns a report: the parsed
-structures and what was found wrong. cli/eseutil_cmd.py lays a report out as eseutil does, or as JSON.
+structures and what was found wrong. cli/eseutil_layout.py lays a report out as eseutil does, or as JSON.
 ``identify`` names a file from its first bytes, real Windows ESE files included, and ``is_real_ese`` says whether
 the files a path names (a file, a folder, ``DIR/E00``) are ours or real ESE files, so that the command picks the
 dumps here or those of tools/esereal.py; a file that is neither is refused with one line saying what it is.

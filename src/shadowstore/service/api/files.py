@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["files"])
 
 @router.get("/files/header", summary="A store file's header as eseutil /mh shows it")
 def header(request: Request, path: Annotated[str, Query(min_length=1, max_length=4096)]) -> dict[str, Any]:
-    from shadowstore.cli.eseutil_cmd import database_json, database_lines, exit_code, report_json
+    from shadowstore.cli.eseutil_layout import database_json, database_lines, exit_code, report_json
     from shadowstore.tools.eseutil import dump_database
 
     real = confine(host_of(request).owned(), path)
