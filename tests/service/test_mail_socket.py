@@ -286,3 +286,21 @@ def test_a_read_the_client_stops_early_leaves_the_service_serving(service: Servi
     assert mail.add("alice", "INBOX", [b"after"], [{}]) == [21]
     assert [r.raw for r in mail.messages("alice")][-1] == b"after"
     assert service.client.get("/v1/health")["pid"] == service.process.pid
+
+
+def test_a_client_whose_connection_the_service_closed_reconnects_for_the_next_delivery(home_dir: str) -> None:
+    from shadowstore.service.client import ServiceClient
+
+    with running_service(home_dir) as first:
+        client = ServiceClient(socket=first.socket)
+        mail = RemoteMail(client)
+        mail.create_mailbox("alice")
+        assert mail.add("alice", "INBOX", [b"before"], [{}]) == [1]
+        assert mail._mail_socket is not None
+        stale = mail._mail_socket._sock
+    with running_service(home_dir) as second:  # the same socket paths, a new process: the old connection is dead
+        assert second.socket == first.socket
+        assert mail.add("alice", "INBOX", [b"after"], [{}]) == [2]  # sent again on a new connection, once
+        assert mail._mail_socket._sock is not stale
+        assert [r.raw for r in mail.messages("alice")] == [b"before", b"after"]
+    client.close()
