@@ -22,9 +22,11 @@ from shadowstore.format.page import (
     first_bad_page,
     leaf_entry_size,
     pack_blob_page,
+    pack_blob_run,
     pack_branch,
     pack_leaf,
     payload_capacity,
+    seal_page,
     unpack_branch,
     unpack_leaf,
     verify_page,
@@ -117,6 +119,33 @@ def test_blob_page_holds_its_chunk() -> None:
     header = verify_page(page, PGNO)
     assert (header.type, header.items, header.length) == (TYPE_BLOB, 0, len(chunk))
     assert page[PAGE_HEADER.size : PAGE_HEADER.size + header.length] == chunk
+
+
+def _blob_page_alone(pgno: int, chunk: bytes) -> bytes:
+    """A blob page made the plain way: a buffer of its own, the chunk, the sealed header."""
+    buf = bytearray(PAGE)
+    buf[PAGE_HEADER.size : PAGE_HEADER.size + len(chunk)] = chunk
+    return seal_page(buf, pgno, LGPOS, TYPE_BLOB, 0, len(chunk))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(length=st.integers(0, 5 * (PAGE - 24) + 7), extra=st.integers(0, 2), seed=st.integers(0, 255))
+def test_a_run_of_blob_pages_is_the_pages_made_one_at_a_time(length: int, extra: int, seed: int) -> None:
+    data = bytes((seed + i) % 251 for i in range(length))
+    cap = payload_capacity(PAGE)
+    count = blob_pages_needed(length, PAGE) + extra  # a run may be longer than its data (empty payloads)
+    run = pack_blob_run(PAGE, PGNO, LGPOS, data, count)
+    assert len(run) == count * PAGE
+    for i in range(count):
+        page = run[i * PAGE : (i + 1) * PAGE]
+        assert page == _blob_page_alone(PGNO + i, data[i * cap : (i + 1) * cap])
+        assert verify_page(page, PGNO + i).length == len(data[i * cap : (i + 1) * cap])
+    assert pack_blob_page(PAGE, PGNO, LGPOS, data[:cap]) == _blob_page_alone(PGNO, data[:cap])
+
+
+def test_a_blob_page_refuses_more_than_it_holds() -> None:
+    with pytest.raises(ValueError, match="holds at most 8168 bytes"):
+        pack_blob_page(PAGE, PGNO, LGPOS, bytes(PAGE))
 
 
 @pytest.mark.parametrize(

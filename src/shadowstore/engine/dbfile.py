@@ -44,13 +44,13 @@ from shadowstore.format.dbheader import (
 from shadowstore.format.page import (
     PageError,
     PageHeader,
-    pack_blob_page,
-    payload_capacity,
+    pack_blob_run,
     verify_page,
 )
 from shadowstore.io.fs import FileHandle, FileSystem
 
 GROW_MIN_BYTES = 1 << 20  # the file grows by at least this much (or 1/8 of its size) at a time
+WRITE_RUN = 2 << 20  # bytes of adjacent page images joined into one write (a longer run is written as it is)
 
 
 class HeaderChoice(NamedTuple):
@@ -202,16 +202,23 @@ class DatabaseFile:
             f"{self.path}: page {pgno} at offset {offset} ({self.page_size} bytes) failed verification: {problem}"
         )
 
-    def write_pages(self, pages: list[tuple[int, bytes]]) -> None:
-        """Write page images (not yet durable). Adjacent pages are written with one system call."""
+    def write_pages(self, pages: list[tuple[int, bytes | bytearray]]) -> None:
+        """Write page images (not yet durable): each entry is (first page, the images of one or more pages in a
+        row). Adjacent entries are written with one system call, up to ``WRITE_RUN`` bytes joined."""
+        size = self.page_size
         pages.sort(key=lambda p: p[0])
         i = 0
         while i < len(pages):
+            first, image = pages[i]
+            assert len(image) % size == 0 and image, f"page images of {len(image)} bytes"
+            end, joined = first + len(image) // size, len(image)
             j = i + 1
-            while j < len(pages) and pages[j][0] == pages[j - 1][0] + 1 and j - i < 256:
+            while j < len(pages) and pages[j][0] == end and joined + len(pages[j][1]) <= WRITE_RUN:
+                end += len(pages[j][1]) // size
+                joined += len(pages[j][1])
                 j += 1
-            chunk = pages[i][1] if j == i + 1 else b"".join(p[1] for p in pages[i:j])
-            self._write(chunk, pages[i][0] * self.page_size, f"writing pages of {self.path}")
+            chunk = image if j == i + 1 else b"".join(p[1] for p in pages[i:j])
+            self._write(chunk, first * size, f"writing pages of {self.path}")
             i = j
 
     def ensure_pages(self, page_count: int) -> None:
@@ -237,7 +244,7 @@ class DatabaseFile:
         """Make the pages written so far durable. Raises DiskIOError (after ``on_lost_writes``)."""
         self._sync(f"syncing {self.path}")
 
-    def _write(self, data: bytes, offset: int, doing: str, *, full_is_lost: bool = False) -> None:
+    def _write(self, data: bytes | bytearray, offset: int, doing: str, *, full_is_lost: bool = False) -> None:
         try:
             self.handle.pwrite(data, offset)
         except OSError as exc:
@@ -264,17 +271,12 @@ class DatabaseFile:
 
     # --- blobs -----------------------------------------------------------------------------------------
 
-    def blob_pages(self, data: bytes | memoryview, ref: BlobRef, lgpos_u64: int) -> list[tuple[int, bytes]]:
-        """Page images holding ``data`` in the run ``ref`` (pages past the data carry empty payloads)."""
-        cap = payload_capacity(self.page_size)
-        view = memoryview(data)
-        return [
-            (
-                ref.first_page + i,
-                pack_blob_page(self.page_size, ref.first_page + i, lgpos_u64, view[i * cap : (i + 1) * cap]),
-            )
-            for i in range(ref.page_count)
-        ]
+    def blob_pages(self, data: bytes | memoryview, ref: BlobRef, lgpos_u64: int) -> list[tuple[int, bytes | bytearray]]:
+        """The run ``ref`` holding ``data`` (pages past the data carry empty payloads) as one entry for
+        ``write_pages``: (its first page, the images of all its pages)."""
+        if ref.page_count == 0:
+            return []
+        return [(ref.first_page, pack_blob_run(self.page_size, ref.first_page, lgpos_u64, data, ref.page_count))]
 
     def read_blob(self, ref: BlobRef) -> bytes:
         """The bytes of a blob, every page verified. Raises ReadVerifyFailureError or DatabaseCorruptedError."""

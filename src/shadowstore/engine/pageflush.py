@@ -124,10 +124,10 @@ def _collect(node: Node, plan: _Plan) -> None:
     plan.nodes.append(node)
 
 
-def _assign_and_serialize(store: Store, plan: _Plan) -> list[tuple[int, bytes]]:
+def _assign_and_serialize(store: Store, plan: _Plan) -> list[tuple[int, bytes | bytearray]]:
     assert store.file is not None and store.space is not None
     file, space, page_size = store.file, store.space, store.page_size
-    pages: list[tuple[int, bytes]] = []
+    pages: list[tuple[int, bytes | bytearray]] = []
     for blob, lgpos in plan.blobs:
         data = blob.data
         assert data is not None

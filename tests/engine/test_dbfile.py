@@ -1,0 +1,42 @@
+"""Store files (engine/dbfile.py): page images written where they belong, alone or in runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shadowstore.engine.dbfile import WRITE_RUN, DatabaseFile
+from shadowstore.events import EventLog
+from shadowstore.format.dbheader import BlobRef
+from shadowstore.format.page import verify_page
+from shadowstore.io.fs import OsFileSystem
+
+
+def test_page_images_of_one_page_and_of_runs_land_where_they_belong(tmp_path: Path) -> None:
+    size = 4096
+    path = str(tmp_path / "pages.edb")
+    Path(path).write_bytes(b"")
+    fs = OsFileSystem()
+    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    long_run = WRITE_RUN // size + 3  # longer than one joined write
+    data = (bytes(range(256)) * (long_run * 16))[: long_run * (size - 24) - 100]  # the last page not full
+    far = 6 + long_run + 10
+    pages = [
+        *file.blob_pages(b"one", BlobRef(3, 5, 1), 0),  # a page alone
+        *file.blob_pages(b"x" * 10_000, BlobRef(10_000, 2, 3), 0),  # a run of three, just before it
+        *file.blob_pages(data, BlobRef(len(data), 6, long_run), 0),  # right after it, longer than a write
+        *file.blob_pages(b"far", BlobRef(3, far, 1), 0),  # after a gap
+    ]
+    file.ensure_pages(far + 1)
+    file.write_pages(pages)
+    file.close()
+    written = Path(path).read_bytes()
+    expected = {5: b"one", 2: b"x" * 4072, 4: b"x" * (10_000 - 2 * 4072), far: b"far"}
+    for pgno, payload in expected.items():
+        page = written[pgno * size : (pgno + 1) * size]
+        header = verify_page(page, pgno)
+        assert page[24 : 24 + header.length] == payload
+    got = b"".join(
+        written[p * size + 24 : p * size + 24 + verify_page(written[p * size : (p + 1) * size], p).length]
+        for p in range(6, 6 + long_run)
+    )
+    assert got == data
