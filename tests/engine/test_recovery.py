@@ -61,7 +61,11 @@ def mount_fails(fs: FaultFileSystem, error: type[Exception]) -> tuple[Exception,
     home = reopen(fs)
     with pytest.raises(error) as info:
         home.storage_group().mount()
-    assert store_header_bytes(fs) == before, "a refused mount must not change the store"
+    after = store_header_bytes(fs)
+    # why the second copy may change: the mount first copies the header it read over both copies (engine/resync.py),
+    # and a crash in the middle of a checkpoint's header write leaves the second copy older than the first
+    assert after[:8192] == before[:8192], "a refused mount must not change the store's header"
+    assert after[8192:] in (before[8192:], before[:8192]), "the second header copy: as it was, or the first's"
     assert not home.storage_group().mounted
     return info.value, home
 

@@ -3,7 +3,7 @@
 Why: a backup that reads and writes as fast as the disks allow shares them, and the CPUs, with the storage
 group it copies. On a disk shared with the log, a commit's fsync then waits behind megabytes of the copy's reads
 and writes: measured on the reference machine (docs/performance.md), an unpaced shadow-copy backup put the p99
-of one-message deliveries at 8x their p99 without a backup. A shadow copy costs nothing to keep while it is
+of one-message deliveries at 7-8x their p99 without a backup. A shadow copy costs nothing to keep while it is
 copied, so the copy can take its time; a paced copy reads in pieces of ``PACED_READ`` bytes so that no single
 read fills the device's queue either, and writes a folder target in pieces of ``PACED_WRITE``.
 

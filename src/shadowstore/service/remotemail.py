@@ -19,13 +19,16 @@ from shadowstore.service.wire import FRAMES, FrameReader, frame, message_frames,
 
 
 class RemoteMail:
+    """The mailbox layer of the service ``client`` reaches (``sg``/``store``: else the service's defaults);
+    ``mail_socket=False`` keeps every call on the API."""
+
     def __init__(
         self, client: ServiceClient, sg: str | None = None, store: str | None = None, *, mail_socket: bool = True
     ) -> None:
         self.client = client
         self._where = {k: v for k, v in (("sg", sg), ("store", store)) if v}
         self._mail_socket: MailSocketClient | None = None
-        self._asked = not mail_socket  # whether the service was asked for its mail socket (False: use the API)
+        self._asked = not mail_socket  # True once the service was asked for its mail socket (or none is wanted)
 
     def create_mailbox(self, name: str) -> dict[str, Any]:
         response = self.client.request("POST", "/v1/mailboxes", json={"name": name}, params=self._where)
