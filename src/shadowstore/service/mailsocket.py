@@ -9,7 +9,7 @@ same commit batcher the HTTP route uses; a read streams a mailbox back from one 
 Everything else (creating mailboxes, listing them, errors' meaning) stays on the API.
 
 The socket sits beside the API socket, is created with mode 0600 like it, and is named in ``service.json`` and
-``GET /v1/health`` as ``mail_socket``. A client over TCP has no mail socket and delivers over HTTP.
+``GET /v1/health`` as ``mail_socket``. A client over TCP has no mail socket and delivers and reads over HTTP.
 
 Protocol (frames as in service/wire.py: a 4-byte big-endian length, then the bytes). A connection carries any
 number of requests, one after the other. A delivery is
@@ -60,11 +60,12 @@ from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, 
 
 log = logging.getLogger("shadowstore.service")
 
-MAX_CONNECTIONS = 64  # each is a thread; more clients than this deliver over HTTP or wait
+MAX_CONNECTIONS = 64  # each is a thread; the next connection is refused (503, naming the bound)
 MAX_MESSAGES = 100_000  # per delivery
 MAX_HEADER = 64 << 10  # bytes of a delivery's header or a message's properties
 IDLE_SECONDS = 600.0  # a connection that sends nothing for this long is closed (the client reconnects)
 READ_BUFFER = 1 << 20
+STREAM_PIECE = 1 << 20  # bytes of a read sent in one call
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -74,9 +75,6 @@ def mail_socket_path(api_socket: str) -> str | None:
     stem = api_socket[: -len(".sock")] if api_socket.endswith(".sock") else api_socket
     path = stem + "-mail.sock"
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
-
-
-STREAM_PIECE = 1 << 20  # bytes of a read sent in one call
 
 
 class _Request(NamedTuple):
