@@ -19,7 +19,7 @@ from typing import Any
 from shadowstore.backup.pace import PACED_READ, Pace
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, default_owner, run_backup
-from shadowstore.backup.snapshotsource import SnapshotSource
+from shadowstore.backup.snapshotsource import BLOCK, SnapshotSource
 from shadowstore.backup.source import BackupSource
 from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig, parse_seconds
@@ -78,9 +78,9 @@ def back_up_snapshot(
             succeeded = {}
             for config in configs:
                 frozen, last = writer.frozen[config.name], writer.last_commit_us[config.name]
-                source = SnapshotSource(config, home.fs, home.events, kind, frozen, files, last)
-                if pace is not None:
-                    source.block = PACED_READ  # why smaller reads: one read of 8 MiB fills the disk's queue
+                # why smaller reads when paced: one read of 8 MiB fills the disk's queue (backup/pace.py)
+                block = BLOCK if pace is None else PACED_READ
+                source = SnapshotSource(config, home.fs, home.events, kind, frozen, files, last, block)
                 try:
                     outcome = run_backup(
                         _opener(source), home, config.name, kind, target, owner, level, report, progress, pace

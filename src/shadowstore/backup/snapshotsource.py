@@ -118,6 +118,7 @@ class SnapshotSource:
         frozen: FrozenView,
         files: dict[str, str],
         last_commit_us: int | None,
+        block: int = BLOCK,
     ) -> None:
         self.config = config
         self.fs = fs
@@ -133,7 +134,7 @@ class SnapshotSource:
         self.signature = first.log_signature.to_dict()
         self.mark = LgPos(frozen.last_generation + 1, 0)
         self.stored = False
-        self.block = BLOCK  # bytes per read of a frozen store (smaller when the copy is paced)
+        self.block = block  # bytes per read of a frozen store (smaller when the copy is paced)
 
     def store_config(self, name: str) -> StoreConfig:
         return next(s for s in self.config.stores if s.name == name)

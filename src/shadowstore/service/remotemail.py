@@ -93,6 +93,7 @@ class MailSocketClient:
         self.where = where
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
+        self._stream: BinaryIO | None = None
 
     def deliver(
         self,
@@ -122,10 +123,7 @@ class MailSocketClient:
                     f"({exc}); they may or may not have been stored",
                     hint=f"'shadowstore mail list --mailbox {mailbox}' shows what the mailbox holds",
                 ) from None
-        document = json.loads(answer)
-        if "error" in document:
-            raise_from_body(int(document.get("status", 500)), answer)
-        return [int(uid) for uid in document["uids"]]
+        return [int(uid) for uid in _document(answer)["uids"]]
 
     def close(self) -> None:
         with self._lock:
@@ -141,10 +139,7 @@ class MailSocketClient:
         try:
             sock.sendall(frame(json.dumps(header, separators=(",", ":")).encode()))
             stream = cast(BinaryIO, sock.makefile("rb", buffering=1 << 20))
-            first = _frame_of(stream)
-            document = json.loads(first)
-            if "error" in document:
-                raise_from_body(int(document.get("status", 500)), first)
+            _document(_frame_of(stream))  # {"reading": true}, or the refusal raised here
         except OSError as exc:
             sock.close()
             raise ServiceError(f"{self.where} broke off a read of mailbox {mailbox!r}: {exc}") from None
@@ -166,9 +161,7 @@ class MailSocketClient:
         finally:
             stream.close()
             sock.close()
-        document = json.loads(trailer)
-        if "error" in document:
-            raise_from_body(int(document.get("status", 500)), trailer)
+        _document(trailer)  # {"messages": n}, or why the read broke off
 
     def _send(self, data: bytes) -> None:
         """Send one delivery; a connection the service closed since the last one is reopened once. Nothing of
@@ -191,6 +184,8 @@ class MailSocketClient:
 
     def _connect(self) -> None:
         self._sock = self._open()
+        # why buffered: nothing follows an answer until the next delivery, so the buffer never holds the next one
+        self._stream = cast(BinaryIO, self._sock.makefile("rb"))
 
     def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -205,32 +200,31 @@ class MailSocketClient:
         return sock
 
     def _answer(self) -> bytes:
-        assert self._sock is not None
-        head = _receive(self._sock, 4)
-        return _receive(self._sock, int.from_bytes(head, "big"))
+        assert self._stream is not None
+        return _frame_of(self._stream)
 
     def _close(self) -> None:
         if self._sock is not None:
+            assert self._stream is not None
+            self._stream.close()
             self._sock.close()
-            self._sock = None
+            self._sock = self._stream = None
 
 
 def _frame_of(stream: BinaryIO) -> bytes:
     head = stream.read(4)
     if len(head) < 4:
-        raise ConnectionResetError("the service closed the connection inside a read")
+        raise ConnectionResetError("the service closed the connection")
     length = int.from_bytes(head, "big")
     data = stream.read(length)
     if len(data) < length:
-        raise ConnectionResetError("the service closed the connection inside a read")
+        raise ConnectionResetError("the service closed the connection inside a frame")
     return data
 
 
-def _receive(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        piece = sock.recv(size - len(data))
-        if not piece:
-            raise ConnectionResetError("the service closed the connection")
-        data += piece
-    return bytes(data)
+def _document(data: bytes) -> dict[str, Any]:
+    """A JSON answer of the mail socket; the error it carries is raised as the class it was."""
+    document = json.loads(data)
+    if "error" in document:
+        raise_from_body(int(document.get("status", 500)), data)
+    return dict(document)
