@@ -1,10 +1,14 @@
-"""Store files (engine/dbfile.py): page images written where they belong, alone or in runs."""
+"""Store files (engine/dbfile.py): page images written where they belong, alone or in runs, and blobs read back
+verified."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shadowstore.engine.dbfile import WRITE_RUN, DatabaseFile
+from shadowstore.errors import DatabaseCorruptedError, ReadVerifyFailureError
 from shadowstore.events import EventLog
 from shadowstore.format.dbheader import BlobRef
 from shadowstore.format.page import verify_page
@@ -40,3 +44,32 @@ def test_page_images_of_one_page_and_of_runs_land_where_they_belong(tmp_path: Pa
         for p in range(6, 6 + long_run)
     )
     assert got == data
+
+
+def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is_named(tmp_path: Path) -> None:
+    size = 4096
+    path = str(tmp_path / "pages.edb")
+    Path(path).write_bytes(b"")
+    fs = OsFileSystem()
+    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    data = bytes(range(256)) * 40  # 10,240 bytes: three pages, the last one partly full
+    ref = BlobRef(len(data), 4, 3)
+    file.ensure_pages(8)
+    file.write_pages(file.blob_pages(data, ref, 0))
+    pieces = file.read_blob_pieces(ref)
+    assert [len(p) for p in pieces] == [size - 24, size - 24, len(data) - 2 * (size - 24)]
+    assert all(isinstance(p, memoryview) for p in pieces)  # views of one read: nothing copied per page
+    assert b"".join(pieces) == data == file.read_blob(ref)
+    assert file.read_blob_pieces(BlobRef(0, 0, 0)) == []
+    with pytest.raises(DatabaseCorruptedError, match="its reference says 10241"):
+        file.read_blob_pieces(BlobRef(len(data) + 1, 4, 3))
+    file.close()
+    with open(path, "r+b") as f:  # one flipped byte in the middle page's payload
+        f.seek(5 * size + 100)
+        byte = f.read(1)
+        f.seek(5 * size + 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    with pytest.raises(ReadVerifyFailureError, match="page 5"):
+        file.read_blob_pieces(ref)
+    file.close()

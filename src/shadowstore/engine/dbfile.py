@@ -42,6 +42,7 @@ from shadowstore.format.dbheader import (
     unpack_db_header,
 )
 from shadowstore.format.page import (
+    PAGE_HEADER,
     PageError,
     PageHeader,
     pack_blob_run,
@@ -280,30 +281,39 @@ class DatabaseFile:
 
     def read_blob(self, ref: BlobRef) -> bytes:
         """The bytes of a blob, every page verified. Raises ReadVerifyFailureError or DatabaseCorruptedError."""
+        return b"".join(self.read_blob_pieces(ref))
+
+    def read_blob_pieces(self, ref: BlobRef) -> list[memoryview]:
+        """The bytes of a blob as the payloads of its pages, each a view of one read of the run (no copy: what
+        sends a blob on, such as the service's mail socket, hands the views to the kernel as they are). Every
+        page is verified first. Raises ReadVerifyFailureError or DatabaseCorruptedError."""
         if ref.page_count == 0:
-            return b""
-        offset = ref.first_page * self.page_size
+            return []
+        size = self.page_size
+        offset = ref.first_page * size
         try:
-            raw = self.handle.pread(ref.page_count * self.page_size, offset)
+            raw = memoryview(self.handle.pread(ref.page_count * size, offset))
         except OSError as exc:
             raise _io_error(exc, f"reading pages {ref.first_page}.. of {self.path}") from exc
-        parts = []
+        if len(raw) != ref.page_count * size:
+            pgno = ref.first_page + len(raw) // size
+            raise self.verify_failure(pgno, pgno * size, "the file ends inside a blob", None, None)
+        pieces = []
+        total = 0
         for i in range(ref.page_count):
             pgno = ref.first_page + i
-            page = raw[i * self.page_size : (i + 1) * self.page_size]
-            if len(page) != self.page_size:
-                raise self.verify_failure(pgno, pgno * self.page_size, "the file ends inside a blob", None, None)
+            page = raw[i * size : (i + 1) * size]
             try:
                 header = verify_page(page, pgno)
             except PageError as exc:
-                raise self.verify_failure(pgno, pgno * self.page_size, str(exc), exc.stored, exc.computed) from None
-            parts.append(page[24 : 24 + header.length])
-        data = b"".join(parts)
-        if len(data) != ref.length:
+                raise self.verify_failure(pgno, pgno * size, str(exc), exc.stored, exc.computed) from None
+            pieces.append(page[PAGE_HEADER.size : PAGE_HEADER.size + header.length])
+            total += header.length
+        if total != ref.length:
             raise DatabaseCorruptedError(
-                f"{self.path}: blob at page {ref.first_page} holds {len(data)} bytes, its reference says {ref.length}"
+                f"{self.path}: blob at page {ref.first_page} holds {total} bytes, its reference says {ref.length}"
             )
-        return data
+        return pieces
 
 
 def _io_error(exc: OSError, doing: str) -> DiskFullError | DiskIOError:

@@ -181,6 +181,11 @@ class Store:
             raise NotMountedError(f"store {self.name} is not mounted")
         return self.file.read_blob(ref)
 
+    def read_blob_pieces(self, ref: BlobRef) -> list[memoryview]:
+        if self.file is None:
+            raise NotMountedError(f"store {self.name} is not mounted")
+        return self.file.read_blob_pieces(ref)
+
     # --- transactions ------------------------------------------------------------------------------------
 
     def transaction(self, *, lazy: bool = False) -> Transaction:

@@ -136,6 +136,23 @@ class Transaction:
         value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
         return None if value is None else self._materialize(value)
 
+    def get_pieces(self, table: str, key: bytes) -> list[bytes | memoryview] | None:
+        """The value of ``key`` in ``table`` as pieces whose concatenation is the value (a long value's
+        verified page payloads, uncopied: see ``DatabaseFile.read_blob_pieces``), or None."""
+        self._check_open()
+        value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
+        if value is None:
+            return None
+        if type(value) is bytes:
+            return [value]
+        if type(value) is Blob:
+            data = value.data  # why read once: a checkpoint may swap the data for its ref meanwhile
+            if data is not None:
+                return [data]
+            assert value.ref is not None
+            return list(self.store.read_blob_pieces(value.ref))
+        return list(self.store.read_blob_pieces(value))  # type: ignore[arg-type]
+
     def range(
         self, table: str, start: bytes | None = None, end: bytes | None = None, *, prefix: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
