@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowstore.engine.store import Store
-from shadowstore.errors import InvalidParameterError, NotFoundError, NotMountedError
+from shadowstore.errors import DatabaseCorruptedError, InvalidParameterError, NotFoundError, NotMountedError
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from shadowstore.mail import schema
@@ -290,3 +291,32 @@ def test_direct_mail_with_an_unknown_store_leaves_nothing_mounted(home: ServerHo
     with pytest.raises(NotFoundError, match="Nowhere"):
         DirectMail(home, store="Nowhere")
     assert not home.storage_group().mounted
+
+
+def test_stored_messages_are_the_messages_as_the_store_holds_them(mail: MailStore, store: Store) -> None:
+    mail.create_mailbox("alice")
+    raws = [message(0), message(1, size=40_000), b"", message(3, size=200_000)]  # inline and long values
+    mail.add_messages("alice", "INBOX", [(raw, {"n": i}) for i, raw in enumerate(raws)])
+    mail.add_messages("alice", "Sent", [(message(4, size=30_000), {})])
+    store.sg.checkpoint()  # why: long values then come from their pages, not from memory
+    expected = [(r.folder, r.uid, r.props, r.raw) for r in mail.messages("alice")]
+    stored = list(mail.stored_messages("alice"))
+    assert [(s.folder, s.uid, json.loads(s.props), b"".join(s.pieces)) for s in stored] == expected
+    long = next(s.pieces for s in stored if len(b"".join(s.pieces)) > 100_000)
+    assert len(long) == -(-len(b"".join(long)) // (store.page_size - 24))  # one piece per page, uncopied
+    assert any(isinstance(p, memoryview) for s in stored for p in s.pieces)
+    assert [s.pieces for s in mail.stored_messages("alice", "Sent", raw=False)] == [[]]
+    with pytest.raises(NotFoundError, match="no folder 'Nowhere'"):
+        mail.stored_messages("alice", "Nowhere")  # at the call, as messages() does
+
+
+def test_a_stored_property_record_that_is_not_json_is_reported_as_corruption(mail: MailStore, store: Store) -> None:
+    mail.create_mailbox("alice")
+    mail.add_messages("alice", "INBOX", [(message(0), {})])
+    key = next(iter(mail.stored_messages("alice")))
+    with store.transaction() as tx:  # what only a bug or a damaged page could leave
+        tx.put(schema.TABLE_PROPS, schema.message_key(1, 1, key.uid), b"not json")
+    with pytest.raises(DatabaseCorruptedError, match="is not JSON"):
+        list(mail.stored_messages("alice"))
+    with pytest.raises(DatabaseCorruptedError, match="is not a JSON object"):
+        list(mail.messages("alice"))

@@ -15,6 +15,7 @@ created by the first write; reading a store that has none finds no mailboxes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from shadowstore.mail.schema import (
     TABLE_MESSAGES,
     TABLE_PROPS,
     MessageRecord,
+    StoredMessage,
     decode_record,
     encode_record,
     validate_name,
@@ -146,11 +148,14 @@ class MailStore:
         unknown mailbox or folder raises NotFoundError here, at the call; the iteration reads one snapshot
         taken at its first step and held until it ends (close the iterator to end it early). With
         ``raw=False`` the records carry properties only (``raw`` is empty), which is what a listing needs."""
-        with self.store.snapshot() as snap:
-            record = _mailbox(snap, mailbox)
-            if folder is not None:
-                _folder(snap, record, folder)
-        return self._iterate(record, folder, raw)
+        return self._iterate(self._find(mailbox, folder), folder, raw)
+
+    def stored_messages(self, mailbox: str, folder: str | None = None, *, raw: bool = True) -> Generator[StoredMessage]:
+        """As ``messages``, each message as the store holds it: its property record encoded (checked to be a
+        JSON object, not decoded) and its bytes as the pieces the store reads, uncopied. For a program that
+        sends messages on (the service's mail socket), which then neither decodes and encodes the properties
+        again nor copies the bytes."""
+        return self._iterate_stored(self._find(mailbox, folder), folder, raw)
 
     def get(self, mailbox: str, folder: str, uid: int) -> MessageRecord:
         """One message. Raises NotFoundError for an unknown mailbox, folder or uid."""
@@ -166,16 +171,39 @@ class MailStore:
                 )
             return MessageRecord(folder, uid, _raw(snap, key), props)
 
+    def _find(self, mailbox: str, folder: str | None) -> dict[str, Any]:
+        """The record of ``mailbox``; raises NotFoundError for it or for ``folder`` (when given)."""
+        with self.store.snapshot() as snap:
+            record = _mailbox(snap, mailbox)
+            if folder is not None:
+                _folder(snap, record, folder)
+        return record
+
     def _iterate(self, record: dict[str, Any], folder: str | None, raw: bool) -> Generator[MessageRecord]:
+        with contextlib.closing(self._walk(record, folder)) as walk:
+            for snap, name, key, value in walk:
+                uid = schema.unpack_message_key(key).uid
+                props = decode_record(value, TABLE_PROPS, key)
+                yield MessageRecord(name, uid, _raw(snap, key) if raw else b"", props)
+
+    def _iterate_stored(self, record: dict[str, Any], folder: str | None, raw: bool) -> Generator[StoredMessage]:
+        with contextlib.closing(self._walk(record, folder)) as walk:
+            for snap, name, key, value in walk:
+                if value[:1] != b"{" or value[-1:] != b"}":  # what decode_record would refuse, cheaply
+                    raise DatabaseCorruptedError(f"table {TABLE_PROPS}: the record of key {key.hex()} is not JSON")
+                pieces = _raw_pieces(snap, key) if raw else []
+                yield StoredMessage(name, schema.unpack_message_key(key).uid, value, pieces)
+
+    def _walk(self, record: dict[str, Any], folder: str | None) -> Generator[tuple[Transaction, str, bytes, bytes]]:
+        """(snapshot, folder name, key, encoded properties) of each message of ``record``'s mailbox (or one
+        folder) from one snapshot, which ends when the walk does."""
         snap = self.store.snapshot()
         try:
             folders = _folders(snap, record["id"])
             for box in folders if folder is None else [f for f in folders if f["name"] == folder]:
                 prefix = schema.message_prefix(record["id"], box["id"])
                 for key, value in snap.range(TABLE_PROPS, prefix=prefix):
-                    uid = schema.unpack_message_key(key).uid
-                    props = decode_record(value, TABLE_PROPS, key)
-                    yield MessageRecord(box["name"], uid, _raw(snap, key) if raw else b"", props)
+                    yield snap, box["name"], key, value
         finally:
             snap.abort()  # a read ends the same way whether it was read to the end or not
 
@@ -230,10 +258,14 @@ def _read(tx: Transaction, table: str, key: bytes) -> dict[str, Any] | None:
 
 
 def _raw(tx: Transaction, key: bytes) -> bytes:
-    value = tx.get(TABLE_MESSAGES, key)
-    if value is None:  # why corruption: props and raw bytes are only ever written together
+    return b"".join(_raw_pieces(tx, key))  # why join: one copy, of the page payloads the store read
+
+
+def _raw_pieces(tx: Transaction, key: bytes) -> list[bytes | memoryview]:
+    pieces = tx.get_pieces(TABLE_MESSAGES, key)
+    if pieces is None:  # why corruption: props and raw bytes are only ever written together
         raise DatabaseCorruptedError(f"table {TABLE_MESSAGES} has no message for key {key.hex()}, which has properties")
-    return value
+    return pieces
 
 
 def _mailbox(tx: Transaction, name: str) -> dict[str, Any]:

@@ -65,6 +65,16 @@ class MessageRecord:
     props: dict[str, Any] = field(default_factory=dict)
 
 
+class StoredMessage(NamedTuple):
+    """One stored message as the store holds it: folder, uid, the property record's encoding (compact JSON,
+    as ``encode_record`` made it) and the raw bytes as pieces (empty when read without them)."""
+
+    folder: str
+    uid: int
+    props: bytes
+    pieces: list[bytes | memoryview]
+
+
 # --- keys ---------------------------------------------------------------------------------------------------------
 
 
