@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from shadowstore.home import DEFAULT_SG
 from shadowstore.mail.mailstore import MailStore, prepare_items
-from shadowstore.mail.schema import MessageRecord
+from shadowstore.mail.schema import StoredMessage
 from shadowstore.service.batching import CommitBatcher
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class MailHost:
         size = sum(len(raw) for raw, _ in items)
         return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 
-    def messages(
+    def stored_messages(
         self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None, *, raw: bool = True
-    ) -> Generator[MessageRecord]:
-        return self.mail(sg, store).messages(mailbox, folder, raw=raw)
+    ) -> Generator[StoredMessage]:
+        return self.mail(sg, store).stored_messages(mailbox, folder, raw=raw)

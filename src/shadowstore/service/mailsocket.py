@@ -55,8 +55,8 @@ from typing import Any, BinaryIO, NamedTuple, cast
 from shadowstore.errors import InvalidParameterError, ServiceError, ShadowStoreError, unexpected
 from shadowstore.mail.schema import split_parsed
 from shadowstore.service.host import InformationStore
-from shadowstore.service.unixsocket import bind_unix, remove_socket
-from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, frame_length, status_of
+from shadowstore.service.unixsocket import IOV_MAX, bind_unix, remove_socket, send_pieces
+from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, read_frames, status_of
 
 log = logging.getLogger("shadowstore.service")
 
@@ -222,9 +222,11 @@ class MailSocket:
 
     def _read(self, conn: socket.socket, request: _Request) -> None:
         """Stream the messages ``request`` names from one snapshot. A client that stops reading ends it (the
-        send fails and the snapshot is released)."""
+        send fails and the snapshot is released). Each message goes as the store holds it: its property record
+        spliced, its bytes the page payloads the store read, handed to the kernel uncopied (about half the
+        service's work per message, measured, was re-encoding and copying)."""
         try:
-            records = self.host.mail.messages(
+            messages = self.host.mail.stored_messages(
                 request.mailbox, request.folder, request.sg, request.store, raw=request.raw
             )
         except ShadowStoreError as exc:
@@ -234,18 +236,17 @@ class MailSocket:
         trailer: dict[str, Any]
         try:
             _answer(conn, {"reading": True})
-            pending: list[bytes] = []
+            pending: list[bytes | memoryview] = []
             size = 0
-            for record in records:
-                props = {**record.props, "folder": record.folder, "uid": record.uid}
-                pending += (frame(json.dumps(props, separators=(",", ":")).encode()), frame_length(record.raw))
-                pending.append(record.raw)
+            for message in messages:
+                pieces = read_frames(message)
+                pending += pieces
                 count += 1
-                size += len(record.raw) + 64
-                if size >= STREAM_PIECE:
-                    conn.sendall(b"".join(pending))
+                size += sum(map(len, pieces))
+                if size >= STREAM_PIECE or len(pending) >= IOV_MAX:
+                    send_pieces(conn, pending)
                     pending, size = [], 0
-            conn.sendall(b"".join(pending))
+            send_pieces(conn, pending)
             trailer = {"messages": count}
         except ShadowStoreError as exc:
             trailer = {**error_body(exc), "status": status_of(exc)}
@@ -255,7 +256,7 @@ class MailSocket:
             log.exception("unexpected failure reading a mailbox for the mail socket")
             trailer = {**error_body(unexpected(exc, "reading a mailbox for the mail socket")), "status": 500}
         finally:
-            records.close()
+            messages.close()
         conn.sendall(frame(b"") + frame(json.dumps(trailer, separators=(",", ":")).encode()))
 
 

@@ -10,6 +10,8 @@ import stat
 from shadowstore.errors import ServiceError
 from shadowstore.service.client import SOCKET_BUFFER
 
+IOV_MAX = 1024  # pieces in one sendmsg (Linux's UIO_MAXIOV)
+
 
 def bind_unix(path: str) -> socket.socket:
     """A listening Unix socket at ``path``, mode 0600 before it accepts anyone. A socket file left by a killed
@@ -41,3 +43,17 @@ def remove_socket(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
+
+
+def send_pieces(sock: socket.socket, pieces: list[bytes | memoryview]) -> None:
+    """Send ``pieces`` in order as one stream, with scatter-gather sends: the kernel copies each piece from
+    where it is, so nothing is joined first."""
+    i = 0
+    while i < len(pieces):
+        sent = sock.sendmsg(pieces[i : i + IOV_MAX])
+        while i < len(pieces) and sent >= len(pieces[i]):
+            sent -= len(pieces[i])
+            i += 1
+        if sent:  # a partial send (the socket has a timeout, so the kernel may take part of a piece)
+            pieces = [memoryview(pieces[i])[sent:], *pieces[i + 1 :]]
+            i = 0

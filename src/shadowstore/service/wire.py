@@ -20,6 +20,7 @@ from http import HTTPStatus
 
 from shadowstore import errors
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
+from shadowstore.mail.schema import StoredMessage
 
 FRAMES = "application/x-shadowstore-frames"
 _LENGTH = struct.Struct(">I")
@@ -79,9 +80,26 @@ def frame(record: bytes) -> bytes:
     return _LENGTH.pack(len(record)) + record
 
 
-def frame_length(record: bytes) -> bytes:
-    """The length prefix of ``record`` alone (to send the record after it without copying it)."""
-    return _LENGTH.pack(len(record))
+def frame_length(size: int) -> bytes:
+    """The length prefix of a record of ``size`` bytes alone (to send the record after it without copying it)."""
+    return _LENGTH.pack(size)
+
+
+def read_frames(message: StoredMessage) -> list[bytes | memoryview]:
+    """The frames a read sends for ``message`` (its properties with ``folder`` and ``uid``, then its bytes), as
+    pieces to send without joining them. The properties are the stored record with the two fields spliced into
+    its encoding, not decoded and encoded again; a record that has either name already (a client may give any
+    properties) is merged as a dictionary instead, so that the message's own folder and uid win and no name
+    appears twice."""
+    props = message.props
+    if b'"folder":' in props or b'"uid":' in props:
+        merged = {**json.loads(props), "folder": message.folder, "uid": message.uid}
+        props = json.dumps(merged, separators=(",", ":")).encode()
+    else:
+        tail = b'"folder":%s,"uid":%d}' % (json.dumps(message.folder).encode(), message.uid)
+        props = props[:-1] + (tail if props == b"{}" else b"," + tail)
+    size = sum(map(len, message.pieces))
+    return [_LENGTH.pack(len(props)) + props, _LENGTH.pack(size), *message.pieces]
 
 
 def message_frames(items: Iterable[tuple[dict[str, object], bytes]]) -> Iterator[bytes]:

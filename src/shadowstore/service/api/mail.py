@@ -5,7 +5,6 @@ then its raw bytes, unchanged."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -15,9 +14,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from shadowstore.errors import InvalidParameterError
-from shadowstore.mail.schema import MessageRecord
+from shadowstore.mail.schema import StoredMessage
 from shadowstore.service.api.deps import host_of
-from shadowstore.service.wire import FRAMES, MAX_DELIVERY_BYTES, frame, frame_length, parse_messages
+from shadowstore.service.wire import FRAMES, MAX_DELIVERY_BYTES, parse_messages, read_frames
 
 router = APIRouter(prefix="/v1", tags=["mail"])
 STREAM_PIECE = 1 << 20
@@ -84,24 +83,25 @@ def read(
     sg: SgQuery = None,
     store: StoreQuery = None,
 ) -> StreamingResponse:
-    records = host_of(request).mail.messages(mailbox, folder, sg, store)
-    first = next(records, None)  # why now: an unknown mailbox or folder is a 404, not a cut stream
-    return StreamingResponse(_frames(first, records), media_type=FRAMES)
+    messages = host_of(request).mail.stored_messages(mailbox, folder, sg, store)
+    first = next(messages, None)  # why now: an unknown mailbox or folder is a 404, not a cut stream
+    return StreamingResponse(_frames(first, messages), media_type=FRAMES)
 
 
-def _frames(first: MessageRecord | None, rest: Iterator[MessageRecord]) -> Iterator[bytes]:
-    """Frames of the records, in pieces of about ``STREAM_PIECE`` bytes: each piece the server sends costs a
-    hop to a worker thread and back, so a piece per message would spend more time hopping than sending."""
-    pending: list[bytes] = []
+def _frames(first: StoredMessage | None, rest: Iterator[StoredMessage]) -> Iterator[bytes]:
+    """Frames of the messages (as the mail socket sends them, service/wire.py), in pieces of about
+    ``STREAM_PIECE`` bytes: each piece the server sends costs a hop to a worker thread and back, so a piece per
+    message would spend more time hopping than sending."""
+    pending: list[bytes | memoryview] = []
     size = 0
-    record = first
-    while record is not None:
-        props = {**record.props, "folder": record.folder, "uid": record.uid}
-        pending += (frame(json.dumps(props, separators=(",", ":")).encode()), frame_length(record.raw), record.raw)
-        size += len(record.raw) + 64
+    message = first
+    while message is not None:
+        pieces = read_frames(message)
+        pending += pieces
+        size += sum(map(len, pieces))
         if size >= STREAM_PIECE:
             yield b"".join(pending)
             pending, size = [], 0
-        record = next(rest, None)
+        message = next(rest, None)
     if pending:
         yield b"".join(pending)
