@@ -99,7 +99,7 @@ def flush_state(store: Store, state: DbState, covered: LgPos, make_header: Heade
     store.catalog_bytes = catalog
     _swap(plan)
     for node in plan.nodes:
-        store.cache_put(node)
+        store.cache.put(node)
     return header, dropped
 
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from shadowstore.config import CONFIG_NAME, PREVIOUS_NAME
 from shadowstore.engine import storeheader
-from shadowstore.engine.btree import Branch, Leaf, Limits, Node
+from shadowstore.engine.btree import Limits, Node
 from shadowstore.engine.dbfile import DatabaseFile, read_header_copies
+from shadowstore.engine.nodecache import NodeCache, read_node
 from shadowstore.engine.pageflush import flush_state
 from shadowstore.engine.retired import pages_of, resolve_retired
 from shadowstore.engine.space import SpaceMap, page_flags
@@ -30,12 +31,9 @@ from shadowstore.format.dbheader import (
     DbHeader,
 )
 from shadowstore.format.logrecord import KIND_TXN, TXN_HEADER, TXN_TIME_OFFSET
-from shadowstore.format.page import TYPE_BRANCH, TYPE_LEAF, PageError, unpack_branch, unpack_leaf
 
 if TYPE_CHECKING:
     from shadowstore.engine.storagegroup import StorageGroup
-
-CACHE_NODES = 8192  # decoded nodes per cache generation (two generations are kept)
 
 
 class Store:
@@ -63,8 +61,7 @@ class Store:
         self._retired: deque[tuple[int, list[object]]] = deque()
         self._flush_running = False  # a checkpoint has captured a state and may still give its nodes pages
         self._awaiting: list[tuple[int, list[int]]] = []
-        self._young: dict[int, Node] = {}
-        self._old: dict[int, Node] = {}
+        self.cache = NodeCache()
         self.catalog_bytes = b""  # the catalog the durable header names (a checkpoint that changes nothing keeps it)
 
     def __repr__(self) -> str:
@@ -138,43 +135,19 @@ class Store:
         if self.file is not None:
             self.file.close()
             self.file = None
-        self._young, self._old = {}, {}
+        self.cache = NodeCache()
         self._head = self._visible = None
 
     # --- TreeIO ------------------------------------------------------------------------------------------
 
     def load(self, pgno: int) -> Node:
-        node = self._young.get(pgno)
+        node = self.cache.get(pgno)
         if node is None:
-            node = self._old.get(pgno)
-            if node is None:
-                node = self._read_node(pgno)
-            self.cache_put(node)
+            if self.file is None:
+                raise NotMountedError(f"store {self.name} is not mounted")
+            node = read_node(self.file, pgno)
+            self.cache.put(node)
         return node
-
-    def cache_put(self, node: Node) -> None:
-        assert node.pgno is not None
-        young = self._young
-        young[node.pgno] = node
-        if len(young) > CACHE_NODES:
-            self._old, self._young = young, {}
-
-    def _read_node(self, pgno: int) -> Node:
-        file = self.file
-        if file is None:
-            raise NotMountedError(f"store {self.name} is not mounted")
-        header, page = file.read_page(pgno)
-        where = f"{self.path}: page {pgno} at offset {pgno * self.page_size}"
-        if header.type not in (TYPE_LEAF, TYPE_BRANCH):
-            raise DatabaseCorruptedError(f"{where} is a blob page, but a tree points to it")
-        try:
-            if header.type == TYPE_LEAF:
-                keys, values = unpack_leaf(page, header)
-                return Leaf(keys, values, header.length, pgno, None)  # type: ignore[arg-type]
-            bkeys, kids = unpack_branch(page, header)
-            return Branch(bkeys, kids, header.length, pgno, None)  # type: ignore[arg-type]
-        except PageError as exc:
-            raise DatabaseCorruptedError(f"{where} is damaged: {exc}") from None
 
     def read_blob(self, ref: BlobRef) -> bytes:
         if self.file is None:
@@ -408,9 +381,7 @@ class Store:
         for dbtime, pages in self._awaiting:
             if dbtime <= horizon:
                 self.space.release(pages)
-                for page in pages:
-                    self._young.pop(page, None)
-                    self._old.pop(page, None)
+                self.cache.forget(pages)
             else:
                 keep.append((dbtime, pages))
         self._awaiting = keep
