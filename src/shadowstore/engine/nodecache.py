@@ -19,30 +19,33 @@ CACHE_NODES = 8192  # decoded nodes per cache generation (two generations are ke
 
 
 class NodeCache:
-    __slots__ = ("_old", "_young")
+    """``young`` is the young generation, a plain dictionary a store's ``load`` reads itself: a hit, the path
+    of every step of every tree walk, is then one ``get`` at the dictionary's own speed. ``promote`` looks in
+    the old generation after a miss there."""
+
+    __slots__ = ("_old", "young")
 
     def __init__(self) -> None:
-        self._young: dict[int, Node] = {}
+        self.young: dict[int, Node] = {}
         self._old: dict[int, Node] = {}
 
-    def get(self, pgno: int) -> Node | None:
-        node = self._young.get(pgno)
-        if node is None:
-            node = self._old.get(pgno)
-            if node is not None:
-                self.put(node)
+    def promote(self, pgno: int) -> Node | None:
+        """The node of ``pgno`` from the old generation, moved back to the young one, or None."""
+        node = self._old.get(pgno)
+        if node is not None:
+            self.put(node)
         return node
 
     def put(self, node: Node) -> None:
         assert node.pgno is not None
-        young = self._young
+        young = self.young
         young[node.pgno] = node
         if len(young) > CACHE_NODES:
-            self._old, self._young = young, {}
+            self._old, self.young = young, {}
 
     def forget(self, pages: Iterable[int]) -> None:
         for page in pages:
-            self._young.pop(page, None)
+            self.young.pop(page, None)
             self._old.pop(page, None)
 
 

@@ -141,12 +141,14 @@ class Store:
     # --- TreeIO ------------------------------------------------------------------------------------------
 
     def load(self, pgno: int) -> Node:
-        node = self.cache.get(pgno)
+        node = self.cache.young.get(pgno)  # why not a method: this is every step of every tree walk
         if node is None:
-            if self.file is None:
-                raise NotMountedError(f"store {self.name} is not mounted")
-            node = read_node(self.file, pgno)
-            self.cache.put(node)
+            node = self.cache.promote(pgno)
+            if node is None:
+                if self.file is None:
+                    raise NotMountedError(f"store {self.name} is not mounted")
+                node = read_node(self.file, pgno)
+                self.cache.put(node)
         return node
 
     def read_blob(self, ref: BlobRef) -> bytes:
