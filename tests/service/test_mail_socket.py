@@ -18,6 +18,7 @@ from shadowstore.mail.generate import generate_messages
 from shadowstore.mail.schema import message_props
 from shadowstore.service.mailsocket import MAX_CONNECTIONS
 from shadowstore.service.remotemail import RemoteMail
+from shadowstore.service.sharedread import REGION, SHARED_FROM, shared_reads_work
 from shadowstore.service.wire import MAX_FRAME
 from tests.service.running import Service, running_service
 
@@ -135,6 +136,7 @@ def test_a_refused_delivery_gives_the_apis_error_and_the_connection_serves_the_n
         ("a read with a message count", _header(op="read", folder=None), "unknown fields: messages"),
         ("a read of an empty folder name", _frame(b'{"op": "read", "mailbox": "a", "folder": ""}'), "'folder' must"),
         ("a read with raw that is text", _frame(b'{"op": "read", "mailbox": "a", "raw": "no"}'), "'raw' must be"),
+        ("a read with shared that is text", _frame(b'{"op": "read", "mailbox": "a", "shared": 1}'), "'shared' must"),
         ("a header frame too long", struct.pack(">I", 1 << 30), "at most"),
         ("a message over 256 MiB", _header(messages=1) + _frame(b"{}") + struct.pack(">I", MAX_FRAME + 1), "at most"),
         ("properties that are not an object", _header(messages=1) + _frame(b"7") + _frame(b"x"), "not a JSON object"),
@@ -312,3 +314,40 @@ def test_a_client_whose_connection_the_service_closed_reconnects_for_the_next_de
         assert mail._mail_socket._sock is not stale
         assert [r.raw for r in mail.messages("alice")] == [b"before", b"after"]
     client.close()
+
+
+def _shared_reads(service: Service) -> float:
+    text = service.client.request("GET", "/metrics").text
+    return float(next(x for x in text.splitlines() if x.startswith("shadowstore_mail_shared_reads_total ")).split()[1])
+
+
+@pytest.mark.skipif(not shared_reads_work(), reason="this system cannot make or pass memory files")
+def test_a_large_read_goes_through_shared_memory_and_gives_what_the_api_gives(service: Service) -> None:
+    mail = RemoteMail(service.client)
+    over_api = RemoteMail(service.client, mail_socket=False)
+    mail.create_mailbox("alice")
+    mail.create_mailbox("bob")
+    big = [b"Subject: big %d\n\n" % i + bytes([i]) * (REGION + 1000) for i in range(2)]  # larger than a region
+    rest = [b"Subject: m %d\n\n" % i + os.urandom(300_000 + 7 * i) for i in range(110)]
+    mail.add("alice", "INBOX", rest[:90], [{} for _ in rest[:90]])
+    mail.add("alice", "INBOX", big, [{"folder": "claimed"} for _ in big])
+    mail.add("alice", "Archive", rest[90:], [{"n": i} for i in range(20)])
+    mail.add("bob", "INBOX", rest[:3], [{} for _ in rest[:3]])
+    assert sum(map(len, big + rest[:90])) >= SHARED_FROM  # the INBOX alone is read through shared memory
+
+    def rows(records: object) -> list[tuple[object, ...]]:
+        return [(r.folder, r.uid, r.raw, r.props) for r in records]  # type: ignore[attr-defined]
+
+    before = _shared_reads(service)
+    assert rows(mail.messages("alice")) == rows(over_api.messages("alice"))
+    assert _shared_reads(service) == before + 1
+    assert [r.raw for r in mail.messages("alice", "INBOX")] == rest[:90] + big
+    assert _shared_reads(service) == before + 2
+    assert [r.raw for r in mail.messages("bob")] == rest[:3]  # small: through the socket
+    assert [r.props["n"] for r in mail.messages("alice", "Archive")] == list(range(20))  # small: the socket
+    assert _shared_reads(service) == before + 2
+    records = mail.messages("alice", "INBOX")  # a shared read its client stops early
+    assert next(records).raw == rest[0]
+    records.close()  # type: ignore[attr-defined]
+    assert mail.add("bob", "INBOX", [b"after"], [{}]) == [4]
+    assert service.client.get("/v1/health")["pid"] == service.process.pid

@@ -101,11 +101,14 @@ class MailStore:
 
     def count(self, mailbox: str, folder: str | None = None) -> int:
         """How many messages ``mailbox`` (or one folder of it) holds."""
+        return self.totals(mailbox, folder)[0]
+
+    def totals(self, mailbox: str, folder: str | None = None) -> tuple[int, int]:
+        """(messages, bytes of them) in ``mailbox`` (or one folder of it)."""
         with self.store.snapshot() as snap:
             record = _mailbox(snap, mailbox)
-            if folder is not None:
-                return int(_folder(snap, record, folder)["messages"])
-            return sum(f["messages"] for f in _folders(snap, record["id"]))
+            folders = [_folder(snap, record, folder)] if folder is not None else _folders(snap, record["id"])
+            return sum(int(f["messages"]) for f in folders), sum(int(f["bytes"]) for f in folders)
 
     # --- messages -------------------------------------------------------------------------------------------------
 

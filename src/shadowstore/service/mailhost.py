@@ -25,10 +25,15 @@ class MailHost:
         self._lock = threading.Lock()
         self._batchers: dict[tuple[str, str], CommitBatcher] = {}
         self.socket_deliveries = 0  # deliveries stored from the mail socket (for /metrics)
+        self.shared_reads = 0  # reads from it that went through shared memory (for /metrics)
 
     def delivered_by_socket(self) -> None:
         with self._lock:
             self.socket_deliveries += 1
+
+    def read_shared(self) -> None:
+        with self._lock:
+            self.shared_reads += 1
 
     def mail(self, sg: str | None, store: str | None) -> MailStore:
         return MailStore(self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE))
@@ -79,3 +84,8 @@ class MailHost:
         self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None, *, raw: bool = True
     ) -> Generator[StoredMessage]:
         return self.mail(sg, store).stored_messages(mailbox, folder, raw=raw)
+
+    def totals(
+        self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None
+    ) -> tuple[int, int]:
+        return self.mail(sg, store).totals(mailbox, folder)

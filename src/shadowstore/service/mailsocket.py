@@ -22,11 +22,17 @@ number of requests, one after the other. A delivery is
 
 and a read of a mailbox (or one of its folders; with ``"raw": false`` the properties alone) is
 
-    client:  frame(JSON {"op": "read", "mailbox": str, "folder": str|null, "sg": ..., "store": ..., "raw": bool})
+    client:  frame(JSON {"op": "read", "mailbox": str, "folder": str|null, "sg": ..., "store": ..., "raw": bool,
+                         "shared": bool})
     service: frame(JSON {"error": {...}, "status": 4xx}), or
              frame(JSON {"reading": true}), then per message frame(properties with "folder" and "uid"),
              frame(raw bytes), then an empty frame (properties are never empty), then
              frame(JSON {"messages": count}) or frame(JSON {"error": {...}, "status": ...}) if the read broke off
+
+With ``"shared": true`` (asked by a client that ``GET /v1/health`` told ``mail_shared_read``) a read of at least
+``SHARED_FROM`` bytes answers ``{"reading": true, "shared": size}`` with a memory file's descriptor, and the
+messages' bytes come through it; service/sharedread.py has that part of the protocol and why. A smaller read
+answers as without it (a fresh memory file costs more than it saves on a few megabytes).
 
 With ``"parsed": true`` each message's properties carry its headers as ``mail.schema.parse_headers`` gives them
 (subject, from, to, date, message_id, date_ts), parsed by the client: it has the message anyway, and parsing
@@ -55,6 +61,7 @@ from typing import Any, BinaryIO, NamedTuple, cast
 from shadowstore.errors import InvalidParameterError, ServiceError, ShadowStoreError, unexpected
 from shadowstore.mail.schema import split_parsed
 from shadowstore.service.host import InformationStore
+from shadowstore.service.sharedread import REGION, SHARED_FROM, SharedRegions, shared_reads_work
 from shadowstore.service.unixsocket import IOV_MAX, bind_unix, remove_socket, send_pieces
 from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, read_frames, status_of
 
@@ -86,11 +93,12 @@ class _Request(NamedTuple):
     messages: int  # in a delivery
     parsed: bool  # a delivery's headers parsed by the client
     raw: bool  # a read sends the messages' bytes
+    shared: bool  # a read sends the bytes through shared memory (service/sharedread.py)
 
 
 _FIELDS = {
     "deliver": {"op", "mailbox", "folder", "sg", "store", "messages", "parsed"},
-    "read": {"op", "mailbox", "folder", "sg", "store", "raw"},
+    "read": {"op", "mailbox", "folder", "sg", "store", "raw", "shared"},
 }
 
 
@@ -182,7 +190,7 @@ class MailSocket:
             return False
         if request.op == "read":
             self._read(conn, request)
-            return True
+            return not request.shared  # why: acknowledgements the read did not wait for may still come
         return self._deliver(conn, stream, request)
 
     def _deliver(self, conn: socket.socket, stream: BinaryIO, request: _Request) -> bool:
@@ -220,6 +228,14 @@ class MailSocket:
         _answer(conn, {"uids": uids})
         return True
 
+    def _share(self, request: _Request) -> bool:
+        """Whether a read goes through shared memory: when the client asked and the read is large enough that
+        the memory's making (fresh pages, zeroed by the kernel) is small beside the bytes it carries."""
+        if not (request.shared and request.raw):
+            return False
+        _messages, size = self.host.mail.totals(request.mailbox, request.folder, request.sg, request.store)
+        return size >= SHARED_FROM
+
     def _read(self, conn: socket.socket, request: _Request) -> None:
         """Stream the messages ``request`` names from one snapshot. A client that stops reading ends it (the
         send fails and the snapshot is released). Each message goes as the store holds it: its property record
@@ -235,14 +251,34 @@ class MailSocket:
         count = 0
         trailer: dict[str, Any]
         try:
-            _answer(conn, {"reading": True})
+            shared = SharedRegions(conn) if self._share(request) else None
+        except (ShadowStoreError, OSError) as exc:  # the store went away, or no memory for the regions
+            messages.close()
+            failure = (
+                exc
+                if isinstance(exc, ShadowStoreError)
+                else ServiceError(f"the service cannot share memory for a read: {exc.strerror}", hint="try again")
+            )
+            _answer(conn, {**error_body(failure), "status": status_of(failure) if failure is exc else 503})
+            return
+        try:
+            if shared is None:
+                _answer(conn, {"reading": True})
+            else:
+                self.host.mail.read_shared()
+                shared.offer(frame(json.dumps({"reading": True, "shared": 2 * REGION}).encode()))
             pending: list[bytes | memoryview] = []
             size = 0
             for message in messages:
-                pieces = read_frames(message)
-                pending += pieces
+                frames = read_frames(message)
+                place = None if shared is None else shared.place(message.pieces, sum(map(len, message.pieces)), pending)
+                if place is None:
+                    pending += frames
+                    size += sum(map(len, frames))
+                else:
+                    pending += (frames[0], place)
+                    size += len(frames[0]) + 64
                 count += 1
-                size += sum(map(len, pieces))
                 if size >= STREAM_PIECE or len(pending) >= IOV_MAX:
                     send_pieces(conn, pending)
                     pending, size = [], 0
@@ -257,6 +293,8 @@ class MailSocket:
             trailer = {**error_body(unexpected(exc, "reading a mailbox for the mail socket")), "status": 500}
         finally:
             messages.close()
+            if shared is not None:
+                shared.close()
         conn.sendall(frame(b"") + frame(json.dumps(trailer, separators=(",", ":")).encode()))
 
 
@@ -305,22 +343,25 @@ def _parse_header(data: bytes) -> _Request:
         folder = fields.get("folder")
         if folder is not None and (not isinstance(folder, str) or not folder):
             raise InvalidParameterError("the read request's 'folder' must be null or a non-empty string")
-        raw = fields.get("raw", True)
-        if not isinstance(raw, bool):
-            raise InvalidParameterError("the read request's 'raw' must be true or false")
+        raw, shared = fields.get("raw", True), fields.get("shared", False)
+        for name, value in (("raw", raw), ("shared", shared)):
+            if not isinstance(value, bool):
+                raise InvalidParameterError(f"the read request's {name!r} must be true or false")
     for name in ("sg", "store"):
         value = fields.get(name)
         if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 256):
             raise InvalidParameterError(f"the {op} request's {name!r} must be null or a string of 1-256 characters")
     if op == "read":
-        return _Request(op, fields["mailbox"], folder, fields.get("sg"), fields.get("store"), 0, False, raw)
+        sg, store = fields.get("sg"), fields.get("store")
+        return _Request(op, fields["mailbox"], folder, sg, store, 0, False, raw, shared and shared_reads_work())
     count = fields.get("messages")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_MESSAGES:
         raise InvalidParameterError(f"the delivery's 'messages' must be a whole number from 0 to {MAX_MESSAGES:,}")
     parsed = fields.get("parsed", False)
     if not isinstance(parsed, bool):
         raise InvalidParameterError("the delivery's 'parsed' must be true or false")
-    return _Request(op, fields["mailbox"], fields["folder"], fields.get("sg"), fields.get("store"), count, parsed, True)
+    sg, store = fields.get("sg"), fields.get("store")
+    return _Request(op, fields["mailbox"], fields["folder"], sg, store, count, parsed, True, False)
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -89,6 +89,11 @@ class _EngineCollector(Collector):
             "Deliveries stored from the mail socket (service/mailsocket.py); the others came over HTTP",
             value=self.host.mail.socket_deliveries,
         )
+        shared_reads = CounterMetricFamily(
+            "shadowstore_mail_shared_reads",
+            "Reads from the mail socket whose messages went through shared memory (service/sharedread.py)",
+            value=self.host.mail.shared_reads,
+        )
         home = self.host.home
         if home is not None:
             for sg in home.storage_groups():
@@ -104,7 +109,7 @@ class _EngineCollector(Collector):
                     current = sg.log.disk_generation
                     generation.add_metric([sg.name], float(current))
                     depth.add_metric([sg.name], float(current - sg.checkpoint_position.gen))
-        yield from (last, generation, depth, mounted, commits, deliveries, by_socket)
+        yield from (last, generation, depth, mounted, commits, deliveries, by_socket, shared_reads)
 
 
 def _header(store: Store) -> DbHeader | None:

@@ -6,6 +6,7 @@ reaches the service on its Unix socket (service/mailsocket.py: no HTTP in the wa
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.mail.schema import MessageRecord, parse_headers
 from shadowstore.service.client import PROBE_SECONDS, SOCKET_BUFFER, ServiceClient
+from shadowstore.service.sharedread import PLACE, RELEASE, SharedView, receive_head, shared_reads_work
 from shadowstore.service.wire import FRAMES, FrameReader, frame, message_frames, raise_from_body
 
 
@@ -78,9 +80,11 @@ class RemoteMail:
         and the service has one (asked once), else None (deliveries go over the API)."""
         if not self._asked:
             self._asked = True
-            path = self.client.get("/v1/health").get("mail_socket") if self.client.socket else None
+            health = self.client.get("/v1/health") if self.client.socket else {}
+            path = health.get("mail_socket")
             if isinstance(path, str):
-                self._mail_socket = MailSocketClient(path, self.client.where)
+                shared = health.get("mail_shared_read") is True and shared_reads_work()
+                self._mail_socket = MailSocketClient(path, self.client.where, shared_reads=shared)
         return self._mail_socket
 
 
@@ -88,9 +92,10 @@ class MailSocketClient:
     """One connection to the service's mail socket, opened at the first delivery and kept for the next ones
     (reopened when the service closed it while idle). Safe to share between threads: deliveries take turns."""
 
-    def __init__(self, path: str, where: str) -> None:
+    def __init__(self, path: str, where: str, *, shared_reads: bool = False) -> None:
         self.path = path
         self.where = where
+        self.shared_reads = shared_reads  # reads through shared memory (service/sharedread.py)
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._stream: BinaryIO | None = None
@@ -135,23 +140,40 @@ class MailSocketClient:
         """The messages of ``mailbox`` (or one folder) from one snapshot, on a connection of their own (so that
         deliveries may go on while they are read). An unknown mailbox or folder raises here, at the call."""
         header = {"op": "read", "mailbox": mailbox, "folder": folder, "sg": sg, "store": store, "raw": raw}
+        if self.shared_reads:
+            header["shared"] = True
         sock = self._open()
+        fd = None
         try:
             sock.sendall(frame(json.dumps(header, separators=(",", ":")).encode()))
+            head, fd = receive_head(sock) if self.shared_reads else (b"", None)
             stream = cast(BinaryIO, sock.makefile("rb", buffering=1 << 20))
-            _document(_frame_of(stream))  # {"reading": true}, or the refusal raised here
+            answer = _document(_frame_of(stream, head))  # {"reading": true}, or the refusal raised here
+            view = None if fd is None else SharedView(fd, int(answer["shared"]))
+            fd = None
         except OSError as exc:
             sock.close()
             raise ServiceError(f"{self.where} broke off a read of mailbox {mailbox!r}: {exc}") from None
         except BaseException:
             sock.close()
             raise
-        return self._records(sock, stream, mailbox)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return self._records(sock, stream, mailbox, view)
 
-    def _records(self, sock: socket.socket, stream: BinaryIO, mailbox: str) -> Iterator[MessageRecord]:
+    def _records(
+        self, sock: socket.socket, stream: BinaryIO, mailbox: str, view: SharedView | None
+    ) -> Iterator[MessageRecord]:
         try:
             while props_bytes := _frame_of(stream):
-                body = _frame_of(stream)
+                if view is not None and props_bytes == RELEASE:
+                    view.release(sock)  # every message placed before the mark was copied out
+                    continue
+                length = _length_of(stream)
+                body = view.bytes_at(_exactly(stream, 16)) if view is not None and length & PLACE else None
+                if body is None:
+                    body = _exactly(stream, length)
                 props = json.loads(props_bytes)
                 folder_name, uid = props.pop("folder"), props.pop("uid")
                 yield MessageRecord(folder_name, int(uid), body, props)
@@ -161,6 +183,8 @@ class MailSocketClient:
         finally:
             stream.close()
             sock.close()
+            if view is not None:
+                view.close()
         _document(trailer)  # {"messages": n}, or why the read broke off
 
     def _send(self, data: bytes) -> None:
@@ -211,11 +235,19 @@ class MailSocketClient:
             self._sock = self._stream = None
 
 
-def _frame_of(stream: BinaryIO) -> bytes:
-    head = stream.read(4)
+def _frame_of(stream: BinaryIO, head: bytes = b"") -> bytes:
+    """The next frame; ``head``: its length word, when it was read already."""
+    return _exactly(stream, _length_of(stream, head))
+
+
+def _length_of(stream: BinaryIO, head: bytes = b"") -> int:
+    head += stream.read(4 - len(head))
     if len(head) < 4:
         raise ConnectionResetError("the service closed the connection")
-    length = int.from_bytes(head, "big")
+    return int.from_bytes(head, "big")
+
+
+def _exactly(stream: BinaryIO, length: int) -> bytes:
     data = stream.read(length)
     if len(data) < length:
         raise ConnectionResetError("the service closed the connection inside a frame")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from shadowstore.service.api.deps import host_of
+from shadowstore.service.sharedread import shared_reads_work
 
 router = APIRouter(tags=["status"])
 
@@ -22,6 +23,7 @@ def health(request: Request) -> dict[str, Any]:
         "pid": os.getpid(),
         "home": host.home_path,
         "mail_socket": host.endpoints.get("mail_socket"),  # deliveries without HTTP (service/mailsocket.py)
+        "mail_shared_read": shared_reads_work(),  # reads on it may ask for shared memory (service/sharedread.py)
     }
 
 

@@ -1,0 +1,111 @@
+"""Shared memory for large reads (service/sharedread.py): places, release marks and acknowledgements between
+the service's side and the client's, on a socket pair in this process."""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import socket
+import struct
+import threading
+
+import pytest
+
+from shadowstore.errors import ServiceError
+from shadowstore.service.sharedread import (
+    PLACE,
+    REGION,
+    RELEASE,
+    SharedRegions,
+    SharedView,
+    receive_head,
+    shared_reads_work,
+)
+
+pytestmark = pytest.mark.skipif(not shared_reads_work(), reason="this system cannot make or pass memory files")
+
+
+def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only_once_acknowledged() -> None:
+    service_end, client_end = socket.socketpair()
+    service_end.settimeout(30)
+    messages = [bytes([n % 251]) * size for n, size in enumerate([10, REGION // 3, REGION // 2, REGION, 5] * 4)]
+    acknowledged: list[int] = []
+
+    def serve() -> None:
+        regions = SharedRegions(service_end)
+        regions.offer(struct.pack(">I", 2) + b"{}")
+        pending: list[bytes | memoryview] = []
+        for message in messages:
+            # a message in two pieces, as the store gives a long value's page payloads
+            place = regions.place([message[: len(message) // 2], memoryview(message)[len(message) // 2 :]],
+                                  len(message), pending)  # fmt: skip
+            assert place is not None
+            pending.append(place)
+        pending.append(struct.pack(">I", 0))  # the end
+        from shadowstore.service.unixsocket import send_pieces
+
+        send_pieces(service_end, pending)
+        regions.close()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    head, fd = receive_head(client_end)
+    assert fd is not None
+    assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY  # the client can only read the regions
+    with pytest.raises(PermissionError):
+        mmap.mmap(fd, 2 * REGION, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    view = SharedView(fd, 2 * REGION)
+    stream = client_end.makefile("rb")
+    assert stream.read(struct.unpack(">I", head)[0]) == b"{}"
+    got = []
+    while True:
+        (length,) = struct.unpack(">I", stream.read(4))
+        if length == 0:
+            break
+        if length & PLACE:
+            got.append(view.bytes_at(stream.read(16)))
+        else:
+            assert stream.read(length) == RELEASE
+            acknowledged.append(1)
+            view.release(client_end)
+    server.join(30)
+    assert got == messages
+    assert len(acknowledged) >= 8  # the regions were taken in turn many times
+    view.close()
+    stream.close()
+    client_end.close()
+    service_end.close()
+
+
+def test_a_message_larger_than_a_region_is_not_placed() -> None:
+    service_end, client_end = socket.socketpair()
+    regions = SharedRegions(service_end)
+    assert regions.place([b"x" * (REGION + 1)], REGION + 1, []) is None
+    regions.close()
+    service_end.close()
+    client_end.close()
+
+
+def test_a_place_outside_the_regions_is_refused() -> None:
+    fd = os.memfd_create("test", os.MFD_CLOEXEC)
+    os.ftruncate(fd, 4096)
+    view = SharedView(fd, 4096)
+    with pytest.raises(ServiceError, match="outside the shared regions"):
+        view.bytes_at(struct.pack(">QQ", 4000, 200))
+    view.close()
+
+
+def test_a_client_that_acknowledges_the_wrong_region_ends_the_read() -> None:
+    service_end, client_end = socket.socketpair()
+    service_end.settimeout(30)
+    regions = SharedRegions(service_end)
+    pending: list[bytes | memoryview] = []
+    client_end.sendall(b"\x01")  # region 0 is due first
+    regions.place([b"x" * REGION], REGION, pending)  # region 0
+    regions.place([b"x" * REGION], REGION, pending)  # region 1
+    with pytest.raises(ConnectionResetError, match="region 0 was due"):
+        regions.place([b"x" * REGION], REGION, pending)  # region 0 again: its acknowledgement is wrong
+    regions.close()
+    service_end.close()
+    client_end.close()
