@@ -1,13 +1,15 @@
 """Mail through the Information Store service against the same work in direct mode, 1 and 16 clients.
 
 The same generated messages (made once, before any timing) are delivered in batches of ``--batch`` messages,
-each batch one durable commit, into one mailbox per client; then each client reads its mailbox back in full.
+each batch one durable commit, into one mailbox per client; then, once the checkpoint the import set off is
+over (``--settle``), each client reads its mailbox back in full.
 Direct mode: the clients are threads of this process calling the mailbox layer on a home opened here.
 Through the service: ``shadowstore serve`` runs in its own process and each client is a thread of this process
 with its own connection to the Unix socket (a client program, as the CLI is). The service batches commits of
 concurrent clients (service/batching.py); direct mode commits each client's batch on its own.
 
-Targets (issue 13): through the service >= 0.8x direct at 1 client, and > 1x at 16 clients (import).
+Targets (issue 13): through the service >= 0.8x direct at 1 client (import and read), and > 1x at 16 clients
+(import).
 """
 
 from __future__ import annotations
