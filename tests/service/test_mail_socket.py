@@ -116,8 +116,13 @@ def test_a_refused_delivery_gives_the_apis_error_and_the_connection_serves_the_n
     assert "alice" in str(over_socket.value)  # it names the mailboxes there are
     with pytest.raises(InvalidParameterError):
         mail.add("alice", "bad/folder", [b"x"], [{}])
+    # a message the service refuses while the rest of its delivery is still arriving (NaN is no JSON data):
+    # answered once the whole delivery was read, nothing of it stored
+    big = [b"Subject: big %d\n\n" % i + os.urandom(1 << 20) for i in range(6)]
+    with pytest.raises(InvalidParameterError, match="the properties of message 2 of 6 cannot be stored"):
+        mail.add("alice", "INBOX", big, [{}, {"weight": float("nan")}, {}, {}, {}, {}])
     assert mail.add("alice", "INBOX", [b"Subject: two\n\n2\n"], [{}]) == [2]
-    assert mail._mail_socket._sock is connection  # the same connection went on after both refusals
+    assert mail._mail_socket._sock is connection  # the same connection went on after every refusal
     assert [r.raw for r in mail.messages("alice")] == [b"Subject: one\n\n1\n", b"Subject: two\n\n2\n"]
 
 

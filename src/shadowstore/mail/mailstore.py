@@ -231,20 +231,26 @@ def prepare_items(
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise InvalidParameterError(f"{what} is not a (raw bytes, properties) pair")
         raw, extra = item
-        if isinstance(raw, bytearray | memoryview):
-            raw = bytes(raw)
-        if not isinstance(raw, bytes):
-            raise InvalidParameterError(f"{what} is {type(raw).__name__}, not bytes")
-        if len(raw) > MAX_VALUE_SIZE:
-            raise InvalidParameterError(
-                f"{what} is {len(raw):,} bytes; a message is at most {MAX_VALUE_SIZE:,} bytes (256 MiB)",
-                hint="store the message outside the mail store; nothing of this batch was stored",
-            )
-        if not isinstance(extra, Mapping):
-            raise InvalidParameterError(f"the properties of {what} are {type(extra).__name__}, not a mapping")
-        props = schema.message_props(raw, extra, now, None if headers is None else headers[index])
-        prepared.append((raw, encode_record(props, f"the properties of {what}")))
+        prepared.append(prepare_item(raw, extra, now, None if headers is None else headers[index], what))
     return prepared
+
+
+def prepare_item(raw: object, extra: object, now: float, headers: Mapping[str, Any] | None, what: str) -> Prepared:
+    """One item of ``prepare_items`` (``what`` names it in errors): for a sender that prepares each message as it
+    arrives, while the next one is on its way."""
+    if isinstance(raw, bytearray | memoryview):
+        raw = bytes(raw)
+    if not isinstance(raw, bytes):
+        raise InvalidParameterError(f"{what} is {type(raw).__name__}, not bytes")
+    if len(raw) > MAX_VALUE_SIZE:
+        raise InvalidParameterError(
+            f"{what} is {len(raw):,} bytes; a message is at most {MAX_VALUE_SIZE:,} bytes (256 MiB)",
+            hint="store the message outside the mail store; nothing of this batch was stored",
+        )
+    if not isinstance(extra, Mapping):
+        raise InvalidParameterError(f"the properties of {what} are {type(extra).__name__}, not a mapping")
+    props = schema.message_props(raw, extra, now, headers)
+    return raw, encode_record(props, f"the properties of {what}")
 
 
 def _ensure_tables(tx: Transaction) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shadowstore.home import DEFAULT_SG
-from shadowstore.mail.mailstore import MailStore, prepare_items
+from shadowstore.mail.mailstore import MailStore, Prepared, prepare_items
 from shadowstore.mail.schema import StoredMessage
 from shadowstore.service.batching import CommitBatcher
 
@@ -75,9 +75,15 @@ class MailHost:
         """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them).
         ``headers``: each item's headers parsed by the client (``schema.parse_headers``), or None to parse them
         here."""
-        mail = self.mail(sg, store)
         prepared = prepare_items(items, time.time(), headers)  # why outside the batch: parsing holds no latch
-        size = sum(len(raw) for raw, _ in items)
+        return self.add_prepared(mailbox, folder, prepared, sg, store)
+
+    def add_prepared(
+        self, mailbox: str, folder: str, prepared: list[Prepared], sg: str | None = None, store: str | None = None
+    ) -> list[int]:
+        """As ``add``, with items ``prepare_items`` (or ``prepare_item`` one by one) made already."""
+        mail = self.mail(sg, store)
+        size = sum(len(raw) for raw, _ in prepared)
         return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 
     def stored_messages(

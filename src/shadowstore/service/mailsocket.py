@@ -59,6 +59,7 @@ import time
 from typing import Any, BinaryIO, NamedTuple, cast
 
 from shadowstore.errors import InvalidParameterError, ServiceError, ShadowStoreError, unexpected
+from shadowstore.mail.mailstore import Prepared, prepare_item
 from shadowstore.mail.schema import split_parsed
 from shadowstore.service.host import InformationStore
 from shadowstore.service.sharedread import REGION, SHARED_FROM, SharedRegions, shared_reads_work
@@ -194,28 +195,39 @@ class MailSocket:
         return self._deliver(conn, stream, request)
 
     def _deliver(self, conn: socket.socket, stream: BinaryIO, request: _Request) -> bool:
+        """Read a delivery, preparing (hashing) each message as it arrives while the client sends the next, and
+        store it in one commit. A message that cannot be stored (properties that are not JSON data, say) is
+        answered once the whole delivery was read, so the connection stays in step."""
         mailbox, folder, sg, store = request.mailbox, request.folder, request.sg, request.store
         assert folder is not None
+        now = time.time()
+        prepared: list[Prepared] = []
+        refused: ShadowStoreError | None = None
         try:
-            items = []
-            headers: list[dict[str, Any]] | None = [] if request.parsed else None
             size = 0
             for n in range(1, request.messages + 1):
                 props_bytes = _read_frame(stream, MAX_HEADER, f"message {n}'s properties")
                 raw = _read_frame(stream, MAX_FRAME, f"message {n}'s bytes")
                 assert props_bytes is not None and raw is not None
                 props = _json_object(props_bytes, f"message {n}'s properties")
-                if headers is not None:
+                found = None
+                if request.parsed:
                     props, found = split_parsed(props, f"message {n}'s properties")
-                    headers.append(found)
-                items.append((raw, props))
                 size += len(raw)
                 _check_size(size)
+                if refused is None:
+                    try:
+                        prepared.append(prepare_item(raw, props, now, found, f"message {n} of {request.messages}"))
+                    except ShadowStoreError as exc:
+                        refused = exc
         except InvalidParameterError as exc:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
             return False
+        if refused is not None:
+            _answer(conn, {**error_body(refused), "status": status_of(refused)})
+            return True
         try:
-            uids = self.host.mail.add(mailbox, folder, items, sg, store, headers)
+            uids = self.host.mail.add_prepared(mailbox, folder, prepared, sg, store)
         except ShadowStoreError as exc:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
             return True

@@ -17,7 +17,8 @@ from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.mail.schema import MessageRecord, parse_headers
 from shadowstore.service.client import PROBE_SECONDS, SOCKET_BUFFER, ServiceClient
 from shadowstore.service.sharedread import PLACE, RELEASE, SharedView, receive_head, shared_reads_work
-from shadowstore.service.wire import FRAMES, FrameReader, frame, message_frames, raise_from_body
+from shadowstore.service.unixsocket import send_pieces
+from shadowstore.service.wire import FRAMES, FrameReader, frame, frame_length, message_frames, raise_from_body
 
 
 class RemoteMail:
@@ -110,15 +111,14 @@ class MailSocketClient:
         props: list[dict[str, Any]],
     ) -> list[int]:
         """Store ``raws`` with ``props`` in one commit and return their uids; raises the service's error. The
-        headers are parsed here (the service hashes the bytes itself; service/mailsocket.py says why)."""
+        headers are parsed here (the service hashes the bytes itself; service/mailsocket.py says why), each
+        message's just before it is sent, so that the service reads and hashes one while the next is parsed."""
         header = {"mailbox": mailbox, "folder": folder, "sg": sg, "store": store, "messages": len(raws)}
         header["parsed"] = True
-        parts = [frame(json.dumps(header, separators=(",", ":")).encode())]
-        sent = [{**extra, **parse_headers(raw)} for extra, raw in zip(props, raws, strict=True)]
-        parts += message_frames(zip(sent, raws, strict=True))
-        data = b"".join(parts)
+        head = frame(json.dumps(header, separators=(",", ":")).encode())
+        parsed: list[bytes] = []  # each message's properties frame, kept for a second attempt
         with self._lock:
-            self._send(data)
+            self._send(head, raws, props, parsed)
             try:
                 answer = self._answer()
             except OSError as exc:
@@ -187,15 +187,20 @@ class MailSocketClient:
                 view.close()
         _document(trailer)  # {"messages": n}, or why the read broke off
 
-    def _send(self, data: bytes) -> None:
-        """Send one delivery; a connection the service closed since the last one is reopened once. Nothing of
-        a delivery that was not sent whole is stored, so sending again is safe."""
+    def _send(self, head: bytes, raws: list[bytes], props: list[dict[str, Any]], parsed: list[bytes]) -> None:
+        """Send one delivery, message by message; a connection the service closed since the last one is reopened
+        once. Nothing of a delivery that was not sent whole is stored, so sending again is safe."""
         for attempt in (1, 2):
             if self._sock is None:
                 self._connect()
             assert self._sock is not None
             try:
-                self._sock.sendall(data)
+                self._sock.sendall(head)
+                for i, raw in enumerate(raws):
+                    if i == len(parsed):
+                        fields = {**props[i], **parse_headers(raw)}
+                        parsed.append(frame(json.dumps(fields, separators=(",", ":")).encode()))
+                    send_pieces(self._sock, [parsed[i], frame_length(len(raw)), raw])
             except OSError as exc:
                 self._close()
                 if attempt == 2:
