@@ -15,12 +15,16 @@ from shadowstore.format.page import verify_page
 from shadowstore.io.fs import OsFileSystem
 
 
-def test_page_images_of_one_page_and_of_runs_land_where_they_belong(tmp_path: Path) -> None:
-    size = 4096
+def _empty_file(tmp_path: Path, page_size: int) -> tuple[DatabaseFile, str]:
     path = str(tmp_path / "pages.edb")
     Path(path).write_bytes(b"")
     fs = OsFileSystem()
-    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    return DatabaseFile(fs, path, page_size, EventLog(str(tmp_path / "events"), fs), None), path
+
+
+def test_page_images_of_one_page_and_of_runs_land_where_they_belong(tmp_path: Path) -> None:
+    size = 4096
+    file, path = _empty_file(tmp_path, size)
     long_run = WRITE_RUN // size + 3  # longer than one joined write
     data = (bytes(range(256)) * (long_run * 16))[: long_run * (size - 24) - 100]  # the last page not full
     far = 6 + long_run + 10
@@ -48,10 +52,7 @@ def test_page_images_of_one_page_and_of_runs_land_where_they_belong(tmp_path: Pa
 
 def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is_named(tmp_path: Path) -> None:
     size = 4096
-    path = str(tmp_path / "pages.edb")
-    Path(path).write_bytes(b"")
-    fs = OsFileSystem()
-    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    file, path = _empty_file(tmp_path, size)
     data = bytes(range(256)) * 40  # 10,240 bytes: three pages, the last one partly full
     ref = BlobRef(len(data), 4, 3)
     file.ensure_pages(8)
@@ -69,7 +70,7 @@ def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is
         byte = f.read(1)
         f.seek(5 * size + 100)
         f.write(bytes([byte[0] ^ 0xFF]))
-    file = DatabaseFile(fs, path, size, EventLog(str(tmp_path / "events"), fs), None)
+    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
     with pytest.raises(ReadVerifyFailureError, match="page 5"):
         file.read_blob_pieces(ref)
     file.close()
