@@ -70,12 +70,9 @@ class MailHost:
         items: Sequence[tuple[bytes, Mapping[str, Any]]],
         sg: str | None = None,
         store: str | None = None,
-        headers: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[int]:
-        """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them).
-        ``headers``: each item's headers parsed by the client (``schema.parse_headers``), or None to parse them
-        here."""
-        prepared = prepare_items(items, time.time(), headers)  # why outside the batch: parsing holds no latch
+        """Store ``items`` in one transaction, perhaps shared with other clients' (all or none of them)."""
+        prepared = prepare_items(items, time.time())  # why outside the batch: parsing holds no latch
         return self.add_prepared(mailbox, folder, prepared, sg, store)
 
     def add_prepared(

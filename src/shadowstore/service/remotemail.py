@@ -149,8 +149,8 @@ class MailSocketClient:
             head, fd = receive_head(sock) if self.shared_reads else (b"", None)
             stream = cast(BinaryIO, sock.makefile("rb", buffering=1 << 20))
             answer = _document(_frame_of(stream, head))  # {"reading": true}, or the refusal raised here
-            view = None if fd is None else SharedView(fd, int(answer["shared"]))
-            fd = None
+            taken, fd = fd, None  # why first: SharedView closes the descriptor whatever happens
+            view = None if taken is None else SharedView(taken, int(answer["shared"]))
         except OSError as exc:
             sock.close()
             raise ServiceError(f"{self.where} broke off a read of mailbox {mailbox!r}: {exc}") from None

@@ -56,8 +56,12 @@ class SharedRegions:
         try:
             os.ftruncate(fd, 2 * REGION)
             self.map = mmap.mmap(fd, 2 * REGION)
-            # why reopen: a descriptor opened read-only can only be mapped read-only by the client
-            self._reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                # why reopen: a descriptor opened read-only can only be mapped read-only by the client
+                self._reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.map.close()
+                raise
         finally:
             os.close(fd)
         self._region = 0
