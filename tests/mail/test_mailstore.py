@@ -71,6 +71,8 @@ def test_messages_come_back_exactly_with_consecutive_uids(mail: MailStore) -> No
     assert mail.get("alice", "INBOX", 7).raw == raws[6]
     assert mail.count("alice") == 40
     assert mail.count("alice", "INBOX") == 39
+    assert mail.totals("alice") == (40, sum(map(len, raws)))
+    assert mail.totals("alice", "Sent") == (1, 0)
     listed = list(mail.messages("alice", "INBOX", raw=False))
     assert all(r.raw == b"" for r in listed)
     assert [r.props["subject"] for r in listed[:2]] == ["message 1", "message 2"]
