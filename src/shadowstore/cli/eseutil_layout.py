@@ -5,8 +5,9 @@ Shared by the command (cli/eseutil_cmd.py), the layout of real ESE files (cli/es
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import cast
+from typing import Any, cast
 
 from shadowstore.errors import ExitCode, LogFileCorruptError
 from shadowstore.format.common import BACKUP_SNAPSHOT, AttachInfo, BackupInfo, LgPos, Signature, format_time, iso_time
@@ -127,15 +128,18 @@ def attach_lines(info: AttachInfo) -> list[str]:
 
 
 def logset_lines(dump: LogSetDump) -> list[str]:
+    return [*entries_lines(dump, lambda log: log_lines(log, dump)), *(f"{IND}Note: {n}" for n in dump.notes)]
+
+
+def entries_lines(dump: LogSetDump | EseLogSetDump, render: Callable[[Any], list[str]]) -> list[str]:
+    """The body of /ml on a log set, ours or real: each file as ``render`` lays it out, or the gap where logs
+    are missing, and the summary line when there is more than one entry."""
     lines: list[str] = []
     for entry in dump.entries:
-        if isinstance(entry, MissingLogs):
-            lines += ["", f"{IND}ERROR: {entry.error}"]
-        else:
-            lines += ["", *log_lines(entry, dump)]
+        lines += ["", f"{IND}ERROR: {entry.error}"] if isinstance(entry, MissingLogs) else ["", *render(entry)]
     if len(dump.entries) > 1:
         lines += ["", summary_line(dump)]
-    return [*lines, *(f"{IND}Note: {n}" for n in dump.notes)]
+    return lines
 
 
 def log_lines(log: LogDump, dump: LogSetDump) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from shadowstore.cli.eseutil_checks import Mode
-from shadowstore.cli.eseutil_layout import IND, SUB, copy_lines, gen_range, label, on_off, summary_line
+from shadowstore.cli.eseutil_layout import IND, SUB, copy_lines, entries_lines, gen_range, label, on_off
 from shadowstore.errors import LogFileCorruptError
 from shadowstore.format.esedb import ESE_DB_MAGIC, EseDbHeader
 from shadowstore.format.esetypes import DbmsParam, EseAttachInfo, EseBackupInfo, EseLgPos, EseSignature, LogTime
@@ -285,14 +285,7 @@ def checkpoint_json(dump: EseCheckpointDump) -> dict[str, object]:
 
 
 def logset_lines(dump: EseLogSetDump) -> list[str]:
-    lines: list[str] = []
-    for entry in dump.entries:
-        if isinstance(entry, MissingLogs):
-            lines += ["", f"{IND}ERROR: {entry.error}"]
-        else:
-            lines += ["", *log_lines(entry, dump)]
-    if len(dump.entries) > 1:
-        lines += ["", summary_line(dump)]
+    lines = entries_lines(dump, lambda log: log_lines(log, dump))
     lines += [f"{IND}ERROR: {e}" for e in dump.errors if not _shown_with_an_entry(e, dump)]
     return [*lines, *(f"{IND}WARNING: {w}" for w in dump.warnings), *(f"{IND}Note: {n}" for n in dump.notes)]
 
