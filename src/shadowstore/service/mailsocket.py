@@ -64,7 +64,15 @@ from shadowstore.mail.schema import split_parsed
 from shadowstore.service.host import InformationStore
 from shadowstore.service.sharedread import REGION, SHARED_FROM, SharedRegions, shared_reads_work
 from shadowstore.service.unixsocket import IOV_MAX, bind_unix, remove_socket, send_pieces
-from shadowstore.service.wire import MAX_DELIVERY_BYTES, MAX_FRAME, error_body, frame, read_frames, status_of
+from shadowstore.service.wire import (
+    MAX_DELIVERY_BYTES,
+    MAX_FRAME,
+    error_body,
+    frame,
+    frame_length,
+    props_frame,
+    status_of,
+)
 
 log = logging.getLogger("shadowstore.service")
 
@@ -190,8 +198,7 @@ class MailSocket:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
             return False
         if request.op == "read":
-            self._read(conn, request)
-            return not request.shared  # why: acknowledgements the read did not wait for may still come
+            return self._read(conn, request)
         return self._deliver(conn, stream, request)
 
     def _deliver(self, conn: socket.socket, stream: BinaryIO, request: _Request) -> bool:
@@ -248,18 +255,19 @@ class MailSocket:
         _messages, size = self.host.mail.totals(request.mailbox, request.folder, request.sg, request.store)
         return size >= SHARED_FROM
 
-    def _read(self, conn: socket.socket, request: _Request) -> None:
+    def _read(self, conn: socket.socket, request: _Request) -> bool:
         """Stream the messages ``request`` names from one snapshot. A client that stops reading ends it (the
         send fails and the snapshot is released). Each message goes as the store holds it: its property record
         spliced, its bytes the page payloads the store read, handed to the kernel uncopied (about half the
-        service's work per message, measured, was re-encoding and copying)."""
+        service's work per message, measured, was re-encoding and copying). False when the connection is to
+        end: after a read through shared memory, acknowledgements it did not wait for may still come."""
         try:
             messages = self.host.mail.stored_messages(
                 request.mailbox, request.folder, request.sg, request.store, raw=request.raw
             )
         except ShadowStoreError as exc:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
-            return
+            return True
         count = 0
         trailer: dict[str, Any]
         try:
@@ -272,7 +280,7 @@ class MailSocket:
                 else ServiceError(f"the service cannot share memory for a read: {exc.strerror}", hint="try again")
             )
             _answer(conn, {**error_body(failure), "status": status_of(failure) if failure is exc else 503})
-            return
+            return True
         try:
             if shared is None:
                 _answer(conn, {"reading": True})
@@ -282,14 +290,14 @@ class MailSocket:
             pending: list[bytes | memoryview] = []
             size = 0
             for message in messages:
-                frames = read_frames(message)
-                place = None if shared is None else shared.place(message.pieces, sum(map(len, message.pieces)), pending)
+                props, body = props_frame(message), sum(map(len, message.pieces))
+                place = None if shared is None else shared.place(message.pieces, body, pending)
                 if place is None:
-                    pending += frames
-                    size += sum(map(len, frames))
+                    pending += (props, frame_length(body), *message.pieces)
+                    size += len(props) + body
                 else:
-                    pending += (frames[0], place)
-                    size += len(frames[0]) + 64
+                    pending += (props, place)
+                    size += len(props) + len(place)
                 count += 1
                 if size >= STREAM_PIECE or len(pending) >= IOV_MAX:
                     send_pieces(conn, pending)
@@ -308,6 +316,7 @@ class MailSocket:
             if shared is not None:
                 shared.close()
         conn.sendall(frame(b"") + frame(json.dumps(trailer, separators=(",", ":")).encode()))
+        return shared is None
 
 
 def _read_frame(stream: BinaryIO, limit: int, what: str, *, at_end_ok: bool = False) -> bytes | None:

@@ -86,11 +86,16 @@ def frame_length(size: int) -> bytes:
 
 
 def read_frames(message: StoredMessage) -> list[bytes | memoryview]:
-    """The frames a read sends for ``message`` (its properties with ``folder`` and ``uid``, then its bytes), as
-    pieces to send without joining them. The properties are the stored record with the two fields spliced into
-    its encoding, not decoded and encoded again; a record that has either name already (a client may give any
-    properties) is merged as a dictionary instead, so that the message's own folder and uid win and no name
-    appears twice."""
+    """The frames a read sends for ``message`` (its properties, then its bytes), as pieces to send without
+    joining them."""
+    return [props_frame(message), _LENGTH.pack(sum(map(len, message.pieces))), *message.pieces]
+
+
+def props_frame(message: StoredMessage) -> bytes:
+    """The frame of ``message``'s properties with ``folder`` and ``uid``: the stored record with the two fields
+    spliced into its encoding, not decoded and encoded again. A record that has either name already (a client
+    may give any properties) is merged as a dictionary instead, so that the message's own folder and uid win
+    and no name appears twice."""
     props = message.props
     if b'"folder":' in props or b'"uid":' in props:
         merged = {**json.loads(props), "folder": message.folder, "uid": message.uid}
@@ -98,8 +103,7 @@ def read_frames(message: StoredMessage) -> list[bytes | memoryview]:
     else:
         tail = b'"folder":%s,"uid":%d}' % (json.dumps(message.folder).encode(), message.uid)
         props = props[:-1] + (tail if props == b"{}" else b"," + tail)
-    size = sum(map(len, message.pieces))
-    return [_LENGTH.pack(len(props)) + props, _LENGTH.pack(size), *message.pieces]
+    return _LENGTH.pack(len(props)) + props
 
 
 def message_frames(items: Iterable[tuple[dict[str, object], bytes]]) -> Iterator[bytes]:
