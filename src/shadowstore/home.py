@@ -26,6 +26,7 @@ from shadowstore.engine import configcheck
 from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.configcheck import FoundStore, FoundStream
 from shadowstore.engine.dbfile import read_header_copies
+from shadowstore.engine.flushwaits import FlushWaits
 from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.engine.storagegroup import StorageGroup
@@ -59,6 +60,7 @@ class ServerHome:
         self.fs = fs
         self.policy = policy or _configured_policy(config)
         self.events = EventLog(os.path.join(path, EVENTS_DIR), fs)
+        self.flush_waits = FlushWaits()  # every group's commits (engine/flushwaits.py); the service shares it
         self._groups: dict[str, StorageGroup] = {}
 
     # --- opening ----------------------------------------------------------------------------------------
@@ -131,7 +133,9 @@ class ServerHome:
             sg_config = self.config.find(name).resolved(self.path)
             others = [g.resolved(self.path) for g in self.config.storage_groups if g.name != name]
             configcheck.check_storage_group(self.fs, sg_config, others, self.path)
-            self._groups[name] = StorageGroup(sg_config, self.fs, self.events, policy=self.policy)
+            self._groups[name] = StorageGroup(
+                sg_config, self.fs, self.events, policy=self.policy, waits=self.flush_waits
+            )
         return self._groups[name]
 
     def forget(self, name: str) -> None:
@@ -183,7 +187,9 @@ class ServerHome:
         )
         for store in sg_config.stores:
             cfg.validate_name(store.name, "store")
-        sg = StorageGroup.create(sg_config.resolved(self.path), self.fs, self.events, policy=self.policy)
+        sg = StorageGroup.create(
+            sg_config.resolved(self.path), self.fs, self.events, policy=self.policy, waits=self.flush_waits
+        )
         self.config.storage_groups.append(sg_config)
         cfg.save(self.fs, self.path, self.config)
         self._groups[name] = sg

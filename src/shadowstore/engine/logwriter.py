@@ -32,7 +32,9 @@ import struct
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from time import perf_counter_ns
 
+from shadowstore.engine.flushwaits import FlushWaits
 from shadowstore.engine.logdisk import Block, LogDisk, Roll
 from shadowstore.errors import LogDiskFullError, StorageGroupOfflineError
 from shadowstore.events import EventLog
@@ -77,6 +79,7 @@ class LogWriter:
         sg: str,
         attached: Callable[[], list[AttachInfo]],
         checkpoint: Callable[[], LgPos],
+        waits: FlushWaits | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.file_size = file_size
@@ -107,6 +110,7 @@ class LogWriter:
         self._created: dict[int, int] = {}  # creation time fixed for generations not yet on disk
         self.bytes_appended = 0
         self.flushes = 0  # flushes written (each one fdatasync per generation touched)
+        self.waits = waits or FlushWaits()  # how long flushes that had to wait waited (a paced backup reads it)
         # The disk side, touched only by the flush leader.
         self._disk = LogDisk(
             fs=fs,
@@ -364,6 +368,13 @@ class LogWriter:
                 waiter = _thread.allocate_lock()
                 waiter.acquire()
                 self._waiters.append((target, waiter))
+        started = perf_counter_ns()
+        flushed = self._durable(target, waiter)
+        self.waits.record(perf_counter_ns() - started)
+        return flushed
+
+    def _durable(self, target: LgPos, waiter: _thread.LockType | None) -> LgPos:
+        """Lead the flush (``waiter`` None) or wait behind the leader until ``target`` is durable."""
         if waiter is not None:
             waiter.acquire()
             with self._lock:

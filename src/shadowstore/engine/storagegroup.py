@@ -24,6 +24,7 @@ from shadowstore.engine import dismount, layout, mountlog, resync, storemount
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
 from shadowstore.engine.checkpointfile import CheckpointFile, checkpoint_record, read_checkpoint
+from shadowstore.engine.flushwaits import FlushWaits
 from shadowstore.engine.health import LogFolderWatch
 from shadowstore.engine.logreader import Generation, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
@@ -60,6 +61,7 @@ class StorageGroup:
         events: EventLog,
         *,
         policy: MaintenancePolicy | None = None,
+        waits: FlushWaits | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -67,6 +69,7 @@ class StorageGroup:
         self.fs = fs
         self.events = events
         self.policy = policy or MaintenancePolicy()
+        self.waits = waits or FlushWaits()  # the home's, when it made this group (engine/flushwaits.py)
         self.stores: dict[str, Store] = {
             s.name: Store(self, s.name, s.dbid, config.store_path(s), config.page_size) for s in config.stores
         }
@@ -138,12 +141,18 @@ class StorageGroup:
 
     @classmethod
     def create(
-        cls, config: SgConfig, fs: FileSystem, events: EventLog, *, policy: MaintenancePolicy | None = None
+        cls,
+        config: SgConfig,
+        fs: FileSystem,
+        events: EventLog,
+        *,
+        policy: MaintenancePolicy | None = None,
+        waits: FlushWaits | None = None,
     ) -> StorageGroup:
         """Create the directories, the first log generation, reserve logs, checkpoint and store files."""
         for directory in {config.log_dir, config.system_dir, config.data_dir}:
             fs.makedirs(directory)
-        sg = cls(config, fs, events, policy=policy)
+        sg = cls(config, fs, events, policy=policy, waits=waits)
         if fs.exists(sg.current_log_path):
             raise InvalidParameterError(f"{sg.current_log_path} already exists; pick another log folder")
         header = layout.start_log_stream(fs, config)
@@ -257,6 +266,7 @@ class StorageGroup:
             sg=self.name,
             attached=self.attach_list,
             checkpoint=lambda: self._checkpoint_pos,
+            waits=self.waits,
         )
         self.log.on_roll.append(self._on_roll)
         self.log.on_disk_full.append(self._on_disk_full)

@@ -1,0 +1,52 @@
+"""How long durable commits wait for the log disk: a histogram per storage group, read by a paced backup.
+
+Every call of ``LogWriter.flush`` that has to wait (its records are not yet durable) adds its wait to the home's
+``FlushWaits``: the time the committer spent leading the write and fdatasync, or behind another leader's. A
+backup's copy shares the disk with those writes; a copy paced with ``--max-rate auto`` (backup/pace.py) reads
+the histogram every tenth of a second and slows down when the waits grow. Cumulative counts let any number of
+readers take differences between two readings without resetting anything.
+
+Buckets are a quarter of an octave wide (each bound 1.14 to 1.25 times the previous), over microseconds counted as
+1,024 ns: bucket ``i`` below 4 holds waits of ``i`` such microseconds; above, bucket ``i`` starts at
+``(4 + i % 4) << (i // 4 - 1)``. The last bucket holds everything from about 1.9 s up.
+
+Recording takes no lock: two committers finishing at the same instant may lose one count between them. The
+counts are a signal for pacing, where a lost sample changes nothing, and the commit path stays as short as it is.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+BUCKETS = 80
+SIZE = BUCKETS * 8  # bytes of the shared form: one unsigned 64-bit count per bucket, in the machine's order
+
+
+def bucket_of(ns: int) -> int:
+    """The bucket of a wait of ``ns`` nanoseconds."""
+    us = ns >> 10
+    if us < 4:
+        return max(us, 0)
+    bits = us.bit_length()
+    return min((bits - 2) * 4 + ((us >> (bits - 3)) & 3), BUCKETS - 1)
+
+
+def lower_ns(index: int) -> int:
+    """The shortest wait bucket ``index`` holds, in nanoseconds."""
+    if index < 4:
+        return index << 10
+    return ((4 + (index & 3)) << (index // 4 - 1)) << 10
+
+
+class FlushWaits:
+    """The counts of one server home, shared by its storage groups. In ``buffer`` when given (``SIZE`` bytes of
+    shared memory that a backup program maps: service/sharedwaits.py), else in a list."""
+
+    def __init__(self, buffer: mmap.mmap | None = None) -> None:
+        self.counts: list[int] | memoryview = [0] * BUCKETS if buffer is None else memoryview(buffer).cast("Q")
+
+    def record(self, ns: int) -> None:
+        self.counts[bucket_of(ns)] += 1
+
+    def reading(self) -> list[int]:
+        return list(self.counts)
