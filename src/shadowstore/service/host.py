@@ -31,6 +31,7 @@ from shadowstore.io.replace import atomic_write
 from shadowstore.service.mailhost import MailHost
 from shadowstore.service.metrics import ServiceMetrics
 from shadowstore.service.sessions import SessionTable
+from shadowstore.service.sharedwaits import create_shared, remove_shared, shared_waits_path
 from shadowstore.service.vsshost import VssHost
 from shadowstore.tools.startmount import mount_configured
 
@@ -63,6 +64,7 @@ class InformationStore:
         self.endpoints: dict[str, object] = {}
         self.mounted_at_start: list[str] = []
         self.start_failures: list[dict[str, object]] = []
+        self.shared_waits: str | None = None  # the file of the commits' waits (service/sharedwaits.py)
         self.sessions = SessionTable(self)
         self.mail = MailHost(self)
         self.metrics = ServiceMetrics(self)
@@ -82,6 +84,7 @@ class InformationStore:
                 hint="stop that service first ('shadowstore status' talks to it), or serve another home with --home",
             ) from None
         self.home = home
+        self._share_waits(home)
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         try:
             mounted = self._mount_at_start(home)
@@ -90,6 +93,15 @@ class InformationStore:
             raise
         self.mounted_at_start = mounted
         return {"mounted": mounted}
+
+    def _share_waits(self, home: ServerHome) -> None:
+        """Keep the commits' waits where a backup program maps them (service/sharedwaits.py), before any
+        storage group is made: each group counts into the home's."""
+        path = shared_waits_path(home.home_id)
+        shared = create_shared(path)
+        if shared is not None:
+            home.flush_waits = shared
+            self.shared_waits = path
 
     def _mount_at_start(self, home: ServerHome) -> list[str]:
         """Mount what the configuration says to mount at start (tools/startmount.py). A storage group that fails
@@ -127,6 +139,9 @@ class InformationStore:
             home.events.emit(1061, detail=f"pid {os.getpid()}", sync=True)
             with suppress(FileNotFoundError):
                 self.fs.unlink(service_info_path(self.home_path))
+            if self.shared_waits is not None:
+                remove_shared(self.shared_waits)
+                self.shared_waits = None
             self.home = None
             if self._lock is not None:
                 self._lock.release()
@@ -206,6 +221,10 @@ class InformationStore:
             "start_failures": self.start_failures,
         }
         return status
+
+    def flush_waits(self) -> list[int]:
+        """The waits of the home's durable commits since the service started (engine/flushwaits.py)."""
+        return self.owned().flush_waits.reading()
 
     def settings(self) -> dict[str, Any]:
         """The home's settings as the configuration file says now ('config set' while the service runs takes

@@ -24,9 +24,21 @@ def health(request: Request) -> dict[str, Any]:
         "home": host.home_path,
         "mail_socket": host.endpoints.get("mail_socket"),  # deliveries without HTTP (service/mailsocket.py)
         "mail_shared_read": shared_reads_work(),  # reads on it may ask for shared memory (service/sharedread.py)
+        "flush_waits": host.shared_waits,  # the commits' waits, for a paced backup to map (service/sharedwaits.py)
     }
 
 
 @router.get("/v1/status", summary="Storage groups, stores, backup sessions and the service")
 def status(request: Request) -> dict[str, Any]:
     return host_of(request).status()
+
+
+@router.get(
+    "/v1/flush-waits",
+    summary="How long durable commits waited for the log disks: a cumulative histogram a paced backup reads",
+)
+def flush_waits(request: Request) -> dict[str, Any]:
+    """``buckets``: counts per bucket of engine/flushwaits.py (bucket i holds waits from ``lower_ns(i)``), over
+    the home's storage groups since the service started. A backup program on this machine maps the file that
+    ``/v1/health`` names as ``flush_waits`` instead (service/sharedwaits.py)."""
+    return {"buckets": host_of(request).flush_waits()}
