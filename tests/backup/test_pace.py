@@ -4,16 +4,35 @@ allows and still make sets that verify."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from shadowstore.backup.localtarget import LocalTarget
-from shadowstore.backup.pace import MB, PACED_WRITE, Pace, pace_target, parse_max_rate
-from shadowstore.errors import InvalidParameterError
+from shadowstore.backup.pace import (
+    AUTO,
+    CALM,
+    FLOOR,
+    HISTORY,
+    MB,
+    PACED_WRITE,
+    SLOW_BUCKETS,
+    START,
+    STEP,
+    AdaptivePace,
+    Pace,
+    pace_of,
+    pace_target,
+    parse_max_rate,
+)
+from shadowstore.engine.flushwaits import BUCKETS
+from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.io.directwrite import BUFFER, WRITERS
+from shadowstore.io.faulty import FaultFileSystem
 from tests.cli.clirun import run, run_json, worked_home
+from tests.conftest import mounted_with_table
 
 SG = "First Storage Group"
 
@@ -73,7 +92,15 @@ def test_a_rate_is_in_decimal_megabytes_per_second_and_0_is_no_limit(text: str, 
 def test_a_rate_that_is_not_one_is_refused_naming_where_it_came_from(text: str) -> None:
     with pytest.raises(InvalidParameterError, match=r"backup\.max_rate") as raised:
         parse_max_rate(text, "backup.max_rate")
-    assert raised.value.hint == "for example 40; 0: no limit"
+    assert raised.value.hint == "for example 40; 0: no limit; auto: as fast as commits allow"
+
+
+@pytest.mark.parametrize("text", ["auto", " AUTO ", "Auto"])
+def test_auto_is_a_rate_too_and_makes_an_adaptive_pace(text: str) -> None:
+    assert parse_max_rate(text, "--max-rate") == AUTO
+    assert isinstance(pace_of(AUTO, lambda: [0] * BUCKETS), AdaptivePace)
+    assert type(pace_of(40 * MB, lambda: [0] * BUCKETS)) is Pace
+    assert pace_of(None, lambda: [0] * BUCKETS) is None
 
 
 def test_a_paced_folder_target_writes_small_pieces_one_at_a_time(tmp_path: Path) -> None:
@@ -143,3 +170,200 @@ def test_backup_max_rate_is_the_default_and_the_option_overrides_it(
     code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "copy", "--max-rate", "-3")
     assert code == 3  # InvalidParameterError (-1003)
     assert "--max-rate '-3' is not a rate in MB/s from 0 to 100,000" in err
+
+
+class Waits:
+    """The cumulative counts an adaptive pace reads, grown by the test; ``fail`` makes the next reading raise."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * BUCKETS
+        self.fail = False
+
+    def add(self, bucket: int, count: int) -> None:
+        self.counts[bucket] += count
+
+    def __call__(self) -> list[int]:
+        if self.fail:
+            raise ServiceError("the service went away")
+        return list(self.counts)
+
+
+NORMAL = 20  # the bucket of an ordinary wait in these tests (about 0.1 ms)
+
+
+def adaptive(history: int = 1000) -> tuple[AdaptivePace, Waits, FakeClock]:
+    """A pace that has read a history of ``history`` waits, all in bucket NORMAL."""
+    clock, waits = FakeClock(), Waits()
+    waits.add(NORMAL, history)
+    pace = AdaptivePace(waits, clock=clock, sleep=clock.sleep)
+    pace.take(1)  # the first reading: the history
+    return pace, waits, clock
+
+
+def interval(pace: AdaptivePace, clock: FakeClock, copied: float | None = None) -> None:
+    """One interval of copying ``copied`` bytes (default: what the rate allows), then the next reading."""
+    clock.now += 0.1
+    pace.take(int(copied if copied is not None else pace.rate * 0.1))
+
+
+def test_while_commits_wait_as_they_did_before_the_copy_the_rate_climbs_a_step_an_interval() -> None:
+    pace, waits, clock = adaptive()
+    assert pace.rate == START
+    for step in range(1, 6):
+        waits.add(NORMAL, 99)
+        waits.add(NORMAL + SLOW_BUCKETS, 1)  # one in a hundred slow is the p99 allowed, not more
+        interval(pace, clock)
+        assert pace.rate == START + step * STEP
+    assert pace.halved == 0
+
+
+def test_more_than_one_slow_wait_in_a_hundred_halves_what_the_copy_achieved() -> None:
+    pace, waits, clock = adaptive()
+    for _ in range(10):
+        waits.add(NORMAL, 100)
+        interval(pace, clock)
+    before = pace.rate
+    waits.add(NORMAL, 98)
+    waits.add(NORMAL + SLOW_BUCKETS, 2)
+    interval(pace, clock)
+    assert pace.halved == 1
+    assert pace.rate <= before / 2
+    waits.add(NORMAL + SLOW_BUCKETS - 1, 100)  # longer than usual, but not slow
+    interval(pace, clock)
+    assert pace.halved == 1
+
+
+def test_a_rate_far_above_what_the_copy_managed_is_halved_from_what_it_managed() -> None:
+    pace, waits, clock = adaptive()
+    for _ in range(12):  # no commits: the rate doubles each interval
+        interval(pace, clock, copied=1 * MB)  # while the copy itself manages 10 MB/s
+    assert pace.rate > 1000 * MB
+    waits.add(NORMAL + SLOW_BUCKETS + 2, 50)
+    interval(pace, clock, copied=1 * MB)
+    assert pace.rate == pytest.approx(5 * MB, rel=0.05)  # half of 10 MB/s, not half of a thousand
+
+
+def test_slow_waits_bring_the_rate_to_the_floor_and_no_lower() -> None:
+    pace, waits, clock = adaptive()
+    for _ in range(10):
+        waits.add(NORMAL + 8, 1)  # few commits, each slow: not quiet
+        interval(pace, clock)
+        assert pace.rate >= FLOOR
+    assert pace.rate == FLOOR
+    assert pace.lowest == FLOOR
+    assert pace.halved == 10
+
+
+def test_an_interval_without_commits_doubles_the_rate_unless_a_wait_was_slow_within_a_second() -> None:
+    pace, waits, clock = adaptive()
+    interval(pace, clock, copied=1)  # copies that never sleep: each interval is 0.1 s exactly
+    assert pace.rate == 2 * START
+    waits.add(NORMAL + 8, 1)
+    interval(pace, clock, copied=1)
+    slowed = pace.rate
+    assert slowed == FLOOR
+    for _ in range(round(CALM / 0.1) - 1):  # commits stalled behind the copy are few, not absent
+        interval(pace, clock, copied=1)
+        assert pace.rate == slowed
+    interval(pace, clock, copied=1)
+    interval(pace, clock, copied=1)  # (one more: a second of 0.1 s steps may sum to just under a second)
+    assert pace.rate > slowed
+
+
+def test_with_too_short_a_history_the_rate_holds_until_enough_commits_were_seen() -> None:
+    pace, waits, clock = adaptive(history=10)
+    waits.add(NORMAL + 5, 100)  # all "slow" against a history of ten, but that is too few to judge by
+    interval(pace, clock)
+    assert (pace.rate, pace.halved) == (START, 0)
+    waits.add(NORMAL, HISTORY)
+    interval(pace, clock)
+    assert (pace.rate, pace.halved) == (START, 0)  # now learnt: the p99 is bucket NORMAL + 5
+    waits.add(NORMAL + 5, 100)
+    interval(pace, clock)
+    assert pace.rate == START + STEP
+    waits.add(NORMAL + 5 + SLOW_BUCKETS, 2)
+    waits.add(NORMAL, 98)
+    interval(pace, clock)
+    assert pace.halved == 1
+
+
+def test_a_reading_that_fails_or_goes_backwards_leaves_the_rate_where_it_is() -> None:
+    pace, waits, clock = adaptive()
+    waits.fail = True
+    interval(pace, clock)
+    assert (pace.rate, pace.unread) == (START, 1)
+    waits.fail = False
+    waits.counts = [0] * BUCKETS  # the service restarted: its counts began again
+    interval(pace, clock)
+    assert pace.rate == START
+    waits.add(NORMAL, 100)
+    interval(pace, clock)
+    assert pace.rate == START + STEP
+    assert pace.to_dict()["unread"] == 1
+    assert "slowed 0 time(s)" in pace.describe()
+
+
+class SlowSyncFS(FaultFileSystem):
+    """Log flushes that take ``delay`` seconds after their write while ``delay`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=4)
+        self.delay = 0.0
+
+    def crash_point(self, name: str) -> None:
+        super().crash_point(name)
+        if name == "log.flush.after_write" and self.delay:
+            time.sleep(self.delay)
+
+
+def test_a_copy_paced_on_a_real_storage_group_slows_to_the_floor_when_its_commits_slow_down() -> None:
+    fs = SlowSyncFS()
+    home, _sg, store = mounted_with_table(fs)
+    for i in range(HISTORY + 100):  # the history: what a commit normally waits here
+        with store.transaction() as tx:
+            tx.put("t", b"h%d" % i, b"v")
+    stop = threading.Event()
+
+    def commit() -> None:
+        n = 0
+        while not stop.is_set():
+            with store.transaction() as tx:
+                tx.put("t", b"c%d" % n, b"v")
+            n += 1
+
+    pace = AdaptivePace(home.flush_waits.reading, interval=0.02)
+    fs.delay = 0.05  # every flush now takes 50 ms: the disk is behind the copy
+    committer = threading.Thread(target=commit)
+    committer.start()
+    try:
+        ends = time.monotonic() + 1.5
+        while time.monotonic() < ends:
+            pace.take(64 << 10)
+    finally:
+        stop.set()
+        committer.join()
+    assert pace.halved >= 2
+    assert pace.rate == FLOOR
+
+
+def test_without_the_service_a_snapshot_backup_paces_by_default_on_this_process_s_commits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = worked_home(tmp_path, capsys, 200)
+    target = str(tmp_path / "sets")
+    args = ["--home", home, "backup", "run", "--sg", SG, "--to", target, "--json"]
+    code, result = run_json(capsys, *args, "--kind", "full", "--method", "snapshot", "--provider", "copy")
+    assert code == 0, result
+    assert result["pace"]["mode"] == "auto"
+    assert "The copy yielded to commits" in Path(result["report"]).read_text()
+    code, result = run_json(capsys, *args, "--kind", "copy")
+    assert code == 0, result
+    assert "pace" not in result  # streaming: unpaced unless told
+    code, out, _err = run(capsys, "--home", home, "config", "set", "backup.max_rate", "auto")
+    assert (code, out) == (0, "backup.max_rate = auto\n")
+    code, result = run_json(capsys, *args, "--kind", "copy")
+    assert code == 0, result
+    assert result["pace"]["mode"] == "auto"
+    code, out, _err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--to", target, "--kind", "copy")
+    assert code == 0
+    assert "The copy yielded to commits (--max-rate auto): between " in out

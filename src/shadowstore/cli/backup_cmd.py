@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Literal
 from urllib.parse import quote
 
 import click
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
-from shadowstore.backup.pace import MB, Pace, pace_of, pace_target, parse_max_rate
+from shadowstore.backup.pace import AUTO, Pace, pace_of, pace_target, parse_max_rate
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, back_up, default_owner
 from shadowstore.backup.sessions import request_abort, running_sessions
@@ -23,6 +25,7 @@ from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
 from shadowstore.service.remotebackup import back_up_remote
 from shadowstore.service.remotewriter import RemoteStoreWriter
+from shadowstore.service.sharedwaits import open_shared
 from shadowstore.vss.hookwriter import hook_writers
 
 
@@ -55,12 +58,27 @@ def configured_target(home: ServerHome, url: str) -> Target:
     return open_target(url)
 
 
-def configured_rate(home: ServerHome, option: str | None) -> float | None:
-    """Bytes per second the copy may take (``--max-rate``, else ``backup.max_rate``), or None for no limit."""
+def configured_rate(home: ServerHome, option: str | None, method: str) -> float | Literal["auto"] | None:
+    """Bytes per second the copy may take (``--max-rate``, else ``backup.max_rate``), None for no limit, or
+    ``auto``: what a shadow copy does by default. It holds nothing while it is copied, so it can yield to
+    commits; a streaming backup holds its session (no shadow copy of the group meanwhile) and goes at full speed."""
     if option is not None:
         return parse_max_rate(option, "--max-rate")
     value = home.config.settings.get("backup", {}).get("max_rate")
-    return None if value is None else parse_max_rate(value, "backup.max_rate")
+    if value is None:
+        return AUTO if method == "snapshot" else None
+    return parse_max_rate(value, "backup.max_rate")
+
+
+def commit_waits(ctx: CliContext, home: ServerHome) -> Callable[[], list[int]]:
+    """What an adaptive pace reads: the waits of the service's commits when it runs (mapped when the service
+    shares them, service/sharedwaits.py; else one request per reading), otherwise this process's."""
+    service = ctx.service()
+    if service is None:
+        return home.flush_waits.reading
+    path = service.get("/v1/health").get("flush_waits")
+    mapped = open_shared(path) if isinstance(path, str) else None
+    return mapped or (lambda: [int(count) for count in service.get("/v1/flush-waits")["buckets"]])
 
 
 def parse_compress(value: str | None) -> int | None:
@@ -107,8 +125,8 @@ def backup_group() -> None:
 @click.option(
     "--max-rate",
     "max_rate",
-    help="Copy at most this many MB per second (decimal MB), leaving the disks to the stores; 0: no limit "
-    "[default: backup.max_rate, else 0].",
+    help="Copy at most this many MB per second (decimal MB), leaving the disks to the stores; 0: no limit; auto: "
+    "slow down while commits wait longer [default: backup.max_rate, else auto for snapshot, 0 for streaming].",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @json_option
@@ -136,13 +154,12 @@ def run(
     for name in groups:
         home.config.find(name)
     level = parse_compress(compress)
-    pace = pace_of(configured_rate(home, max_rate))
+    pace = pace_of(configured_rate(home, max_rate, method), commit_waits(ctx, home))
     target = resolve_target(home, to)
     report = BackupReport(home.fs, home.path)
     report.started(target.url, kind, groups)
     if pace is not None:
         pace_target(target)
-        report.note(f"The copy is paced to {pace.rate / MB:g} MB/s (--max-rate or backup.max_rate).")
     outcomes: list[BackupOutcome] = []
     failures: list[tuple[str, ShadowStoreError]] = []  # why a list: with --all, one failure stops no other group
     snapshot: dict[str, object] | None = None
@@ -157,6 +174,8 @@ def run(
             )
         else:
             _streaming(ctx, home, groups, kind, target, level, report, progress, outcomes, failures, pace)
+    if pace is not None:
+        report.note(pace.describe())
     report.finished(
         sum(len(o.files) for o in outcomes), sum(o.bytes for o in outcomes), sum(o.seconds for o in outcomes)
     )
@@ -168,6 +187,7 @@ def run(
                 "backups": [o.to_dict() for o in outcomes],
                 "failed": [{"sg": name} | error.to_dict() for name, error in failures],
                 **({"snapshot": snapshot} if snapshot is not None else {}),
+                **({"pace": pace.to_dict()} if pace is not None else {}),
             }
         )
         return int(failures[0][1].exit_code) if failures else int(ExitCode.OK)
@@ -179,6 +199,8 @@ def run(
             )
         for o in outcomes:
             _summary(o)
+        if pace is not None:
+            click.echo(pace.describe())
         click.echo(f"report: {report.path}")
     if len(failures) == 1:
         raise failures[0][1]

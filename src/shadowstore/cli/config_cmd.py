@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowstore import config as cfg
-from shadowstore.backup.pace import parse_max_rate
+from shadowstore.backup.pace import AUTO, parse_max_rate
 from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError, NotFoundError
@@ -16,7 +16,8 @@ SETTINGS = {
     "backup.lease_seconds": "seconds a running backup's lease in its target lasts unrenewed (default 600)",
     "service.session_lease_seconds": "seconds the service keeps a silent backup program's session (default 30)",
     "vss.freeze_seconds": "seconds a shadow copy may hold a storage group's commits before it thaws (default 60)",
-    "backup.max_rate": "MB per second a backup's copy may take when --max-rate is not given (default 0: no limit)",
+    "backup.max_rate": "MB per second a backup's copy may take when --max-rate is not given; 0: no limit; auto: "
+    "slow down while commits wait longer (default: auto for snapshot backups, 0 for streaming)",
 }
 
 
@@ -47,8 +48,8 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     ):
         stored = cfg.parse_seconds(value, key)
     elif key == "backup.max_rate":
-        parse_max_rate(value, key)
-        stored = float(value)
+        rate = parse_max_rate(value, key)
+        stored = AUTO if rate == AUTO else float(value)
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored
     cfg.save(home.fs, home.path, home.config)
