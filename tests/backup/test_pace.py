@@ -96,11 +96,10 @@ def test_a_rate_that_is_not_one_is_refused_naming_where_it_came_from(text: str) 
 
 
 @pytest.mark.parametrize("text", ["auto", " AUTO ", "Auto"])
-def test_auto_is_a_rate_too_and_makes_an_adaptive_pace(text: str) -> None:
+def test_auto_is_a_rate_too(text: str) -> None:
     assert parse_max_rate(text, "--max-rate") == AUTO
-    assert isinstance(pace_of(AUTO, lambda: [0] * BUCKETS), AdaptivePace)
-    assert type(pace_of(40 * MB, lambda: [0] * BUCKETS)) is Pace
-    assert pace_of(None, lambda: [0] * BUCKETS) is None
+    assert type(pace_of(40 * MB)) is Pace
+    assert pace_of(None) is None
 
 
 def test_a_paced_folder_target_writes_small_pieces_one_at_a_time(tmp_path: Path) -> None:
@@ -173,14 +172,18 @@ def test_backup_max_rate_is_the_default_and_the_option_overrides_it(
 
 
 class Waits:
-    """The cumulative counts an adaptive pace reads, grown by the test; ``fail`` makes the next reading raise."""
+    """The cumulative counts an adaptive pace reads, grown by the test (every wait, then the quiet ones: the
+    layout of engine/flushwaits.py); ``fail`` makes the next reading raise."""
 
     def __init__(self) -> None:
-        self.counts = [0] * BUCKETS
+        self.counts = [0] * (2 * BUCKETS)
         self.fail = False
 
-    def add(self, bucket: int, count: int) -> None:
+    def add(self, bucket: int, count: int, *, quiet: bool = False) -> None:
+        """Waits while the backup runs; with ``quiet``, waits from before it (counted as normal ones too)."""
         self.counts[bucket] += count
+        if quiet:
+            self.counts[BUCKETS + bucket] += count
 
     def __call__(self) -> list[int]:
         if self.fail:
@@ -194,7 +197,7 @@ NORMAL = 20  # the bucket of an ordinary wait in these tests (about 0.1 ms)
 def adaptive(history: int = 1000) -> tuple[AdaptivePace, Waits, FakeClock]:
     """A pace that has read a history of ``history`` waits, all in bucket NORMAL."""
     clock, waits = FakeClock(), Waits()
-    waits.add(NORMAL, history)
+    waits.add(NORMAL, history, quiet=True)
     pace = AdaptivePace(waits, clock=clock, sleep=clock.sleep)
     pace.take(1)  # the first reading: the history
     return pace, waits, clock
@@ -287,13 +290,25 @@ def test_with_too_short_a_history_the_rate_holds_until_enough_commits_were_seen(
     assert pace.halved == 1
 
 
+def test_the_normal_wait_is_learnt_from_commits_made_while_no_backup_ran() -> None:
+    clock, waits = FakeClock(), Waits()
+    waits.add(NORMAL, 1000, quiet=True)
+    waits.add(NORMAL + 6, 5000)  # earlier backups, back to back: long waits, but not normal ones
+    pace = AdaptivePace(waits, clock=clock, sleep=clock.sleep)
+    pace.take(1)
+    waits.add(NORMAL, 97)
+    waits.add(NORMAL + SLOW_BUCKETS, 3)
+    interval(pace, clock)
+    assert pace.halved == 1
+
+
 def test_a_reading_that_fails_or_goes_backwards_leaves_the_rate_where_it_is() -> None:
     pace, waits, clock = adaptive()
     waits.fail = True
     interval(pace, clock)
     assert (pace.rate, pace.unread) == (START, 1)
     waits.fail = False
-    waits.counts = [0] * BUCKETS  # the service restarted: its counts began again
+    waits.counts = [0] * (2 * BUCKETS)  # the service restarted: its counts began again
     interval(pace, clock)
     assert pace.rate == START
     waits.add(NORMAL, 100)

@@ -7,13 +7,19 @@ import itertools
 import mmap
 import threading
 import time
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowstore.engine.flushwaits import BUCKETS, SIZE, FlushWaits, bucket_of, lower_ns
+from shadowstore.engine.flushwaits import BUCKETS, SIZE, FlushWaits, bucket_of, lower_ns, split
 from shadowstore.io.faulty import FaultFileSystem
+from shadowstore.vss.storewriter import StoreWriter
 from tests.conftest import mounted_with_table
+
+
+def every(waits: FlushWaits) -> list[int]:
+    return split(waits.reading())[0]
 
 
 @given(st.integers(min_value=0, max_value=10**12))
@@ -35,10 +41,10 @@ def test_buckets_rise_by_at_most_a_quarter_from_four_microseconds_up() -> None:
 def test_readings_are_copies_and_counts_kept_in_shared_memory_are_read_from_it() -> None:
     local = FlushWaits()
     local.record(500_000)
-    reading = local.reading()
+    reading = every(local)
     local.record(500_000)
     assert sum(reading) == 1
-    assert local.reading()[bucket_of(500_000)] == 2
+    assert every(local)[bucket_of(500_000)] == 2
     with mmap.mmap(-1, SIZE) as memory:
         shared = FlushWaits(memory)
         shared.record(50_000_000)
@@ -58,16 +64,16 @@ def test_every_storage_group_of_a_home_counts_into_the_homes_waits() -> None:
     archive = second.store("Archive")
     with archive.transaction() as tx:
         tx.create_table("t")
-    before = sum(home.flush_waits.reading())
+    before = sum(every(home.flush_waits))
     for i in range(5):
         for each in (store, archive):
             with each.transaction() as tx:
                 tx.put("t", b"k%d" % i, b"v")
-    assert sum(home.flush_waits.reading()) - before == 10
+    assert sum(every(home.flush_waits)) - before == 10
     assert sg.waits is second.waits is home.flush_waits
     sg.dismount()
     sg.mount()  # a new log writer: the counts go on
-    assert sum(home.flush_waits.reading()) - before >= 10
+    assert sum(every(home.flush_waits)) - before >= 10
 
 
 class SlowSyncFS(FaultFileSystem):
@@ -86,13 +92,13 @@ class SlowSyncFS(FaultFileSystem):
 def test_each_durable_commit_counts_its_wait_in_its_bucket_and_reads_count_nothing() -> None:
     fs = SlowSyncFS()
     _home, sg, store = mounted_with_table(fs)
-    before = sg.log.waits.reading()
+    before = every(sg.log.waits)
     for i in range(20):
         with store.transaction() as tx:
             tx.put("t", b"k%d" % i, b"v")
     with store.snapshot() as snap:
         snap.get("t", b"k1")
-    fast = [a - b for a, b in zip(sg.log.waits.reading(), before, strict=True)]
+    fast = [a - b for a, b in zip(every(sg.log.waits), before, strict=True)]
     assert sum(fast) == 20
     assert sum(fast[bucket_of(20_000_000) :]) == 0  # nothing near the slow commits below
 
@@ -100,7 +106,7 @@ def test_each_durable_commit_counts_its_wait_in_its_bucket_and_reads_count_nothi
     for i in range(3):
         with store.transaction() as tx:
             tx.put("t", b"s%d" % i, b"v")
-    slow = [a - b - c for a, b, c in zip(sg.log.waits.reading(), before, fast, strict=True)]
+    slow = [a - b - c for a, b, c in zip(every(sg.log.waits), before, fast, strict=True)]
     assert sum(slow) == 3
     assert sum(slow[bucket_of(20_000_000) :]) == 3
 
@@ -108,7 +114,7 @@ def test_each_durable_commit_counts_its_wait_in_its_bucket_and_reads_count_nothi
 def test_a_commit_waiting_behind_another_leader_counts_its_own_wait() -> None:
     fs = SlowSyncFS()
     _home, sg, store = mounted_with_table(fs)
-    before = sum(sg.log.waits.reading())
+    before = sum(every(sg.log.waits))
     fs.delay = 0.05
 
     def commit(key: bytes) -> None:
@@ -120,6 +126,31 @@ def test_a_commit_waiting_behind_another_leader_counts_its_own_wait() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    reading = sg.log.waits.reading()
+    reading = every(sg.log.waits)
     assert sum(reading) - before == 4  # leaders and followers alike
     assert sum(reading[bucket_of(40_000_000) :]) >= 2  # each waited at least one slow flush
+
+
+def test_waits_while_a_backup_runs_are_counted_but_not_as_normal_ones(tmp_path: Path) -> None:
+    fs = FaultFileSystem(seed=6)
+    home, sg, store = mounted_with_table(fs)
+
+    def commit(n: int) -> tuple[int, int]:
+        before = [sum(part) for part in split(home.flush_waits.reading())]
+        for i in range(n):
+            with store.transaction() as tx:
+                tx.put("t", b"b%d" % i, b"v")
+        after = [sum(part) for part in split(home.flush_waits.reading())]
+        return after[0] - before[0], after[1] - before[1]
+
+    assert commit(5) == (5, 5)
+    session = sg.backups.begin("full", "test", None)
+    assert commit(5) == (5, 0)  # a streaming backup runs: these waits are not what commits normally wait
+    session.abort("the test is done with it")
+    assert commit(5) == (5, 5)
+    writer = StoreWriter(home)
+    writer.prepare_for_backup("full", [sg.name])
+    assert commit(3) == (3, 0)  # a shadow-copy job, from PrepareForBackup
+    writer.backup_shutdown()
+    assert commit(3) == (3, 3)
+    assert not home.flush_waits.busy

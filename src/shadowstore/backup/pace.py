@@ -13,12 +13,13 @@ plus a burst of ``burst_seconds`` worth, and sleeps otherwise.
 An ``AdaptivePace`` (``--max-rate auto``, the default of shadow-copy backups) finds the rate by itself from how
 long durable commits wait for the log disk (engine/flushwaits.py): the service's counts, mapped from shared
 memory (service/sharedwaits.py), or the home of this process when no service runs. The first reading holds the
-waits since the service started, which give their normal p99. Every ``INTERVAL`` the pace looks at the waits of
-the interval: when more than one in a hundred took ``SLOW_BUCKETS`` buckets longer than that p99 (1.6 times or
-more: the target is a p99 of deliveries at most twice the normal one, and a delivery is more than its wait), the
-copy halves its rate; otherwise it adds ``STEP``; with fewer than ``QUIET`` commits in the interval, and no slow
-one for ``CALM`` seconds, there is nothing to protect and the rate doubles. So a copy goes as fast as the disks
-allow while no mail arrives and yields to commits while it does, never below ``FLOOR`` (the backup ends).
+waits of the commits made while no backup ran: their p99 is the normal one. Every ``INTERVAL`` the pace looks at
+the waits of the interval: when more than one in a hundred took ``SLOW_BUCKETS`` buckets longer than that p99
+(1.6 times or more: the target is a p99 of deliveries at most twice the normal one, and a delivery is more than
+its wait), the copy halves its rate; otherwise it adds ``STEP``; with fewer than ``QUIET`` commits in the
+interval, and no slow one for ``CALM`` seconds, there is nothing to protect and the rate doubles. So a copy goes
+as fast as the disks allow while no mail arrives and yields to commits while it does, never below ``FLOOR`` (the
+backup ends).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Literal
 
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.target import Target
-from shadowstore.engine.flushwaits import BUCKETS
+from shadowstore.engine.flushwaits import BUCKETS, split
 from shadowstore.errors import InvalidParameterError, ShadowStoreError
 
 MB = 1_000_000
@@ -145,17 +146,17 @@ class AdaptivePace(Pace):
     def _adjust(self, now: float) -> None:
         self._due = now + self._interval
         try:
-            reading = list(self._waits())[:BUCKETS]
+            every, quiet = split(list(self._waits()))
         except (ShadowStoreError, OSError):
             self.unread += 1
             return
-        previous, self._reading = self._reading, reading
+        previous, self._reading = self._reading, every
         elapsed, self._since = now - self._since, now
         copied, self._copied = self._copied, 0
         if previous is None:
-            self._learn(reading)
+            self._learn(quiet)
             return
-        window = [now_count - then for now_count, then in zip(reading, previous, strict=False)]
+        window = [now_count - then for now_count, then in zip(every, previous, strict=False)]
         if any(count < 0 for count in window):  # the counts started over (a service restarted): skip a reading
             return
         commits = sum(window)
@@ -215,11 +216,8 @@ def parse_max_rate(value: object, where: str) -> float | Literal["auto"] | None:
     return number * MB if number else None
 
 
-def pace_of(rate: float | Literal["auto"] | None, waits: Callable[[], Sequence[int]]) -> Pace | None:
-    """The pace of a copy at ``rate`` (parse_max_rate's answer); ``waits`` is what an adaptive one reads."""
-    if rate is None:
-        return None
-    return AdaptivePace(waits) if isinstance(rate, str) else Pace(rate)
+def pace_of(rate: float | None) -> Pace | None:
+    return Pace(rate) if rate else None
 
 
 def pace_target(target: Target) -> None:

@@ -11,7 +11,7 @@ import click
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
-from shadowstore.backup.pace import AUTO, Pace, pace_of, pace_target, parse_max_rate
+from shadowstore.backup.pace import AUTO, AdaptivePace, Pace, pace_of, pace_target, parse_max_rate
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, back_up, default_owner
 from shadowstore.backup.sessions import request_abort, running_sessions
@@ -23,6 +23,7 @@ from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx,
 from shadowstore.config import CONFIG_NAME
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError
 from shadowstore.home import ServerHome
+from shadowstore.service.client import ServiceClient
 from shadowstore.service.remotebackup import back_up_remote
 from shadowstore.service.remotewriter import RemoteStoreWriter
 from shadowstore.service.sharedwaits import open_shared
@@ -78,7 +79,12 @@ def commit_waits(ctx: CliContext, home: ServerHome) -> Callable[[], list[int]]:
         return home.flush_waits.reading
     path = service.get("/v1/health").get("flush_waits")
     mapped = open_shared(path) if isinstance(path, str) else None
-    return mapped or (lambda: [int(count) for count in service.get("/v1/flush-waits")["buckets"]])
+    return mapped or (lambda: _requested_waits(service))
+
+
+def _requested_waits(service: ServiceClient) -> list[int]:
+    answer = service.get("/v1/flush-waits")
+    return [int(count) for count in [*answer["buckets"], *answer["quiet"]]]
 
 
 def parse_compress(value: str | None) -> int | None:
@@ -154,7 +160,8 @@ def run(
     for name in groups:
         home.config.find(name)
     level = parse_compress(compress)
-    pace = pace_of(configured_rate(home, max_rate, method), commit_waits(ctx, home))
+    rate = configured_rate(home, max_rate, method)
+    pace = AdaptivePace(commit_waits(ctx, home)) if isinstance(rate, str) else pace_of(rate)
     target = resolve_target(home, to)
     report = BackupReport(home.fs, home.path)
     report.started(target.url, kind, groups)

@@ -80,6 +80,7 @@ class BackupSlot:
             self._discard(self.abort_path)  # a request for an earlier session must not end this one
             session = BackupSession(sg, kind, owner, lease_seconds)
             self.session = session
+            sg.waits.busy.add(session)  # commits now may wait behind the copy (engine/flushwaits.py)
         sg.events.emit(200 if kind in ("full", "copy") else 201, sg=sg.name)
         sg.events.emit(210 if kind in ("full", "copy") else 211, sg=sg.name, kind=kind)
         self.publish()
@@ -113,6 +114,7 @@ class BackupSlot:
         with self._lock:
             if self.session is session:
                 self.session = None
+            self.sg.waits.busy.discard(session)
             self._discard(self.status_path)
 
     def abort(self, detail: str) -> BackupSession:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from shadowstore.engine.flushwaits import BUCKETS, SIZE, FlushWaits
+from shadowstore.engine.flushwaits import SIZE, FlushWaits
 
 SHM = "/dev/shm"
 
@@ -69,4 +69,4 @@ def open_shared(path: str) -> Callable[[], list[int]] | None:
         return None
     finally:
         os.close(fd)
-    return lambda: counts.tolist()[:BUCKETS]
+    return counts.tolist

@@ -67,6 +67,7 @@ class StoreWriter(SnapshotStoreWriter):
         )  # fmt: skip
 
     def on_prepare_backup(self, kind: str, components: list[str]) -> None:
+        self.home.flush_waits.busy.add(self)  # until BackupShutdown: commits now may wait behind the copy
         for name in components:
             sg = self._group(name)
             if kind in ("incremental", "differential") and sg.config.circular_logging:
@@ -148,6 +149,7 @@ class StoreWriter(SnapshotStoreWriter):
                 self.completed[name] = snapshot.complete_snapshot(self._group(name), self.kind, frozen)
 
     def on_backup_shutdown(self) -> None:
+        self.home.flush_waits.busy.discard(self)
         self._thaw_all(quietly=True)
         self.frozen.clear()
         self.files.clear()

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from shadowstore.engine.flushwaits import split
 from shadowstore.service.api.deps import host_of
 from shadowstore.service.sharedread import shared_reads_work
 
@@ -39,6 +40,8 @@ def status(request: Request) -> dict[str, Any]:
 )
 def flush_waits(request: Request) -> dict[str, Any]:
     """``buckets``: counts per bucket of engine/flushwaits.py (bucket i holds waits from ``lower_ns(i)``), over
-    the home's storage groups since the service started. A backup program on this machine maps the file that
+    the home's storage groups since the service started; ``quiet``: the same for commits made while no backup
+    ran. A backup program on this machine maps the file that
     ``/v1/health`` names as ``flush_waits`` instead (service/sharedwaits.py)."""
-    return {"buckets": host_of(request).flush_waits()}
+    every, quiet = split(host_of(request).flush_waits())
+    return {"buckets": every, "quiet": quiet}
