@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from common import Result, running_service, save
 from shadowstore.backup.localtarget import LocalTarget
+from shadowstore.backup.pace import AdaptivePace
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.snapshotrun import back_up_snapshot
 from shadowstore.engine.maintenance import MaintenancePolicy
@@ -116,9 +117,10 @@ def commit_latencies(home: ServerHome, seconds: float, during: bool, provider: s
     ends = time.monotonic() + seconds
     try:
         while time.monotonic() < ends:
-            if during:
+            if during:  # paced as the CLI paces by default (--max-rate auto), on this process's commits
+                pace = AdaptivePace(home.flush_waits.reading)
                 back_up_snapshot(home, [SG], "full", LocalTarget(target), provider=provider,
-                                 report=BackupReport(home.fs, home.path))  # fmt: skip
+                                 report=BackupReport(home.fs, home.path), pace=pace)  # fmt: skip
             else:
                 time.sleep(0.05)
     finally:
@@ -128,13 +130,13 @@ def commit_latencies(home: ServerHome, seconds: float, during: bool, provider: s
 
 
 def service_commit_latencies(
-    home: str, seconds: float, during: bool, provider: str, target: str, max_rate: float = 0
+    home: str, seconds: float, during: bool, provider: str, target: str, max_rate: str = "auto"
 ) -> list[float]:
     """Latencies of one-message deliveries (each a durable commit) through ``shadowstore serve`` on ``home``,
     from a client thread of this process, while snapshot full backups run back to back as separate backup
-    programs (``backup run --method snapshot``, the requestor; paced with ``--max-rate`` when ``max_rate``) or
-    while nothing else runs. As deployed: the writers freeze in the service; the backup program copies the
-    shadow copy in its own process."""
+    programs (``backup run --method snapshot --max-rate MAX_RATE``, the requestor) or while nothing else runs.
+    As deployed: the writers freeze in the service; the backup program copies the shadow copy in its own
+    process."""
     shadowstore = [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home]
     with running_service(home) as socket:
         client = ServiceClient(socket=socket)
@@ -157,7 +159,7 @@ def service_commit_latencies(
             while time.monotonic() < ends:
                 if during:
                     run = [*shadowstore, "backup", "run", "--sg", SG, "--kind", "full", "--to", target, "--quiet",
-                           "--method", "snapshot", "--provider", provider, "--max-rate", str(max_rate)]  # fmt: skip
+                           "--method", "snapshot", "--provider", provider, "--max-rate", max_rate]  # fmt: skip
                     subprocess.run(run, check=True, stdout=subprocess.DEVNULL)
                     backups += 1
                 else:
@@ -184,7 +186,8 @@ def main() -> list[Result]:
     parser.add_argument("--filesystems", default="btrfs,xfs", help="btrfs, xfs or both")
     parser.add_argument("--latency-size", type=int, default=100, help="store size (MiB) of the latency runs; 0: none")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency measurement")
-    parser.add_argument("--max-rate", type=float, default=40.0, help="MB/s of the paced latency run (0: none)")
+    parser.add_argument("--rates", default="auto,0,40",
+                        help="--max-rate of each service latency run (auto: the default; 0: none)")  # fmt: skip
     args = parser.parse_args()
     results: list[Result] = []
     table: list[str] = []
@@ -218,10 +221,10 @@ def main() -> list[Result]:
                                           p99[0] * 2, p99[1], "2x baseline p99", "s (2x base/ours)", 1.0))  # fmt: skip
                     home.close()
                     base = service_commit_latencies(home.path, args.seconds, False, "reflink", target_dir)
-                    for rate in sorted({0.0, args.max_rate}):
+                    for rate in args.rates.split(","):
                         under = service_commit_latencies(home.path, args.seconds, True, "reflink", target_dir, rate)
                         p50, p99 = _percentiles(base, under)
-                        paced = f"--max-rate {rate:g}" if rate else "unpaced"
+                        paced = {"0": "unpaced", "auto": "--max-rate auto, the default"}.get(rate, f"--max-rate {rate}")
                         line = (f"through the service, {paced}: delivery latency p50 {p50[1] * 1e3:.2f} ms vs "
                                 f"{p50[0] * 1e3:.2f} ms, p99 {p99[1] * 1e3:.2f} ms vs {p99[0] * 1e3:.2f} ms "
                                 f"without a backup ({len(under)} and {len(base)} deliveries)")  # fmt: skip
