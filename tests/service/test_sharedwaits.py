@@ -1,11 +1,13 @@
-"""The service's commit waits in shared memory (service/sharedwaits.py): named by /v1/health, mode 0600, counting
-each delivery's commit as a backup program maps it, removed at stop; a file that is not the service's is refused
-on both sides; and a shadow-copy backup through the service paces itself by them by default."""
+"""The service's commit waits in shared memory (service/sharedwaits.py): named by /v1/health, mode 0600,
+counting each delivery's commit as a backup program maps it (and as /metrics shows them), removed at stop; a
+file that is not the service's is refused on both sides; and a shadow-copy backup through the service paces
+itself by them by default."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -38,6 +40,11 @@ def test_the_waits_are_in_a_private_shared_file_that_counts_each_commit_and_goes
     assert every == quiet  # no backup ran
     answer = service.client.get("/v1/flush-waits")
     assert (every, quiet) == (answer["buckets"], answer["quiet"])
+    metrics = service.client.request("GET", "/metrics").text
+    counted = re.search(r'shadowstore_log_flush_wait_seconds_bucket\{backup="none",le="\+Inf"\} (\d+)', metrics)
+    assert counted is not None, metrics
+    assert int(counted.group(1)) >= sum(quiet)  # (a scrape later than the reading)
+    assert 'shadowstore_log_flush_wait_seconds_bucket{backup="running",le="+Inf"} 0.0' in metrics
     service.stop()
     assert not os.path.exists(path)
 

@@ -3,7 +3,9 @@
 Gauges come from what is on disk or in memory when scraped (nothing to drift): the last successful backup of
 each kind per storage group (from the stores' headers, so they survive a restart), the current log generation,
 the checkpoint depth in generations, and which stores are mounted. Backup durations and bytes are observed as
-the service's backup sessions complete.
+the service's backup sessions complete. How long durable commits waited for the log disk comes from the home's
+histogram (engine/flushwaits.py), in octaves, apart for commits made while a backup ran: what a paced backup
+watches, for the operator to watch too.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shadowstore.engine.backup import SLOT_OF_KIND
+from shadowstore.engine.flushwaits import BUCKETS, lower_ns, split
 from shadowstore.engine.store import Store
 from shadowstore.errors import ShadowStoreError
 from shadowstore.format.dbheader import DbHeader
@@ -94,8 +97,16 @@ class _EngineCollector(Collector):
             "Reads from the mail socket whose messages went through shared memory (service/sharedread.py)",
             value=self.host.mail.shared_reads,
         )
+        waits = HistogramMetricFamily(
+            "shadowstore_log_flush_wait_seconds",
+            "How long durable commits waited for the log disk, while no backup ran and while one did",
+            labels=["backup"],
+        )
         home = self.host.home
         if home is not None:
+            every, quiet = split(home.flush_waits.reading())
+            waits.add_metric(["none"], _octaves(quiet), None)
+            waits.add_metric(["running"], _octaves([a - b for a, b in zip(every, quiet, strict=True)]), None)
             for sg in home.storage_groups():
                 headers = [h for h in map(_header, sg.stores.values()) if h is not None]
                 for kind, slot in SLOT_OF_KIND.items():
@@ -109,7 +120,19 @@ class _EngineCollector(Collector):
                     current = sg.log.disk_generation
                     generation.add_metric([sg.name], float(current))
                     depth.add_metric([sg.name], float(current - sg.checkpoint_position.gen))
-        yield from (last, generation, depth, mounted, commits, deliveries, by_socket, shared_reads)
+        yield from (last, generation, depth, mounted, commits, deliveries, by_socket, shared_reads, waits)
+
+
+def _octaves(counts: list[int]) -> list[tuple[str, float]]:
+    """Cumulative counts of ``counts`` (engine/flushwaits.py buckets) at every octave's bound: 4 µs to 1 s."""
+    cumulative, total, bound = [], 0, 4
+    for index in range(BUCKETS):
+        if index == bound:
+            cumulative.append((f"{lower_ns(index) / 1e9:g}", float(total)))
+            bound += 4
+        total += counts[index]
+    cumulative.append(("+Inf", float(total)))
+    return cumulative
 
 
 def _header(store: Store) -> DbHeader | None:
