@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,6 +72,20 @@ class PausingFS(FaultFileSystem):
             self.pause_at = None
             self.paused.set()
             self.resume.wait(30)
+
+
+class SlowSyncFS(FaultFileSystem):
+    """A fault-injecting file system whose log flushes take ``delay`` seconds after their write while ``delay``
+    is set: a disk that has fallen behind."""
+
+    def __init__(self, *, seed: int = 3) -> None:
+        super().__init__(seed=seed)
+        self.delay = 0.0
+
+    def crash_point(self, name: str) -> None:
+        super().crash_point(name)
+        if name == "log.flush.after_write" and self.delay:
+            time.sleep(self.delay)
 
 
 def fault_home(fs: FaultFileSystem | None = None, *, log_file_size: int = 64 * 1024, **kw: object) -> ServerHome:

@@ -30,9 +30,8 @@ from shadowstore.backup.pace import (
 from shadowstore.engine.flushwaits import BUCKETS
 from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.io.directwrite import BUFFER, WRITERS
-from shadowstore.io.faulty import FaultFileSystem
 from tests.cli.clirun import run, run_json, worked_home
-from tests.conftest import mounted_with_table
+from tests.conftest import SlowSyncFS, mounted_with_table
 
 SG = "First Storage Group"
 
@@ -316,19 +315,6 @@ def test_a_reading_that_fails_or_goes_backwards_leaves_the_rate_where_it_is() ->
     assert pace.rate == START + STEP
     assert pace.to_dict()["unread"] == 1
     assert "slowed 0 time(s)" in pace.describe()
-
-
-class SlowSyncFS(FaultFileSystem):
-    """Log flushes that take ``delay`` seconds after their write while ``delay`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__(seed=4)
-        self.delay = 0.0
-
-    def crash_point(self, name: str) -> None:
-        super().crash_point(name)
-        if name == "log.flush.after_write" and self.delay:
-            time.sleep(self.delay)
 
 
 def test_a_copy_paced_on_a_real_storage_group_slows_to_the_floor_when_its_commits_slow_down() -> None:

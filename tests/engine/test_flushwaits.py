@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import threading
-import time
 from pathlib import Path
 
 from hypothesis import given
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from shadowstore.engine.flushwaits import BUCKETS, SIZE, FlushWaits, bucket_of, lower_ns, split
 from shadowstore.io.faulty import FaultFileSystem
 from shadowstore.vss.storewriter import StoreWriter
-from tests.conftest import mounted_with_table
+from tests.conftest import SlowSyncFS, mounted_with_table
 
 
 def every(waits: FlushWaits) -> list[int]:
@@ -74,19 +73,6 @@ def test_every_storage_group_of_a_home_counts_into_the_homes_waits() -> None:
     sg.dismount()
     sg.mount()  # a new log writer: the counts go on
     assert sum(every(home.flush_waits)) - before >= 10
-
-
-class SlowSyncFS(FaultFileSystem):
-    """Log flushes that take ``delay`` seconds after their write while ``delay`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__(seed=3)
-        self.delay = 0.0
-
-    def crash_point(self, name: str) -> None:
-        super().crash_point(name)
-        if name == "log.flush.after_write" and self.delay:
-            time.sleep(self.delay)
 
 
 def test_each_durable_commit_counts_its_wait_in_its_bucket_and_reads_count_nothing() -> None:

@@ -113,7 +113,7 @@ class AdaptivePace(Pace):
         self._reading: list[int] | None = None
         self._due = self._since = clock()  # the next reading, the last one
         self._copied = 0  # bytes taken since the last reading
-        self._history: list[int] | None = None  # the waits before the copy: what commits normally wait
+        self._history: list[int] | None = None  # waits of commits made while no backup ran: the normal ones
         self._slow_from: int | None = None  # the first bucket of a slow wait, once the history is long enough
         self._slow_at = -CALM  # when a reading last found slow waits
         self.lowest = self.highest = self.rate
