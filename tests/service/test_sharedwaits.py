@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shadowstore.engine.flushwaits import SIZE, FlushWaits, split
 from shadowstore.service.remotemail import RemoteMail
-from shadowstore.service.sharedwaits import create_shared, open_shared
+from shadowstore.service.sharedwaits import create_shared, open_shared, shared_waits_path
 from tests.service.running import Service
 
 SG = "First Storage Group"
@@ -96,3 +96,9 @@ def test_a_file_left_by_a_service_that_crashed_is_taken_over_and_zeroed(tmp_path
     assert second is not None
     assert sum(second.reading()) == 0
     assert sum(read()) == 0  # the same file: a reader mapped before sees the counts begin again
+
+
+def test_a_copied_home_keeps_its_id_but_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    first, copy = tmp_path / "home", tmp_path / "copy-of-home"
+    assert shared_waits_path("4f2a", str(first)) != shared_waits_path("4f2a", str(copy))
+    assert shared_waits_path("4f2a", str(first)) == shared_waits_path("4f2a", str(tmp_path / "." / "home"))

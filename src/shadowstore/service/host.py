@@ -97,7 +97,7 @@ class InformationStore:
     def _share_waits(self, home: ServerHome) -> None:
         """Keep the commits' waits where a backup program maps them (service/sharedwaits.py), before any
         storage group is made: each group counts into the home's."""
-        path = shared_waits_path(home.home_id)
+        path = shared_waits_path(home.home_id, home.path)
         shared = create_shared(path)
         if shared is not None:
             home.flush_waits = shared

@@ -5,7 +5,7 @@ cost the service a request (about a millisecond of its time, in which a delivery
 reference machine, ten requests a second beside one-message deliveries raised their p99 by 10-25%, a fifth of
 the headroom the pacing exists to keep (docs/performance.md). So the service keeps the counts in a file of
 ``SIZE`` bytes under ``/dev/shm`` (memory, never written to a disk: a commit's count must not wait for
-writeback), mode 0600, named by the home's id, and ``GET /v1/health`` says where. A backup program maps it
+writeback), mode 0600, named by the home's id and path, and ``GET /v1/health`` says where. A backup program maps it
 read-only. A file left by a service that crashed is taken over by the next; ``stop`` removes it.
 
 Where there is no ``/dev/shm``, or the file cannot be made or is not the service's, the counts stay in the
@@ -15,6 +15,7 @@ service's memory and a backup program reads them through ``GET /v1/flush-waits``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import mmap
 import os
 from collections.abc import Callable
@@ -25,8 +26,10 @@ from shadowstore.engine.flushwaits import SIZE, FlushWaits
 SHM = "/dev/shm"
 
 
-def shared_waits_path(home_id: str) -> str:
-    return os.path.join(SHM, f"shadowstore-{home_id}.waits")
+def shared_waits_path(home_id: str, home_path: str) -> str:
+    """The file of the home ``home_id`` at ``home_path``: named by both, since a copied home keeps its id."""
+    where = hashlib.sha256(os.path.realpath(home_path).encode()).hexdigest()[:12]
+    return os.path.join(SHM, f"shadowstore-{home_id}-{where}.waits")
 
 
 def create_shared(path: str) -> FlushWaits | None:

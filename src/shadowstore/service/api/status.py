@@ -41,7 +41,7 @@ def status(request: Request) -> dict[str, Any]:
 def flush_waits(request: Request) -> dict[str, Any]:
     """``buckets``: counts per bucket of engine/flushwaits.py (bucket i holds waits from ``lower_ns(i)``), over
     the home's storage groups since the service started; ``quiet``: the same for commits made while no backup
-    ran. A backup program on this machine maps the file that
-    ``/v1/health`` names as ``flush_waits`` instead (service/sharedwaits.py)."""
+    ran. A backup program on this machine maps the file ``/v1/health`` names as ``flush_waits`` instead
+    (service/sharedwaits.py)."""
     every, quiet = split(host_of(request).flush_waits())
     return {"buckets": every, "quiet": quiet}
