@@ -52,6 +52,8 @@ from shadowstore.io.fs import FileSystem, read_file
 from shadowstore.io.replace import atomic_write
 
 CONFIG_NAME = "shadowstore.toml"
+DEFAULT_SG = "First Storage Group"
+DEFAULT_STORES = (("Mailbox Store", "priv1.edb"), ("Public Folder Store", "pub1.edb"))
 PREVIOUS_NAME = CONFIG_NAME + ".previous"  # the content the last save replaced
 FORMAT_VERSION = 1
 MAX_STORES_PER_SG = 5  # as in Exchange 2003

@@ -14,7 +14,6 @@ storage group for good (``lost_writes``, ``go_offline``): the next mount recover
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterable
 from contextlib import suppress
@@ -49,6 +48,7 @@ from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import LogHeader, checkpoint_name, current_log_name
 from shadowstore.format.logrecord import AttachRecord, pack_attach
 from shadowstore.io.fs import FileStat, FileSystem, Lock, read_file
+from shadowstore.io.locks import this_command
 
 
 class StorageGroup:
@@ -187,7 +187,7 @@ class StorageGroup:
                 return self.last_recovery or RecoveryReport()
             self._offline_reason = None
             self.stopped_because = None
-            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({_this_command()})")
+            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({this_command()})")
             try:
                 report = self._mount_phases()
             except BaseException:
@@ -507,16 +507,3 @@ class StorageGroup:
             "circular_logging": self.config.circular_logging,
             "stores": [s.status() for s in self.stores.values()],
         }
-
-
-def _this_command() -> str:
-    """This process's command as a person recognises it in a lock error: the program and its first words,
-    ``--home`` and its folder left out (the folder is the one the error is about)."""
-    words: list[str] = []
-    args = iter(sys.argv[1:])
-    for arg in args:
-        if arg == "--home":
-            next(args, None)
-        elif not arg.startswith("--home="):
-            words.append(arg)
-    return " ".join([os.path.basename(sys.argv[0]), *words[:3]])

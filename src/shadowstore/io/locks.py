@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 
@@ -50,6 +51,19 @@ class OsLock:
             os.close(self._fd)
             os.close(self._folder_fd)
             self._fd = self._folder_fd = -1
+
+
+def this_command() -> str:
+    """This process's command as a person recognises it in a lock error: the program and its first words,
+    ``--home`` and its folder left out (the folder is the one the error is about)."""
+    words: list[str] = []
+    args = iter(sys.argv[1:])
+    for arg in args:
+        if arg == "--home":
+            next(args, None)
+        elif not arg.startswith("--home="):
+            words.append(arg)
+    return " ".join([os.path.basename(sys.argv[0]), *words[:3]])
 
 
 def lock(path: str, owner: str) -> OsLock:
