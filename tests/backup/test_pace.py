@@ -238,11 +238,11 @@ def test_more_than_one_slow_wait_in_a_hundred_halves_what_the_copy_achieved() ->
 def test_a_rate_far_above_what_the_copy_managed_is_halved_from_what_it_managed() -> None:
     pace, waits, clock = adaptive()
     for _ in range(12):  # no commits: the rate doubles each interval
-        interval(pace, clock, copied=1 * MB)  # while the copy itself manages 10 MB/s
+        interval(pace, clock, copied=4 * MB)  # while the copy itself manages 40 MB/s
     assert pace.rate > 1000 * MB
     waits.add(NORMAL + SLOW_BUCKETS + 2, 50)
-    interval(pace, clock, copied=1 * MB)
-    assert pace.rate == pytest.approx(5 * MB, rel=0.05)  # half of 10 MB/s, not half of a thousand
+    interval(pace, clock, copied=4 * MB)
+    assert pace.rate == pytest.approx(20 * MB, rel=0.05)  # half of 40 MB/s, not half of a thousand
 
 
 def test_slow_waits_bring_the_rate_to_the_floor_and_no_lower() -> None:
