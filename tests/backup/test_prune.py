@@ -303,6 +303,84 @@ def test_prune_removes_what_killed_backups_left_but_not_a_backup_that_may_be_run
     assert [s.backup_id for s in list_sets(target)] == [running, *ids]
 
 
+class FinishesWhenItsLeaseIsRead(LocalTarget):
+    """A target in which the backup writing ``folder`` finishes at the worst moment for a prune: between the
+    prune's listing of the folder and its look at the lease (manifest written, then lease released)."""
+
+    def __init__(self, path: str, folder: str, manifest: bytes) -> None:
+        super().__init__(path)
+        self.folder = folder
+        self.manifest = manifest
+
+    def read_bytes(self, name: str) -> bytes:
+        if name == f"{self.folder}/{LEASE_NAME}" and self.exists(name):
+            self.write_file(f"{self.folder}/{MANIFEST_NAME}", [self.manifest])
+            self.delete(name)
+        return super().read_bytes(name)
+
+
+def test_a_backup_that_finishes_while_a_prune_looks_at_it_is_left_whole(history: History) -> None:
+    """The plan saw only an unfinished write in the folder (the backup's lease was not listed yet) and marked
+    it for deletion. By the deletion, the backup holds its lease and has written its files; it writes its
+    manifest and releases its lease between the prune's listing and its look at the lease. The prune must leave
+    the set alone, not delete the files it listed and leave a manifest naming files that are gone."""
+    home, target, ids = history
+    backup_id = "20991231T000000.000000Z-differential-00000d"
+    folder = f"{sets_of(home)}/{backup_id}"
+    (Path(target.url) / folder).mkdir(parents=True)
+    (Path(target.url) / folder / ".E0000002.log.tmp-0123456789abcdef").write_bytes(b"half a log")
+    plan = plan_prune(list_sets(target), keep_full=3)
+    assert backup_id in [d.backup_id for d in plan.to_delete]  # no lease listed: a dead backup, as far as seen
+
+    (Path(target.url) / folder / ".E0000002.log.tmp-0123456789abcdef").unlink()
+    lease = Lease("a test's backup", this_system(), os.getpid(), "0123456789abcdef", now_us(), 600.0)
+    target.write_file(f"{folder}/{LEASE_NAME}", [lease.to_json()])
+    target.write_file(f"{folder}/E0000002.log", [b"a whole log"])
+    manifest = target.read_bytes(f"{sets_of(home)}/{ids[3]}/{MANIFEST_NAME}")  # any manifest: only presence counts
+    racing = FinishesWhenItsLeaseIsRead(target.url, folder, manifest)
+    result = apply_prune(racing, plan)
+
+    assert folder in result.skipped
+    assert folder not in result.deleted
+    assert sorted(p.name for p in (Path(target.url) / folder).iterdir()) == ["E0000002.log", MANIFEST_NAME]
+
+
+class BeginsDuringTheListing(LocalTarget):
+    """A target in which a backup begins (its lease, then its first unfinished write) while the set folders
+    are being listed: at the first call of ``on`` (``sizes`` or ``partial``)."""
+
+    def __init__(self, path: str, folder: str, on: str) -> None:
+        super().__init__(path)
+        self.folder, self.on, self.begun = folder, on, False
+
+    def _begin(self, called: str) -> None:
+        if called == self.on and not self.begun:
+            self.begun = True
+            lease = Lease("a test's backup", this_system(), os.getpid(), "0123456789abcdef", now_us(), 600.0)
+            self.write_file(f"{self.folder}/{LEASE_NAME}", [lease.to_json()])
+            (Path(self.url) / self.folder / ".E0000002.log.tmp-0123456789abcdef").write_bytes(b"half a log")
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        self._begin("sizes")
+        return super().sizes(prefix)
+
+    def partial(self, prefix: str = "") -> list[str]:
+        self._begin("partial")
+        return super().partial(prefix)
+
+
+@pytest.mark.parametrize("on", ["sizes", "partial"])
+def test_a_backup_that_begins_while_the_sets_are_listed_is_never_planned_for_deletion(
+    history: History, on: str
+) -> None:
+    home, target, _ids = history
+    folder = f"{sets_of(home)}/20991231T000000.000000Z-full-00000e"
+    beginning = BeginsDuringTheListing(target.url, folder, on)
+    plan = plan_prune(list_sets(beginning), keep_full=3)
+    assert beginning.begun
+    assert not [d for d in plan.to_delete if d.folder == folder]
+
+
 class FailingDeletes(LocalTarget):
     """Records deletions; the ``fail_at``-th one (counting from 1) raises like a target that went away."""
 

@@ -136,11 +136,14 @@ def list_sets(
     if sg is not None and home is None:
         raise InvalidParameterError("listing one storage group's sets needs the home they belong to")
     prefix = home_prefix(home, sg)
-    listed = target.sizes(prefix)
+    # why the unfinished writes first: a backup writes its lease before any file and releases it only after its
+    # manifest, so a write seen unfinished here has its lease or its manifest in the listing made after it.
+    # Listed the other way round, a backup that began between the two listings shows a write and no lease: dead.
     try:
         unfinished = target.partial(prefix) if unfinished_writes else []
     except BackupTargetError:  # why: a target that will not list unfinished uploads must still list and restore
         unfinished = []  # (an S3 policy without s3:ListBucketMultipartUploads); prune, which needs them, asks again
+    listed = target.sizes(prefix)
     folders: dict[tuple[str, str, str], SetInfo] = {}
     for name, size in listed.items():
         where = parse_set_path(name)

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 from shadowstore.backup.catalog import RUNNING, UNREADABLE, SetInfo, age
 from shadowstore.backup.layout import set_folder
-from shadowstore.backup.lease import LEASE_NAME, read_lease
+from shadowstore.backup.lease import LEASE_NAME, parse_lease
 from shadowstore.backup.manifest import MANIFEST_NAME
 from shadowstore.backup.target import Target
-from shadowstore.errors import InvalidParameterError
+from shadowstore.errors import BackupTargetNotFoundError, InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -216,12 +216,20 @@ def apply_prune(
 
 
 def _changed(target: Target, decision: PruneDecision, names: list[str]) -> bool:
-    """Whether a set planned for deletion as incomplete has since gained a manifest or a renewed lease."""
+    """Whether a set planned for deletion as incomplete has since gained a manifest or a renewed lease, or lost
+    the lease ``names`` (listed just before) still held.
+
+    Why the last: a backup writes its manifest and then releases its lease. Listed between the two, a set shows
+    its lease and no manifest; when the lease is gone a moment later, the backup has just finished, and the
+    files listed are a complete set's (the manifest is not among them, so deleting them would damage it)."""
     if decision.complete:
         return False
     if f"{decision.folder}/{MANIFEST_NAME}" in names:
         return True
     if f"{decision.folder}/{LEASE_NAME}" not in names:
         return False
-    lease = read_lease(target, decision.folder)
+    try:
+        lease = parse_lease(target.read_bytes(f"{decision.folder}/{LEASE_NAME}"))
+    except BackupTargetNotFoundError:
+        return True  # released since the listing: judged again by the next prune
     return lease is not None and (lease.token, lease.renewed_us) != decision.lease_seen and lease.judge()[0]
