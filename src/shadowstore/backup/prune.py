@@ -18,7 +18,7 @@ With ``--verified-within AGE`` a full counts towards N only when ``backup verify
 ``apply_prune`` deletes, newest set first, each set's manifest before its other files, then what a backup killed
 while writing left in its folder: a set that is half deleted is simply incomplete, and every remaining complete
 set still has the sets it builds on. Just before deleting a set it looks at the set again and leaves it alone
-if it changed since the plan was made (a manifest appeared, its lease was renewed).
+if it changed since the plan was made (a manifest appeared, its lease was renewed or released).
 """
 
 from __future__ import annotations
