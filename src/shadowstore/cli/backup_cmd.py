@@ -77,7 +77,7 @@ def commit_waits(ctx: CliContext, home: ServerHome) -> Callable[[], list[int]]:
     service = ctx.service()
     if service is None:
         return home.flush_waits.reading
-    path = service.get("/v1/health").get("flush_waits")
+    path = service.health().get("flush_waits")
     mapped = open_shared(path) if isinstance(path, str) else None
     return mapped or (lambda: _requested_waits(service))
 

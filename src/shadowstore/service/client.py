@@ -35,6 +35,7 @@ class ServiceClient:
 
     def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None) -> None:
         self.socket = socket  # the API's Unix socket; None over TCP
+        self._health: dict[str, Any] | None = None  # /v1/health as first answered (find_service's probe counts)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(PROBE_SECONDS, read=None)  # why no read bound: a mount may recover for minutes
         if socket is not None:
@@ -51,6 +52,13 @@ class ServiceClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def health(self) -> dict[str, Any]:
+        """``GET /v1/health``, asked once per client: what the service offers beside the API (its mail socket,
+        shared reads, the commits' waits) does not change while it runs."""
+        if self._health is None:
+            self._health = dict(self.get("/v1/health"))
+        return self._health
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -103,8 +111,10 @@ def find_service(home: str) -> ServiceClient | None:
     if socket is not None:
         client = ServiceClient(socket=socket)
         try:
-            client.http.get("/v1/health", timeout=PROBE_SECONDS).raise_for_status()
-        except httpx.HTTPError:
+            response = client.http.get("/v1/health", timeout=PROBE_SECONDS)
+            response.raise_for_status()
+            client._health = dict(response.json())
+        except (httpx.HTTPError, ValueError):
             client.close()
         else:
             return client
@@ -127,4 +137,4 @@ def socket_of(home: str) -> str | None:
 
 
 def _probe(client: ServiceClient) -> None:
-    client.get("/v1/health")
+    client.health()

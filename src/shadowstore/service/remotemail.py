@@ -81,7 +81,7 @@ class RemoteMail:
         and the service has one (asked once), else None (deliveries go over the API)."""
         if not self._asked:
             self._asked = True
-            health = self.client.get("/v1/health") if self.client.socket else {}
+            health = self.client.health() if self.client.socket else {}
             path = health.get("mail_socket")
             if isinstance(path, str):
                 shared = health.get("mail_shared_read") is True and shared_reads_work()
