@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import threading
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -117,7 +116,7 @@ def test_a_commit_waiting_behind_another_leader_counts_its_own_wait() -> None:
     assert sum(reading[bucket_of(40_000_000) :]) >= 2  # each waited at least one slow flush
 
 
-def test_waits_while_a_backup_runs_are_counted_but_not_as_normal_ones(tmp_path: Path) -> None:
+def test_waits_while_a_backup_runs_are_counted_but_not_as_normal_ones() -> None:
     fs = FaultFileSystem(seed=6)
     home, sg, store = mounted_with_table(fs)
 
