@@ -4,6 +4,7 @@ allows and still make sets that verify."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from shadowstore.backup.pace import (
     HISTORY,
     MB,
     PACED_WRITE,
+    READ_SECONDS,
+    RETRY,
     SLOW_BUCKETS,
     START,
     STEP,
@@ -27,9 +30,11 @@ from shadowstore.backup.pace import (
     pace_target,
     parse_max_rate,
 )
+from shadowstore.cli.backup_cmd import _requested_waits
 from shadowstore.engine.flushwaits import BUCKETS
 from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.io.directwrite import BUFFER, WRITERS
+from shadowstore.service.client import ServiceClient
 from tests.cli.clirun import run, run_json, worked_home
 from tests.conftest import SlowSyncFS, mounted_with_table
 
@@ -307,6 +312,9 @@ def test_a_reading_that_fails_or_goes_backwards_leaves_the_rate_where_it_is() ->
     interval(pace, clock)
     assert (pace.rate, pace.unread) == (START, 1)
     waits.fail = False
+    interval(pace, clock)
+    assert pace.unread == 1  # why not read again: after a failure the next reading waits RETRY seconds
+    clock.now += RETRY
     waits.counts = [0] * (2 * BUCKETS)  # the service restarted: its counts began again
     interval(pace, clock)
     assert pace.rate == START
@@ -315,6 +323,37 @@ def test_a_reading_that_fails_or_goes_backwards_leaves_the_rate_where_it_is() ->
     assert pace.rate == START + STEP
     assert pace.to_dict()["unread"] == 1
     assert "slowed 0 time(s)" in pace.describe()
+
+
+def test_a_service_that_stops_answering_holds_the_copy_for_one_bounded_reading(tmp_path: Path) -> None:
+    """Without /dev/shm the pace asks the service over its API; a service that accepts and never answers (hung,
+    or stopped under a debugger) must not stall the copy: the reading gives up after READ_SECONDS and the next
+    one is made RETRY seconds later."""
+    path = str(tmp_path / "api.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    client = ServiceClient(socket=path)
+    clock = FakeClock()
+    pace = AdaptivePace(lambda: _requested_waits(client), clock=clock, sleep=clock.sleep)
+    try:
+        started = time.monotonic()
+        pace.take(1)
+        took = time.monotonic() - started
+        assert READ_SECONDS <= took < READ_SECONDS + 2, took
+        assert (pace.unread, pace.rate) == (1, START)
+        clock.now += RETRY - 0.1
+        started = time.monotonic()
+        pace.take(1)  # within RETRY of the failure: no reading, so no wait
+        assert time.monotonic() - started < 0.5
+        assert pace.unread == 1
+    finally:
+        client.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
 def test_a_copy_paced_on_a_real_storage_group_slows_to_the_floor_when_its_commits_slow_down() -> None:

@@ -48,6 +48,8 @@ QUIET = 8  # fewer durable commits in an interval: nothing to protect, unless so
 CALM = 1.0  # seconds without a slow wait before an interval with few commits counts as quiet
 HISTORY = 200  # commits whose waits tell what a normal wait is
 SLOW_BUCKETS = 3  # a wait this many buckets above the history's p99 is slow (1.6-1.75 times it)
+READ_SECONDS = 1.0  # the longest a reading of the waits over the service's API may take
+RETRY = 10 * READ_SECONDS  # seconds from a failed reading to the next: the copy waits at most a tenth of its time
 
 
 class Pace:
@@ -97,7 +99,9 @@ class Pace:
 class AdaptivePace(Pace):
     """A pace whose rate follows the commits' waits (``--max-rate auto``; the module's docstring says how).
     ``waits`` returns the cumulative histogram of engine/flushwaits.py; one that raises ShadowStoreError or
-    OSError (the service went away) leaves the rate where it is."""
+    OSError (the service went away, or did not answer within ``READ_SECONDS``) leaves the rate where it is, and
+    the next reading is made ``RETRY`` seconds later, so a service that stops answering holds the copy for at most
+    a tenth of its time."""
 
     def __init__(
         self,
@@ -149,6 +153,7 @@ class AdaptivePace(Pace):
             every, quiet = split(list(self._waits()))
         except (ShadowStoreError, OSError):
             self.unread += 1
+            self._due = now + RETRY
             return
         previous, self._reading = self._reading, every
         elapsed, self._since = now - self._since, now

@@ -11,7 +11,7 @@ import click
 
 from shadowstore.backup import catalog
 from shadowstore.backup.localtarget import LocalTarget
-from shadowstore.backup.pace import AUTO, AdaptivePace, Pace, pace_of, pace_target, parse_max_rate
+from shadowstore.backup.pace import AUTO, READ_SECONDS, AdaptivePace, Pace, pace_of, pace_target, parse_max_rate
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import BackupOutcome, Progress, back_up, default_owner
 from shadowstore.backup.sessions import request_abort, running_sessions
@@ -83,7 +83,8 @@ def commit_waits(ctx: CliContext, home: ServerHome) -> Callable[[], list[int]]:
 
 
 def _requested_waits(service: ServiceClient) -> list[int]:
-    answer = service.get("/v1/flush-waits")
+    # why bounded: the copy waits for each reading, and a service that stopped answering must not hold it
+    answer = service.request("GET", "/v1/flush-waits", timeout=READ_SECONDS).json()
     return [int(count) for count in [*answer["buckets"], *answer["quiet"]]]
 
 
