@@ -123,6 +123,7 @@ def test_with_json_the_bug_is_one_json_document_on_stdout(
 def test_a_bug_outside_the_commands_own_code_is_shown_the_same_way(
     tmp_path: Path, tmpdir_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cli.load("status")
     monkeypatch.setattr(cli.commands["status"], "callback", broken)  # bypasses what names the command
     home = str(tmp_path / "no-home")
     code, _out, err = run(capsys, "--home", home, "status")
