@@ -10,6 +10,7 @@ import pytest
 from shadowstore.engine.dbfile import WRITE_RUN, DatabaseFile
 from shadowstore.errors import DatabaseCorruptedError, ReadVerifyFailureError
 from shadowstore.events import EventLog
+from shadowstore.format.common import crc32c
 from shadowstore.format.dbheader import BlobRef
 from shadowstore.format.page import verify_page
 from shadowstore.io.fs import OsFileSystem
@@ -71,6 +72,19 @@ def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is
         f.seek(5 * size + 100)
         f.write(bytes([byte[0] ^ 0xFF]))
     file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
-    with pytest.raises(ReadVerifyFailureError, match="page 5"):
+    with pytest.raises(ReadVerifyFailureError, match=r"page 5.*checksum mismatch"):
+        file.read_blob_pieces(ref)
+    file.close()
+    with open(path, "r+b") as f:  # the byte mended; the last page's number wrong, behind a checksum made to match
+        f.seek(5 * size + 100)
+        f.write(byte)
+        f.seek(6 * size)
+        page = bytearray(f.read(size))
+        page[4:8] = (7).to_bytes(4, "little")
+        page[0:4] = crc32c(memoryview(page)[4:]).to_bytes(4, "little")
+        f.seek(6 * size)
+        f.write(page)
+    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+    with pytest.raises(ReadVerifyFailureError, match=r"page 6.*claims to be page 7"):
         file.read_blob_pieces(ref)
     file.close()

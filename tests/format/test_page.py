@@ -26,6 +26,7 @@ from shadowstore.format.page import (
     pack_branch,
     pack_leaf,
     payload_capacity,
+    payload_lengths,
     seal_page,
     unpack_branch,
     unpack_leaf,
@@ -297,3 +298,26 @@ def test_the_block_check_agrees_with_verify_page(layout: list[tuple[str | None, 
             pages[i] = bytes(DAMAGES[damage](pages[i], first + i))
         used[i] = in_use
     assert first_bad_page(b"".join(pages), first, PAGE, used) == slow_first_bad(pages, first, used)
+
+
+@settings(max_examples=examples(200))
+@given(
+    st.lists(st.sampled_from([None, *DAMAGES]), min_size=1, max_size=12),
+    st.integers(min_value=2, max_value=10_000),
+)
+def test_the_payload_lengths_are_given_only_when_every_page_verifies(damages: list[str | None], first: int) -> None:
+    pages = block_of(first, len(damages))
+    for i, damage in enumerate(damages):
+        if damage is not None:
+            pages[i] = bytes(DAMAGES[damage](pages[i], first + i))
+    every = bytearray(b"\x01" * len(pages))
+    lengths = payload_lengths(b"".join(pages), first, PAGE)
+    if slow_first_bad(pages, first, every) is None:
+        assert lengths == [verify_page(page, first + i).length for i, page in enumerate(pages)]
+    else:
+        assert lengths is None
+
+
+def test_on_a_big_endian_machine_the_payload_lengths_are_left_to_verify_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "byteorder", "big")
+    assert payload_lengths(b"".join(block_of(7, 3)), 7, PAGE) is None

@@ -46,6 +46,7 @@ from shadowstore.format.page import (
     PageError,
     PageHeader,
     pack_blob_run,
+    payload_lengths,
     verify_page,
 )
 from shadowstore.io.fs import FileHandle, FileSystem
@@ -298,17 +299,19 @@ class DatabaseFile:
         if len(raw) != ref.page_count * size:
             pgno = ref.first_page + len(raw) // size
             raise self.verify_failure(pgno, pgno * size, "the file ends inside a blob", None, None)
-        pieces = []
-        total = 0
-        for i in range(ref.page_count):
-            pgno = ref.first_page + i
-            page = raw[i * size : (i + 1) * size]
-            try:
-                header = verify_page(page, pgno)
-            except PageError as exc:
-                raise self.verify_failure(pgno, pgno * size, str(exc), exc.stored, exc.computed) from None
-            pieces.append(page[PAGE_HEADER.size : PAGE_HEADER.size + header.length])
-            total += header.length
+        lengths = payload_lengths(raw, ref.first_page, size)
+        if lengths is None:  # a page fails: find which, and why
+            lengths = []
+            for i in range(ref.page_count):
+                pgno = ref.first_page + i
+                try:
+                    lengths.append(verify_page(raw[i * size : (i + 1) * size], pgno).length)
+                except PageError as exc:
+                    raise self.verify_failure(pgno, pgno * size, str(exc), exc.stored, exc.computed) from None
+        head = PAGE_HEADER.size
+        starts = range(head, len(raw), size)
+        pieces = [raw[at : at + length] for at, length in zip(starts, lengths, strict=True)]
+        total = sum(lengths)
         if total != ref.length:
             raise DatabaseCorruptedError(
                 f"{self.path}: blob at page {ref.first_page} holds {total} bytes, its reference says {ref.length}"
