@@ -143,6 +143,14 @@ class ServerHome:
         self._groups.pop(name, None)
         self.config = cfg.load(self.fs, self.path)
 
+    def forget_dismounted(self) -> None:
+        """Drop every storage group not mounted here and read the configuration again: what another process
+        changed while they were dismounted (an ``sg move``, a restore, a store added) is what the next mount and
+        status see, not the folders and stores of when this object first looked."""
+        for name in [name for name, sg in self._groups.items() if not sg.mounted]:
+            del self._groups[name]
+        self.config = cfg.load(self.fs, self.path)
+
     def storage_groups(self) -> list[StorageGroup]:
         return [self.storage_group(g.name) for g in self.config.storage_groups]
 

@@ -163,6 +163,26 @@ def test_mount_and_dismount_through_the_service(service: Service) -> None:
     assert "(store dismounted)" not in public_line(service)
 
 
+def test_a_group_moved_while_dismounted_mounts_from_its_new_folders(service: Service, tmp_path: Path) -> None:
+    """``sg move`` runs beside the service on a group it dismounted; the service's next status and mount must use
+    the folders the configuration names now, not those it read before (it refused the mount with -1203 and
+    advised a restore from backup, with every file safe in the new folder)."""
+    service.cli("mail", "generate", "--mailboxes", "2", "--messages", "5", "--seed", "3")
+    before = json.loads(service.cli("mail", "list", "--json").stdout)
+    service.cli("dismount", SG)
+    service.cli("status")  # the service now holds the dismounted group, as it was
+    new = str(tmp_path / "disk2")
+    moved = shadowstore(service.home, "sg", "move", SG, "--to", new)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    group = json.loads(service.cli("status", "--json").stdout)["storage_groups"][0]
+    assert group["log_dir"] == new
+    assert {s["state"] for s in group["stores"]} == {"Clean Shutdown"}
+    service.cli("mount", SG)
+    assert sg_line(service).startswith(f"{SG} [E00] mounted by the Information Store service")
+    assert json.loads(service.cli("mail", "list", "--json").stdout) == before
+    assert "priv1.edb" in os.listdir(new)
+
+
 # --- the same output with and without the service ----------------------------------------------------------------
 
 

@@ -172,6 +172,11 @@ class InformationStore:
     def mount(self, sg_name: str, store_name: str | None = None) -> dict[str, object]:
         with self._mutex:
             sg = self.storage_group(sg_name)
+            if not sg.mounted:
+                # why: while it was dismounted another process may have moved its folders (sg move) or changed
+                # its stores; mounting the folders of before found none of its files
+                self.owned().forget_dismounted()
+                sg = self.storage_group(sg_name)
             if store_name is None:
                 sg.mount()
             else:
@@ -200,6 +205,8 @@ class InformationStore:
         """``shadowstore status`` as the service sees the home: each storage group as its files show it (the
         same document the CLI makes without the service), with who mounted it and which stores are mounted."""
         home = self.owned()
+        with self._mutex:  # why: a mount holds it from taking its group to mounting it; none is dropped meanwhile
+            home.forget_dismounted()  # what another process changed in a dismounted group since (sg move)
         status = home.status()
         groups = []
         for entry in status["storage_groups"]:  # type: ignore[attr-defined]
