@@ -161,7 +161,11 @@ def test_a_destination_without_room_is_refused_before_the_first_copy() -> None:
         move_storage_group(home, SG, log_dir=NEW, system_dir=NEW, data_dir=NEW)
     assert info.value.code == -1808
     assert f"moving the files to {NEW} needs" in info.value.message
-    assert re.search(r"but only (99,\d{3}|100,000) are free$", info.value.message)  # less the lock's owner text
+    free = re.search(r"but only ([\d,]+) are free$", info.value.message)
+    assert free is not None
+    # why not exactly 100,000: the move's lock rewrites the lock file with its owner text, whose length depends on
+    # the command line that runs the tests
+    assert abs(int(free[1].replace(",", "")) - 100_000) < 512
     assert_nothing_moved(fs)
     assert not fs.exists(journal_path(home, "E00"))
     fs.capacity = None
