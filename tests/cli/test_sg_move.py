@@ -267,6 +267,13 @@ def test_kill_9_of_sg_move_leaves_a_mountable_storage_group_that_the_same_comman
     assert data["resumed"] is True
     if point == "move.before_switch":
         assert data["kept_from_earlier_run"] >= 2  # the reserve logs did not change: not copied again
+        # every file was copied before the kill; the backup then truncated logs in the old folder: their copies
+        # are kept, not deleted (one deleted there by hand would have no other)
+        assert data["set_aside"]
+        for path in data["set_aside"]:
+            assert Path(path).parent.parent == Path(dest) / "quarantine"
+            assert Path(path).name.startswith("E00") and Path(path).name.endswith(".log")
+            assert Path(path).is_file()
     assert configured_log_dir(capsys, home_dir, SG) == dest
     assert sg_files(old) == set()
     assert quarantined(old) >= before

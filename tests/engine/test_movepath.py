@@ -17,7 +17,8 @@ from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from shadowstore.tools import workload
-from shadowstore.tools.sgmove import journal_path, move_storage_group
+from shadowstore.tools.movejournal import journal_path
+from shadowstore.tools.sgmove import move_storage_group
 from tests.conftest import HOME, fault_home, reopen
 
 SG = "First Storage Group"

@@ -116,6 +116,7 @@ def _move_json(result: sgmove.MoveResult) -> dict[str, object]:
         "kept_from_earlier_run": result.kept,
         "room": {folder: {"needed": need, "free": free} for folder, (need, free) in result.room.items()},
         "quarantine": result.quarantine,
+        "set_aside": result.set_aside,
         "warnings": result.warnings,
     }
 
@@ -136,6 +137,9 @@ def _move_lines(home: str, result: sgmove.MoveResult) -> list[str]:
         lines.append(f"Copied and synced {result.copied} files, {result.copied_bytes:,} bytes{kept}.")
         lines.append("The configuration names the new folders. Old files kept in:")
         lines += [f"  {q}" for q in result.quarantine] or ["  (there were none)"]
+        if result.set_aside:
+            lines.append("Copies of files gone from the old folders since the interrupted run, kept in quarantine:")
+            lines += [f"  {path}" for path in result.set_aside]
     lines += [f"warning: {w}" for w in result.warnings]
     return lines
 

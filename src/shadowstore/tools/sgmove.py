@@ -21,23 +21,21 @@ leaves either the old folders in the configuration, all their files in place, or
 file copied; running the same command again (or ``--resume``) finishes the move. Which side of the switch a
 run is on is read from the configuration itself, not from the journal. If the old folders were mounted
 between the crash and the run that finishes, whatever changed since it was copied (size, inode or
-modification time) is copied again, and a copy of a file that no longer exists (a log truncated meanwhile)
-is removed: it is this move's own copy, of a file the engine deleted.
+modification time) is copied again, and a copy of a file that is gone from the old folder since (most often a
+log a backup truncated, but perhaps one deleted by hand, of which it is then the last copy) is set aside in
+``quarantine/move-<started>/`` beside it, never deleted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import errno
-import json
 import os
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from shadowstore import config as cfg
 from shadowstore.config import SgConfig
@@ -46,19 +44,21 @@ from shadowstore.engine.mountlog import refuse_interrupted_restore
 from shadowstore.engine.movepath import ROLE_NAMES, ROLES, FileMove, Folders
 from shadowstore.errors import (
     DiskFullError,
-    DiskIOError,
     InvalidParameterError,
     NotFoundError,
-    ShadowStoreError,
     StorageGroupBusyError,
 )
 from shadowstore.home import ServerHome
-from shadowstore.io.fs import FileSystem, Lock, read_file
-from shadowstore.io.replace import atomic_write, remove_temporaries_in, remove_temporaries_of
-
-JOURNAL_FORMAT = "shadowstore-move"
-MOVES_FOLDER = "moves"  # in the server home: where the journals are
-T = TypeVar("T")
+from shadowstore.io.fs import FileSystem, Lock
+from shadowstore.io.replace import remove_temporaries_in, remove_temporaries_of
+from shadowstore.tools.movejournal import (
+    disk,
+    journal_folders,
+    journal_path,
+    new_journal,
+    pending_journal,
+    save_journal,
+)
 
 
 @dataclass
@@ -74,6 +74,7 @@ class MoveResult:
     kept: int = 0  # files an interrupted run had copied, unchanged since
     room: dict[str, tuple[int, int]] = field(default_factory=dict)  # destination -> (bytes needed, bytes free)
     quarantine: list[str] = field(default_factory=list)  # where the old files went
+    set_aside: list[str] = field(default_factory=list)  # copies of files gone from the old folders since, kept
     resumed: bool = False
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -81,10 +82,6 @@ class MoveResult:
     @property
     def moved_roles(self) -> list[str]:
         return [r for r in ROLES if getattr(self.old, r) != getattr(self.new, r)]
-
-
-def journal_path(home: ServerHome, log_base: str) -> str:
-    return os.path.join(home.path, MOVES_FOLDER, f"{log_base}.json")
 
 
 def move_storage_group(
@@ -105,10 +102,10 @@ def move_storage_group(
     StorageGroupBusyError (mounted, or another move unfinished), RestoreInProgressError, DiskFullError (no
     room at the destination, checked before any copy; or it filled anyway), DiskIOError."""
     sg_config = home.config.find(name)
-    journal = _pending_journal(home, sg_config.log_base)
+    journal = pending_journal(home, sg_config.log_base)
     current = Folders.of(sg_config)
     if journal is not None:
-        old, new = _journal_folders(journal, "from"), _journal_folders(journal, "to")
+        old, new = journal_folders(journal, "from"), journal_folders(journal, "to")
         _check_resume(home, name, current, old, new, (log_dir, system_dir, data_dir), resume)
     else:
         if resume:
@@ -122,7 +119,7 @@ def move_storage_group(
     with _locked(home.fs, name, sg_config.log_base, current.resolved(home.path).system_dir) as locks:
         refuse_interrupted_restore(home.fs, sg_config.resolved(home.path))
         path = journal_path(home, sg_config.log_base)  # why here: a save of another run could be under way before
-        _disk(lambda: remove_temporaries_of(home.fs, path), f"clearing temporary files beside {path}")
+        disk(lambda: remove_temporaries_of(home.fs, path), f"clearing temporary files beside {path}")
         if not switched:
             journal = _copy_phase(home, sg_config, journal, result, locks)
         assert journal is not None
@@ -210,7 +207,7 @@ def _locked(fs: FileSystem, name: str, base: str, system_dir: str) -> Iterator[E
 def _take_lock(fs: FileSystem, name: str, base: str, system_dir: str) -> Lock:
     path = os.path.join(system_dir, f"{base}.lock")
     try:
-        return _disk(lambda: fs.lock(path, f"pid {os.getpid()} (sg move)"), f"locking {path}")
+        return disk(lambda: fs.lock(path, f"pid {os.getpid()} (sg move)"), f"locking {path}")
     except StorageGroupBusyError as exc:
         raise StorageGroupBusyError(
             f"storage group {name!r} is mounted or in use: {exc.message}",
@@ -233,29 +230,29 @@ def _copy_phase(
     _check_targets(fs, moves, ours)
     _check_room(fs, moves, todo, new_abs, sg_config.log_file_size, result)
     if journal is None:
-        journal = _new_journal(sg_config, result)
+        journal = new_journal(sg_config, result.old, result.new)
     # why before the first copy: a copy renamed into place just before a crash is this move's, though the
     # journal has no record of it yet
     journal["targets"] = sorted(ours | {m.target for m in moves})
-    _save_journal(home, journal)
+    save_journal(home, journal)
     for folder in dict.fromkeys(getattr(new_abs, r) for r in result.moved_roles):
-        _disk(partial(fs.makedirs, folder), f"making the folder {folder}")
+        disk(partial(fs.makedirs, folder), f"making the folder {folder}")
     if new_abs.system_dir != old_abs.system_dir:  # why: nobody mounts the new folders before they are complete
         locks.callback(_take_lock(fs, sg_config.name, sg_config.log_base, new_abs.system_dir).release)
-    _clear_leftovers(fs, moves, copied, journal, home)
+    _clear_leftovers(fs, moves, copied, journal, home, result)
     for move in todo:
-        before = _disk(partial(movepath.copy_durably, fs, move.source, move.target), f"copying {move.source}")
+        before = disk(partial(movepath.copy_durably, fs, move.source, move.target), f"copying {move.source}")
         fs.crash_point("move.copy.before_record")
         copied[move.target] = {"role": move.role, "source": move.source, **movepath.stat_record(before)}
         journal["copied"] = copied
-        _save_journal(home, journal)
+        save_journal(home, journal)
         result.copied += 1
         result.copied_bytes += before.size
         fs.crash_point("move.copy.after_file")
     fs.crash_point("move.before_switch")
     _switch_config(home, sg_config.name, result.old, result.new)
     journal["phase"] = "switched"
-    _save_journal(home, journal)
+    save_journal(home, journal)
     return journal
 
 
@@ -321,33 +318,40 @@ def _check_room(
 
 
 def _clear_leftovers(
-    fs: FileSystem, moves: list[FileMove], copied: dict[str, dict[str, Any]], journal: dict[str, Any], home: ServerHome
+    fs: FileSystem,
+    moves: list[FileMove],
+    copied: dict[str, dict[str, Any]],
+    journal: dict[str, Any],
+    home: ServerHome,
+    result: MoveResult,
 ) -> None:
-    """What an interrupted run left in the destination: the temporary file of the copy it was making, and its
-    copies of files that are gone from the source since (a log truncated by a backup while the old folders were
-    mounted). Both are this move's own files (``journal["targets"]``). Requires: the locks are held."""
+    """What an interrupted run left in the destination: the temporary file of the copy it was making (removed),
+    and its copies of files that are gone from the source since (set aside in ``quarantine/move-<started>``
+    beside them). Both are this move's own files (``journal["targets"]``). Requires: the locks are held."""
     ours = set(journal["targets"])
     names = {os.path.basename(t) for t in ours}
     for folder in dict.fromkeys(os.path.dirname(t) for t in ours):
         if fs.exists(folder):
-            _disk(partial(remove_temporaries_in, fs, folder, names.__contains__), f"clearing {folder}")
+            disk(partial(remove_temporaries_in, fs, folder, names.__contains__), f"clearing {folder}")
     planned = {m.target for m in moves}
     stale = sorted(ours - planned)
     for target in stale:
         if fs.exists(target):
-            _disk(partial(fs.unlink, target), f"removing the stale copy {target}")
-            _disk(partial(fs.fsync_dir, os.path.dirname(target)), f"syncing {os.path.dirname(target)}")
+            # why kept: a log a backup truncated is not needed, but one deleted by hand has no other copy
+            quarantine = os.path.join(os.path.dirname(target), "quarantine", f"move-{journal['started']}")
+            kept = disk(partial(movepath.set_aside, fs, target, quarantine), f"setting {target} aside")
+            result.set_aside.append(kept)
         copied.pop(target, None)
     if stale:
         journal["copied"], journal["targets"] = copied, sorted(planned)
-        _save_journal(home, journal)
+        save_journal(home, journal)
 
 
 def _switch_config(home: ServerHome, name: str, old: Folders, new: Folders) -> None:
     """Make the configuration name the ``new`` folders, in one atomic replace, read again from disk first so
     that nothing another command saved meanwhile is lost. Raises InvalidParameterError if it no longer names
     the ``old`` folders."""
-    fresh = _disk(lambda: cfg.load(home.fs, home.path), "reading the configuration")
+    fresh = disk(lambda: cfg.load(home.fs, home.path), "reading the configuration")
     index = next((i for i, g in enumerate(fresh.storage_groups) if g.name == name), None)
     if index is None or Folders.of(fresh.storage_groups[index]).resolved(home.path) != old.resolved(home.path):
         raise InvalidParameterError(
@@ -355,7 +359,7 @@ def _switch_config(home: ServerHome, name: str, old: Folders, new: Folders) -> N
             hint=f"run 'shadowstore sg move {shlex.quote(name)} --resume' to look again",
         )
     fresh.storage_groups[index] = dataclasses.replace(fresh.storage_groups[index], **new._asdict())
-    _disk(lambda: cfg.save(home.fs, home.path, fresh), "saving the configuration")
+    disk(lambda: cfg.save(home.fs, home.path, fresh), "saving the configuration")
     home.config = fresh
     # why: a StorageGroup this home made before holds the old folders; ServerHome has no public way to forget
     # one that keeps the storage groups' order (set_storage_group_config moves it to the end).
@@ -379,11 +383,11 @@ def _set_aside_phase(home: ServerHome, journal: dict[str, Any], result: MoveResu
         if quarantine not in result.quarantine:
             result.quarantine.append(quarantine)
         if fs.exists(source):
-            _disk(partial(movepath.set_aside, fs, source, quarantine), f"setting {source} aside")
+            disk(partial(movepath.set_aside, fs, source, quarantine), f"setting {source} aside")
             fs.crash_point("move.quarantine.after_file")
     journal["phase"] = "done"
     journal["quarantine"] = result.quarantine
-    _save_journal(home, journal)
+    save_journal(home, journal)
     moved = "; ".join(
         f"{ROLE_NAMES[r]} {getattr(result.old, r)} -> {getattr(result.new, r)}" for r in result.moved_roles
     )
@@ -434,63 +438,3 @@ def _staying_folders_short_of_room(home: ServerHome, sg_config: SgConfig, result
                 f"it again; move it too ({option})"
             )
     return warnings
-
-
-# --- the journal ------------------------------------------------------------------------------------------------
-
-
-def _new_journal(sg_config: SgConfig, result: MoveResult) -> dict[str, Any]:
-    return {
-        "format": JOURNAL_FORMAT,
-        "sg": sg_config.name,
-        "log_base": sg_config.log_base,
-        "from": result.old._asdict(),
-        "to": result.new._asdict(),
-        "started": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ"),  # names the quarantine folders
-        "phase": "copy",
-        "targets": [],  # every file this move may have made in the new folders (saved before it copies one)
-        "copied": {},  # target -> {role, source, size, ino, mtime_ns} of the source when it was copied
-    }
-
-
-def _pending_journal(home: ServerHome, log_base: str) -> dict[str, Any] | None:
-    """The journal of this storage group's unfinished move, or None (no journal, or its move is done)."""
-    path = journal_path(home, log_base)
-    if not home.fs.exists(path):
-        return None
-    try:
-        data = json.loads(read_file(home.fs, path))
-    except ValueError:
-        raise InvalidParameterError(
-            f"the move journal {path} is damaged", hint="look at it, and move it aside if no move is unfinished"
-        ) from None
-    if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
-        raise InvalidParameterError(f"{path} is not a ShadowStore move journal")
-    return None if data.get("phase") == "done" else data
-
-
-def _journal_folders(journal: dict[str, Any], side: str) -> Folders:
-    return Folders(**{r: str(journal[side][r]) for r in ROLES})
-
-
-def _save_journal(home: ServerHome, journal: dict[str, Any]) -> None:
-    path = journal_path(home, journal["log_base"])
-    _disk(lambda: home.fs.makedirs(os.path.dirname(path)), f"making {os.path.dirname(path)}")
-    _disk(lambda: atomic_write(home.fs, path, (json.dumps(journal, indent=2) + "\n").encode()), f"saving {path}")
-
-
-def _disk(call: Callable[[], T], doing: str) -> T:
-    """``call()``, its OSError as DiskFullError or DiskIOError naming what was being done; a move interrupted so
-    is finished by running it again."""
-    try:
-        return call()
-    except ShadowStoreError:
-        raise
-    except OSError as exc:
-        hint = "free space there, then run the same command again to finish the move"
-        if exc.errno == errno.ENOSPC:
-            raise DiskFullError(f"no space left while {doing}", hint=hint) from exc
-        raise DiskIOError(
-            f"I/O error while {doing}: {exc.strerror or exc}",
-            hint="check the disk, then run the same command again to finish the move",
-        ) from exc
