@@ -1,10 +1,11 @@
 """``shadowstore doctor``: scenario 6's home (a store in Dirty Shutdown after commits, a log moved away by hand,
 a log of another home copied in, a backup killed in its session) reported finding by finding through the CLI;
-``--dry-run`` changing nothing; a store whose logs are gone refused, not made clean; and the cure's plan, a pure
-function, on its own.
+``--dry-run`` changing nothing; a store whose logs are gone refused, not made clean; an ``sg move`` killed before
+and after its switch, reported, refused by ``--fix`` and finished by the command its finding names; a move journal
+that cannot be read; and the cure's plan, a pure function, on its own.
 
 Homes are made by real ``shadowstore`` processes (tests/tools/test_torture.py and tests/service/running.py do the
-same): a workload killed with SIGKILL after its commits, a backup killed at a crash point
+same): a workload killed with SIGKILL after its commits, a backup or a move killed at a crash point
 (SHADOWSTORE_PAUSE_AT, io/fs.py). The broken home is made once per module and copied for each test.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,9 +26,10 @@ from typing import Any
 import pytest
 
 from shadowstore.config import SgConfig
+from shadowstore.errors import StorageGroupBusyError
 from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE
 from shadowstore.tools.doctor import CLEARED, CURED, Diagnosis, Finding, GroupFacts, StoreFacts
-from shadowstore.tools.doctorplan import STEPS, plan_cure, remaining_steps
+from shadowstore.tools.doctorplan import STEPS, plan_cure, refusal, remaining_steps
 
 SG = "First Storage Group"
 SHADOWSTORE = os.path.join(os.path.dirname(sys.executable), "shadowstore")
@@ -251,6 +254,120 @@ def test_a_store_whose_logs_are_gone_is_refused_not_made_clean(broken: Broken) -
     assert set(states.values()) == {"Dirty Shutdown"}
 
 
+# --- a storage group move cut short -------------------------------------------------------------------------
+
+
+def home_with_work(root: Path) -> Path:
+    home = root / "home"
+    cli(home, "init", "--log-file-size", "64K")
+    cli(home, "workload", "run", "--txns", "50", "--seed", "1")
+    return home
+
+
+def the_move_finding(home: Path) -> dict[str, Any]:
+    """Doctor's only finding, which must be an unfinished move's; exit 2, no traceback."""
+    done = cli(home, "doctor", "--json", ok=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (finding,) = json.loads(done.stdout)["findings"]
+    assert finding["code"] == "move-unfinished", finding
+    assert finding["severity"] == "error"
+    assert finding["fixable"] is False
+    assert finding["where"] == str(home / "moves" / "E00.json")
+    return finding
+
+
+def files_below(*roots: Path) -> dict[str, str]:
+    return {f"{root}/{path}": digest for root in roots if root.exists() for path, digest in snapshot(root).items()}
+
+
+def fix_refuses_and_changes_nothing(home: Path, dest: Path) -> None:
+    before = files_below(home, dest)
+    done = cli(home, "doctor", "--fix", ok=False)
+    assert done.returncode == 5, done.stderr  # StorageGroupBusyError, as 'sg move' refuses another move meanwhile
+    assert f"doctor --fix does not cure {SG!r}: a move of {SG!r}" in done.stderr
+    after = files_below(home, dest)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert {k for k in changed if "/events/" not in k and "/reports/" not in k} == set()
+
+
+def run_the_command_in_the_hint(home: Path, finding: dict[str, Any]) -> None:
+    """Run, word for word, the command the finding says finishes the move; then doctor finds nothing."""
+    command = finding["hint"].split("finish it with: ", 1)[1].split(" (", 1)[0]
+    words = shlex.split(command)
+    assert words[:3] == ["shadowstore", "--home", str(home)], command
+    done = subprocess.run([SHADOWSTORE, *words[1:]], capture_output=True, text=True, env=env(), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finishing an interrupted move" in done.stdout
+    assert json.loads((home / "moves" / "E00.json").read_text())["phase"] == "done"
+    assert cli_json(home, "doctor") == {"home": str(home), "healthy": True, "findings": []}  # a done move: nothing
+    cli(home, "workload", "check", "--committed", "50", "--seed", "1")
+
+
+def test_sg_move_killed_after_its_first_copy_is_reported_before_the_switch(tmp_path: Path) -> None:
+    home, dest = home_with_work(tmp_path), tmp_path / "disk2" / "sg"
+    kill_at(home, "move.copy.after_file", "sg", "move", SG, "--to", str(dest))
+    planned = len(json.loads((home / "moves" / "E00.json").read_text())["targets"])
+    finding = the_move_finding(home)
+    assert finding["what"] == (
+        f"a move of {SG!r} (log, system and data folders {home / SG} -> {dest}) is unfinished, before the switch: "
+        "the configuration still names the old folders, which the storage group mounts from; the journal records "
+        f"1 of its {planned} files copied"
+    )
+    command = f"shadowstore --home {home} sg move '{SG}' --resume"
+    text = cli(home, "doctor", ok=False).stdout
+    assert f"error move-unfinished: a move of {SG!r}" in text
+    assert f"do:    finish it with: {command} (it refuses while the storage group is mounted)" in text
+    fix_refuses_and_changes_nothing(home, dest)
+    run_the_command_in_the_hint(home, finding)
+
+
+def test_sg_move_killed_right_after_the_switch_is_reported_after_it(tmp_path: Path) -> None:
+    home, dest = home_with_work(tmp_path), tmp_path / "disk2" / "data"
+    kill_at(home, "move.after_switch", "sg", "move", SG, "--data-dir", str(dest))
+    finding = the_move_finding(home)
+    assert finding["what"] == (
+        f"a move of {SG!r} (data folder {home / SG} -> {dest}) is unfinished, after the switch: the configuration "
+        "names the new folders already, which hold all its files (2 copied); 2 old file(s) are still in the old "
+        "folders, not yet set aside"
+    )
+    fix_refuses_and_changes_nothing(home, dest)
+    run_the_command_in_the_hint(home, finding)
+    assert {p.name for p in (home / SG / "quarantine").glob("move-*/*.edb")} == {"priv1.edb", "pub1.edb"}
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ('{"format": "shadowstore-move", "sg": "First St', "the move journal {journal} is damaged"),
+        ("[]", "{journal} is not a ShadowStore move journal"),
+        (
+            '{"format": "shadowstore-move", "phase": "copy"}',
+            "the move journal {journal} is damaged: it lacks what a move records (KeyError: 'copied')",
+        ),
+    ],
+    ids=["truncated", "not-a-journal", "fields-missing"],
+)
+def test_a_move_journal_that_cannot_be_read_is_a_finding_not_a_traceback(
+    tmp_path: Path, content: str, what: str
+) -> None:
+    home = home_with_work(tmp_path)
+    journal = home / "moves" / "E00.json"
+    journal.parent.mkdir()
+    journal.write_text(content)
+    done = cli(home, "doctor", "--json", ok=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (finding,) = json.loads(done.stdout)["findings"]
+    assert (finding["code"], finding["severity"], finding["where"]) == ("move-journal-damaged", "error", str(journal))
+    assert finding["what"] == what.format(journal=journal)
+    assert "if no move" in finding["hint"], finding["hint"]
+    fix = cli(home, "doctor", "--fix", ok=False)
+    assert fix.returncode == 3, fix.stderr  # refused as 'sg move' refuses it: nothing cured on a guess
+    assert "Traceback" not in fix.stderr
+    assert journal.read_text() == content
+
+
 # --- the plan, a pure function ----------------------------------------------------------------------------------
 
 
@@ -282,6 +399,27 @@ def test_the_plan_cures_refuses_and_clears_per_storage_group() -> None:
     assert "replays generations 18-21" in plan.steps[1].text
     with_service = plan_cure(diagnosis, {}, service=True, target="/t")
     assert "through the Information Store service" in with_service.steps[0].text
+
+
+def test_an_unfinished_move_stops_the_cure_of_its_storage_group_only() -> None:
+    diagnosis = Diagnosis(
+        "/h",
+        [
+            _group("A", ("error", "move-unfinished"), ("warning", "store-dirty")),
+            _group("B", ("error", "move-journal-damaged")),
+            _group("C", ("warning", "store-dirty")),
+        ],
+    )
+    plan = plan_cure(diagnosis, {}, service=False, target="/t")
+    assert [(sg, [f.code for f in found]) for sg, found in plan.refused] == [
+        ("A", ["move-unfinished"]),
+        ("B", ["move-journal-damaged"]),
+    ]
+    assert plan.groups == ["C"]
+    error = refusal(plan)
+    assert isinstance(error, StorageGroupBusyError)
+    assert error.message == "doctor --fix does not cure 'A': move-unfinished"
+    assert error.hint == "hint"
 
 
 def test_a_pending_journal_is_finished_first_and_dismounts_again_when_needed() -> None:

@@ -34,14 +34,15 @@ from shadowstore.tools.doctorplan import CurePlan, pending_journals, plan_cure, 
 def doctor(ctx: CliContext, fix: bool, to: str | None, dry_run: bool, as_json: bool) -> int:
     """Inspect the server home: stores not in Clean Shutdown and the logs they need, missing, foreign and
     out-of-sequence logs, a checkpoint that does not match, backup sessions whose owner is gone, leftovers of
-    killed jobs. Each finding says what is wrong, where, and what to do. Exit 0 when healthy, 1 with warnings,
-    2 with errors.
+    killed jobs, a storage group move that did not finish. Each finding says what is wrong, where, and what to
+    do. Exit 0 when healthy, 1 with warnings, 2 with errors.
 
     With --fix, cure each storage group that needs it the way the Microsoft support article prescribes, as
     one logged, resumable procedure that deletes nothing: dismount, soft recovery to Clean Shutdown, every log
     and the checkpoint into a dated quarantine folder, mount, a new full backup. A store whose logs are missing
-    is never made clean without them: doctor stops and says how to get them back or restore. Killed, the same
-    command finishes the job."""
+    is never made clean without them: doctor stops and says how to get them back or restore; an unfinished
+    storage group move stops it too, with the command that finishes the move. Killed, the same command finishes
+    the job."""
     home = ctx.open_home()
     service = ctx.service()
     target = resolve_target(home, to)

@@ -2,12 +2,14 @@
 
 :func:`diagnose` reads every storage group of a home without mounting or changing anything, through the
 readers eseutil uses (tools/eseutil.py: ``dump_database``, ``dump_logs``, ``dump_checkpoint``) and the engine's
-own checks (engine/configcheck.py, the restore journal of engine/mountlog.py, the session files of
-engine/backupslot.py), and returns a :class:`Diagnosis`: per storage group the facts a cure needs (which stores
-are in Dirty Shutdown and which generations their soft recovery replays) and a list of :class:`Finding`.
+own checks (engine/configcheck.py, the restore journal of engine/mountlog.py, the move journal of
+tools/sgmove.py, the session files of engine/backupslot.py), and returns a :class:`Diagnosis`: per storage group
+the facts a cure needs (which stores are in Dirty Shutdown and which generations their soft recovery replays)
+and a list of :class:`Finding`.
 
 The findings and their severities are tools/doctorfindings.py; the log folder's judgement is
-tools/doctorlogs.py; what ``doctor --fix`` does about them is tools/doctorfix.py.
+tools/doctorlogs.py, that of an unfinished move tools/doctormoves.py; what ``doctor --fix`` does about them is
+tools/doctorfix.py.
 
 A storage group that a process has mounted is judged by its logs and session only: its stores' headers say
 Dirty Shutdown while they are mounted, which is normal.
@@ -52,6 +54,7 @@ from shadowstore.tools.doctorfindings import (
     StoreFacts,
 )
 from shadowstore.tools.doctorlogs import LogFacts
+from shadowstore.tools.doctormoves import check_move
 from shadowstore.tools.eseutil import dump_checkpoint, dump_database
 from shadowstore.vss import snapshotfolders
 
@@ -95,6 +98,7 @@ def _check_group(
     if group.findings:
         return group  # why: its files are not where the configuration says; nothing below would be true
     _restore_finding(fs, group)
+    check_move(home, group)
     if group.holder is not None:
         group.add(
             INFO,

@@ -1,11 +1,12 @@
 """What ``shadowstore doctor`` reports: findings, and the facts of each storage group a cure is planned from.
 
 A :class:`Finding` has a severity: ``error`` (something doctor --fix cannot cure and will not hide: a store whose
-logs are missing, a store file that is gone), ``warning`` (what the cure of tools/doctorfix.py mends: a store in
-Dirty Shutdown, a gap in the logs, a foreign or out-of-sequence log, a checkpoint that does not match, a backup
-session whose owner is gone) and ``info`` (worth knowing, blocks nothing: a lock file a killed process left, an
-incomplete backup set in the target whose lease is dead, which ``backup prune`` removes). A home is healthy when
-it has no error and no warning. ``code`` is stable, for scripts (docs/operations.md lists them).
+logs are missing, a store file that is gone, a restore or a storage group move left unfinished), ``warning``
+(what the cure of tools/doctorfix.py mends: a store in Dirty Shutdown, a gap in the logs, a foreign or
+out-of-sequence log, a checkpoint that does not match, a backup session whose owner is gone) and ``info`` (worth
+knowing, blocks nothing: a lock file a killed process left, an incomplete backup set in the target whose lease is
+dead, which ``backup prune`` removes). A home is healthy when it has no error and no warning. ``code`` is stable,
+for scripts (docs/operations.md lists them).
 """
 
 from __future__ import annotations
@@ -34,8 +35,21 @@ CURED = frozenset(
 )
 CLEARED = frozenset({"session-stale", "abort-request-stale", "session-orphaned"})
 # What stops the cure of its storage group: doctor never makes a store clean without the logs it needs.
+# why an unfinished move stops it, and is not finished by the cure: where the storage group goes is the choice of
+# whoever started the move (finishing it may fill the disk it was leaving, or a disk just mounted elsewhere), and
+# the cure's own steps would set logs aside and start a new stream in folders the move is leaving; so the finding
+# names the command, and the cure waits for it.
 BLOCKING = frozenset(
-    {"store-unrecoverable", "store-missing", "store-damaged", "store-state", "config-mismatch", "restore-unfinished"}
+    {
+        "store-unrecoverable",
+        "store-missing",
+        "store-damaged",
+        "store-state",
+        "config-mismatch",
+        "restore-unfinished",
+        "move-unfinished",
+        "move-journal-damaged",
+    }
 )
 
 

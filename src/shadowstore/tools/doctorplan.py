@@ -23,6 +23,7 @@ from shadowstore.errors import (
     RequiredLogFilesMissingError,
     RestoreInProgressError,
     ShadowStoreError,
+    StorageGroupBusyError,
 )
 from shadowstore.format.logfile import checkpoint_name
 from shadowstore.home import ServerHome
@@ -40,6 +41,8 @@ REFUSALS: dict[str, type[ShadowStoreError]] = {
     "store-state": DatabaseDirtyShutdownError,
     "config-mismatch": ConfigMismatchError,
     "restore-unfinished": RestoreInProgressError,
+    "move-unfinished": StorageGroupBusyError,  # as 'sg move' refuses another move of it meanwhile
+    "move-journal-damaged": InvalidParameterError,
 }
 
 
