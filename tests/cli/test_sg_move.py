@@ -10,6 +10,7 @@ each of its instants, after which the storage group mounts and the same command 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -272,7 +273,7 @@ def test_kill_9_of_sg_move_leaves_a_mountable_storage_group_that_the_same_comman
         assert data["set_aside"]
         for path in data["set_aside"]:
             assert Path(path).parent.parent == Path(dest) / "quarantine"
-            assert Path(path).name.startswith("E00") and Path(path).name.endswith(".log")
+            assert re.fullmatch(r"E00[0-9A-F]{5}\.log", Path(path).name)
             assert Path(path).is_file()
     assert configured_log_dir(capsys, home_dir, SG) == dest
     assert sg_files(old) == set()
