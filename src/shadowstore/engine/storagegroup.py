@@ -1,14 +1,11 @@
 """A storage group: stores that share one log stream, one checkpoint and one recovery.
 
-Mount, in named phases (``mount``): take the storage group's lock, clear what a crash left and make durable
-what will be read (engine/resync.py), open every store's header, find the log set, complete a log roll a crash
-interrupted, open the current log, run soft recovery for stores in Dirty Shutdown, start the log writer, make
-sure the reserve logs exist, then attach each store (an ATTACH record, then its header marked Dirty Shutdown
-before any page write) and start the maintenance thread.
+Here: creating one, what a mounted storage group does (checkpoints and ``E00.chk``, deleting logs, the log
+writer's callbacks, the entry to its backup session) and how a failed write of any of its files stops it for
+good (``lost_writes``, ``go_offline``): the next mount recovers from the durable state.
 
-Dismount: engine/dismount.py; one store while the storage group stays mounted: engine/storemount.py (crash
-point ``mount.after_attach_record`` is in the attach both share). A failed write of any of its files stops the
-storage group for good (``lost_writes``, ``go_offline``): the next mount recovers from the durable state.
+Mount, in named phases: engine/mount.py. Dismount: engine/dismount.py. One store while the storage group stays
+mounted: engine/storemount.py.
 """
 
 from __future__ import annotations
@@ -19,21 +16,19 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from shadowstore.config import SgConfig, no_such_store
-from shadowstore.engine import dismount, layout, mountlog, resync, storemount
+from shadowstore.engine import dismount, layout, mount, storemount
 from shadowstore.engine.backup import BackupSession
 from shadowstore.engine.backupslot import BackupSlot, note_backup_in_checkpoint
-from shadowstore.engine.checkpointfile import CheckpointFile, checkpoint_record, read_checkpoint
+from shadowstore.engine.checkpointfile import CheckpointFile, checkpoint_record
 from shadowstore.engine.flushwaits import FlushWaits
 from shadowstore.engine.health import LogFolderWatch
-from shadowstore.engine.logreader import Generation, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.engine.logwriter import LogWriter
 from shadowstore.engine.maintenance import Maintenance, MaintenancePolicy
-from shadowstore.engine.recovery import RecoveryReport, recover
+from shadowstore.engine.recovery import RecoveryReport
 from shadowstore.engine.store import Store
 from shadowstore.engine.writerlatch import latch_timeout_error
 from shadowstore.errors import (
-    DatabaseNotFoundError,
     DiskIOError,
     InvalidParameterError,
     NotMountedError,
@@ -44,11 +39,8 @@ from shadowstore.errors import (
 from shadowstore.events import EventLog
 from shadowstore.format.checkpoint import Checkpoint
 from shadowstore.format.common import AttachInfo, BackupInfo, LgPos, Signature, now_us
-from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
-from shadowstore.format.logfile import LogHeader, checkpoint_name, current_log_name
-from shadowstore.format.logrecord import AttachRecord, pack_attach
-from shadowstore.io.fs import FileStat, FileSystem, Lock, read_file
-from shadowstore.io.locks import this_command
+from shadowstore.format.logfile import checkpoint_name, current_log_name
+from shadowstore.io.fs import FileStat, FileSystem, Lock
 
 
 class StorageGroup:
@@ -176,138 +168,13 @@ class StorageGroup:
     # --- mount --------------------------------------------------------------------------------------------
 
     def mount(self) -> RecoveryReport:
-        """Mount every store, running soft recovery first if any is in Dirty Shutdown.
+        """Mount every store, running soft recovery first if any is in Dirty Shutdown (engine/mount.py).
 
         Raises StorageGroupBusyError (another process), DatabaseNotFoundError, the log errors of recovery
         (-528, -543, -530, -515, -501, ...) with their events, LogDiskFullError when the reserve logs cannot
         be created. On failure nothing stays open.
         """
-        with self._mutex:
-            if self._mounted:
-                return self.last_recovery or RecoveryReport()
-            self._offline_reason = None
-            self.stopped_because = None
-            self._lock = self.fs.lock(self.lock_path, f"pid {os.getpid()} ({this_command()})")
-            try:
-                report = self._mount_phases()
-            except BaseException:
-                self._abandon()
-                raise
-            self._mounted = True
-            self.last_checkpoint_us = now_us()
-            self.last_recovery = report
-            self.events.emit(1000, sg=self.name, stores=", ".join(self.stores) or "no stores")
-            return report
-
-    def _mount_phases(self) -> RecoveryReport:
-        mountlog.refuse_interrupted_restore(self.fs, self.config)
-        removed = resync.sweep_temporaries(self.fs, self.config)
-        if removed:
-            self.events.emit(1027, sg=self.name, files=", ".join(os.path.basename(p) for p in removed))
-        resync.sync_folders(self.fs, self.config)  # see engine/resync.py: a failed fsync before this mount
-        self._open_store_files()
-        logs = mountlog.complete_interrupted_roll(
-            self.fs, self.config, LogSet.scan(self.fs, self.config.log_dir, self.base)
-        )
-        dirty = [
-            f"{s.path} (logs from generation {s.replay_start.gen})"
-            for s in self.stores.values()
-            if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN
-        ]
-        current, logs = mountlog.open_current_log(self.fs, self.config, logs, dirty, self.events)
-        self.signature = current.signature
-        current_scan = scan_generation(
-            logs.current or self.current_log_path,
-            read_file(self.fs, self.current_log_path),
-            current,
-            tolerate_torn_tail=True,
-        )
-        self._start_log_writer(current, current_scan)
-        handle = self.log.current_file()
-        assert handle is not None
-        resync.resync_last_block(handle, current_scan)  # before recovery writes anything that relies on it
-        report = recover(self, logs, current, current_scan)
-        mountlog.quarantine_torn_tail(self.fs, self.config, current_scan, handle)
-        created = layout.ensure_reserve_logs(self.fs, self.config.log_dir, self.config.log_file_size)
-        if created:
-            self.events.emit(1022, sg=self.name, files=", ".join(created))
-        self._open_checkpoint_file()
-        for gen in logs.archived:
-            self.watch.remember(gen)
-        for store in self.stores.values():
-            self._attach(store)
-        self.write_checkpoint()
-        self._maintenance = Maintenance(self)
-        self._maintenance.start()
-        return report
-
-    def _open_store_files(self) -> None:
-        for store in self.stores.values():
-            try:
-                header = store.open()
-                assert store.file is not None
-                store.file.write_header(header)  # durable as read (engine/resync.py)
-            except FileNotFoundError:
-                raise DatabaseNotFoundError(
-                    f"store {store.name!r} of {self.name!r}: {store.path} does not exist",
-                    hint="restore it from a backup, or remove the store from the configuration",
-                ) from None
-
-    def _start_log_writer(self, current: LogHeader, scan: Generation) -> None:
-        self.log = LogWriter(
-            fs=self.fs,
-            log_dir=self.config.log_dir,
-            base=self.base,
-            signature=current.signature,
-            file_size=current.file_size,
-            page_size=self.config.page_size,
-            circular=self.config.circular_logging,
-            events=self.events,
-            sg=self.name,
-            attached=self.attach_list,
-            checkpoint=lambda: self._checkpoint_pos,
-            waits=self.waits,
-        )
-        self.log.on_roll.append(self._on_roll)
-        self.log.on_disk_full.append(self._on_disk_full)
-        self.log.start(current, self.fs.open(self.current_log_path), scan.end_offset, scan.blocks)
-
-    def _open_checkpoint_file(self) -> None:
-        problem = None
-        try:
-            chk, _damaged = read_checkpoint(self.fs, self.checkpoint_path)
-            if chk.signature == self.signature:
-                self._chk = CheckpointFile(self.fs, self.checkpoint_path, chk.sequence, self.lost_writes)
-                self._checkpoint_pos = chk.checkpoint
-                if chk.full_backup_us:
-                    self.last_full_backup = (chk.full_backup, chk.full_backup_us)
-                if chk.inc_backup_us:
-                    self.last_inc_backup = (chk.inc_backup, chk.inc_backup_us)
-                return
-            problem = "from another log stream"
-        except ShadowStoreError as exc:
-            problem = f"unusable ({exc.message})"
-        self.events.emit(1031, sg=self.name, file=self.checkpoint_path, problem=problem)
-        self._chk = CheckpointFile.create(
-            self.fs, self.checkpoint_path, self._checkpoint_record(self.log.tail, self.signature, []), self.lost_writes
-        )
-        self._checkpoint_pos = self.log.tail
-
-    def _attach(self, store: Store) -> None:
-        """Load and verify the durable state, then: ATTACH record, durable; then the header says Dirty Shutdown.
-
-        Nothing is written before the catalog and space map were read, so a store that cannot be loaded is
-        left exactly as it was (in Clean Shutdown, needing no logs).
-        """
-        assert store.header is not None
-        store.load_state()
-        record = pack_attach(AttachRecord(store.dbid, store.header.db_signature, now_us(), store.path))
-        start, end = self.log.append(record, update=False)
-        self.log.flush(end)
-        self.fs.crash_point("mount.after_attach_record")
-        store.write_dirty_header(start, end)
-        store.mounted = True
-        self.events.emit(1002, sg=self.name, store=store.name, file=store.path, lgpos=str(end))
+        return mount.mount(self)
 
     # --- dismount -----------------------------------------------------------------------------------------
 

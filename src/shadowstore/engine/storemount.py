@@ -10,7 +10,7 @@ group's, so only the store changes:
   close the file, event 1003; then ``E00.chk``, whose attach list no longer names the store and whose checkpoint
   no longer waits for it. Crash points ``dismount.after_detach_record`` and ``dismount.after_clean_header``.
 * ``mount_store``: open the file, refuse a store in Dirty Shutdown (-550, below), then the attach a mount does
-  (``StorageGroup._attach``: load and verify the catalog and space map, ATTACH record durable, crash point
+  (engine/mount.py ``attach``: load and verify the catalog and space map, ATTACH record durable, crash point
   ``mount.after_attach_record``, header in Dirty Shutdown, event 1002); then ``E00.chk``.
 
 Why a crash at any instant is safe: soft recovery replays only stores whose header says Dirty Shutdown, and it
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shadowstore.engine import dismount
+from shadowstore.engine import dismount, mount
 from shadowstore.errors import (
     BackupInProgressError,
     DatabaseDirtyShutdownError,
@@ -105,7 +105,7 @@ def mount_store(sg: StorageGroup, name: str) -> bool:
         _check_can_change(sg, store, "mount")
         try:
             _open_clean(sg, store)
-            sg._attach(store)
+            mount.attach(sg, store)
         except BaseException:
             _close(store)
             raise

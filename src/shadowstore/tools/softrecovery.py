@@ -1,6 +1,6 @@
 """eseutil /r: soft recovery of one storage group named by its log base (``E00``), leaving it dismounted.
 
-Recovery is the mount's own (engine/storagegroup.py ``mount``: soft recovery replays the logs from the
+Recovery is the mount's own (engine/mount.py: soft recovery replays the logs from the
 checkpoint into every store in Dirty Shutdown), followed by a clean dismount (engine/dismount.py), so every
 store ends in Clean Shutdown needing no log, exactly as a mount and a dismount would leave it; nothing here
 replays anything itself. A storage group that is mounted (its lock is held, by the Information Store service
