@@ -205,8 +205,13 @@ class InformationStore:
         """``shadowstore status`` as the service sees the home: each storage group as its files show it (the
         same document the CLI makes without the service), with who mounted it and which stores are mounted."""
         home = self.owned()
-        with self._mutex:  # why: a mount holds it from taking its group to mounting it; none is dropped meanwhile
-            home.forget_dismounted()  # what another process changed in a dismounted group since (sg move)
+        # What another process changed in a dismounted group since (sg move, a restore) shows. Not while a mount
+        # or dismount runs: it holds the group it is about to mount, and status must answer during a long recovery.
+        if self._mutex.acquire(blocking=False):
+            try:
+                home.forget_dismounted()
+            finally:
+                self._mutex.release()
         status = home.status()
         groups = []
         for entry in status["storage_groups"]:  # type: ignore[attr-defined]
