@@ -134,6 +134,10 @@ def test_a_missing_store_file_fails_the_mount_naming_it() -> None:
         sg.mount()
     assert path in str(info.value)
     assert not sg.mounted
+    hint = info.value.hint
+    assert hint.startswith("if the file was moved, put it back")  # a moved file is not lost: no restore first
+    assert "shadowstore sg move 'First Storage Group' --resume" in hint
+    assert "shadowstore restore plan --sg 'First Storage Group' --in-place" in hint
 
 
 def test_stores_added_later_mount_with_the_others() -> None:

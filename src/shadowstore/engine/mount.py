@@ -17,6 +17,7 @@ storage group stays mounted (engine/storemount.py); crash point ``mount.after_at
 from __future__ import annotations
 
 import os
+import shlex
 from typing import TYPE_CHECKING
 
 from shadowstore.engine import layout, mountlog, resync
@@ -113,10 +114,19 @@ def _open_store_files(sg: StorageGroup) -> None:
             assert store.file is not None
             store.file.write_header(header)  # durable as read (engine/resync.py)
         except FileNotFoundError:
-            raise DatabaseNotFoundError(
-                f"store {store.name!r} of {sg.name!r}: {store.path} does not exist",
-                hint="restore it from a backup, or remove the store from the configuration",
-            ) from None
+            raise store_missing(sg, store) from None
+
+
+def store_missing(sg: StorageGroup, store: Store) -> DatabaseNotFoundError:
+    """The refusal to mount ``store``, whose file is not where the configuration says. Why the hint starts with a
+    move: a file moved by hand, or by a move cut short, is not lost, and a restore would replace it."""
+    name = shlex.quote(sg.name)
+    return DatabaseNotFoundError(
+        f"store {store.name!r} of {sg.name!r}: {store.path} does not exist",
+        hint="if the file was moved, put it back or name its folder in the configuration (a move cut short is "
+        f"finished by 'shadowstore sg move {name} --resume'); if it is lost, restore it from a backup ('shadowstore "
+        f"restore plan --sg {name} --in-place' shows how) or remove the store from the configuration",
+    )
 
 
 def _start_log_writer(sg: StorageGroup, current: LogHeader, scan: Generation) -> None:

@@ -40,7 +40,6 @@ from shadowstore.engine import dismount, mount
 from shadowstore.errors import (
     BackupInProgressError,
     DatabaseDirtyShutdownError,
-    DatabaseNotFoundError,
     NotMountedError,
     ShadowStoreError,
 )
@@ -129,10 +128,7 @@ def _open_clean(sg: StorageGroup, store: Store) -> None:
     try:
         header = store.open()
     except FileNotFoundError:
-        raise DatabaseNotFoundError(
-            f"store {store.name!r} of {sg.name!r}: {store.path} does not exist",
-            hint="restore it from a backup, or remove the store from the configuration",
-        ) from None
+        raise mount.store_missing(sg, store) from None
     if header.state == STATE_DIRTY_SHUTDOWN:
         raise DatabaseDirtyShutdownError(
             f"store {store.name!r} of {sg.name!r} ({store.path}) is in Dirty Shutdown: some of its committed data "
