@@ -16,6 +16,7 @@ The default home is ``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``, 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 from types import TracebackType
 
@@ -28,7 +29,7 @@ from shadowstore.engine.flushwaits import FlushWaits
 from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.engine.storagegroup import StorageGroup
-from shadowstore.errors import InvalidParameterError, NotFoundError, ShadowStoreError
+from shadowstore.errors import InvalidParameterError, NotFoundError, ShadowStoreError, StorageGroupBusyError
 from shadowstore.events import EventLog
 from shadowstore.format.common import format_time
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
@@ -225,7 +226,15 @@ class ServerHome:
             raise InvalidParameterError(f"store file name {file!r} must be a plain name ending in .edb")
         dbid = max((s.dbid for s in sg_config.stores), default=0) + 1
         sg = self.storage_group(sg_name)
-        lock = self.fs.lock(sg.lock_path, f"pid {os.getpid()} (store create)")
+        try:
+            lock = self.fs.lock(sg.lock_path, f"pid {os.getpid()} (store create)")
+        except StorageGroupBusyError as exc:
+            raise StorageGroupBusyError(
+                f"storage group {sg_name!r} is mounted or in use, and a store is added only to a dismounted one: "
+                f"{exc.message}",
+                hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(sg_name)}' when the Information "
+                "Store service has it; else stop the program that has it open), then run this again",
+            ) from None
         try:
             sg.add_store(name, dbid, os.path.join(sg.config.data_dir, file))
         finally:

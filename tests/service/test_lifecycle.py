@@ -183,6 +183,31 @@ def test_a_group_moved_while_dismounted_mounts_from_its_new_folders(service: Ser
     assert "priv1.edb" in os.listdir(new)
 
 
+def test_changing_a_group_the_service_has_mounted_says_to_dismount_it_there(service: Service, tmp_path: Path) -> None:
+    """'sg move' and 'store create' work on a dismounted group only: while the service has it, the refusal names
+    the service and the command that dismounts it, and following it (dismount, run again, mount) works."""
+    dismount = "shadowstore dismount 'First Storage Group'"
+    new = str(tmp_path / "disk2")
+    for args in (("sg", "move", SG, "--to", new), ("store", "create", SG, "Archive")):
+        refused = shadowstore(service.home, *args)
+        assert refused.returncode == 5, refused.stderr
+        error, hint = refused.stderr.splitlines()[:2]
+        assert "is mounted or in use" in error
+        assert f"pid {service.process.pid}" in error
+        assert f"hint: dismount it first (with '{dismount}' when the Information Store service has it" in hint
+    service.cli("dismount", SG)
+    for args in (("sg", "move", SG, "--to", new), ("store", "create", SG, "Archive")):
+        done = shadowstore(service.home, *args)
+        assert done.returncode == 0, done.stderr
+    service.cli("mount", SG)
+    stores = json.loads(service.cli("status", "--json").stdout)["storage_groups"][0]["stores"]
+    assert {s["name"]: s["mounted"] for s in stores} == {
+        "Mailbox Store": True,
+        "Public Folder Store": True,
+        "Archive": True,
+    }
+
+
 # --- the same output with and without the service ----------------------------------------------------------------
 
 

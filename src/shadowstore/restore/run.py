@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -302,9 +303,10 @@ def lock_destination(fs: FileSystem, dest: SgConfig, into: str) -> Any:
     except StorageGroupBusyError as exc:
         if "(restore into" in exc.message:
             raise RestoreInProgressError(f"another restore is running into {dest.name!r}: {exc.message}") from None
-        what = "dismount it" if into == INTO_PLACE else "dismount the recovery storage group"
         raise RestoreError(
-            f"storage group {dest.name!r} is in use: {exc.message}", hint=f"{what}, then run the restore again"
+            f"storage group {dest.name!r} is in use: {exc.message}",
+            hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(dest.name)}' when the Information Store "
+            "service has it; else stop the program that has it open), then run the restore again",
         ) from None
 
 

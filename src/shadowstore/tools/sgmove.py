@@ -211,7 +211,8 @@ def _take_lock(fs: FileSystem, name: str, base: str, system_dir: str) -> Lock:
     except StorageGroupBusyError as exc:
         raise StorageGroupBusyError(
             f"storage group {name!r} is mounted or in use: {exc.message}",
-            hint="dismount it (stop the process that has it open), then run the move again; nothing was copied",
+            hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(name)}' when the Information Store "
+            "service has it; else stop the program that has it open), then run the move again; nothing was copied",
         ) from None
 
 
