@@ -40,6 +40,15 @@ from shadowstore.io.fs import FileSystem, OsFileSystem
 EVENTS_DIR = "events"  # <home>/events: the event log, which needs no configuration to be read
 
 
+def dismount_first(sg_name: str, then: str) -> str:
+    """The hint of a refusal to change storage group ``sg_name`` while a process has it mounted: the service's
+    dismount when it is the service (stopping it would stop every store), else the program that has it."""
+    return (
+        f"dismount it first (with 'shadowstore dismount {shlex.quote(sg_name)}' when the Information Store service "
+        f"has it; else stop the program that has it open), then {then}"
+    )
+
+
 def default_home() -> str:
     """``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``, else ``~/.local/share/shadowstore``."""
     explicit = os.environ.get("SHADOWSTORE_HOME")
@@ -232,8 +241,7 @@ class ServerHome:
             raise StorageGroupBusyError(
                 f"storage group {sg_name!r} is mounted or in use, and a store is added only to a dismounted one: "
                 f"{exc.message}",
-                hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(sg_name)}' when the Information "
-                "Store service has it; else stop the program that has it open), then run this again",
+                hint=dismount_first(sg_name, "run this again"),
             ) from None
         try:
             sg.add_store(name, dbid, os.path.join(sg.config.data_dir, file))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import time
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -50,7 +49,7 @@ from shadowstore.errors import (
     StorageGroupBusyError,
 )
 from shadowstore.format.common import iso_time
-from shadowstore.home import ServerHome
+from shadowstore.home import ServerHome, dismount_first
 from shadowstore.io.fs import FileSystem
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
 from shadowstore.restore.phases import Progress, clear_db_staging, db_staging, fetch, recover
@@ -305,8 +304,7 @@ def lock_destination(fs: FileSystem, dest: SgConfig, into: str) -> Any:
             raise RestoreInProgressError(f"another restore is running into {dest.name!r}: {exc.message}") from None
         raise RestoreError(
             f"storage group {dest.name!r} is in use: {exc.message}",
-            hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(dest.name)}' when the Information Store "
-            "service has it; else stop the program that has it open), then run the restore again",
+            hint=dismount_first(dest.name, "run the restore again"),
         ) from None
 
 

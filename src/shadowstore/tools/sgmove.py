@@ -48,7 +48,7 @@ from shadowstore.errors import (
     NotFoundError,
     StorageGroupBusyError,
 )
-from shadowstore.home import ServerHome
+from shadowstore.home import ServerHome, dismount_first
 from shadowstore.io.fs import FileSystem, Lock
 from shadowstore.io.replace import remove_temporaries_in, remove_temporaries_of
 from shadowstore.tools.movejournal import (
@@ -211,8 +211,7 @@ def _take_lock(fs: FileSystem, name: str, base: str, system_dir: str) -> Lock:
     except StorageGroupBusyError as exc:
         raise StorageGroupBusyError(
             f"storage group {name!r} is mounted or in use: {exc.message}",
-            hint=f"dismount it first (with 'shadowstore dismount {shlex.quote(name)}' when the Information Store "
-            "service has it; else stop the program that has it open), then run the move again; nothing was copied",
+            hint=dismount_first(name, "run the move again; nothing was copied"),
         ) from None
 
 
