@@ -88,3 +88,32 @@ def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is
     with pytest.raises(ReadVerifyFailureError, match=r"page 6.*claims to be page 7"):
         file.read_blob_pieces(ref)
     file.close()
+
+
+def test_a_blob_read_into_memory_of_the_callers_is_verified_there_and_its_payloads_named(tmp_path: Path) -> None:
+    size = 4096
+    file, path = _empty_file(tmp_path, size)
+    data = bytes(range(256)) * 40  # three pages, the last one partly full
+    ref = BlobRef(len(data), 4, 3)
+    file.ensure_pages(8)
+    file.write_pages(file.blob_pages(data, ref, 0))
+    assert file.blob_span(ref) == 3 * size
+    memory = bytearray(b"\xee" * (4 * size))
+    view = memoryview(memory)[100:]  # anywhere in the caller's memory
+    runs = file.read_blob_into(ref, view)
+    assert [length for _, length in runs] == [size - 24, size - 24, len(data) - 2 * (size - 24)]
+    assert b"".join(view[at : at + length] for at, length in runs) == data
+    assert memory[100 + 3 * size :] == b"\xee" * (size - 100)  # nothing past the blob's pages
+    assert file.read_blob_into(BlobRef(0, 0, 0), view) == []
+    file.close()
+    with open(path, "r+b") as f:  # one flipped byte in the last page's payload
+        f.seek(6 * size + 50)
+        byte = f.read(1)
+        f.seek(6 * size + 50)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+    with pytest.raises(ReadVerifyFailureError, match=r"page 6.*checksum mismatch"):
+        file.read_blob_into(ref, view)
+    with pytest.raises(ReadVerifyFailureError, match="page 7"):  # past the end of the file
+        file.read_blob_into(BlobRef(size, 7, 2), view)
+    file.close()

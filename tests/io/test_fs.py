@@ -57,6 +57,41 @@ def fsync_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+# --- reading into memory of the caller's ------------------------------------------------------------------------
+
+
+def test_pread_into_fills_the_buffer_and_says_how_much_it_read(world: tuple[FileSystem, str]) -> None:
+    fs, folder = world
+    path = os.path.join(folder, "f")
+    data = bytes(range(256)) * 40
+    write(fs, path, data)
+    handle = fs.open(path)
+    buffer = bytearray(b"\xee" * 4000)
+    assert handle.pread_into(memoryview(buffer)[:3000], 100) == 3000
+    assert buffer[:3000] == data[100:3100]
+    assert buffer[3000:] == b"\xee" * 1000  # nothing past the view
+    assert handle.pread_into(memoryview(buffer), len(data) - 10) == 10  # the end of the file: fewer
+    assert buffer[:10] == data[-10:]
+    handle.close()
+
+
+def test_pread_into_goes_on_after_a_short_read(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = os.path.join(str(tmp_path), "f")
+    data = os.urandom(10_000)
+    write(OsFileSystem(), path, data)
+    real = os.preadv
+
+    def short(fd: int, buffers: list[memoryview], offset: int) -> int:  # at most 1,000 bytes a call
+        return real(fd, [buffers[0][:1000]], offset)
+
+    monkeypatch.setattr(os, "preadv", short)
+    handle = OsFileSystem().open(path)
+    buffer = bytearray(10_000)
+    assert handle.pread_into(memoryview(buffer), 0) == 10_000
+    assert bytes(buffer) == data
+    handle.close()
+
+
 # --- folders ------------------------------------------------------------------------------------------------------
 
 

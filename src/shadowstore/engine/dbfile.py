@@ -290,12 +290,35 @@ class DatabaseFile:
         page is verified first. Raises ReadVerifyFailureError or DatabaseCorruptedError."""
         if ref.page_count == 0:
             return []
-        size = self.page_size
-        offset = ref.first_page * size
         try:
-            raw = memoryview(self.handle.pread(ref.page_count * size, offset))
+            raw = memoryview(self.handle.pread(self.blob_span(ref), ref.first_page * self.page_size))
         except OSError as exc:
             raise _io_error(exc, f"reading pages {ref.first_page}.. of {self.path}") from exc
+        return [raw[at : at + length] for at, length in self._payloads(ref, raw)]
+
+    def read_blob_into(self, ref: BlobRef, buffer: memoryview) -> list[tuple[int, int]]:
+        """Read a blob's pages into ``buffer`` (at least ``blob_span(ref)`` bytes), verify them there, and return
+        where its bytes are: (offset in ``buffer``, length) of each page's payload, in order. Why: the service
+        reads a mailbox for a client into memory they share, and a copy from a buffer of its own into that
+        memory was, measured, a third of its reading. Raises ReadVerifyFailureError or DatabaseCorruptedError."""
+        if ref.page_count == 0:
+            return []
+        span = self.blob_span(ref)
+        raw = buffer[:span]
+        try:
+            got = self.handle.pread_into(raw, ref.first_page * self.page_size)
+        except OSError as exc:
+            raise _io_error(exc, f"reading pages {ref.first_page}.. of {self.path}") from exc
+        return self._payloads(ref, raw[:got])
+
+    def blob_span(self, ref: BlobRef) -> int:
+        """Bytes of the pages that hold the blob ``ref``."""
+        return ref.page_count * self.page_size
+
+    def _payloads(self, ref: BlobRef, raw: memoryview) -> list[tuple[int, int]]:
+        """(offset, length) of each page payload of the blob ``ref`` whose pages ``raw`` holds, every page verified
+        (all at once, then one by one to name the first that fails and why)."""
+        size = self.page_size
         if len(raw) != ref.page_count * size:
             pgno = ref.first_page + len(raw) // size
             raise self.verify_failure(pgno, pgno * size, "the file ends inside a blob", None, None)
@@ -308,15 +331,12 @@ class DatabaseFile:
                     lengths.append(verify_page(raw[i * size : (i + 1) * size], pgno).length)
                 except PageError as exc:
                     raise self.verify_failure(pgno, pgno * size, str(exc), exc.stored, exc.computed) from None
-        head = PAGE_HEADER.size
-        starts = range(head, len(raw), size)
-        pieces = [raw[at : at + length] for at, length in zip(starts, lengths, strict=True)]
         total = sum(lengths)
         if total != ref.length:
             raise DatabaseCorruptedError(
                 f"{self.path}: blob at page {ref.first_page} holds {total} bytes, its reference says {ref.length}"
             )
-        return pieces
+        return list(zip(range(PAGE_HEADER.size, len(raw), size), lengths, strict=True))
 
 
 def _io_error(exc: OSError, doing: str) -> DiskFullError | DiskIOError:

@@ -9,7 +9,7 @@ managers: leaving the block normally commits, an exception aborts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from shadowstore.engine import btree
@@ -152,6 +152,26 @@ class Transaction:
             assert value.ref is not None
             return list(self.store.read_blob_pieces(value.ref))
         return list(self.store.read_blob_pieces(value))  # type: ignore[arg-type]
+
+    def get_placed(
+        self, table: str, key: bytes, space: Callable[[int], memoryview | None]
+    ) -> tuple[list[bytes | memoryview], list[tuple[int, int]] | None] | None:
+        """As ``get_pieces``, or, for a long value on disk, its pages read into the memory ``space(n)`` gives for
+        their n bytes (memory a service shares with its client): then ``([], runs)``, each run the (offset in that
+        memory, length) of a page payload, in order. ``(pieces, None)`` when the value is not there to read, or
+        ``space`` gave None; None when there is no such key."""
+        self._check_open()
+        value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
+        if value is None:
+            return None
+        ref = value.ref if type(value) is Blob and value.data is None else value
+        if type(ref) is not BlobRef or self.store.file is None:
+            pieces = self.get_pieces(table, key)
+            return None if pieces is None else (pieces, None)
+        buffer = space(self.store.file.blob_span(ref))
+        if buffer is None:
+            return list(self.store.read_blob_pieces(ref)), None
+        return [], self.store.file.read_blob_into(ref, buffer)
 
     def range(
         self, table: str, start: bytes | None = None, end: bytes | None = None, *, prefix: bytes | None = None

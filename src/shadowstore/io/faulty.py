@@ -57,6 +57,11 @@ class FaultFile:
             self._live()
             return bytes(self._inode.data[offset : offset + size])
 
+    def pread_into(self, buffer: memoryview, offset: int) -> int:
+        data = self.pread(len(buffer), offset)
+        buffer[: len(data)] = data
+        return len(data)
+
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         with self._fs._guard():
             self._live()

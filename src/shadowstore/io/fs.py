@@ -53,6 +53,9 @@ class FileHandle(Protocol):
 
     def pread(self, size: int, offset: int) -> bytes: ...
 
+    def pread_into(self, buffer: memoryview, offset: int) -> int:
+        """Fill ``buffer`` from ``offset``; returns the bytes read (fewer only at the end of the file)."""
+
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """Write all of ``data`` at ``offset`` or raise ``OSError``."""
 
@@ -191,6 +194,15 @@ class OsFile:
             size -= len(chunk)
             offset += len(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def pread_into(self, buffer: memoryview, offset: int) -> int:
+        done = 0
+        while done < len(buffer):
+            got = os.preadv(self.fd, [buffer[done:]], offset + done)
+            if not got:
+                break
+            done += got
+        return done
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         written = os.pwrite(self.fd, data, offset)
