@@ -16,6 +16,7 @@ from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
 from shadowstore.mail import schema
 from shadowstore.mail.backend import DirectMail
 from shadowstore.mail.mailstore import MailStore, prepare_items
+from shadowstore.mail.schema import StoredMessage
 from tests.conftest import examples, fault_home, reopen
 
 STORE = "Mailbox Store"
@@ -310,6 +311,41 @@ def test_stored_messages_are_the_messages_as_the_store_holds_them(mail: MailStor
     assert [s.pieces for s in mail.stored_messages("alice", "Sent", raw=False)] == [[]]
     with pytest.raises(NotFoundError, match="no folder 'Nowhere'"):
         mail.stored_messages("alice", "Nowhere")  # at the call, as messages() does
+
+
+def test_stored_messages_read_into_memory_the_reader_gives_where_it_gives_some(mail: MailStore, store: Store) -> None:
+    mail.create_mailbox("alice")
+    raws = [message(0), message(1, size=40_000), message(2, size=200_000), message(3, size=90_000)]
+    mail.add_messages("alice", "INBOX", [(raw, {}) for raw in raws])
+    in_memory = message(4, size=50_000)
+    memory = bytearray(1 << 20)
+    given: list[int] = []
+    starts: list[int] = []
+
+    def space(size: int) -> memoryview | None:
+        if size > 100_000:  # refused: read into the store's own buffer, as without ``space``
+            return None
+        start = 8 + sum(given)
+        given.append(size)
+        starts.append(start)
+        return memoryview(memory)[start : start + size]
+
+    store.sg.checkpoint()  # why: long values then come from their pages, not from memory
+    mail.add_messages("alice", "INBOX", [(in_memory, {})])  # not checkpointed: given as it is held in memory
+    stored = list(mail.stored_messages("alice", space=space))
+
+    placed = iter(starts)
+
+    def body(s: StoredMessage) -> bytes:
+        if s.runs is None:
+            return b"".join(s.pieces)
+        start = next(placed)
+        return b"".join(memory[start + at : start + at + length] for at, length in s.runs)
+
+    assert [body(s) for s in stored] == [*raws, in_memory]
+    assert [s.runs is not None for s in stored] == [False, True, False, True, False]  # inline, refused, in memory
+    assert given == [-(-len(raw) // (store.page_size - 24)) * store.page_size for raw in (raws[1], raws[3])]
+    assert all(s.pieces == [] for s in stored if s.runs is not None)
 
 
 def test_a_stored_property_record_that_is_not_json_is_reported_as_corruption(mail: MailStore, store: Store) -> None:

@@ -356,3 +356,12 @@ def test_a_large_read_goes_through_shared_memory_and_gives_what_the_api_gives(se
     records.close()  # type: ignore[attr-defined]
     assert mail.add("bob", "INBOX", [b"after"], [{}]) == [4]
     assert service.client.get("/v1/health")["pid"] == service.process.pid
+
+    # Read from the disk now (a dismount writes every page, a mount reads nothing of the mail): the store reads
+    # each message's pages straight into the regions and the client joins their payloads
+    service.cli("dismount", "First Storage Group")
+    service.cli("mount", "First Storage Group")
+    fresh = RemoteMail(service.client)
+    assert [r.raw for r in fresh.messages("alice", "INBOX")] == rest[:90] + big
+    assert rows(fresh.messages("alice")) == rows(over_api.messages("alice"))
+    assert _shared_reads(service) == before + 5

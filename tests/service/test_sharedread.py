@@ -82,6 +82,7 @@ def test_a_message_larger_than_a_region_is_not_placed() -> None:
     service_end, client_end = socket.socketpair()
     regions = SharedRegions(service_end)
     assert regions.place([b"x" * (REGION + 1)], REGION + 1, []) is None
+    assert regions.reserve(REGION + 1, []) is None
     regions.close()
     service_end.close()
     client_end.close()
@@ -109,3 +110,65 @@ def test_a_client_that_acknowledges_the_wrong_region_ends_the_read() -> None:
     regions.close()
     service_end.close()
     client_end.close()
+
+
+def test_pages_read_straight_into_a_region_arrive_as_the_runs_of_their_payloads() -> None:
+    service_end, client_end = socket.socketpair()
+    service_end.settimeout(30)
+    page, head = 4096, 24
+    messages = [os.urandom(n) for n in (100, 5000, 9000, REGION // 2, REGION // 3, 1, 12_345)] * 3
+
+    def serve() -> None:
+        regions = SharedRegions(service_end)
+        regions.offer(struct.pack(">I", 2) + b"{}")
+        pending: list[bytes | memoryview] = []
+        for message in messages:
+            chunks = [message[i : i + page - head] for i in range(0, len(message), page - head)]
+            memory = regions.reserve(len(chunks) * page, pending)  # as the store reads a long value's pages
+            assert memory is not None
+            runs = []
+            for n, chunk in enumerate(chunks):
+                memory[n * page : n * page + head] = b"h" * head  # a page header: not the message's
+                memory[n * page + head : n * page + head + len(chunk)] = chunk
+                runs.append((n * page + head, len(chunk)))
+            memory.release()
+            pending.append(regions.runs_frame(runs))
+        pending.append(struct.pack(">I", 0))
+        from shadowstore.service.unixsocket import send_pieces
+
+        send_pieces(service_end, pending)
+        regions.close()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    head_bytes, fd = receive_head(client_end)
+    assert fd is not None
+    view = SharedView(fd, 2 * REGION)
+    stream = client_end.makefile("rb")
+    assert stream.read(struct.unpack(">I", head_bytes)[0]) == b"{}"
+    got = []
+    while True:
+        (length,) = struct.unpack(">I", stream.read(4))
+        if length == 0:
+            break
+        if length & PLACE:
+            got.append(view.bytes_at(stream.read(length & ~PLACE)))
+        else:
+            assert stream.read(length) == RELEASE
+            view.release(client_end)
+    server.join(30)
+    assert got == messages
+    view.close()
+    stream.close()
+    client_end.close()
+    service_end.close()
+
+
+def test_runs_outside_the_regions_are_refused() -> None:
+    fd = os.memfd_create("test", os.MFD_CLOEXEC)
+    os.ftruncate(fd, 4096)
+    view = SharedView(fd, 4096)
+    with pytest.raises(ServiceError, match="outside the shared regions"):
+        view.bytes_at(struct.pack(">QQQQ", 0, 100, 4090, 10))
+    assert view.bytes_at(struct.pack(">QQQQ", 0, 2, 10, 3)) == bytes(5)
+    view.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 from shadowstore.engine.store import Store
@@ -153,12 +153,20 @@ class MailStore:
         ``raw=False`` the records carry properties only (``raw`` is empty), which is what a listing needs."""
         return self._iterate(self._find(mailbox, folder), folder, raw)
 
-    def stored_messages(self, mailbox: str, folder: str | None = None, *, raw: bool = True) -> Generator[StoredMessage]:
+    def stored_messages(
+        self,
+        mailbox: str,
+        folder: str | None = None,
+        *,
+        raw: bool = True,
+        space: Callable[[int], memoryview | None] | None = None,
+    ) -> Generator[StoredMessage]:
         """As ``messages``, each message as the store holds it: its property record encoded (checked to be a
         JSON object, not decoded) and its bytes as the pieces the store reads, uncopied. For a program that
         sends messages on (the service's mail socket), which then neither decodes and encodes the properties
-        again nor copies the bytes."""
-        return self._iterate_stored(self._find(mailbox, folder), folder, raw)
+        again nor copies the bytes. With ``space``, a message whose bytes are on disk is read into the memory
+        ``space(n)`` gives for its n bytes of pages, when it gives some (``StoredMessage.runs``)."""
+        return self._iterate_stored(self._find(mailbox, folder), folder, raw, space)
 
     def get(self, mailbox: str, folder: str, uid: int) -> MessageRecord:
         """One message. Raises NotFoundError for an unknown mailbox, folder or uid."""
@@ -189,13 +197,19 @@ class MailStore:
                 props = decode_record(value, TABLE_PROPS, key)
                 yield MessageRecord(name, uid, _raw(snap, key) if raw else b"", props)
 
-    def _iterate_stored(self, record: dict[str, Any], folder: str | None, raw: bool) -> Generator[StoredMessage]:
+    def _iterate_stored(
+        self, record: dict[str, Any], folder: str | None, raw: bool, space: Callable[[int], memoryview | None] | None
+    ) -> Generator[StoredMessage]:
         with contextlib.closing(self._walk(record, folder)) as walk:
             for snap, name, key, value in walk:
                 if value[:1] != b"{" or value[-1:] != b"}":  # what decode_record would refuse, cheaply
                     raise DatabaseCorruptedError(f"table {TABLE_PROPS}: the record of key {key.hex()} is not JSON")
-                pieces = _raw_pieces(snap, key) if raw else []
-                yield StoredMessage(name, schema.unpack_message_key(key).uid, value, pieces)
+                uid = schema.unpack_message_key(key).uid
+                if raw and space is not None:
+                    pieces, runs = _placed(snap, key, space)
+                    yield StoredMessage(name, uid, value, pieces, runs)
+                else:
+                    yield StoredMessage(name, uid, value, _raw_pieces(snap, key) if raw else [])
 
     def _walk(self, record: dict[str, Any], folder: str | None) -> Generator[tuple[Transaction, str, bytes, bytes]]:
         """(snapshot, folder name, key, encoded properties) of each message of ``record``'s mailbox (or one
@@ -275,6 +289,15 @@ def _raw_pieces(tx: Transaction, key: bytes) -> list[bytes | memoryview]:
     if pieces is None:  # why corruption: props and raw bytes are only ever written together
         raise DatabaseCorruptedError(f"table {TABLE_MESSAGES} has no message for key {key.hex()}, which has properties")
     return pieces
+
+
+def _placed(
+    tx: Transaction, key: bytes, space: Callable[[int], memoryview | None]
+) -> tuple[list[bytes | memoryview], list[tuple[int, int]] | None]:
+    placed = tx.get_placed(TABLE_MESSAGES, key, space)
+    if placed is None:  # why corruption: as in _raw_pieces
+        raise DatabaseCorruptedError(f"table {TABLE_MESSAGES} has no message for key {key.hex()}, which has properties")
+    return placed
 
 
 def _mailbox(tx: Transaction, name: str) -> dict[str, Any]:

@@ -67,12 +67,15 @@ class MessageRecord:
 
 class StoredMessage(NamedTuple):
     """One stored message as the store holds it: folder, uid, the property record's encoding (compact JSON,
-    as ``encode_record`` made it) and the raw bytes as pieces (empty when read without them)."""
+    as ``encode_record`` made it) and the raw bytes as pieces (empty when read without them), or, when they were
+    read into memory the reader gave (``MailStore.stored_messages`` ``space``), where they are there: ``runs``,
+    (offset, length) in that memory, in order."""
 
     folder: str
     uid: int
     props: bytes
     pieces: list[bytes | memoryview]
+    runs: list[tuple[int, int]] | None = None
 
 
 # --- keys ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shadowstore.home import DEFAULT_SG
@@ -84,9 +84,16 @@ class MailHost:
         return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 
     def stored_messages(
-        self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None, *, raw: bool = True
+        self,
+        mailbox: str,
+        folder: str | None,
+        sg: str | None = None,
+        store: str | None = None,
+        *,
+        raw: bool = True,
+        space: Callable[[int], memoryview | None] | None = None,
     ) -> Generator[StoredMessage]:
-        return self.mail(sg, store).stored_messages(mailbox, folder, raw=raw)
+        return self.mail(sg, store).stored_messages(mailbox, folder, raw=raw, space=space)
 
     def totals(
         self, mailbox: str, folder: str | None, sg: str | None = None, store: str | None = None

@@ -261,9 +261,16 @@ class MailSocket:
         spliced, its bytes the page payloads the store read, handed to the kernel uncopied (about half the
         service's work per message, measured, was re-encoding and copying). False when the connection is to
         end: after a read through shared memory, acknowledgements it did not wait for may still come."""
+        shared: SharedRegions | None = None
+        pending: list[bytes | memoryview] = []
+
+        def space(size: int) -> memoryview | None:
+            # why: pages read straight into the shared regions are not copied there again (sharedread.py)
+            return None if shared is None else shared.reserve(size, pending)
+
         try:
             messages = self.host.mail.stored_messages(
-                request.mailbox, request.folder, request.sg, request.store, raw=request.raw
+                request.mailbox, request.folder, request.sg, request.store, raw=request.raw, space=space
             )
         except ShadowStoreError as exc:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
@@ -287,11 +294,16 @@ class MailSocket:
             else:
                 self.host.mail.read_shared()
                 shared.offer(frame(json.dumps({"reading": True, "shared": 2 * REGION}).encode()))
-            pending: list[bytes | memoryview] = []
             size = 0
             for message in messages:
-                props, body = props_frame(message), sum(map(len, message.pieces))
-                place = None if shared is None else shared.place(message.pieces, body, pending)
+                props = props_frame(message)
+                body = sum(map(len, message.pieces))
+                place: bytes | None
+                if message.runs is not None:  # read into the shared regions already (``space``)
+                    assert shared is not None
+                    place = shared.runs_frame(message.runs)
+                else:
+                    place = None if shared is None else shared.place(message.pieces, body, pending)
                 if place is None:
                     pending += (props, frame_length(body), *message.pieces)
                     size += len(props) + body

@@ -16,7 +16,14 @@ from urllib.parse import quote
 from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.mail.schema import MessageRecord, parse_headers
 from shadowstore.service.client import PROBE_SECONDS, SOCKET_BUFFER, ServiceClient
-from shadowstore.service.sharedread import PLACE, RELEASE, SharedView, receive_head, shared_reads_work
+from shadowstore.service.sharedread import (
+    MAX_PLACE,
+    PLACE,
+    RELEASE,
+    SharedView,
+    receive_head,
+    shared_reads_work,
+)
 from shadowstore.service.unixsocket import send_pieces
 from shadowstore.service.wire import FRAMES, FrameReader, frame, frame_length, message_frames, raise_from_body
 
@@ -171,7 +178,12 @@ class MailSocketClient:
                     view.release(sock)  # every message placed before the mark was copied out
                     continue
                 length = _length_of(stream)
-                body = view.bytes_at(_exactly(stream, 16)) if view is not None and length & PLACE else None
+                body = None
+                if view is not None and length & PLACE:
+                    runs = length & ~PLACE
+                    if not 0 < runs <= MAX_PLACE or runs % 16:
+                        raise ServiceError(f"{self.where} sent a place of {runs} bytes, not whole runs of 16")
+                    body = view.bytes_at(_exactly(stream, runs))
                 if body is None:
                     body = _exactly(stream, length)
                 props = json.loads(props_bytes)

@@ -13,8 +13,10 @@ How (service/mailsocket.py has the rest of the protocol):
   client a descriptor of it opened read-only, with the first byte of its answer (SCM_RIGHTS). The client maps
   it read-only: it reads what the service puts there and can change nothing of it.
 * The body of a message that fits a region is a place in it: the body's length word has its top bit set
-  (``PLACE``) and the frame holds the offset and the length, 8 bytes each, big-endian. A longer message's body
-  is sent in the stream as usual.
+  (``PLACE``) and the frame holds runs, each an offset and a length (8 bytes each, big-endian), whose bytes in
+  order are the message's. One run when the service copied the message there; one per page when the store read
+  its pages straight into the region (``reserve``): then the runs skip the page headers. A message longer than
+  a region is sent in the stream as usual.
 * When a region has no room for the next message, the service sends a release mark (a frame of the single
   byte ``R`` where the next message's properties would be) and goes on in the other region. Before it writes
   a region again it waits for the client's acknowledgement of that region's mark: one byte on the socket, sent
@@ -37,6 +39,7 @@ from shadowstore.service.unixsocket import send_pieces
 REGION = 4 << 20  # bytes per region; two per read, so 8 MiB of memory per shared read at most
 SHARED_FROM = 8 * REGION  # bytes a read must hold to go through shared memory (mailsocket.py ``_share``)
 PLACE = 0x8000_0000  # the top bit of a body's length word: the frame holds a place, not the bytes
+MAX_PLACE = 16 * (REGION // 1024)  # bytes of runs a place may hold: one run per page of a region, and to spare
 RELEASE = b"R"  # the frame that marks a region's end
 _PLACE = struct.Struct(">IQQ")
 
@@ -66,6 +69,7 @@ class SharedRegions:
             os.close(fd)
         self._region = 0
         self._used = 0
+        self._reserved = 0  # where the last reserve began
         self._unacknowledged = [False, False]
 
     def offer(self, answer: bytes) -> None:
@@ -81,6 +85,36 @@ class SharedRegions:
         or None when the message is larger than a region (its bytes go in the stream). When the region in use
         has no room, ``pending`` and the region's mark are sent first, and the other region is taken once the
         client has acknowledged it."""
+        start = self._room(size, pending)
+        if start is None:
+            return None
+        at = start
+        for piece in pieces:
+            end = at + len(piece)
+            self.map[at:end] = piece
+            at = end
+        return _PLACE.pack(PLACE | 16, start, size)
+
+    def reserve(self, size: int, pending: list[bytes | memoryview]) -> memoryview | None:
+        """``size`` bytes of a region for the store to read a message's pages into (``runs_frame`` then says
+        where its bytes are), or None when they do not fit a region; the region is taken as ``place`` takes it."""
+        start = self._room(size, pending)
+        if start is None:
+            return None
+        self._reserved = start
+        with memoryview(self.map) as whole:
+            return whole[start : start + size]
+
+    def runs_frame(self, runs: list[tuple[int, int]]) -> bytes:
+        """The body frame of the message last read into ``reserve``'s bytes, whose ``runs`` are (offset in those
+        bytes, length)."""
+        words = [n for offset, length in runs for n in (self._reserved + offset, length)]
+        return struct.pack(f">I{len(words)}Q", PLACE | 8 * len(words), *words)
+
+    def _room(self, size: int, pending: list[bytes | memoryview]) -> int | None:
+        """Where ``size`` bytes go in a region, or None when they are more than a region holds. When the region in
+        use has no room, ``pending`` and its mark are sent first, and the other region is taken once the client
+        has acknowledged it."""
         if size > REGION:
             return None
         if self._used + size > REGION:
@@ -92,16 +126,14 @@ class SharedRegions:
             self._used = 0
             if self._unacknowledged[self._region]:
                 self._wait_for(self._region)
-        start = at = self._region * REGION + self._used
-        for piece in pieces:
-            end = at + len(piece)
-            self.map[at:end] = piece
-            at = end
+        start = self._region * REGION + self._used
         self._used += size
-        return _PLACE.pack(PLACE | 16, start, size)
+        return start
 
     def close(self) -> None:
-        self.map.close()
+        # why suppressed: a view of a read that failed may still be held by its traceback; the map goes with it
+        with contextlib.suppress(BufferError):
+            self.map.close()
 
     def _wait_for(self, region: int) -> None:
         got = self.conn.recv(1)
@@ -124,11 +156,20 @@ class SharedView:
         self._next = 0  # the region whose mark comes next
 
     def bytes_at(self, place: bytes) -> bytes:
-        """The message bytes a place frame's 16 bytes name, copied out of the region."""
-        offset, size = struct.unpack(">QQ", place)
+        """The message bytes a place frame's runs name, copied out of the regions."""
+        if len(place) == 16:  # one run: the common case, one copy
+            offset, size = struct.unpack(">QQ", place)
+            self._check(offset, size)
+            return self.map[offset : offset + size]
+        words = struct.unpack(f">{len(place) // 8}Q", place)
+        for offset, size in zip(words[0::2], words[1::2], strict=True):
+            self._check(offset, size)
+        with memoryview(self.map) as whole:
+            return b"".join([whole[o : o + n] for o, n in zip(words[0::2], words[1::2], strict=True)])
+
+    def _check(self, offset: int, size: int) -> None:
         if offset + size > len(self.map):
             raise ServiceError(f"the service named bytes {offset:,}+{size:,} outside the shared regions")
-        return self.map[offset : offset + size]
 
     def release(self, sock: socket.socket) -> None:
         """Acknowledge the next region's mark. The service may have sent its last frame and closed: it waits for
