@@ -164,14 +164,20 @@ class Transaction:
         value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
         if value is None:
             return None
-        ref = value.ref if type(value) is Blob and value.data is None else value
-        if type(ref) is not BlobRef or self.store.file is None:
-            pieces = self.get_pieces(table, key)
-            return None if pieces is None else (pieces, None)
-        buffer = space(self.store.file.blob_span(ref))
-        if buffer is None:
-            return list(self.store.read_blob_pieces(ref)), None
-        return [], self.store.file.read_blob_into(ref, buffer)
+        if type(value) is bytes:
+            return [value], None
+        if type(value) is Blob:
+            data = value.data  # why read once: as in get_pieces
+            if data is not None:
+                return [data], None
+            assert value.ref is not None
+            value = value.ref
+        ref: BlobRef = value  # type: ignore[assignment]
+        file = self.store.file
+        buffer = None if file is None else space(file.blob_span(ref))
+        if file is None or buffer is None:
+            return list(self.store.read_blob_pieces(ref)), None  # (not mounted: raises what it raises there)
+        return [], file.read_blob_into(ref, buffer)
 
     def range(
         self, table: str, start: bytes | None = None, end: bytes | None = None, *, prefix: bytes | None = None

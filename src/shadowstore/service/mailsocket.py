@@ -269,16 +269,18 @@ class MailSocket:
             return None if shared is None else shared.reserve(size, pending)
 
         try:
+            sharing = self._share(request)
             messages = self.host.mail.stored_messages(
-                request.mailbox, request.folder, request.sg, request.store, raw=request.raw, space=space
-            )
+                request.mailbox, request.folder, request.sg, request.store, raw=request.raw,
+                space=space if sharing else None,
+            )  # fmt: skip
         except ShadowStoreError as exc:
             _answer(conn, {**error_body(exc), "status": status_of(exc)})
             return True
         count = 0
         trailer: dict[str, Any]
         try:
-            shared = SharedRegions(conn) if self._share(request) else None
+            shared = SharedRegions(conn) if sharing else None
         except (ShadowStoreError, OSError) as exc:  # the store went away, or no memory for the regions
             messages.close()
             failure = (
