@@ -16,6 +16,20 @@ from shadowstore.format.page import verify_page
 from shadowstore.io.fs import OsFileSystem
 
 
+def _flip_byte(path: str, offset: int) -> bytes:
+    """Flip every bit of the byte at ``offset`` of the file; returns the byte as it was."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    return byte
+
+
+def _reopened(tmp_path: Path, path: str, size: int) -> DatabaseFile:
+    return DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+
+
 def _empty_file(tmp_path: Path, page_size: int) -> tuple[DatabaseFile, str]:
     path = str(tmp_path / "pages.edb")
     Path(path).write_bytes(b"")
@@ -66,12 +80,8 @@ def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is
     with pytest.raises(DatabaseCorruptedError, match="its reference says 10241"):
         file.read_blob_pieces(BlobRef(len(data) + 1, 4, 3))
     file.close()
-    with open(path, "r+b") as f:  # one flipped byte in the middle page's payload
-        f.seek(5 * size + 100)
-        byte = f.read(1)
-        f.seek(5 * size + 100)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+    byte = _flip_byte(path, 5 * size + 100)  # in the middle page's payload
+    file = _reopened(tmp_path, path, size)
     with pytest.raises(ReadVerifyFailureError, match=r"page 5.*checksum mismatch"):
         file.read_blob_pieces(ref)
     file.close()
@@ -84,7 +94,7 @@ def test_a_blob_is_read_as_uncopied_verified_page_payloads_and_a_damaged_page_is
         page[0:4] = crc32c(memoryview(page)[4:]).to_bytes(4, "little")
         f.seek(6 * size)
         f.write(page)
-    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+    file = _reopened(tmp_path, path, size)
     with pytest.raises(ReadVerifyFailureError, match=r"page 6.*claims to be page 7"):
         file.read_blob_pieces(ref)
     file.close()
@@ -106,12 +116,8 @@ def test_a_blob_read_into_memory_of_the_callers_is_verified_there_and_its_payloa
     assert memory[100 + 3 * size :] == b"\xee" * (size - 100)  # nothing past the blob's pages
     assert file.read_blob_into(BlobRef(0, 0, 0), view) == []
     file.close()
-    with open(path, "r+b") as f:  # one flipped byte in the last page's payload
-        f.seek(6 * size + 50)
-        byte = f.read(1)
-        f.seek(6 * size + 50)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    file = DatabaseFile(OsFileSystem(), path, size, EventLog(str(tmp_path / "events"), OsFileSystem()), None)
+    _flip_byte(path, 6 * size + 50)  # in the last page's payload
+    file = _reopened(tmp_path, path, size)
     with pytest.raises(ReadVerifyFailureError, match=r"page 6.*checksum mismatch"):
         file.read_blob_into(ref, view)
     with pytest.raises(ReadVerifyFailureError, match="page 7"):  # past the end of the file

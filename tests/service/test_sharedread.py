@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import threading
+from typing import BinaryIO
 
 import pytest
 
@@ -26,11 +27,26 @@ from shadowstore.service.sharedread import (
 pytestmark = pytest.mark.skipif(not shared_reads_work(), reason="this system cannot make or pass memory files")
 
 
+def read_places(stream: BinaryIO, view: SharedView, client_end: socket.socket) -> tuple[list[bytes], int]:
+    """What a client reads of a shared read up to the end frame: each placed message's bytes, and how many
+    region marks it acknowledged."""
+    got, acknowledged = [], 0
+    while True:
+        (length,) = struct.unpack(">I", stream.read(4))
+        if length == 0:
+            return got, acknowledged
+        if length & PLACE:
+            got.append(view.bytes_at(stream.read(length & ~PLACE)))
+        else:
+            assert stream.read(length) == RELEASE
+            acknowledged += 1
+            view.release(client_end)
+
+
 def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only_once_acknowledged() -> None:
     service_end, client_end = socket.socketpair()
     service_end.settimeout(30)
     messages = [bytes([n % 251]) * size for n, size in enumerate([10, REGION // 3, REGION // 2, REGION, 5] * 4)]
-    acknowledged: list[int] = []
 
     def serve() -> None:
         regions = SharedRegions(service_end)
@@ -58,20 +74,10 @@ def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only
     view = SharedView(fd, 2 * REGION)
     stream = client_end.makefile("rb")
     assert stream.read(struct.unpack(">I", head)[0]) == b"{}"
-    got = []
-    while True:
-        (length,) = struct.unpack(">I", stream.read(4))
-        if length == 0:
-            break
-        if length & PLACE:
-            got.append(view.bytes_at(stream.read(16)))
-        else:
-            assert stream.read(length) == RELEASE
-            acknowledged.append(1)
-            view.release(client_end)
+    got, acknowledged = read_places(stream, view, client_end)
     server.join(30)
     assert got == messages
-    assert len(acknowledged) >= 8  # the regions were taken in turn many times
+    assert acknowledged >= 8  # the regions were taken in turn many times
     view.close()
     stream.close()
     client_end.close()
@@ -94,6 +100,9 @@ def test_a_place_outside_the_regions_is_refused() -> None:
     view = SharedView(fd, 4096)
     with pytest.raises(ServiceError, match="outside the shared regions"):
         view.bytes_at(struct.pack(">QQ", 4000, 200))
+    with pytest.raises(ServiceError, match="outside the shared regions"):  # one run of several
+        view.bytes_at(struct.pack(">QQQQ", 0, 100, 4090, 10))
+    assert view.bytes_at(struct.pack(">QQQQ", 0, 2, 10, 3)) == bytes(5)
     view.close()
 
 
@@ -146,29 +155,10 @@ def test_pages_read_straight_into_a_region_arrive_as_the_runs_of_their_payloads(
     view = SharedView(fd, 2 * REGION)
     stream = client_end.makefile("rb")
     assert stream.read(struct.unpack(">I", head_bytes)[0]) == b"{}"
-    got = []
-    while True:
-        (length,) = struct.unpack(">I", stream.read(4))
-        if length == 0:
-            break
-        if length & PLACE:
-            got.append(view.bytes_at(stream.read(length & ~PLACE)))
-        else:
-            assert stream.read(length) == RELEASE
-            view.release(client_end)
+    got, _acknowledged = read_places(stream, view, client_end)
     server.join(30)
     assert got == messages
     view.close()
     stream.close()
     client_end.close()
     service_end.close()
-
-
-def test_runs_outside_the_regions_are_refused() -> None:
-    fd = os.memfd_create("test", os.MFD_CLOEXEC)
-    os.ftruncate(fd, 4096)
-    view = SharedView(fd, 4096)
-    with pytest.raises(ServiceError, match="outside the shared regions"):
-        view.bytes_at(struct.pack(">QQQQ", 0, 100, 4090, 10))
-    assert view.bytes_at(struct.pack(">QQQQ", 0, 2, 10, 3)) == bytes(5)
-    view.close()
