@@ -136,30 +136,14 @@ class Transaction:
         value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
         return None if value is None else self._materialize(value)
 
-    def get_pieces(self, table: str, key: bytes) -> list[bytes | memoryview] | None:
-        """The value of ``key`` in ``table`` as pieces whose concatenation is the value (a long value's
-        verified page payloads, uncopied: see ``DatabaseFile.read_blob_pieces``), or None."""
-        self._check_open()
-        value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
-        if value is None:
-            return None
-        if type(value) is bytes:
-            return [value]
-        if type(value) is Blob:
-            data = value.data  # why read once: a checkpoint may swap the data for its ref meanwhile
-            if data is not None:
-                return [data]
-            assert value.ref is not None
-            return list(self.store.read_blob_pieces(value.ref))
-        return list(self.store.read_blob_pieces(value))  # type: ignore[arg-type]
-
     def get_placed(
         self, table: str, key: bytes, space: Callable[[int], memoryview | None]
     ) -> tuple[list[bytes | memoryview], list[tuple[int, int]] | None] | None:
-        """As ``get_pieces``, or, for a long value on disk, its pages read into the memory ``space(n)`` gives for
-        their n bytes (memory a service shares with its client): then ``([], runs)``, each run the (offset in that
-        memory, length) of a page payload, in order. ``(pieces, None)`` when the value is not there to read, or
-        ``space`` gave None; None when there is no such key."""
+        """The value of ``key`` in ``table``, uncopied, or None when there is no such key: ``(pieces, None)``, the
+        pieces whose concatenation is the value (a long value's verified page payloads, views of one read: see
+        ``DatabaseFile.read_blob_pieces``); or, for a long value on disk when ``space(n)`` gives memory for its n
+        bytes of pages (memory a service shares with its client), ``([], runs)``: its pages read there, each run
+        the (offset in that memory, length) of a page payload, in order."""
         self._check_open()
         value = btree.lookup(self.store, self._meta(table).root, _as_bytes(key, "key"))
         if value is None:
@@ -167,7 +151,7 @@ class Transaction:
         if type(value) is bytes:
             return [value], None
         if type(value) is Blob:
-            data = value.data  # why read once: as in get_pieces
+            data = value.data  # why read once: a checkpoint may swap the data for its ref meanwhile
             if data is not None:
                 return [data], None
             assert value.ref is not None

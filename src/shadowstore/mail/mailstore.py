@@ -204,12 +204,8 @@ class MailStore:
             for snap, name, key, value in walk:
                 if value[:1] != b"{" or value[-1:] != b"}":  # what decode_record would refuse, cheaply
                     raise DatabaseCorruptedError(f"table {TABLE_PROPS}: the record of key {key.hex()} is not JSON")
-                uid = schema.unpack_message_key(key).uid
-                if raw and space is not None:
-                    pieces, runs = _placed(snap, key, space)
-                    yield StoredMessage(name, uid, value, pieces, runs)
-                else:
-                    yield StoredMessage(name, uid, value, _raw_pieces(snap, key) if raw else [])
+                pieces, runs = _placed(snap, key, space or _no_space) if raw else ([], None)
+                yield StoredMessage(name, schema.unpack_message_key(key).uid, value, pieces, runs)
 
     def _walk(self, record: dict[str, Any], folder: str | None) -> Generator[tuple[Transaction, str, bytes, bytes]]:
         """(snapshot, folder name, key, encoded properties) of each message of ``record``'s mailbox (or one
@@ -281,23 +277,21 @@ def _read(tx: Transaction, table: str, key: bytes) -> dict[str, Any] | None:
 
 
 def _raw(tx: Transaction, key: bytes) -> bytes:
-    return b"".join(_raw_pieces(tx, key))  # why join: one copy, of the page payloads the store read
-
-
-def _raw_pieces(tx: Transaction, key: bytes) -> list[bytes | memoryview]:
-    pieces = tx.get_pieces(TABLE_MESSAGES, key)
-    if pieces is None:  # why corruption: props and raw bytes are only ever written together
-        raise DatabaseCorruptedError(f"table {TABLE_MESSAGES} has no message for key {key.hex()}, which has properties")
-    return pieces
+    return b"".join(_placed(tx, key, _no_space)[0])  # why join: one copy, of the page payloads the store read
 
 
 def _placed(
     tx: Transaction, key: bytes, space: Callable[[int], memoryview | None]
 ) -> tuple[list[bytes | memoryview], list[tuple[int, int]] | None]:
     placed = tx.get_placed(TABLE_MESSAGES, key, space)
-    if placed is None:  # why corruption: as in _raw_pieces
+    if placed is None:  # why corruption: props and raw bytes are only ever written together
         raise DatabaseCorruptedError(f"table {TABLE_MESSAGES} has no message for key {key.hex()}, which has properties")
     return placed
+
+
+def _no_space(_size: int) -> None:
+    """No memory of the reader's: a message's bytes are read into the store's own buffers."""
+    return None
 
 
 def _mailbox(tx: Transaction, name: str) -> dict[str, Any]:
