@@ -4,6 +4,7 @@ prune, verify, restore plans and the backup program do with it."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -197,6 +198,52 @@ def test_a_backup_whose_files_were_deleted_under_it_fails_and_truncates_nothing(
     assert set(before) <= set(LogSet.scan(home.fs, sg.config.log_dir, sg.base).archived)
     assert states(target, home) == ["incomplete"]
     assert back_up(home, SG, "full", LocalTarget(str(tmp_path / "other"))).kind == "full"
+
+
+class SlowCheckTarget(LocalTarget):
+    """A target that, while ``delay`` is set, takes that long to answer the backup's last check of its set (are
+    uploads of it unfinished?), and notes which sets a prune asked at that moment would delete."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.delay = 0.0
+        self.prune_would_delete: list[str] = []
+        self._asking = False
+
+    def partial(self, prefix: str = "") -> list[str]:  # type: ignore[override]
+        found = super().partial(prefix)
+        if self.delay and not self._asking and "-full-" in prefix:
+            time.sleep(self.delay)
+            self._asking = True
+            try:
+                plan = plan_prune(catalog.list_sets(self), keep_full=1)
+                self.prune_would_delete = [d.backup_id for d in plan.to_delete]
+            finally:
+                self._asking = False
+        return list(found)
+
+
+def test_a_backup_whose_check_outlasts_its_lease_writes_no_manifest_and_truncates_nothing(
+    home: ServerHome, tmp_path: Path
+) -> None:
+    target = SlowCheckTarget(str(tmp_path / "target"))
+    back_up(home, SG, "full", target)
+    commit(home, 1500)
+    sg = home.storage_group(SG)
+    before = sorted(LogSet.scan(home.fs, sg.config.log_dir, sg.base).archived)
+    assert before, "the test needs archived logs that a full backup would truncate"
+    home.config.settings.setdefault("backup", {})["lease_seconds"] = 1.0
+    target.delay = 1.2
+    with pytest.raises(BackupSetError, match=r"took so long that only 0\.0 s of its 1 s lease was left") as err:
+        back_up(home, SG, "full", target)
+    assert "raise backup.lease_seconds" in (err.value.hint or "")
+    # at the moment the check ended, a prune elsewhere would have deleted the set: a manifest then is no proof
+    failed = [s.backup_id for s in catalog.list_sets(target) if s.state == "incomplete"]
+    assert target.prune_would_delete == failed
+    assert set(before) <= set(LogSet.scan(home.fs, sg.config.log_dir, sg.base).archived)
+    assert sorted(states(target, home)) == ["complete", "incomplete"]
+    target.delay = 0.0
+    assert back_up(home, SG, "full", target).kind == "full"
 
 
 class PausedTarget(LocalTarget):

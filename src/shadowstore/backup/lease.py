@@ -11,8 +11,9 @@ lease alone, never by the clock time in its id (ids come from the clock of which
 
 Prune deletes only dead sets. The judgement uses the holder's clock for the renewal time, so the clocks of
 machines sharing a target must agree to well within a lease (600 s by default; ``backup.lease_seconds``). A
-wrong judgement cannot lose data: before it writes its manifest a backup checks that its lease and every file it
-wrote are still in the target (backup/run.py), and fails, truncating nothing, when they are not.
+wrong judgement cannot lose data: before it writes its manifest a backup renews its lease once more, checks that
+the lease and every file it wrote are still in the target, and writes the manifest only while at least half of
+the renewed lease is left (backup/run.py); otherwise it fails, truncating nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -105,24 +107,46 @@ class LeaseHolder:
         self.folder = folder
         self.lease = Lease(owner, this_system(), os.getpid(), secrets.token_hex(8), now_us(), seconds, based_on)
         self.renew_error: BackupTargetError | None = None  # the last renewal that failed, if any
+        self.renewed_at = 0.0  # time.monotonic() when the lease last reached the target
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="backup-lease", daemon=True)
 
     def take(self) -> None:
         """Write the lease (before any file of the set) and start renewing it. Raises BackupTargetError."""
         self.target.write_file(self.name, [self.lease.to_json()])
+        self.renewed_at = time.monotonic()
         self._thread.start()
 
     def _keep(self) -> None:
         while not self._stop.wait(self.lease.seconds / RENEWALS_PER_LEASE):
-            renewed = Lease(**{**asdict(self.lease), "renewed_us": now_us()})
-            try:
-                if not self.held():
-                    return  # why: someone removed it; writing it again would hide that from the final check
-                self.target.write_file(self.name, [renewed.to_json()])
-                self.lease = renewed
-            except BackupTargetError as exc:
-                self.renew_error = exc  # why kept, not raised: the final check decides, with this as the reason
+            if not self._renew():
+                return
+
+    def _renew(self) -> bool:
+        """Write the lease again with this moment as its renewal; False when it is no longer in the target."""
+        renewed = Lease(**{**asdict(self.lease), "renewed_us": now_us()})
+        started = time.monotonic()
+        try:
+            if not self.held():
+                return False  # why: someone removed it; writing it again would hide that from the final check
+            self.target.write_file(self.name, [renewed.to_json()])
+            self.lease, self.renewed_at = renewed, started
+        except BackupTargetError as exc:
+            self.renew_error = exc  # why kept, not raised: the final check decides, with this as the reason
+        return True
+
+    def remaining(self) -> float:
+        """Seconds until the lease runs out as another process judges it (counted from when its last renewal
+        began: the written time is no earlier than that)."""
+        return self.lease.seconds - (time.monotonic() - self.renewed_at)
+
+    def finish(self) -> None:
+        """Stop renewing, after one last renewal, so that the check of the set and its manifest have the lease's
+        whole length. The renewal is made only while the lease is well alive (half of it left): a lease that may
+        have run out may be being deleted by a prune, and writing it again could hide that."""
+        self.stop()
+        if self.remaining() > self.lease.seconds / 2:
+            self._renew()
 
     def held(self) -> bool:
         """Whether the target still holds this backup's lease (not removed, not another backup's)."""

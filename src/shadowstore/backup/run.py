@@ -208,6 +208,16 @@ class _Run:
                 hint="another process deleted files of the set (a 'backup prune' whose clock disagrees with this "
                 "server's by more than the lease, backup.lease_seconds?); run the backup again",
             )
+        left, seconds = lease.remaining(), lease.lease.seconds
+        if left < seconds / 2:
+            # why: from here a 'backup prune' elsewhere could judge the set dead and delete it while its manifest
+            # is written and the logs truncated; the check above would no longer hold.
+            raise BackupSetError(
+                f"checking backup set {self.folder} in {self.target.url} took so long that only {max(left, 0):.1f} s "
+                f"of its {seconds:g} s lease {'is' if left > 0 else 'was'} left for its manifest (half is needed: "
+                "a prune may delete a set whose lease ran out). It is left incomplete; no log was truncated",
+                hint="the target answers slowly; raise backup.lease_seconds and run the backup again",
+            )
 
     def write_manifest(self, source: BackupSource, copied: range, started: str) -> None:
         self.call = "write_manifest"
@@ -334,7 +344,7 @@ def run_backup(
             copied = run.copy_logs(source)
             run.call = "prove_coverage"
             source.prove_coverage()  # why before the manifest: a set the catalog lists must restore
-            holder.stop()  # why: renewing while checking could only hide a removal from the check
+            holder.finish()  # why: renewing while checking could only hide a removal from the check
             run.check_set(holder)
             run.write_manifest(source, copied, begun)
             holder.release()
