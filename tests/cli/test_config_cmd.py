@@ -62,3 +62,25 @@ def test_the_transaction_timeout_is_set_checked_and_used_by_the_engine(
         assert code == 3, bad
         assert "engine.transaction_timeout must be" in err
     assert ServerHome.open(home).storage_group().policy.transaction_timeout == 90.0  # unchanged
+
+
+def test_set_answers_in_json_with_the_value_stored(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, value = run_json(capsys, "--home", home, "config", "set", "backup.lease_seconds", "120", "--json")
+    assert (code, value) == (0, {"backup.lease_seconds": 120.0})
+    code, value = run_json(capsys, "--home", home, "config", "set", "backup.max_rate", "auto", "--json")
+    assert (code, value) == (0, {"backup.max_rate": "auto"})
+
+
+def test_list_names_every_setting_with_its_value_or_none(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--home", home, "config", "set", "vss.freeze_seconds", "20")
+    code, rows = run_json(capsys, "--home", home, "config", "list", "--json")
+    assert code == 0
+    values = {row["key"]: row["value"] for row in rows}
+    assert values["vss.freeze_seconds"] == 20.0
+    assert values["backup.target"] == "backups"
+    assert values["backup.lease_seconds"] is None
+    assert all(row["meaning"] for row in rows)
+    code, out, _err = run(capsys, "--home", home, "config", "list")
+    assert code == 0
+    assert "vss.freeze_seconds = 20.0\n" in out
+    assert "backup.lease_seconds = (not set)\n    seconds a running backup's lease" in out

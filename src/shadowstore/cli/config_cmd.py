@@ -1,4 +1,4 @@
-"""``shadowstore config get|set``: settings of the server home (``backup.target``, ...)."""
+"""``shadowstore config get|set|list``: settings of the server home (``backup.target``, ...)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def config_group() -> None:
 @config_group.command("set")
 @click.argument("key")
 @click.argument("value")
+@json_option
 @pass_ctx
-def set_value(ctx: CliContext, key: str, value: str) -> None:
+def set_value(ctx: CliContext, key: str, value: str, as_json: bool) -> None:
     """Set KEY to VALUE (keys: backup.target, engine.transaction_timeout, backup.lease_seconds,
     service.session_lease_seconds, vss.freeze_seconds, backup.max_rate)."""
     if key not in SETTINGS:
@@ -53,7 +54,10 @@ def set_value(ctx: CliContext, key: str, value: str) -> None:
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored
     cfg.save(home.fs, home.path, home.config)
-    click.echo(f"{key} = {value}")
+    if as_json:
+        print_json({key: stored})
+    else:
+        click.echo(f"{key} = {value}")
 
 
 @config_group.command("get")
@@ -71,6 +75,24 @@ def get_value(ctx: CliContext, key: str, as_json: bool) -> None:
         print_json({key: value})
     else:
         click.echo(value)
+
+
+@config_group.command("list")
+@json_option
+@pass_ctx
+def list_values(ctx: CliContext, as_json: bool) -> None:
+    """Every setting: its value in this home (or that it is not set, and so has its default) and what it does."""
+    settings = ctx.open_home().config.settings
+    rows = []
+    for key, meaning in SETTINGS.items():
+        section, name = key.split(".", 1)
+        rows.append({"key": key, "value": settings.get(section, {}).get(name), "meaning": meaning})
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        shown = "(not set)" if row["value"] is None else row["value"]
+        click.echo(f"{row['key']} = {shown}\n    {row['meaning']}")
 
 
 def register(cli: click.Group) -> None:
