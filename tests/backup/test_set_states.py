@@ -207,8 +207,14 @@ class SlowCheckTarget(LocalTarget):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.delay = 0.0
+        self.refuse_renewals = False
         self.prune_would_delete: list[str] = []
         self._asking = False
+
+    def write_file(self, name: str, chunks: Iterable[Buffer], **options: object) -> int:
+        if self.refuse_renewals and name.endswith(LEASE_NAME) and self.exists(name):
+            raise BackupTargetError(f"{name}: permission denied")
+        return super().write_file(name, chunks, **options)  # type: ignore[arg-type]
 
     def partial(self, prefix: str = "") -> list[str]:  # type: ignore[override]
         found = super().partial(prefix)
@@ -244,6 +250,18 @@ def test_a_backup_whose_check_outlasts_its_lease_writes_no_manifest_and_truncate
     assert sorted(states(target, home)) == ["complete", "incomplete"]
     target.delay = 0.0
     assert back_up(home, SG, "full", target).kind == "full"
+
+
+def test_a_backup_whose_lease_renewals_fail_says_so_when_too_little_of_it_is_left(
+    home: ServerHome, tmp_path: Path
+) -> None:
+    target = SlowCheckTarget(str(tmp_path / "target"))
+    home.config.settings.setdefault("backup", {})["lease_seconds"] = 1.0
+    target.delay, target.refuse_renewals = 0.7, True
+    refused = r"lease (is|was) left for its manifest.*; renewing it failed: .*permission denied"
+    with pytest.raises(BackupSetError, match=refused):
+        back_up(home, SG, "full", target)
+    assert states(target, home) == ["incomplete"]
 
 
 class PausedTarget(LocalTarget):

@@ -124,8 +124,8 @@ class LeaseHolder:
 
     def _renew(self) -> bool:
         """Write the lease again with this moment as its renewal; False when it is no longer in the target."""
+        started = time.monotonic()  # why first: the lease written must not outlast what remaining() counts
         renewed = Lease(**{**asdict(self.lease), "renewed_us": now_us()})
-        started = time.monotonic()
         try:
             if not self.held():
                 return False  # why: someone removed it; writing it again would hide that from the final check

@@ -212,10 +212,11 @@ class _Run:
         if left < seconds / 2:
             # why: from here a 'backup prune' elsewhere could judge the set dead and delete it while its manifest
             # is written and the logs truncated; the check above would no longer hold.
+            failed = f"; renewing it failed: {lease.renew_error.message}" if lease.renew_error else ""
             raise BackupSetError(
                 f"checking backup set {self.folder} in {self.target.url} took so long that only {max(left, 0):.1f} s "
-                f"of its {seconds:g} s lease {'is' if left > 0 else 'was'} left for its manifest (half is needed: "
-                "a prune may delete a set whose lease ran out). It is left incomplete; no log was truncated",
+                f"of its {seconds:g} s lease {'is' if left > 0 else 'was'} left for its manifest, and half is needed "
+                f"(a prune may delete a set whose lease ran out){failed}. It is left incomplete; no log was truncated",
                 hint="the target answers slowly; raise backup.lease_seconds and run the backup again",
             )
 
