@@ -214,10 +214,11 @@ class _Run:
             # is written and the logs truncated; the check above would no longer hold.
             failed = f"; renewing it failed: {lease.renew_error.message}" if lease.renew_error else ""
             raise BackupSetError(
-                f"checking backup set {self.folder} in {self.target.url} took so long that only {max(left, 0):.1f} s "
-                f"of its {seconds:g} s lease {'is' if left > 0 else 'was'} left for its manifest, and half is needed "
-                f"(a prune may delete a set whose lease ran out){failed}. It is left incomplete; no log was truncated",
-                hint="the target answers slowly; raise backup.lease_seconds and run the backup again",
+                f"backup set {self.folder} in {self.target.url} has only {max(left, 0):.1f} s of its {seconds:g} s "
+                "lease left for its manifest, and half is needed (a prune may delete a set whose lease ran out): "
+                f"its last renewal was {seconds - left:.1f} s ago{failed}. It is left incomplete; no log was truncated",
+                hint="the target answers slowly or refuses the renewals; raise backup.lease_seconds and run the "
+                "backup again",
             )
 
     def write_manifest(self, source: BackupSource, copied: range, started: str) -> None:
