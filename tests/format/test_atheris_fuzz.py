@@ -7,6 +7,7 @@ the format tests; atheris adds coverage feedback, so it reaches checks behind va
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import subprocess
@@ -111,5 +112,7 @@ def test_the_parser_refuses_bad_bytes_only_with_our_own_errors(
          "-timeout=20", "-rss_limit_mb=2048", "-seed=1", f"-artifact_prefix={tmp_path}/", str(corpus)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "0"},
     )  # fmt: skip
-    assert run.returncode == 0, f"{target}: atheris found an input that escapes our errors:\n{run.stderr[-4000:]}"
+    found = sorted(p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-")))
+    kept = "".join(f"\n{p.name} (base64): {base64.b64encode(p.read_bytes()[:16384]).decode()}" for p in found[:1])
+    assert run.returncode == 0, f"{target}: atheris found an input that escapes our errors:\n{run.stderr[-4000:]}{kept}"
     assert f"Done {RUNS} runs" in run.stderr, run.stderr[-2000:]
