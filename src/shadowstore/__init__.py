@@ -1,9 +1,29 @@
 """ShadowStore: storage groups, shared transaction logs, checkpoints and backups that cannot wedge.
 
 The entry point is :class:`ServerHome`; see README.md and docs/architecture.md.
+
+The names below load on first use (PEP 562): a program that only talks to the service (the command line when
+one runs) never imports the engine, which is most of the time such a command takes to start.
 """
 
-from shadowstore.errors import ShadowStoreError
-from shadowstore.home import ServerHome, default_home
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shadowstore.errors import ShadowStoreError
+    from shadowstore.home import ServerHome, default_home
 
 __all__ = ["ServerHome", "ShadowStoreError", "default_home"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ShadowStoreError":
+        from shadowstore.errors import ShadowStoreError
+
+        return ShadowStoreError
+    if name in ("ServerHome", "default_home"):
+        from shadowstore import home
+
+        return getattr(home, name)
+    raise AttributeError(f"module 'shadowstore' has no attribute {name!r}")

@@ -107,6 +107,16 @@ class SgConfig:
         raise no_such_store(self.name, name, [s.name for s in self.stores])
 
 
+def default_home() -> str:
+    """The server home when ``--home`` is not given: ``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``,
+    else ``~/.local/share/shadowstore``."""
+    explicit = os.environ.get("SHADOWSTORE_HOME")
+    if explicit:
+        return explicit
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "shadowstore")
+
+
 def set_mount_at_start(config: HomeConfig, sg: str, store: str, value: bool) -> StoreConfig:
     """Set ``mount_at_start`` of store ``store`` (name or file) of storage group ``sg`` in ``config``; the caller
     saves it. It takes effect when the service next starts. Raises NotFoundError naming what there is."""

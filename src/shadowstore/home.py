@@ -21,7 +21,7 @@ import socket
 from types import TracebackType
 
 from shadowstore import config as cfg
-from shadowstore.config import DEFAULT_SG, DEFAULT_STORES, HomeConfig, SgConfig, StoreConfig
+from shadowstore.config import DEFAULT_SG, DEFAULT_STORES, HomeConfig, SgConfig, StoreConfig, default_home
 from shadowstore.engine import configcheck
 from shadowstore.engine.checkpointfile import read_checkpoint
 from shadowstore.engine.dbfile import read_header_copies
@@ -47,15 +47,6 @@ def dismount_first(sg_name: str, then: str) -> str:
         f"dismount it first (with 'shadowstore dismount {shlex.quote(sg_name)}' when the Information Store service "
         f"has it; else stop the program that has it open), then {then}"
     )
-
-
-def default_home() -> str:
-    """``$SHADOWSTORE_HOME``, else ``$XDG_DATA_HOME/shadowstore``, else ``~/.local/share/shadowstore``."""
-    explicit = os.environ.get("SHADOWSTORE_HOME")
-    if explicit:
-        return explicit
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "shadowstore")
 
 
 class ServerHome:

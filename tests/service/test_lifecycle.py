@@ -15,7 +15,7 @@ from shadowstore import config as cfg
 from shadowstore.engine.dbfile import read_header_copies
 from shadowstore.io.fs import OsFileSystem
 from shadowstore.service.client import ServiceClient
-from shadowstore.service.host import service_info_path
+from shadowstore.service.homefiles import service_info_path
 from shadowstore.service.server import MAX_SOCKET_PATH
 from shadowstore.service.wire import FRAMES, message_frames, parse_messages
 from tests.service.running import Service, running_service, shadowstore

@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import mailbox
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,3 +96,36 @@ def test_mail_commands_say_what_is_wrong_through_the_service(home_dir: str, tmp_
         assert not_there.returncode == 4
         assert "No Such Group" in not_there.stderr
         assert os.path.exists(service.socket)
+
+
+ENGINE_PROBE = (
+    "import atexit, sys; "
+    "loaded = lambda: 'shadowstore.engine.storagegroup' in sys.modules; "
+    "atexit.register(lambda: print('engine loaded:', loaded(), file=sys.stderr)); "
+    "from shadowstore.cli.main import entry; entry()"
+)
+
+
+def _mail_list(home: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", ENGINE_PROBE, "--home", home, "mail", "list"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_mail_command_the_service_answers_does_not_load_the_engine(home_dir: str) -> None:
+    # why it matters: loading the engine was about half of such a command's time (docs/performance.md)
+    with running_service(home_dir) as service:
+        service.cli("mail", "import", "--mailbox", "alice", "--quiet", str(_maildir_of_one(home_dir)))
+        through = _mail_list(home_dir)
+    assert through.returncode == 0, through.stderr
+    assert "alice" in through.stdout
+    assert "engine loaded: False" in through.stderr
+    direct = _mail_list(home_dir)  # the same command with no service opens the home itself
+    assert direct.returncode == 0, direct.stderr
+    assert "alice" in direct.stdout
+    assert "engine loaded: True" in direct.stderr
+
+
+def _maildir_of_one(home: str) -> Path:
+    return _maildir(Path(home).parent / "one-message", [b"Subject: hello\r\n\r\nbody\r\n"])

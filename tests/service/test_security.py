@@ -20,7 +20,7 @@ import pytest
 
 from shadowstore.io.fs import OsFileSystem
 from shadowstore.service.client import TOKEN_VARIABLE, URL_VARIABLE
-from shadowstore.service.host import service_info_path, service_lock_path
+from shadowstore.service.homefiles import service_info_path, service_lock_path
 from tests.service.running import Service, running_service, shadowstore
 
 SG = "First Storage Group"

@@ -13,9 +13,9 @@ import click
 
 from shadowstore.config import parse_size
 from shadowstore.errors import InvalidParameterError, ServiceError
-from shadowstore.home import ServerHome
 
 if TYPE_CHECKING:
+    from shadowstore.home import ServerHome
     from shadowstore.service.client import ServiceClient
 
 
@@ -30,6 +30,8 @@ class CliContext:
         CliContext.last = self
 
     def open_home(self) -> ServerHome:
+        from shadowstore.home import ServerHome  # why here: a command the service answers needs no engine
+
         return ServerHome.open(self.home_path)
 
     def service(self) -> ServiceClient | None:

@@ -18,8 +18,8 @@ from typing import Any
 import click
 
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json, table
+from shadowstore.config import DEFAULT_SG
 from shadowstore.errors import ExitCode, InvalidParameterError, NotFoundError, ShadowStoreError
-from shadowstore.home import DEFAULT_SG
 from shadowstore.mail.backend import DEFAULT_STORE, DirectMail, MailBackend
 from shadowstore.mail.formats import FORMATS, MBOX, export_maildir, export_mbox, open_source, read_source
 from shadowstore.mail.generate import generate_messages

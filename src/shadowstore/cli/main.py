@@ -26,9 +26,8 @@ from typing import Any
 import click
 
 from shadowstore.cli.common import CliContext
-from shadowstore.config import CONFIG_NAME
+from shadowstore.config import CONFIG_NAME, default_home
 from shadowstore.errors import ExitCode, ShadowStoreError, UnexpectedError, unexpected
-from shadowstore.home import default_home
 
 DEBUG_VARIABLE = "SHADOWSTORE_DEBUG"  # "1": also print the traceback of an unexpected failure
 # Exceptions a command raises on purpose, which main() maps itself.

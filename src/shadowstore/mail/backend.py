@@ -7,12 +7,14 @@ The commands build their backend in one place (``cli/mail_cmd.py: _backend``); n
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from shadowstore.config import DEFAULT_SG
 from shadowstore.errors import InvalidParameterError
-from shadowstore.home import DEFAULT_SG, ServerHome
-from shadowstore.mail.mailstore import MailStore
 from shadowstore.mail.schema import MessageRecord
+
+if TYPE_CHECKING:
+    from shadowstore.home import ServerHome
 
 DEFAULT_STORE = "Mailbox Store"
 
@@ -50,6 +52,8 @@ class DirectMail:
     holds the storage group, the recovery errors of a damaged log set, NotFoundError for an unknown store."""
 
     def __init__(self, home: ServerHome, sg: str = DEFAULT_SG, store: str = DEFAULT_STORE) -> None:
+        from shadowstore.mail.mailstore import MailStore  # why here: a client of the service needs no engine
+
         self.home = home
         self.group = home.storage_group(sg)
         self._mounted_here = not self.group.mounted

@@ -20,7 +20,7 @@ import httpx
 from shadowstore.errors import ServiceError
 from shadowstore.io.fs import OsFileSystem, read_file
 from shadowstore.service.auth import read_token
-from shadowstore.service.host import service_info_path, service_lock_path
+from shadowstore.service.homefiles import service_info_path, service_lock_path
 from shadowstore.service.wire import raise_from_body
 
 PROBE_SECONDS = 5.0

@@ -28,6 +28,7 @@ from shadowstore.errors import NotFoundError, ShadowStoreError, StorageGroupBusy
 from shadowstore.home import ServerHome, offline_status
 from shadowstore.io.fs import FileSystem, Lock, OsFileSystem
 from shadowstore.io.replace import atomic_write
+from shadowstore.service.homefiles import service_info_path, service_lock_path
 from shadowstore.service.mailhost import MailHost
 from shadowstore.service.metrics import ServiceMetrics
 from shadowstore.service.sessions import SessionTable
@@ -35,17 +36,7 @@ from shadowstore.service.sharedwaits import create_shared, remove_shared, shared
 from shadowstore.service.vsshost import VssHost
 from shadowstore.tools.startmount import mount_configured
 
-LOCK_NAME = "service.lock"
-INFO_NAME = "service.json"
 DEFAULT_SESSION_LEASE = 30.0  # seconds a backup client may stay silent before its session is ended (event 215)
-
-
-def service_lock_path(home: str) -> str:
-    return os.path.join(home, LOCK_NAME)
-
-
-def service_info_path(home: str) -> str:
-    return os.path.join(home, INFO_NAME)
 
 
 class InformationStore:
