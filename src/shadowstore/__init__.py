@@ -3,7 +3,7 @@
 The entry point is :class:`ServerHome`; see README.md and docs/architecture.md.
 
 The names below load on first use (PEP 562): a program that only talks to the service (the command line when
-one runs) never imports the engine, which is most of the time such a command takes to start.
+one runs) never imports the engine, which was about half the time such a command took.
 """
 
 from __future__ import annotations
