@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 import pytest
@@ -23,6 +24,7 @@ from shadowstore.service.sharedread import (
     receive_head,
     shared_reads_work,
 )
+from shadowstore.service.unixsocket import send_pieces
 
 pytestmark = pytest.mark.skipif(not shared_reads_work(), reason="this system cannot make or pass memory files")
 
@@ -43,24 +45,19 @@ def read_places(stream: BinaryIO, view: SharedView, client_end: socket.socket) -
             view.release(client_end)
 
 
-def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only_once_acknowledged() -> None:
+def shared_read(frames: Callable[[SharedRegions, list[bytes | memoryview]], None]) -> tuple[list[bytes], int]:
+    """A shared read over a socket pair: the service's side (a thread) offers the regions, lets ``frames`` place
+    the messages and append their frames, and sends them with the end frame; the client's side checks that it
+    can only read the regions and reads the places back. Returns what ``read_places`` returns."""
     service_end, client_end = socket.socketpair()
     service_end.settimeout(30)
-    messages = [bytes([n % 251]) * size for n, size in enumerate([10, REGION // 3, REGION // 2, REGION, 5] * 4)]
 
     def serve() -> None:
         regions = SharedRegions(service_end)
         regions.offer(struct.pack(">I", 2) + b"{}")
         pending: list[bytes | memoryview] = []
-        for message in messages:
-            # a message in two pieces, as the store gives a long value's page payloads
-            place = regions.place([message[: len(message) // 2], memoryview(message)[len(message) // 2 :]],
-                                  len(message), pending)  # fmt: skip
-            assert place is not None
-            pending.append(place)
+        frames(regions, pending)
         pending.append(struct.pack(">I", 0))  # the end
-        from shadowstore.service.unixsocket import send_pieces
-
         send_pieces(service_end, pending)
         regions.close()
 
@@ -74,14 +71,30 @@ def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only
     view = SharedView(fd, 2 * REGION)
     stream = client_end.makefile("rb")
     assert stream.read(struct.unpack(">I", head)[0]) == b"{}"
-    got, acknowledged = read_places(stream, view, client_end)
-    server.join(30)
+    try:
+        return read_places(stream, view, client_end)
+    finally:
+        server.join(30)
+        view.close()
+        stream.close()
+        client_end.close()
+        service_end.close()
+
+
+def test_messages_placed_in_the_regions_arrive_whole_and_a_region_is_reused_only_once_acknowledged() -> None:
+    messages = [bytes([n % 251]) * size for n, size in enumerate([10, REGION // 3, REGION // 2, REGION, 5] * 4)]
+
+    def frames(regions: SharedRegions, pending: list[bytes | memoryview]) -> None:
+        for message in messages:
+            # a message in two pieces, as the store gives a long value's page payloads
+            place = regions.place([message[: len(message) // 2], memoryview(message)[len(message) // 2 :]],
+                                  len(message), pending)  # fmt: skip
+            assert place is not None
+            pending.append(place)
+
+    got, acknowledged = shared_read(frames)
     assert got == messages
     assert acknowledged >= 8  # the regions were taken in turn many times
-    view.close()
-    stream.close()
-    client_end.close()
-    service_end.close()
 
 
 def test_a_message_larger_than_a_region_is_not_placed() -> None:
@@ -122,15 +135,10 @@ def test_a_client_that_acknowledges_the_wrong_region_ends_the_read() -> None:
 
 
 def test_pages_read_straight_into_a_region_arrive_as_the_runs_of_their_payloads() -> None:
-    service_end, client_end = socket.socketpair()
-    service_end.settimeout(30)
     page, head = 4096, 24
     messages = [os.urandom(n) for n in (100, 5000, 9000, REGION // 2, REGION // 3, 1, 12_345)] * 3
 
-    def serve() -> None:
-        regions = SharedRegions(service_end)
-        regions.offer(struct.pack(">I", 2) + b"{}")
-        pending: list[bytes | memoryview] = []
+    def frames(regions: SharedRegions, pending: list[bytes | memoryview]) -> None:
         for message in messages:
             chunks = [message[i : i + page - head] for i in range(0, len(message), page - head)]
             memory = regions.reserve(len(chunks) * page, pending)  # as the store reads a long value's pages
@@ -142,23 +150,6 @@ def test_pages_read_straight_into_a_region_arrive_as_the_runs_of_their_payloads(
                 runs.append((n * page + head, len(chunk)))
             memory.release()
             pending.append(regions.runs_frame(runs))
-        pending.append(struct.pack(">I", 0))
-        from shadowstore.service.unixsocket import send_pieces
 
-        send_pieces(service_end, pending)
-        regions.close()
-
-    server = threading.Thread(target=serve)
-    server.start()
-    head_bytes, fd = receive_head(client_end)
-    assert fd is not None
-    view = SharedView(fd, 2 * REGION)
-    stream = client_end.makefile("rb")
-    assert stream.read(struct.unpack(">I", head_bytes)[0]) == b"{}"
-    got, _acknowledged = read_places(stream, view, client_end)
-    server.join(30)
+    got, _acknowledged = shared_read(frames)
     assert got == messages
-    view.close()
-    stream.close()
-    client_end.close()
-    service_end.close()
