@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shadowstore.config import default_home
     from shadowstore.errors import ShadowStoreError
-    from shadowstore.home import ServerHome, default_home
+    from shadowstore.home import ServerHome
 
 __all__ = ["ServerHome", "ShadowStoreError", "default_home"]
 
@@ -22,8 +23,12 @@ def __getattr__(name: str) -> Any:
         from shadowstore.errors import ShadowStoreError
 
         return ShadowStoreError
-    if name in ("ServerHome", "default_home"):
-        from shadowstore import home
+    if name == "default_home":
+        from shadowstore.config import default_home
 
-        return getattr(home, name)
+        return default_home
+    if name == "ServerHome":
+        from shadowstore.home import ServerHome
+
+        return ServerHome
     raise AttributeError(f"module 'shadowstore' has no attribute {name!r}")

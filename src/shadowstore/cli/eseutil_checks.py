@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from shadowstore.cli.common import CliContext
+from shadowstore.config import default_home
 from shadowstore.format.common import LgPos
-from shadowstore.home import default_home
 from shadowstore.tools.checksums import (
     CheckpointChecksums,
     LogChecksums,
