@@ -82,6 +82,37 @@ def test_a_signal_stops_the_service_with_every_store_in_clean_shutdown(home_dir:
     assert 226 in ids[ids.index(1060) :]  # the backup session was ended, not left running
 
 
+def test_a_store_the_service_could_not_mount_is_named_at_its_stop_not_called_clean(
+    home_dir: str, tmp_path: Path
+) -> None:
+    with running_service(home_dir) as first:
+        first.client.post("/v1/mailboxes", {"name": "alice"})
+        first.stop(signal.SIGKILL)
+    log_dir, aside = os.path.join(home_dir, SG), tmp_path / "logs aside"
+    aside.mkdir()
+    logs = [name for name in os.listdir(log_dir) if name.endswith(".log")]
+    for name in logs:  # the logs the stores need are gone: the next service cannot mount them
+        os.rename(os.path.join(log_dir, name), aside / name)
+
+    with running_service(home_dir) as second:
+        output = second.stop()
+    assert second.process.returncode == 1, output
+    assert f"warning: {SG} was not mounted" in output
+    assert "every store is in Clean Shutdown" not in output
+    for store in ("Mailbox Store", "Public Folder Store"):
+        assert f"warning: stopped, but {SG}/{store} is in Dirty Shutdown (Log Required: 1-" in output
+    assert "Its next mount must replay those logs: keep them." in output
+    assert set(store_states(home_dir).values()) == {"Dirty Shutdown"}
+
+    for name in logs:
+        os.rename(aside / name, os.path.join(log_dir, name))
+    with running_service(home_dir) as third:
+        assert third.client.get("/v1/mailboxes")[0]["name"] == "alice"
+        output = third.stop()
+    assert third.process.returncode == 0, output
+    assert "Stopped; every store is in Clean Shutdown." in output
+
+
 def test_a_killed_service_is_replaced_at_once_and_keeps_what_was_committed(home_dir: str) -> None:
     with running_service(home_dir) as first:
         first.client.post("/v1/mailboxes", {"name": "alice"})

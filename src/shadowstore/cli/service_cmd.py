@@ -8,6 +8,7 @@ from urllib.parse import quote
 import click
 
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.errors import ExitCode
 
 
 @click.command()
@@ -17,13 +18,16 @@ from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 @click.option("--listen", metavar="HOST:PORT", help="Also listen on TCP (every request needs the bearer token).")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the bearer token (mode 0600).")
 @pass_ctx
-def serve(ctx: CliContext, socket_path: str | None, listen: str | None, token_file: str | None) -> None:
+def serve(ctx: CliContext, socket_path: str | None, listen: str | None, token_file: str | None) -> int:
     """Run the Information Store service in the foreground: own the server home, mount its storage groups,
     answer the CLI and other clients on a Unix socket (mode 0600) and optionally TCP, until SIGTERM or Ctrl-C
-    (then every store is dismounted in Clean Shutdown)."""
+    (then every store is dismounted in Clean Shutdown; exit code 1 names a store left otherwise)."""
     from shadowstore.service.server import serve as run_service
 
-    run_service(ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo)
+    unclean = run_service(
+        ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo
+    )
+    return int(ExitCode.WARNING if unclean else ExitCode.OK)
 
 
 def _split(target: str) -> tuple[str, str | None]:

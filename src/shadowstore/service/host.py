@@ -17,7 +17,7 @@ import json
 import os
 import threading
 from contextlib import suppress
-from typing import Any
+from typing import Any, NamedTuple
 
 from shadowstore import config as cfg
 from shadowstore.config import parse_seconds
@@ -25,6 +25,7 @@ from shadowstore.engine.maintenance import MaintenancePolicy
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.engine.store import Store
 from shadowstore.errors import NotFoundError, ShadowStoreError, StorageGroupBusyError
+from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome, offline_status
 from shadowstore.io.fs import FileSystem, Lock, OsFileSystem
 from shadowstore.io.replace import atomic_write
@@ -112,13 +113,14 @@ class InformationStore:
             1060, detail=f"pid {os.getpid()}", mounted=", ".join(self.mounted_at_start) or "nothing", endpoints=where
         )
 
-    def stop(self) -> None:
-        """End every backup session, dismount every storage group (each store in Clean Shutdown), release the
-        home. Safe to call twice."""
+    def stop(self) -> list[UncleanStore]:
+        """End every backup session, dismount every storage group, release the home; returns the stores that
+        are not in Clean Shutdown afterwards (one a full disk or an I/O error left in Dirty Shutdown, or whose
+        storage group never mounted). Safe to call twice (the second call returns nothing)."""
         with self._mutex:
             home = self.home
             if home is None:
-                return
+                return []
             self.vss.stop()
             self.sessions.end_all("the Information Store service is stopping")
             failures: list[ShadowStoreError] = []
@@ -127,6 +129,7 @@ class InformationStore:
                     sg.dismount()
                 except ShadowStoreError as exc:
                     failures.append(exc)
+            unclean = unclean_stores(home)
             home.events.emit(1061, detail=f"pid {os.getpid()}", sync=True)
             with suppress(FileNotFoundError):
                 self.fs.unlink(service_info_path(self.home_path))
@@ -139,6 +142,7 @@ class InformationStore:
                 self._lock = None
             if failures:
                 raise failures[0]
+            return unclean
 
     # --- storage groups and stores ---------------------------------------------------------------------------
 
@@ -238,3 +242,33 @@ class InformationStore:
         """``service.session_lease_seconds`` of the home's configuration, else 30 s."""
         value = self.settings().get("service", {}).get("session_lease_seconds")
         return DEFAULT_SESSION_LEASE if value is None else parse_seconds(value, "service.session_lease_seconds")
+
+
+class UncleanStore(NamedTuple):
+    """A store the service leaves out of Clean Shutdown when it stops."""
+
+    sg: str
+    store: str
+    state: str  # its header's state ("Dirty Shutdown"), or why its header could not be read
+    required: tuple[int, int] | None  # Log Required, when the header names generations
+
+    def describe(self) -> str:
+        needs = f" (Log Required: {self.required[0]}-{self.required[1]})" if self.required else ""
+        return f"{self.sg}/{self.store} is in {self.state}{needs}"
+
+
+def unclean_stores(home: ServerHome) -> list[UncleanStore]:
+    """Every store of ``home`` whose header is not in Clean Shutdown, read from its file (for a store of a
+    dismounted storage group, what a crash now would leave)."""
+    found = []
+    for sg in home.storage_groups():
+        for store in sg.stores.values():
+            try:
+                header = store.read_header()
+            except (ShadowStoreError, OSError) as exc:
+                found.append(UncleanStore(sg.name, store.name, f"no readable state ({exc})", None))
+                continue
+            if header.state != STATE_CLEAN_SHUTDOWN:
+                required = (header.log_required_min, header.log_required_max) if header.log_required_min else None
+                found.append(UncleanStore(sg.name, store.name, header.state_name, required))
+    return found

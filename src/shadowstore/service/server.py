@@ -3,7 +3,8 @@
 Order of a start: read the token file (refused if others can read it), own the home (service.lock) and mount
 what is configured to mount, bind the Unix socket (mode 0600 before it listens) and the TCP listener, publish
 ``service.json``, serve. SIGTERM or SIGINT stops the listeners, ends backup sessions and dismounts every
-storage group (each store in Clean Shutdown) before the process exits. A service killed with SIGKILL leaves a
+storage group before the process exits, saying which store is not in Clean Shutdown (one a full disk
+or an I/O error left in Dirty Shutdown) and exiting 1 then. A service killed with SIGKILL leaves a
 socket file and ``service.json`` behind; both are informational and the next start replaces them (its lock
 proves nobody else serves the home).
 """
@@ -24,7 +25,7 @@ import uvicorn
 from shadowstore.errors import InvalidParameterError
 from shadowstore.service.app import BearerAuth, create_app
 from shadowstore.service.auth import read_token
-from shadowstore.service.host import InformationStore
+from shadowstore.service.host import InformationStore, UncleanStore
 from shadowstore.service.mailsocket import MailSocket, mail_socket_path
 from shadowstore.service.unixsocket import bind_unix, remove_socket
 
@@ -65,9 +66,10 @@ def serve(
     listen: str | None = None,
     token_file: str | None = None,
     announce: Callable[[str], None] = print,
-) -> None:
-    """Run the service until SIGTERM or SIGINT. Raises what stops it from starting (the home owned by another
-    process, a token file others can read, a socket path in use), having released everything it took."""
+) -> list[UncleanStore]:
+    """Run the service until SIGTERM or SIGINT; returns the stores it leaves out of Clean Shutdown (each
+    announced with what to do). Raises what stops it from starting (the home owned by another process, a token
+    file others can read, a socket path in use), having released everything it took."""
     if listen is not None and token_file is None:
         raise InvalidParameterError("--listen needs --token-file: every TCP request must carry the token")
     token = read_token(token_file) if token_file is not None else None
@@ -110,8 +112,16 @@ def serve(
         remove_socket(path)
         if mail is not None:
             mail.stop()  # why before host.stop(): deliveries being stored finish before the dismount
-        host.stop()
-    announce("Stopped; every store is in Clean Shutdown.")
+        unclean = host.stop()
+    if not unclean:
+        announce("Stopped; every store is in Clean Shutdown.")
+    for store in unclean:
+        replay = " Its next mount must replay those logs: keep them." if store.required else ""
+        announce(
+            f"warning: stopped, but {store.describe()}.{replay} 'shadowstore events --sg \"{store.sg}\"' says what "
+            "left it so; 'shadowstore doctor' says what to do if its mount fails."
+        )
+    return unclean
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
