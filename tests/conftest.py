@@ -138,4 +138,6 @@ def small_ext4(tmp_path: os.PathLike[str]) -> Iterator[str]:
     try:
         yield mountpoint
     finally:
-        subprocess.run(["umount", mountpoint], check=False)
+        if subprocess.run(["umount", mountpoint], check=False, capture_output=True).returncode != 0:
+            # why: a test that failed may still hold files open there; detach it anyway, not leave it mounted
+            subprocess.run(["umount", "--lazy", mountpoint], check=False)

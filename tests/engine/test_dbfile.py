@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from shadowstore.engine.dbfile import WRITE_RUN, DatabaseFile
-from shadowstore.errors import DatabaseCorruptedError, ReadVerifyFailureError
+from shadowstore.engine.dbfile import GROW_MIN_BYTES, WRITE_RUN, DatabaseFile
+from shadowstore.errors import DatabaseCorruptedError, DiskFullError, ReadVerifyFailureError
 from shadowstore.events import EventLog
 from shadowstore.format.common import crc32c
 from shadowstore.format.dbheader import BlobRef
 from shadowstore.format.page import verify_page
+from shadowstore.io.faulty import FaultFileSystem
 from shadowstore.io.fs import OsFileSystem
 
 
@@ -123,3 +124,21 @@ def test_a_blob_read_into_memory_of_the_callers_is_verified_there_and_its_payloa
     with pytest.raises(ReadVerifyFailureError, match="page 7"):  # past the end of the file
         file.read_blob_into(BlobRef(size, 7, 2), view)
     file.close()
+
+
+def test_a_growth_the_full_disk_refuses_gives_back_what_it_took(tmp_path: Path) -> None:
+    fs = FaultFileSystem(capacity=GROW_MIN_BYTES // 2)
+    fs.makedirs("/d")
+    fs.open("/d/pages.edb", create=True).close()
+    file = DatabaseFile(fs, "/d/pages.edb", 4096, EventLog(None), None)
+    file.ensure_pages(4)  # a chunk of GROW_MIN_BYTES does not fit: the four pages alone are taken
+    assert fs.stat("/d/pages.edb").size == 4 * 4096
+    file.write_pages(file.blob_pages(b"kept", BlobRef(4, 3, 1), 0))
+    free = fs.free_space("/d")
+    assert free == GROW_MIN_BYTES // 2 - 4 * 4096
+    with pytest.raises(DiskFullError):  # more than the disk holds, even without the chunk's margin
+        file.ensure_pages(GROW_MIN_BYTES // 4096)
+    assert fs.free_space("/d") == free  # the partial allocation was cut back: the space is there for others
+    assert fs.stat("/d/pages.edb").size == 4 * 4096
+    file.ensure_pages(5)  # a growth that fits still succeeds
+    assert file.read_blob_pieces(BlobRef(4, 3, 1)) == [b"kept"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import suppress
 
 import pytest
 
-from shadowstore.errors import LogDiskFullError
+from shadowstore.errors import DiskFullError, LogDiskFullError
 from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem
@@ -37,7 +38,8 @@ def fill_until_refused(home: ServerHome, value_size: int = 400) -> dict[bytes, b
             break
         acknowledged[key] = value
         if i % 200 == 199:
-            sg.checkpoint()
+            with suppress(DiskFullError):  # the store's file may find the disk full first: the log goes on
+                sg.checkpoint()
     else:
         raise AssertionError("the disk never filled")
     assert refused.code == -529
@@ -124,5 +126,8 @@ def test_full_ext4_log_disk_on_a_loop_device(small_ext4: str) -> None:
         tx.put("t", b"after", b"ok")
     sg.dismount()
     assert all(s.read_header().state == STATE_CLEAN_SHUTDOWN for s in sg.stores.values())
-    # Dismounting on the full disk itself reached Clean Shutdown too (the spare reserve made room).
-    assert set(states.values()) == {STATE_CLEAN_SHUTDOWN}, states
+    # On the full disk itself each store reached Clean Shutdown, or, where its file could not grow to take the
+    # last pages (the spare reserve is one log file), stayed in Dirty Shutdown saying so (event 1004): its
+    # logs were kept, and the mount above replayed them.
+    dirty = {e.params["store"] for e in home.events.memory if e.event_id == 1004}
+    assert {name for name, state in states.items() if state != STATE_CLEAN_SHUTDOWN} == dirty, states

@@ -262,13 +262,23 @@ def test_capacity_raises_enospc_and_writes_nothing() -> None:
     assert fs.read_bytes("/d/f") == b"a" * 900
     with pytest.raises(OSError, match="No space left on device"):
         handle.truncate(1001)
-    with pytest.raises(OSError, match="No space left on device"):
-        handle.allocate(0, 1001)
-    assert handle.size() == 900
     handle.pwrite(b"c" * 100, 900)  # exactly full is allowed
     handle.pwrite(b"d" * 10, 0)  # overwriting needs no space
     assert fs.free_space("/d") == 0
     assert fs.crash("keep").read_bytes("/d/f") == b"d" * 10 + b"a" * 890 + b"c" * 100
+
+
+def test_an_allocation_that_runs_out_of_space_keeps_what_it_got_as_ext4_does() -> None:
+    fs = new_fs(capacity=1000)
+    handle = fs.open("/d/f", create=True)
+    handle.pwrite(b"a" * 600, 0)
+    with pytest.raises(OSError, match="No space left on device"):
+        handle.allocate(600, 1000)
+    assert handle.size() == 1000
+    assert fs.free_space("/d") == 0
+    handle.truncate(600)  # what gives the space back
+    assert fs.free_space("/d") == 400
+    assert fs.read_bytes("/d/f") == b"a" * 600
 
 
 # --- crash points and the crashed state ------------------------------------------------------------------------------

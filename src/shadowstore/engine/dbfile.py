@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from typing import NamedTuple
 
 from shadowstore.errors import (
@@ -230,17 +231,28 @@ class DatabaseFile:
             return
         target = max(need, self._allocated_bytes + max(GROW_MIN_BYTES, self._allocated_bytes // 8))
         target = (target + self.page_size - 1) // self.page_size * self.page_size
+        before = self._allocated_bytes
         try:
             try:
-                self.handle.allocate(self._allocated_bytes, target - self._allocated_bytes)
+                self.handle.allocate(before, target - before)
             except OSError as exc:
                 if exc.errno != errno.ENOSPC or target == need:
                     raise
-                self.handle.allocate(self._allocated_bytes, need - self._allocated_bytes)
+                self._give_back(before)
+                self.handle.allocate(before, need - before)
                 target = need
         except OSError as exc:
+            self._give_back(before)
             raise _io_error(exc, f"growing {self.path} to {need} bytes") from exc
         self._allocated_bytes = target
+
+    def _give_back(self, size: int) -> None:
+        """Cut the file back to ``size`` after a growth that failed: on a full disk the allocation keeps the
+        blocks it got (ext4 does), which would leave nothing for the log's reserve, the event log or the other
+        stores. Past ``size`` no page was ever written, so nothing is lost."""
+        with suppress(OSError):
+            if self.handle.size() > size:
+                self.handle.truncate(size)
 
     def sync(self) -> None:
         """Make the pages written so far durable. Raises DiskIOError (after ``on_lost_writes``)."""

@@ -112,9 +112,13 @@ class FaultFile:
             if end > len(self._inode.data):
                 self._fs._check_write(self, "allocate")
                 grow = end - len(self._inode.data)
-                self._fs._reserve(grow)
-                self._inode.data.extend(bytes(grow))
-                self._inode.pending.append(("size", end))
+                fits = self._fs._room(grow)
+                if fits:
+                    self._inode.data.extend(bytes(fits))
+                    self._inode.pending.append(("size", len(self._inode.data)))
+                if fits < grow:
+                    # why: as on ext4, a fallocate that runs out of space keeps what it got, the file grown to it
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def stat(self) -> FileStat:
         with self._fs._guard():
@@ -398,6 +402,10 @@ class FaultFileSystem:
             for inode in directory.volatile.values():
                 seen[inode.ino] = len(inode.data)
         return sum(seen.values())
+
+    def _room(self, grow: int) -> int:
+        """How many of ``grow`` more bytes fit on the disk."""
+        return grow if self.capacity is None else max(0, min(grow, self.capacity - self._used()))
 
     def _reserve(self, grow: int) -> None:
         if grow and self.capacity is not None and self._used() + grow > self.capacity:
