@@ -1,10 +1,12 @@
 """The event log: records, rotation, reading back in order, the ESE description prefix, which events are durable
-when emit returns, and several processes appending and rotating one log."""
+when emit returns, several processes appending and rotating one log, and the reserve that keeps the events of a
+full disk."""
 
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,6 +31,7 @@ def test_events_rotate_and_read_back_oldest_first(tmp_path: os.PathLike[str], mo
         "events.4.jsonl",
         "events.jsonl",
         "events.lock",
+        "events.reserve",
     ]
     lows = [e.params["low"] for e in log.read()]
     assert lows == sorted(lows), "events come back oldest first across rotated files"
@@ -169,3 +172,56 @@ def test_processes_appending_and_rotating_one_log_lose_no_line_and_write_none_tw
     for n in range(writers):  # each writer's lines in the order it wrote them
         mine = [e.params["high"] for e in EventLog(folder).read() if e.params["low"] == f"w{n}"]
         assert mine == list(range(count))
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+FOLDER = "/home/events"
+
+
+def fill(fs: FaultFileSystem, path: str) -> None:
+    """Take every byte the file system has left."""
+    fs.append(path, b"\0" * fs.free_space(FOLDER), sync=True)
+
+
+def test_a_full_disk_gives_the_reserve_back_so_that_its_events_are_written(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fs = FaultFileSystem(capacity=8 << 20)
+    log = EventLog(FOLDER, fs=fs)
+    log.emit(302, sg="First Storage Group")
+    reserve = os.path.join(FOLDER, events_module.RESERVE_NAME)
+    assert fs.read_bytes(reserve) == bytes(events_module.RESERVE_BYTES)  # made while the disk had room
+    fill(fs, "/home/ballast")
+
+    with caplog.at_level(logging.WARNING, logger="shadowstore.eventlog"):
+        log.emit(1021, sg="First Storage Group", file="/home/logs/E00.log", released="none")
+    assert [e.event_id for e in log.read()] == [302, 1021]
+    assert not fs.exists(reserve)
+    assert f"its reserve of {events_module.RESERVE_BYTES} bytes was given back" in caplog.text
+
+    fill(fs, "/home/more ballast")  # what the reserve gave and the event left: now nothing can be written
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="shadowstore.eventlog"):
+        log.emit(1021, sg="First Storage Group", file="/home/second/E00.log", released="none")
+    assert [e.event_id for e in log.read()] == [302, 1021]
+    assert "could not write event log" in caplog.text
+    assert "the event: ShadowStore 1021: Storage group First Storage Group ran out" in caplog.text  # said, not lost
+    assert "/home/second/E00.log" in caplog.text
+
+    fs.unlink("/home/more ballast")
+    fs.unlink("/home/ballast")
+    log.emit(302, sg="First Storage Group")
+    assert not fs.exists(reserve), "made again only once RESERVE_CHECK_SECONDS have passed"
+    monkeypatch.setattr(events_module, "RESERVE_CHECK_SECONDS", 0.0)
+    log.emit(302, sg="First Storage Group")
+    assert fs.read_bytes(reserve) == bytes(events_module.RESERVE_BYTES)
+    assert [e.event_id for e in log.read()] == [302, 1021, 302, 302]
+
+
+def test_the_reserve_is_not_made_where_it_would_take_much_of_what_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = FaultFileSystem(capacity=events_module.RESERVE_ROOM * events_module.RESERVE_BYTES - 1)
+    log = EventLog(FOLDER, fs=fs)
+    log.emit(302, sg="First Storage Group")
+    assert [e.event_id for e in log.read()] == [302]
+    assert not fs.exists(os.path.join(FOLDER, events_module.RESERVE_NAME))

@@ -9,7 +9,10 @@ Durability: each line is appended whole (a short write is continued, never left 
 events, and any event emitted with ``sync=True``, are synced before ``emit`` returns (the file's data, and its
 folder when this object has not yet synced the folder for this file); informational events are not, so a crash
 may lose the newest of them, and a line cut by a crash is skipped when reading. A failure to write or sync is
-logged, never raised: the event log must not take the engine down. The engine also syncs the informational
+logged with the event's text (on ``shadowstore.eventlog``), never raised: the event log must not take the engine
+down. So that the events of a full disk are still written, the folder keeps a reserve, ``events.reserve``
+(``RESERVE_BYTES`` of zeros); an append that finds the disk full removes it and tries again, and it is made
+again once the disk has room to spare. The engine also syncs the informational
 events an administrator audits by: a backup's end (202) and the log deletion it is about to do (224, before
 the first file goes), the end of recovery (302), a dismount (1001), circular-logging deletions (1030), a
 checkpoint advanced for log health (1012) and a restore's end (205).
@@ -24,12 +27,14 @@ ESE-sourced descriptions start the way the originals do: ``Information Store (PI
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import getpass
 import json
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
@@ -37,8 +42,13 @@ from typing import Any
 
 from shadowstore.eventids import CATALOG, EventType
 from shadowstore.io.fs import FileSystem, OsFileSystem, opened
+from shadowstore.io.replace import atomic_write
 
 ROTATE_BYTES = 8 * 1024 * 1024
+RESERVE_NAME = "events.reserve"  # zeros, given back to the file system when the disk is full (see _append)
+RESERVE_BYTES = 256 * 1024  # a few hundred events
+RESERVE_CHECK_SECONDS = 60.0
+RESERVE_ROOM = 16  # the reserve is made again only where it takes at most a sixteenth of the free space
 KEEP_ROTATED = 4
 LOCK_NAME = "events.lock"
 SYNCED_TYPES = (EventType.ERROR, EventType.WARNING)
@@ -102,6 +112,7 @@ class EventLog:
         self._file_mutex = threading.Lock()  # this object's appends, one at a time (see _append)
         self._synced_entry: int | None = None  # the inode of events.jsonl whose folder entry this object synced
         self.memory: list[Event] = []  # every event this object wrote, for callers and tests
+        self._reserve_checked = 0.0  # monotonic time the reserve was last looked for (0: not yet)
         if directory is not None:
             self.fs.makedirs(directory)
 
@@ -133,7 +144,8 @@ class EventLog:
         _log.log(level, "%s %d: %s", spec.source, event_id, text)
         with self._file_mutex:
             if self.path is not None:
-                self._append(json.dumps(event.to_dict(), sort_keys=True) + "\n", sync or spec.type in SYNCED_TYPES)
+                line = json.dumps(event.to_dict(), sort_keys=True) + "\n"
+                self._append(line, sync or spec.type in SYNCED_TYPES, f"{spec.source} {event_id}: {text}")
             with self._mutex:
                 self.memory.append(event)
                 self._emitted.notify_all()
@@ -149,21 +161,60 @@ class EventLog:
             self._emitted.wait_for(lambda: find() is not None, timeout)
             return find()
 
-    def _append(self, line: str, sync: bool) -> None:
-        """Requires: ``_file_mutex`` is held. The folder's lock is held across the fsyncs (when ``sync``): why, so
-        that no other process rotates the file between the append and the sync of its name."""
+    def _append(self, line: str, sync: bool, summary: str) -> None:
+        """Append ``line``; on a full disk give the reserve back and try once more. What cannot be written is
+        said on the ``shadowstore.eventlog`` logger with ``summary``, the event itself. Requires: ``_file_mutex``
+        is held."""
+        for retry in (False, True):
+            try:
+                self._append_locked(line, sync)
+                break
+            except OSError as exc:
+                if not retry and exc.errno == errno.ENOSPC and self._give_back_reserve():
+                    continue
+                # why: the event log must never take the engine down; a full disk is reported by the engine itself
+                _problems.warning("could not write event log %s (%s); the event: %s", self.path, exc, summary)
+                return
+        self._keep_reserve()
+
+    def _append_locked(self, line: str, sync: bool) -> None:
+        """The folder's lock is held across the fsyncs (when ``sync``): why, so that no other process rotates the
+        file between the append and the sync of its name."""
         assert self.path is not None and self.directory is not None
+        with self.fs.locked(os.path.join(self.directory, LOCK_NAME)):
+            st = self.fs.stat(self.path)
+            if st is not None and st.size >= ROTATE_BYTES:  # checked under the lock: one rotation per fill
+                self._rotate()
+            self.fs.append(self.path, line.encode(), sync=sync)
+            if sync:
+                self._sync_entry()
+
+    def _give_back_reserve(self) -> bool:
+        """Remove the reserve (zeros, nothing a user needs) so that its space takes the events of a full disk;
+        whether there was one."""
+        assert self.directory is not None
         try:
-            with self.fs.locked(os.path.join(self.directory, LOCK_NAME)):
-                st = self.fs.stat(self.path)
-                if st is not None and st.size >= ROTATE_BYTES:  # checked under the lock: one rotation per fill
-                    self._rotate()
-                self.fs.append(self.path, line.encode(), sync=sync)
-                if sync:
-                    self._sync_entry()
-        except OSError as exc:
-            # why: the event log must never take the engine down; a full disk is reported by the engine itself.
-            _problems.warning("could not write event log %s: %s", self.path, exc)
+            self.fs.unlink(os.path.join(self.directory, RESERVE_NAME))
+        except OSError:
+            return False
+        self._reserve_checked = time.monotonic()
+        _problems.warning(
+            "event log %s: the disk is full; its reserve of %d bytes was given back", self.path, RESERVE_BYTES
+        )
+        return True
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve when it is missing and the disk has room to spare for it (RESERVE_ROOM times its
+        size), looking at most once a RESERVE_CHECK_SECONDS."""
+        assert self.directory is not None
+        now = time.monotonic()
+        if self._reserve_checked and now - self._reserve_checked < RESERVE_CHECK_SECONDS:
+            return
+        self._reserve_checked = now
+        path = os.path.join(self.directory, RESERVE_NAME)
+        with suppress(OSError):
+            if self.fs.stat(path) is None and self.fs.free_space(self.directory) >= RESERVE_ROOM * RESERVE_BYTES:
+                atomic_write(self.fs, path, bytes(RESERVE_BYTES))
 
     def _sync_entry(self) -> None:
         """Make the current file's name durable, once per file: it may have been made by an unsynced append."""

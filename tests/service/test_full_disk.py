@@ -15,7 +15,7 @@ from shadowstore.errors import DiskFullError, LogDiskFullError, ShadowStoreError
 from shadowstore.mail.generate import generate_messages
 from shadowstore.service.remotemail import RemoteMail
 from tests.service.running import running_service, shadowstore
-from tests.service.test_lifecycle import SG, store_states
+from tests.service.test_lifecycle import SG, event_ids, store_states
 
 FREE_LEFT = 5 << 20  # bytes the ballast leaves free: a few log files' worth
 
@@ -52,13 +52,13 @@ def digest(raw: bytes) -> str:
 def test_a_full_disk_refuses_mail_loses_nothing_and_the_stop_tells_each_stores_state(small_ext4: str) -> None:
     home = os.path.join(small_ext4, "home")
     assert shadowstore(home, "init").returncode == 0
-    ballast = fill_disk(small_ext4)
     messages = generate_messages(41, 10_000, recipient="alice@example.com")
     acknowledged: dict[int, str] = {}
 
     with running_service(home) as service:
         mail = RemoteMail(service.client)
         mail.create_mailbox("alice")
+        ballast = fill_disk(small_ext4)  # the disk fills while the service runs
         refused, unanswered = deliver_until_refused(mail, messages, acknowledged)
         assert isinstance(refused, LogDiskFullError | DiskFullError), refused
         assert "full" in refused.message
@@ -68,6 +68,8 @@ def test_a_full_disk_refuses_mail_loses_nothing_and_the_stop_tells_each_stores_s
         assert isinstance(again.value, LogDiskFullError | DiskFullError), again.value
         output = service.stop()
 
+    ids = event_ids(home)
+    assert 1021 in ids, ids  # written on the full disk itself: the event log's reserve made room for it
     unclean = sorted(name for name, state in store_states(home).items() if state != "Clean Shutdown")
     named = sorted(name for name in store_states(home) if f"warning: stopped, but {SG}/{name} is in " in output)
     assert named == unclean, output
