@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -42,6 +43,15 @@ def deliver_until_refused(
         except ShadowStoreError as exc:
             return exc, {digest(raw) for raw in raws}
         acknowledged.update((uid, digest(raw)) for uid, raw in zip(uids, raws, strict=True))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def digest(raw: bytes) -> str:
@@ -85,6 +95,34 @@ def test_a_full_disk_refuses_mail_loses_nothing_and_the_stop_tells_each_stores_s
         raw = next(messages)
         [uid] = mail.add("alice", "INBOX", [raw], [{}])
         assert uid > max(acknowledged)
+        output = service.stop()
+    assert service.process.returncode == 0, output
+    assert "Stopped; every store is in Clean Shutdown." in output
+
+
+@pytest.mark.root
+def test_once_space_is_freed_a_mount_through_the_service_takes_mail_again_without_a_restart(small_ext4: str) -> None:
+    home = os.path.join(small_ext4, "home")
+    assert shadowstore(home, "init").returncode == 0
+    messages = generate_messages(43, 10_000, recipient="alice@example.com")
+    acknowledged: dict[int, str] = {}
+
+    with running_service(home) as service:
+        mail = RemoteMail(service.client)
+        mail.create_mailbox("alice")
+        ballast = fill_disk(small_ext4)
+        refused, unanswered = deliver_until_refused(mail, messages, acknowledged)
+        assert isinstance(refused, LogDiskFullError | DiskFullError), refused
+        assert wait_until(lambda: not service.client.get("/v1/status")["storage_groups"][0]["mounted"])  # event 1021
+
+        os.unlink(ballast)
+        service.cli("mount", SG)
+        raws = [next(messages) for _ in range(3)]
+        uids = mail.add("alice", "INBOX", raws, [{} for _ in raws])  # on the mail socket, as before the full disk
+        acknowledged.update((uid, digest(raw)) for uid, raw in zip(uids, raws, strict=True))
+        stored = {record.uid: digest(record.raw) for record in mail.messages("alice")}
+        assert {uid: stored.get(uid) for uid in acknowledged} == acknowledged
+        assert {stored[uid] for uid in stored.keys() - acknowledged.keys()} <= unanswered
         output = service.stop()
     assert service.process.returncode == 0, output
     assert "Stopped; every store is in Clean Shutdown." in output

@@ -14,6 +14,7 @@ from shadowstore.mail.schema import StoredMessage
 from shadowstore.service.batching import CommitBatcher
 
 if TYPE_CHECKING:
+    from shadowstore.engine.store import Store
     from shadowstore.service.host import InformationStore
 
 DEFAULT_STORE = "Mailbox Store"
@@ -24,6 +25,7 @@ class MailHost:
         self.host = host
         self._lock = threading.Lock()
         self._batchers: dict[tuple[str, str], CommitBatcher] = {}
+        self._stores: dict[tuple[str, str], Store] = {}  # the store each batcher commits to
         self.socket_deliveries = 0  # deliveries stored from the mail socket (for /metrics)
         self.shared_reads = 0  # reads from it that went through shared memory (for /metrics)
 
@@ -39,12 +41,15 @@ class MailHost:
         return MailStore(self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE))
 
     def batcher(self, sg: str | None, store: str | None) -> CommitBatcher:
+        """The batcher of the store mounted now. One made for an earlier mount is replaced: the engine itself may
+        have dismounted the storage group (a full log disk, an I/O error) and a mount since made new stores."""
         key = (sg or DEFAULT_SG, store or DEFAULT_STORE)
+        found = self.host.store(*key)
         with self._lock:
             batcher = self._batchers.get(key)
-            if batcher is None:
-                found = self.host.store(*key)
+            if batcher is None or self._stores.get(key) is not found:
                 batcher = self._batchers[key] = CommitBatcher(found.transaction)
+                self._stores[key] = found
             return batcher
 
     def batchers(self) -> dict[tuple[str, str], CommitBatcher]:
@@ -56,6 +61,7 @@ class MailHost:
         with self._lock:
             for key in [k for k in self._batchers if k[0] == sg]:
                 del self._batchers[key]
+                del self._stores[key]
 
     def mailboxes(self, sg: str | None = None, store: str | None = None) -> list[dict[str, Any]]:
         return self.mail(sg, store).mailboxes()
