@@ -212,7 +212,9 @@ class InformationStore:
         for entry in status["storage_groups"]:  # type: ignore[attr-defined]
             config = home.config.find(entry["name"]).resolved(home.path)
             disk = offline_status(self.fs, config)
-            live = {s["name"]: s["mounted"] for s in entry["stores"]} if entry["mounted"] else {}
+            # why "in": an entry read from the files (the group not mounted here) has no store state, though its
+            # lock may still be held (the engine dismounting it after a full disk or an I/O error)
+            live = {s["name"]: s["mounted"] for s in entry["stores"] if "mounted" in s}
             for store in disk["stores"]:  # type: ignore[attr-defined]
                 store["mounted"] = live.get(store["name"], False)
             disk["mounted"] = entry["mounted"]
