@@ -78,6 +78,7 @@ def test_a_full_disk_refuses_mail_loses_nothing_and_the_stop_tells_each_stores_s
         assert isinstance(again.value, LogDiskFullError | DiskFullError), again.value
         output = service.stop()
 
+    assert "event ESE 428: Information Store (" in output  # the service's warning events on its output too
     ids = event_ids(home)
     assert 1021 in ids, ids  # written on the full disk itself: the event log's reserve made room for it
     unclean = sorted(name for name, state in store_states(home).items() if state != "Clean Shutdown")

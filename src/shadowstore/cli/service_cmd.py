@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -24,10 +28,26 @@ def serve(ctx: CliContext, socket_path: str | None, listen: str | None, token_fi
     (then every store is dismounted in Clean Shutdown; exit code 1 names a store left otherwise)."""
     from shadowstore.service.server import serve as run_service
 
-    unclean = run_service(
-        ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo
-    )
+    with _warning_events_on_stderr():
+        unclean = run_service(
+            ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo
+        )
     return int(ExitCode.WARNING if unclean else ExitCode.OK)
+
+
+@contextmanager
+def _warning_events_on_stderr() -> Iterator[None]:
+    """The service's warning and error events on its output too (the journal, under systemd), one line each,
+    beside the event log: an administrator reading why a store went offline need not run another command."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("event %(message)s"))
+    events = logging.getLogger("shadowstore.events")
+    events.addHandler(handler)
+    try:
+        yield
+    finally:
+        events.removeHandler(handler)
 
 
 def _split(target: str) -> tuple[str, str | None]:
