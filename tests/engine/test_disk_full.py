@@ -80,6 +80,30 @@ def test_full_log_disk_refuses_updates_dismounts_cleanly_and_loses_nothing() -> 
     again.storage_group().dismount()
 
 
+def test_a_transaction_longer_than_the_room_left_is_refused_and_the_group_still_dismounts_in_order() -> None:
+    fs = FaultFileSystem(seed=23)
+    home = fault_home(fs)  # 64 KiB logs, so the transaction below spans ten of them
+    sg = home.storage_group()
+    sg.mount()
+    store = sg.store("Mailbox Store")
+    with store.transaction() as tx:
+        tx.create_table("t")
+        tx.put("t", b"before", b"acknowledged")
+    fs.capacity = (1 << 40) - fs.free_space("/") + 3 * 64 * 1024  # room for three more log files
+    with pytest.raises(LogDiskFullError, match="reserve logs, which are kept for a clean shutdown"):
+        with store.transaction() as tx:
+            tx.put("t", b"big", bytes(10 * 64 * 1024))  # laid out, it would take the reserves and more
+    assert home.events.wait_for(1021, timeout=30.0) is not None, "the storage group did not dismount in order"
+    ids = [e.event_id for e in home.events.memory]
+    assert 428 in ids
+    assert 1020 not in ids  # not offline
+    assert 429 not in ids  # no generation went without a file
+    fs.capacity = None
+    sg.mount()
+    assert read_table(home) == {b"before": b"acknowledged"}
+    sg.dismount()
+
+
 def test_mount_refuses_when_reserve_logs_cannot_be_created() -> None:
     fs = FaultFileSystem(seed=22)
     home = fault_home(fs)

@@ -111,6 +111,10 @@ class LogDisk:
             self.file.close()
             self.file = None
 
+    def room(self) -> int:
+        """Generations past the current file the disk has files for, the reserve logs left out."""
+        return self._next.room()
+
     @contextmanager
     def stable(self) -> Iterator[tuple[FileHandle | None, LogHeader | None, int]]:
         """(current file, its header, its generation) with no log roll in progress while the block runs."""

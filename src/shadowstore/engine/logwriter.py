@@ -234,38 +234,60 @@ class LogWriter:
                 self._appended = end = _new_lgpos((block.gen, used + FRAGMENT_HEADER.size + size))
                 self.bytes_appended += size
                 return _new_lgpos((block.gen, used)), end
-            view = memoryview(record)
-            start: LgPos | None = None
-            first: tuple[Block, int] | None = None  # the block and offset of the first fragment
-            while True:
-                block = self._block or self._open_block()
-                used = block.offset + len(block.data)
-                room = self.file_size - used - FRAGMENT_HEADER.size
-                if room >= len(view):
-                    if first is None:
-                        start, first = LgPos(block.gen, used), (block, len(block.data))
-                    append_fragment(block.data, FULL if len(view) == size else LAST, view)
-                    block.fragments += 1
-                    end = LgPos(block.gen, used + FRAGMENT_HEADER.size + len(view))
-                    break
-                if room >= MIN_FRAGMENT_DATA:
-                    if first is None:
-                        start, first = LgPos(block.gen, used), (block, len(block.data))
-                    append_fragment(block.data, FIRST if len(view) == size else MIDDLE, view[:room])
-                    block.fragments += 1
-                    view = view[room:]
-                self._seal_block()
-                self._advance_generation()
-            assert start is not None and first is not None
-            if time_at is not None:
-                # why after the layout: a record that reaches into a new generation must be younger than it
-                stamp = _TIME.pack(self._next_time())
-                assert isinstance(record, bytearray)
-                record[time_at : time_at + _TIME.size] = stamp  # for the caller to read
-                patch_fragment(first[0].data, first[1], time_at, stamp)
-            self._appended = end
-            self.bytes_appended += len(record)
-            return start, end
+            if not update or self._disk_has_room(size, used):
+                return self._lay_out(record, size, time_at)
+        # why outside the lock: entering the disk-full state emits event 428 and starts the orderly dismount
+        self._enter_disk_full()
+        raise LogDiskFullError(
+            f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) has no room for the log "
+            "files this transaction needs beside the reserve logs, which are kept for a clean shutdown"
+        )
+
+    def _disk_has_room(self, size: int, used: int) -> bool:
+        """Whether each generation a record of ``size`` bytes would reach past the layout's open file (``used``
+        bytes of it taken) has a file to go to: the prepared one or room on the disk. The reserve logs are left
+        out: they are for the records already laid out and the shutdown, and a record laid out into more
+        generations than there are files takes the storage group offline. Requires: ``_lock`` is held."""
+        per_file = (self.file_size - LOG_HEADER_SIZE) * 7 // 8  # why 7/8: block headers and padding, guessed high
+        beyond = size - max(0, self.file_size - used - FRAGMENT_HEADER.size)
+        last = self._gen + -(-beyond // per_file)
+        return last - self._disk.generation <= self._disk.room()
+
+    def _lay_out(self, record: bytes | bytearray, size: int, time_at: int | None) -> tuple[LgPos, LgPos]:
+        """The slow path of ``append``: ``record`` in fragments across blocks and generations. Requires:
+        ``_lock`` is held."""
+        view = memoryview(record)
+        start: LgPos | None = None
+        first: tuple[Block, int] | None = None  # the block and offset of the first fragment
+        while True:
+            block = self._block or self._open_block()
+            used = block.offset + len(block.data)
+            room = self.file_size - used - FRAGMENT_HEADER.size
+            if room >= len(view):
+                if first is None:
+                    start, first = LgPos(block.gen, used), (block, len(block.data))
+                append_fragment(block.data, FULL if len(view) == size else LAST, view)
+                block.fragments += 1
+                end = LgPos(block.gen, used + FRAGMENT_HEADER.size + len(view))
+                break
+            if room >= MIN_FRAGMENT_DATA:
+                if first is None:
+                    start, first = LgPos(block.gen, used), (block, len(block.data))
+                append_fragment(block.data, FIRST if len(view) == size else MIDDLE, view[:room])
+                block.fragments += 1
+                view = view[room:]
+            self._seal_block()
+            self._advance_generation()
+        assert start is not None and first is not None
+        if time_at is not None:
+            # why after the layout: a record that reaches into a new generation must be younger than it
+            stamp = _TIME.pack(self._next_time())
+            assert isinstance(record, bytearray)
+            record[time_at : time_at + _TIME.size] = stamp  # for the caller to read
+            patch_fragment(first[0].data, first[1], time_at, stamp)
+        self._appended = end
+        self.bytes_appended += len(record)
+        return start, end
 
     def fail(self, error: BaseException) -> bool:
         """Stop the stream for good because another file of the storage group lost writes: from now on every
@@ -315,8 +337,7 @@ class LogWriter:
             raise StorageGroupOfflineError(f"the log stream of {self.sg} is closed")
         if update and self._refusing_updates:
             raise LogDiskFullError(
-                f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) is full and it is "
-                "running on a reserve log"
+                f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) is full"
             )
 
     def _open_block(self) -> Block:
@@ -451,7 +472,7 @@ class LogWriter:
                 f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
             )
 
-    def _enter_disk_full(self, reserve_path: str) -> None:
+    def _enter_disk_full(self, reserve_path: str | None = None) -> None:
         with self._lock:
             first = not self._refusing_updates
             self._refusing_updates = True

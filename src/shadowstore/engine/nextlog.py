@@ -54,6 +54,16 @@ class NextLogFiles:
                 self._prepared.close()
                 self._prepared = None
 
+    def room(self) -> int:
+        """How many more generations have a file: the prepared ``E00tmp.log`` and as many log files as the free
+        space holds, the reserve logs left out. Looks without ``lock``: a file being prepared counts as space
+        taken, so this may be one off either way; the reserve logs cover that."""
+        ready = 1 if self._prepared is not None else 0
+        try:
+            return ready + self.fs.free_space(self.log_dir) // self.file_size
+        except OSError:
+            return 1 << 30  # why: no answer is no reason to refuse; a roll still finds the disk full itself
+
     def want(self) -> None:
         """Prepare the next ``E00tmp.log`` now (after a roll used the last one)."""
         self._wanted.set()
