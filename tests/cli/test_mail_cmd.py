@@ -291,6 +291,24 @@ def test_a_failed_batch_says_what_was_stored_before_it(
         assert [r.raw for r in backend.messages("m")] == [b"message %d\n" % n for n in range(64)]
 
 
+def test_a_failed_generate_names_the_mailboxes_done_before_it(
+    home_dir: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FailingSecondMailbox(DirectMail):
+        def create_mailbox(self, name: str) -> None:
+            if name == "user02":
+                raise StorageGroupOfflineError("the log disk failed")
+            super().create_mailbox(name)
+
+    monkeypatch.setattr(mail_cmd, "_backend", lambda ctx: FailingSecondMailbox(ctx.open_home()))
+    args = ("--home", home_dir, "mail", "generate", "--mailboxes", "3", "--messages", "4", "--seed", "5", "--quiet")
+    code, _out, err = run(capsys, *args)
+    assert code == StorageGroupOfflineError.exit_code
+    assert "the log disk failed (while generating user02; mailboxes done before it: user01 (4))" in err
+    with DirectMail(ServerHome.open(home_dir)) as backend:
+        assert [m["name"] for m in backend.mailboxes()] == ["user01"]
+
+
 def test_compare_matches_in_any_order_and_names_what_is_left() -> None:
     stored = [("INBOX", "uid 1", b"a"), ("INBOX", "uid 2", b"b"), ("INBOX", "uid 3", b"b")]
     source = [("INBOX", "m1", b"b"), ("INBOX", "m2", b"a"), ("INBOX", "m3", b"c"), ("Sent", "m4", b"b")]

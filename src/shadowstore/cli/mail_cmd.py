@@ -130,10 +130,8 @@ def _store_all(
             backend.add(mailbox, batch_folder, [raw for raw, _ in batch], [props for _, props in batch])
         except ShadowStoreError as exc:
             stored = sum(n for n, _ in done.values())
-            where = f"in the batch from message {stored + 1}; the {stored} message(s) before it are stored"
-            wrapped = type(exc)(f"{exc.message} ({where})", hint=exc.hint)
-            wrapped.details = exc.details
-            raise wrapped from exc
+            note = f"in the batch from message {stored + 1}; the {stored} message(s) before it are stored"
+            raise _noted(exc, note) from exc
         counts = done.setdefault(batch_folder, [0, 0])
         counts[0] += len(batch)
         counts[1] += batch_bytes
@@ -150,6 +148,13 @@ def _store_all(
     if batch:
         flush()
     return done
+
+
+def _noted(exc: ShadowStoreError, note: str) -> ShadowStoreError:
+    """``exc`` with ``note`` added to its message in brackets (its class, hint and details kept)."""
+    noted = type(exc)(f"{exc.message} ({note})", hint=exc.hint)
+    noted.details = exc.details
+    return noted
 
 
 def _totals(folders: dict[str, list[int]]) -> dict[str, Any]:
@@ -307,11 +312,15 @@ def generate(
     started, made = time.monotonic(), {}
     with _opened(ctx) as backend, byte_bars(enabled=not (quiet or as_json)) as bar:
         for i, name in enumerate(names, start=1):
-            backend.create_mailbox(name)
-            address = name if re.fullmatch(r"[A-Za-z0-9._-]+", name) else f"mailbox{i}"
-            raws = generate_messages(seed * 10_000 + i, per_mailbox, recipient=f"{address}@example.com")
-            items = ((folder, raw, {"source": "generated"}) for raw in raws)
-            made[name] = _totals(_store_all(backend, name, items, _progress(bar, name)))
+            try:
+                backend.create_mailbox(name)
+                address = name if re.fullmatch(r"[A-Za-z0-9._-]+", name) else f"mailbox{i}"
+                raws = generate_messages(seed * 10_000 + i, per_mailbox, recipient=f"{address}@example.com")
+                items = ((folder, raw, {"source": "generated"}) for raw in raws)
+                made[name] = _totals(_store_all(backend, name, items, _progress(bar, name)))
+            except ShadowStoreError as exc:
+                done = ", ".join(f"{n} ({t['messages']})" for n, t in made.items()) or "none"
+                raise _noted(exc, f"while generating {name}; mailboxes done before it: {done}") from exc
     seconds = round(time.monotonic() - started, 3)
     summary = {
         "mailboxes": {name: {"messages": t["messages"], "bytes": t["bytes"]} for name, t in made.items()},
