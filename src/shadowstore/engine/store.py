@@ -234,7 +234,7 @@ class Store:
                 return None
             dbtime = txn.state.dbtime + 1
             ops = txn.ops
-            ops[0:0] = TXN_HEADER.pack(KIND_TXN, self.dbid, 0, dbtime, 0, txn.op_count)
+            TXN_HEADER.pack_into(ops, 0, KIND_TXN, self.dbid, 0, dbtime, 0, txn.op_count)  # its room left at begin
             start, end = self.sg.log.append(ops, time_at=TXN_TIME_OFFSET)
             txn.commit_time_us = int.from_bytes(ops[TXN_TIME_OFFSET : TXN_TIME_OFFSET + 8], "little")
             txn.stamp.lgpos = start.pack_u64()

@@ -25,7 +25,7 @@ from shadowstore.errors import (
 )
 from shadowstore.format.common import LgPos
 from shadowstore.format.dbheader import BlobRef
-from shadowstore.format.logrecord import DELETE, DROP, OP_CREATE, OP_DELETE, OP_DROP, OP_PUT, PUT
+from shadowstore.format.logrecord import DELETE, DROP, OP_CREATE, OP_DELETE, OP_DROP, OP_PUT, PUT, TXN_HEADER
 
 if TYPE_CHECKING:
     from shadowstore.engine.store import Store
@@ -97,7 +97,7 @@ class Transaction:
             self._tables_copied = False
             self._owned: dict[str, TableMeta] = {}
             self.next_table_id = state.next_table_id
-            self.ops = bytearray()
+            self.ops = bytearray(TXN_HEADER.size)  # the record's header, filled at commit (not inserted: a copy)
             self.op_count = 0
         self.commit_time_us: int | None = None  # set by a commit that wrote a record
         self.durable_end: LgPos | None = None  # set by commit(wait=False): what Store.wait_durable waits for
