@@ -239,8 +239,8 @@ class LogWriter:
         # why outside the lock: entering the disk-full state emits event 428 and starts the orderly dismount
         self._enter_disk_full()
         raise LogDiskFullError(
-            f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) has no room for the log "
-            "files this transaction needs beside the reserve logs, which are kept for a clean shutdown"
+            f"storage group {self.sg} is refusing updates: its log disk ({self.log_dir}) is full, with no room for "
+            "the log files this transaction needs beside the reserve logs, which are kept for a clean shutdown"
         )
 
     def _disk_has_room(self, size: int, used: int) -> bool:
