@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, NamedTuple
 
@@ -35,8 +36,9 @@ from shadowstore.service.metrics import ServiceMetrics
 from shadowstore.service.sessions import SessionTable
 from shadowstore.service.sharedwaits import create_shared, remove_shared, shared_waits_path
 from shadowstore.service.vsshost import VssHost
-from shadowstore.tools.startmount import mount_configured
+from shadowstore.tools.startmount import StartReport, mount_configured, mount_group
 
+BUSY_RETRY_SECONDS = 5.0  # how often a storage group another program held at start is tried again
 DEFAULT_SESSION_LEASE = 30.0  # seconds a backup client may stay silent before its session is ended (event 215)
 
 
@@ -56,6 +58,8 @@ class InformationStore:
         self.endpoints: dict[str, object] = {}
         self.mounted_at_start: list[str] = []
         self.start_failures: list[dict[str, object]] = []
+        self.announce: Callable[[str], None] = lambda text: None  # the service's output (server.py sets it)
+        self._stopping = threading.Event()
         self.shared_waits: str | None = None  # the file of the commits' waits (service/sharedwaits.py)
         self.sessions = SessionTable(self)
         self.mail = MailHost(self)
@@ -84,7 +88,43 @@ class InformationStore:
             self.stop()
             raise
         self.mounted_at_start = mounted
+        busy = [f["sg"] for f in self.start_failures if f["store"] is None and f["error"] == "StorageGroupBusyError"]
+        if busy:
+            threading.Thread(target=self._mount_when_free, args=(busy,), name="mount when free", daemon=True).start()
         return {"mounted": mounted}
+
+    def _mount_when_free(self, names: list[str]) -> None:
+        """Try again, every BUSY_RETRY_SECONDS, to mount each storage group another program held at start (a
+        backup program that ran on the home while no service did, say), so that it is served once that program
+        ends, with nobody running 'shadowstore mount'. A group mounted or dismounted through the API meanwhile,
+        or failing for another reason, is left to the administrator."""
+        waiting = [str(name) for name in names]
+        while waiting and not self._stopping.wait(BUSY_RETRY_SECONDS):
+            with self._mutex:
+                if self.home is None:
+                    return
+                for name in list(waiting):
+                    if self._mount_if_free(self.home, name):
+                        waiting.remove(name)
+
+    def _mount_if_free(self, home: ServerHome, name: str) -> bool:
+        """One try of ``_mount_when_free`` for ``name``; whether to stop trying. Requires: ``_mutex`` is held."""
+        if not any(f["sg"] == name and f["store"] is None for f in self.start_failures):
+            return True  # mounted through the API since
+        try:
+            home.forget_dismounted()  # why: the program that held it may have changed its files or folders
+            sg_config = home.config.find(name)
+        except ShadowStoreError:
+            return True  # no longer configured, or the configuration cannot be read: the administrator's turn
+        report = StartReport()
+        mount_group(home, sg_config, report)
+        if report.failed and isinstance(report.failed[0][2], StorageGroupBusyError):
+            return False
+        failed = [{"sg": sg, "store": store, **error.to_dict()} for sg, store, error in report.failed]
+        self.start_failures = [f for f in self.start_failures if f["sg"] != name] + failed
+        if not failed:
+            self.announce(f"{name} is mounted now: the program that held it when the service started has ended")
+        return True
 
     def _share_waits(self, home: ServerHome) -> None:
         """Keep the commits' waits where a backup program maps them (service/sharedwaits.py), before any
@@ -117,6 +157,7 @@ class InformationStore:
         """End every backup session, dismount every storage group, release the home; returns the stores that
         are not in Clean Shutdown afterwards (one a full disk or an I/O error left in Dirty Shutdown, or whose
         storage group never mounted). Safe to call twice (the second call returns nothing)."""
+        self._stopping.set()
         with self._mutex:
             home = self.home
             if home is None:

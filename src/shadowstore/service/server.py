@@ -75,6 +75,7 @@ def serve(
     token = read_token(token_file) if token_file is not None else None
     address = parse_listen(listen) if listen is not None else None
     host = InformationStore(home)
+    host.announce = announce
     started = host.start()
     sockets: list[socket.socket] = []
     path = socket_path or default_socket(host.home_path)

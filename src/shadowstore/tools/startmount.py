@@ -45,18 +45,23 @@ def mount_configured(home: ServerHome) -> StartReport:
     it is listed in ``failed`` (its events are in the event log), never raised."""
     report = StartReport()
     for sg_config in home.config.storage_groups:
-        wanted = [s.name for s in sg_config.stores if s.mount_at_start]
-        if not wanted:
-            report.skipped.extend((sg_config.name, s.name) for s in sg_config.stores)
-            continue
-        try:
-            sg = home.storage_group(sg_config.name)
-            sg.mount()
-        except ShadowStoreError as exc:
-            report.failed.append((sg_config.name, None, exc))
-            continue
-        _settle_stores(home, sg_config, report)
+        mount_group(home, sg_config, report)
     return report
+
+
+def mount_group(home: ServerHome, sg_config: SgConfig, report: StartReport) -> None:
+    """What ``mount_configured`` does for one storage group, into ``report``."""
+    wanted = [s.name for s in sg_config.stores if s.mount_at_start]
+    if not wanted:
+        report.skipped.extend((sg_config.name, s.name) for s in sg_config.stores)
+        return
+    try:
+        sg = home.storage_group(sg_config.name)
+        sg.mount()
+    except ShadowStoreError as exc:
+        report.failed.append((sg_config.name, None, exc))
+        return
+    _settle_stores(home, sg_config, report)
 
 
 def _settle_stores(home: ServerHome, sg_config: SgConfig, report: StartReport) -> None:
