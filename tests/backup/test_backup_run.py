@@ -313,6 +313,25 @@ def test_kill_9_of_backup_run_at_a_fixed_instant(home_dir: str, capsys: pytest.C
     assert run(capsys, "--home", home_dir, "backup", "verify", newest.backup_id)[0] == 0
 
 
+def test_an_incremental_after_a_full_killed_once_its_set_was_written_says_what_happened(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload(capsys, home_dir, 1)
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
+    workload(capsys, home_dir, 2)
+    proc = paused_process("backup.after_manifest", "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")
+    proc.send_signal(signal.SIGKILL)  # the set is whole in the target; the storage group never recorded it
+    proc.wait()
+    workload(capsys, home_dir, 3)
+    code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")
+    assert code == 20, err
+    assert "the storage group never recorded that backup: its program ended after writing the set" in err
+    assert "another target" not in err  # not the guess for a chain broken elsewhere
+    assert "take a full backup" in err
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")[0] == 0
+
+
 def test_status_and_abort_of_a_backup_running_in_another_process(
     home_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -160,12 +160,22 @@ class _Run:
             if copied.start == expected:
                 return
             found = f"its newest {base.kind} backup {base.backup_id} ends at log generation {base.last_gen}"
+            if copied.start < expected:  # the storage group remembers an older backup than the target holds
+                found += (
+                    ", but the storage group never recorded that backup: its program ended after writing the set "
+                    "and before the storage group stamped and truncated (killed, or its connection lost); the set "
+                    "itself is whole"
+                )
+            else:
+                found += " (was the last backup taken to another target, or a set deleted from this one?)"
         else:
-            found = f"it holds no whole full backup of this storage group's log stream from home {self.home_id}"
+            found = (
+                f"it holds no whole full backup of this storage group's log stream from home {self.home_id} (was "
+                "the last backup taken to another target, or a set deleted from this one?)"
+            )
         error = MissingFullBackupError(
             f"the {self.kind} backup of {self.sg_name!r} would start at log generation {copied.start}, but "
-            f"{self.target.url} cannot continue that chain: {found} (was the last backup taken to another "
-            "target, or a set deleted from this one?)",
+            f"{self.target.url} cannot continue that chain: {found}",
             hint=f"take a full backup into {self.target.url} first",
         )
         source.abort("its target does not hold the chain it builds on", error=error)
