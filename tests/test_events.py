@@ -225,3 +225,15 @@ def test_the_reserve_is_not_made_where_it_would_take_much_of_what_is_free(monkey
     log.emit(302, sg="First Storage Group")
     assert [e.event_id for e in log.read()] == [302]
     assert not fs.exists(os.path.join(FOLDER, events_module.RESERVE_NAME))
+
+
+def test_an_append_the_full_disk_cut_short_leaves_no_part_of_its_line() -> None:
+    fs = FaultFileSystem(capacity=8 << 20)
+    log = EventLog(FOLDER, fs=fs)
+    log.emit(302, sg="First Storage Group")
+    fs.unlink(os.path.join(FOLDER, events_module.RESERVE_NAME))  # given back already
+    fs.append("/home/ballast", bytes(fs.free_space(FOLDER) - 40), sync=True)  # room for part of a line only
+    log.emit(1021, sg="First Storage Group", file="/home/logs/E00.log", released="none")  # cannot be written
+    fs.unlink("/home/ballast")
+    log.emit(302, sg="First Storage Group")
+    assert [e.event_id for e in log.read()] == [302, 302]  # the last line does not run on from a part of 1021

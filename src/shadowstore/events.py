@@ -185,9 +185,26 @@ class EventLog:
             st = self.fs.stat(self.path)
             if st is not None and st.size >= ROTATE_BYTES:  # checked under the lock: one rotation per fill
                 self._rotate()
-            self.fs.append(self.path, line.encode(), sync=sync)
+                st = self.fs.stat(self.path)
+            try:
+                self.fs.append(self.path, line.encode(), sync=sync)
+            except OSError:
+                self._cut_back(st.size if st is not None else 0)
+                raise
             if sync:
                 self._sync_entry()
+
+    def _cut_back(self, size: int) -> None:
+        """Remove what a failed append left of its line (a full disk can take part of it), so that the next
+        line does not run on from it and both fail to read back. Requires: the folder's lock is held."""
+        assert self.path is not None
+        with suppress(OSError):
+            handle = self.fs.open(self.path)
+            try:
+                if handle.size() > size:
+                    handle.truncate(size)
+            finally:
+                handle.close()
 
     def _give_back_reserve(self) -> bool:
         """Remove the reserve (zeros, nothing a user needs) so that its space takes the events of a full disk;
