@@ -90,9 +90,9 @@ def test_a_transaction_longer_than_the_room_left_is_refused_and_the_group_still_
         tx.create_table("t")
         tx.put("t", b"before", b"acknowledged")
     fs.capacity = (1 << 40) - fs.free_space("/") + 3 * 64 * 1024  # room for three more log files
-    with pytest.raises(LogDiskFullError, match="reserve logs, which are kept for a clean shutdown"):
-        with store.transaction() as tx:
-            tx.put("t", b"big", bytes(10 * 64 * 1024))  # laid out, it would take the reserves and more
+    refused = pytest.raises(LogDiskFullError, match="reserve logs, which are kept for a clean shutdown")
+    with refused, store.transaction() as tx:
+        tx.put("t", b"big", bytes(10 * 64 * 1024))  # laid out, it would take the reserves and more
     assert home.events.wait_for(1021, timeout=30.0) is not None, "the storage group did not dismount in order"
     ids = [e.event_id for e in home.events.memory]
     assert 428 in ids
