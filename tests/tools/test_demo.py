@@ -30,6 +30,9 @@ def test_the_main_job_runs_the_service_backs_up_after_logs_were_deleted_and_rest
     assert "State: Clean Shutdown" in header
     assert not header[header.index("Previous Full Backup:") :].splitlines()[1].strip().startswith("Log Gen: 0-0")
     assert "[service] Stopped; every store is in Clean Shutdown." in out
+    events = re.findall(r"\[service\] event \S+ (\d+): ", out)  # the service's warnings, each shown once
+    assert "1011" in events  # a log deleted by hand while mounted
+    assert len(events) == len(set(events)), events
     final = out[out.rindex("$ shadowstore status") :]
     assert final.count("Clean Shutdown  Log Required: 0-0") == 4  # both groups, both stores
     assert os.path.exists(os.path.join(home, "Recovery Storage Group", "priv1.edb"))

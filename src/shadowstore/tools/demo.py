@@ -76,8 +76,16 @@ class Demo:
         raise SystemExit("the service did not answer within a minute")
 
     def _echo_service(self) -> None:
+        """The service's output, each warning event once: deleting logs by hand raises one per file."""
         assert self.service is not None and self.service.stdout is not None
+        shown: set[str] = set()
         for line in self.service.stdout:
+            event = re.match(r"event \S+ (\d+): ", line)
+            if event is not None:
+                if event.group(1) in shown:
+                    continue
+                shown.add(event.group(1))
+                line = f"{line.rstrip()}  (its repeats: shadowstore events --id {event.group(1)})"
             print(f"[service] {line.rstrip()}", flush=True)
 
     def stop_service(self) -> None:
