@@ -126,7 +126,7 @@ class LogWriter:
             checkpoint=checkpoint,
             created=self._created,
         )
-        self._disk.on_reserve = self._enter_disk_full
+        self._disk.on_reserve = lambda _path: self._enter_disk_full()  # a roll went into a reserve log
         # called by the flush leader after each roll with the new generation and the closed file's identity
         self.on_roll = self._disk.on_roll
 
@@ -472,7 +472,7 @@ class LogWriter:
                 f"the log stream of {self.sg} is offline after an earlier failure: {self._failed}"
             )
 
-    def _enter_disk_full(self, reserve_path: str | None = None) -> None:
+    def _enter_disk_full(self) -> None:
         with self._lock:
             first = not self._refusing_updates
             self._refusing_updates = True

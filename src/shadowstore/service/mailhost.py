@@ -24,8 +24,7 @@ class MailHost:
     def __init__(self, host: InformationStore) -> None:
         self.host = host
         self._lock = threading.Lock()
-        self._batchers: dict[tuple[str, str], CommitBatcher] = {}
-        self._stores: dict[tuple[str, str], Store] = {}  # the store each batcher commits to
+        self._batchers: dict[tuple[str, str], tuple[Store, CommitBatcher]] = {}  # by (sg, store): what it commits to
         self.socket_deliveries = 0  # deliveries stored from the mail socket (for /metrics)
         self.shared_reads = 0  # reads from it that went through shared memory (for /metrics)
 
@@ -40,28 +39,26 @@ class MailHost:
     def mail(self, sg: str | None, store: str | None) -> MailStore:
         return MailStore(self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE))
 
-    def batcher(self, sg: str | None, store: str | None) -> CommitBatcher:
-        """The batcher of the store mounted now. One made for an earlier mount is replaced: the engine itself may
-        have dismounted the storage group (a full log disk, an I/O error) and a mount since made new stores."""
-        key = (sg or DEFAULT_SG, store or DEFAULT_STORE)
-        found = self.host.store(*key)
+    def batcher(self, found: Store) -> CommitBatcher:
+        """The batcher of ``found``, the store mounted now under its name. One made for an earlier mount is
+        replaced: the engine itself may have dismounted the storage group (a full log disk, an I/O error) and a
+        mount since made new stores."""
+        key = (found.sg.name, found.name)
         with self._lock:
-            batcher = self._batchers.get(key)
-            if batcher is None or self._stores.get(key) is not found:
-                batcher = self._batchers[key] = CommitBatcher(found.transaction)
-                self._stores[key] = found
-            return batcher
+            made = self._batchers.get(key)
+            if made is None or made[0] is not found:
+                made = self._batchers[key] = (found, CommitBatcher(found.transaction))
+            return made[1]
 
     def batchers(self) -> dict[tuple[str, str], CommitBatcher]:
         with self._lock:
-            return dict(self._batchers)
+            return {key: batcher for key, (_store, batcher) in self._batchers.items()}
 
     def forget(self, sg: str) -> None:
         """The storage group is being dismounted: its stores' batchers go (a later mount makes new ones)."""
         with self._lock:
             for key in [k for k in self._batchers if k[0] == sg]:
                 del self._batchers[key]
-                del self._stores[key]
 
     def mailboxes(self, sg: str | None = None, store: str | None = None) -> list[dict[str, Any]]:
         return self.mail(sg, store).mailboxes()
@@ -85,9 +82,10 @@ class MailHost:
         self, mailbox: str, folder: str, prepared: list[Prepared], sg: str | None = None, store: str | None = None
     ) -> list[int]:
         """As ``add``, with items ``prepare_items`` (or ``prepare_item`` one by one) made already."""
-        mail = self.mail(sg, store)
+        found = self.host.store(sg or DEFAULT_SG, store or DEFAULT_STORE)
+        mail = MailStore(found)
         size = sum(len(raw) for raw, _ in prepared)
-        return self.batcher(sg, store).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
+        return self.batcher(found).submit(lambda tx: mail.add_in(tx, mailbox, folder, prepared), size)
 
     def stored_messages(
         self,
