@@ -100,10 +100,10 @@ def start_service(home: str, *extra: str, env: dict[str, str] | None = None) -> 
             client = ServiceClient(socket=path)
             try:
                 client.get("/v1/health")
-            except Exception:
-                client.close()
-            else:
                 info_listen = client.get("/v1/status")["service"].get("listen")
+            except Exception:
+                client.close()  # why: a service killed between the two calls must not leave its socket open
+            else:
                 return Service(home, process, path, client, info_listen, env or {})
         time.sleep(0.05)
     process.kill()
