@@ -35,9 +35,27 @@ def test_a_target_that_can_never_work_is_refused_when_it_is_set(home: str, capsy
     run(capsys, "--home", home, "config", "set", "backup.target", "/srv/backups")
     code, _out, err = run(capsys, "--home", home, "config", "set", "backup.target", "nowhere://bucket")
     assert code == 3
-    assert "supported are a directory, memory:// and s3://" in err
+    assert "supported are a directory and s3://" in err
+    code, _out, err = run(capsys, "--home", home, "config", "set", "backup.target", "memory://kept")
+    assert code == 3
+    assert "a memory:// target is gone when this command exits" in err
     code, out, _err = run(capsys, "--home", home, "config", "get", "backup.target")
     assert (code, out) == (0, "/srv/backups\n")  # unchanged
+
+
+def test_a_backup_into_memory_is_refused_before_it_truncates_a_log(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # why: the set would be gone with the command, and a full backup truncates the logs it copied
+    code, _out, err = run(capsys, "--home", home, "workload", "run", "--txns", "300", "--seed", "1")
+    assert code == 0, err
+    log_dir = os.path.join(home, "First Storage Group")
+    logs = sorted(name for name in os.listdir(log_dir) if name.endswith(".log"))
+    code, _out, err = run(capsys, "--home", home, "backup", "run", "--all", "--kind", "full", "--to", "memory://gone")
+    assert code == 3
+    assert "--to 'memory://gone': a memory:// target is gone when this command exits" in err
+    assert "hint: give a directory or an s3://bucket/prefix URL" in err
+    assert sorted(name for name in os.listdir(log_dir) if name.endswith(".log")) == logs
 
 
 def test_unknown_and_unset_settings_are_named(home: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,5 +89,7 @@ def open_target(url: str) -> Target:
         return LocalTarget(url.removeprefix("file://"))
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("memory", "s3"):
-        raise InvalidParameterError(f"backup target {url!r}: supported are a directory, memory:// and s3://")
+        raise InvalidParameterError(
+            f"backup target {url!r}: supported are a directory and s3:// (and memory:// within one program)"
+        )
     return FsspecTarget(url)

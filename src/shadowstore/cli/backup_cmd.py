@@ -34,8 +34,20 @@ def resolve_target(home: ServerHome, to: str | None) -> Target:
     """``--to`` (a relative path is taken from the current directory), else ``backup.target`` of the home's
     configuration (a relative path there is inside the home)."""
     if to is not None:
-        return open_target(to if "://" in to else os.path.abspath(to))
+        return open_target(_lasting(to, "--to") if "://" in to else os.path.abspath(to))
     return configured_target(home, str(home.config.settings.get("backup", {}).get("target", "backups")))
+
+
+def _lasting(url: str, where: str) -> str:
+    """``url``, refused when it names a target that ends with this program: a ``memory://`` target lives in one
+    process's memory, so a backup there from the command line is gone when the command exits, and a full or
+    incremental one would still have truncated the logs it copied."""
+    if url.split("://", 1)[0].lower() == "memory":
+        raise InvalidParameterError(
+            f"{where} {url!r}: a memory:// target is gone when this command exits, with the backup in it",
+            hint="give a directory or an s3://bucket/prefix URL",
+        )
+    return url
 
 
 def readable_target(home: ServerHome, to: str | None, option: str = "--to") -> Target:
@@ -56,7 +68,7 @@ def configured_target(home: ServerHome, url: str) -> Target:
     """The target a ``backup.target`` setting of ``url`` names: a relative path is inside the home."""
     if "://" not in url and not url.startswith("/"):
         url = os.path.join(home.path, url)
-    return open_target(url)
+    return open_target(_lasting(url, f"backup.target in {CONFIG_NAME}"))
 
 
 def configured_rate(home: ServerHome, option: str | None, method: str) -> float | Literal["auto"] | None:
