@@ -227,6 +227,33 @@ def test_a_dry_run_prints_the_plan_and_moves_nothing(
     assert not os.path.exists(dest)
 
 
+def test_the_quarantines_of_folders_a_group_moved_away_from_are_still_listed_and_purged(
+    home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = os.path.join(home_dir, SG)
+    earlier = Path(old, "quarantine", "restore-20261201T000000.000000Z")  # as an earlier restore in place left it
+    earlier.mkdir(parents=True)
+    (earlier / "E00.chk").write_bytes(b"x" * 100)
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    assert run(capsys, "--home", home_dir, "sg", "move", SG, "--to", first)[0] == 0
+    assert run(capsys, "--home", home_dir, "sg", "move", SG, "--to", second)[0] == 0
+
+    code, listed = run_json(capsys, "--home", home_dir, "quarantine", "list", "--sg", SG, "--json")
+    assert code == 0
+    places = {os.path.relpath(os.path.dirname(os.path.dirname(f["path"])), tmp_path) for f in listed}
+    assert places == {os.path.relpath(old, tmp_path), "first"}
+    names = sorted(os.path.basename(f["path"]).split("-")[0] for f in listed)
+    assert names == ["move", "move", "restore"]
+    assert sum(f["files"] for f in listed) == len(quarantined(old)) + len(quarantined(first)) + 1
+
+    code, _out, err = run(capsys, "--home", home_dir, "quarantine", "purge", "--sg", SG, "--yes")
+    assert code == 0, err
+    assert quarantined(old) == quarantined(first) == set()
+    assert not earlier.exists()
+    code, listed = run_json(capsys, "--home", home_dir, "quarantine", "list", "--json")
+    assert (code, listed) == (0, [])
+
+
 # --- kill -9 at each instant ----------------------------------------------------------------------------------
 
 

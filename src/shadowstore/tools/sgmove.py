@@ -51,6 +51,7 @@ from shadowstore.errors import (
 from shadowstore.home import ServerHome, dismount_first
 from shadowstore.io.fs import FileSystem, Lock
 from shadowstore.io.replace import remove_temporaries_in, remove_temporaries_of
+from shadowstore.quarantine import QUARANTINE, remember_places
 from shadowstore.tools.movejournal import (
     disk,
     journal_folders,
@@ -374,6 +375,9 @@ def _set_aside_phase(home: ServerHome, journal: dict[str, Any], result: MoveResu
     fs = home.fs
     stamp = journal["started"]
     entries = sorted(journal["copied"].items())
+    # why first: what is set aside in the old folders stays listed (and purgeable) once they are not the group's
+    roots = [os.path.join(os.path.dirname(entry["source"]), QUARANTINE) for _target, entry in entries]
+    disk(lambda: remember_places(home, result.sg, list(dict.fromkeys(roots))), "recording the old quarantines")
     if not result.moves:  # resumed after the switch: the journal knows what moved
         result.moves = [FileMove(e["role"], e["source"], target, int(e["size"])) for target, e in entries]
         result.kept = len(entries)
