@@ -99,6 +99,34 @@ def test_live_logs_that_cannot_continue_the_backups_are_not_thrown_away_without_
     assert holds(capsys, home, 2, 300), "the refusal changed nothing"
 
 
+def test_changes_whose_logs_a_later_backup_truncated_are_not_thrown_away_without_a_stop_option(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two full backups to another target truncate the generations that hold seed 2: its transactions are then
+    # in the live stores and that target, and in no live log. The set of the fixture's target stops before them.
+    later = str(tmp_path / "later")
+    for _ in range(2):
+        code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--to", later)
+        assert code == 0, err
+    args = ("--home", home, "restore", "plan", "--sg", SG, "--in-place")
+    code, plan = run_json(capsys, *args, "--json")
+    assert code == 0
+    missing, reached = plan["discards"]["unlogged"]
+    assert missing == plan["last_gen"] + 1
+    assert reached > missing
+    assert plan["discards"]["transactions"] == 0  # the live logs left hold none of seed 2
+    code, out, _err = run(capsys, *args)
+    assert f"the live stores' changes after generation {missing - 1}, how many unknown" in out
+
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code == 23
+    assert "would discard committed data" in err
+    assert holds(capsys, home, 2, 300), "the refusal changed nothing"
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--from", later, "--sg", SG, "--in-place", "--yes")
+    assert code == 0, err
+    assert holds(capsys, home, 2, 300)
+
+
 def test_a_restore_in_place_over_a_newer_log_stream_needs_a_stop_option(
     home: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,14 @@ replaying the live logs after the restored ones; ShadowStore does the same by de
 says here, before anything is moved, what a restore that stops earlier would discard: which generations, how
 many transactions, committed when, and where the displaced files go.
 
-Reading only: the live folder is scanned (headers, and the records of the generations after the stop).
+The live logs are not all there is: a full or incremental backup taken after the set being restored truncated
+the generations it copied, and what was committed in them is now only in the live stores (and in that newer
+backup). When the live stores have reached past the restore's stop and a generation between the two is gone
+from the live folder, the restore would discard those changes too, in a number nobody can count any more; they
+are reported as such (``unlogged``).
+
+Reading only: the live folder is scanned (headers, and the records of the generations after the stop), and the
+headers of the live stores.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass
 
 from shadowstore.config import SgConfig
+from shadowstore.engine.dbfile import read_header_copies
 from shadowstore.engine.hardrecovery import read_current_log
 from shadowstore.engine.logreader import RecordAssembler, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
-from shadowstore.errors import LogError
+from shadowstore.errors import LogError, ShadowStoreError
 from shadowstore.format.common import iso_time
+from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import LogHeader
 from shadowstore.format.logrecord import KIND_TXN, txn_header
 from shadowstore.io.fs import FileSystem, read_file
@@ -62,17 +71,27 @@ class Discard:
     last_commit: str | None
     other_stream: bool  # the live stream is not the backups': all of its transactions in the folder
     quarantine: str  # where the displaced logs and stores go
+    # (first missing generation, generation the live stores reached): changes the live stores hold from
+    # generations no longer in the live folder, uncounted; None when there are none
+    unlogged: tuple[int, int] | None = None
 
     def describe(self) -> str:
         """``300 committed transaction(s) in generations 2-4, committed from ... to ... (the live logs ...)``."""
-        first, last = self.generations
-        gens = f"generation {first}" if first == last else f"generations {first}-{last}"
-        stream = " of a log stream that is not the backups'" if self.other_stream else ""
-        span = f", committed from {self.first_commit} to {self.last_commit}" if self.first_commit else ""
-        return (
-            f"{self.transactions} committed transaction(s) in {gens}{stream}{span} (the live logs and stores are "
-            f"kept in {self.quarantine})"
-        )
+        parts = []
+        if self.transactions:
+            first, last = self.generations
+            gens = f"generation {first}" if first == last else f"generations {first}-{last}"
+            stream = " of a log stream that is not the backups'" if self.other_stream else ""
+            span = f", committed from {self.first_commit} to {self.last_commit}" if self.first_commit else ""
+            parts.append(f"{self.transactions} committed transaction(s) in {gens}{stream}{span}")
+        if self.unlogged is not None:
+            missing, reached = self.unlogged
+            parts.append(
+                f"the live stores' changes after generation {missing - 1}, how many unknown: the stores reached "
+                f"generation {reached}, and a later full or incremental backup truncated generation {missing} from "
+                "the live folder (restore from that backup to keep them)"
+            )
+        return f"{'; and '.join(parts)} (the live logs and stores are kept in {self.quarantine})"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -105,6 +124,7 @@ def in_place_discards(fs: FileSystem, config: SgConfig, plan: RestorePlan, quara
     other = live.signature != plan.log_signature
     target = plan.target
     after_us: int | None = None
+    stop: int | None = None  # the last generation the restore replays, when it stops before the live end
     if other:
         wanted = live.generations
     elif target.kind == AT_TIME:
@@ -113,17 +133,38 @@ def in_place_discards(fs: FileSystem, config: SgConfig, plan: RestorePlan, quara
         rolls_to_end = plan.live_from is not None and live.continues(plan) is None
         stop = target.until_gen if target.kind == AT_GENERATION else (None if rolls_to_end else plan.last_gen)
         if stop is None:
-            return None
+            return None  # why: the replay goes on through every live generation, none of them missing
         wanted = [g for g in live.generations if g > stop]
-    if not wanted:
+    unlogged = None if other else _unlogged(fs, config, live, plan.last_gen if stop is None else stop)
+    count, first_us, last_us = _transactions(fs, config, wanted, live.current, after_us) if wanted else (0, 0, 0)
+    if count == 0 and unlogged is None:
         return None
-    count, first_us, last_us = _transactions(fs, config, wanted, live.current, after_us)
-    if count == 0:
-        return None
+    gens = (wanted[0], wanted[-1]) if wanted else (0, 0)
     return Discard(
-        (wanted[0], wanted[-1]), count, iso_time(first_us) if first_us else None,
-        iso_time(last_us) if last_us else None, other, quarantine,
+        gens, count, iso_time(first_us) if first_us else None, iso_time(last_us) if last_us else None, other,
+        quarantine, unlogged,
     )  # fmt: skip
+
+
+def _unlogged(fs: FileSystem, config: SgConfig, live: LiveLogs, stop: int) -> tuple[int, int] | None:
+    """(first generation after ``stop`` missing from the live folder, generation the live stores reached) when
+    the live stores hold changes past ``stop`` that no live log has; None otherwise. A store is taken to hold
+    changes up to its Log Required (Dirty Shutdown) or its last consistent position (Clean Shutdown), which may
+    be generations with no transaction in them: what is uncounted is reported, never assumed empty."""
+    assert live.signature is not None
+    reached = 0
+    for store in config.stores:
+        try:
+            header = read_header_copies(fs, config.store_path(store)).header
+        except (ShadowStoreError, OSError):
+            continue  # why: a store missing or damaged holds nothing a restore could discard
+        if header.log_signature.to_dict() != live.signature:
+            continue
+        dirty = header.state == STATE_DIRTY_SHUTDOWN
+        reached = max(reached, header.log_required_max if dirty else header.last_consistent.gen)
+    present = set(live.generations)
+    missing = [g for g in range(stop + 1, reached + 1) if g not in present]
+    return (missing[0], reached) if missing else None
 
 
 def _transactions(
