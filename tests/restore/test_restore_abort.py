@@ -62,6 +62,22 @@ def test_abort_undoes_a_killed_restore_in_place(home: str, capsys: pytest.Captur
         assert not [name for name in kept if name.startswith("restore-")], "what was put back left no folder"
 
 
+@pytest.mark.parametrize("point", ["restore.fetch.file", "restore.place.store"])
+def test_doctor_gives_the_command_that_resumes_a_killed_restore_in_its_phase(
+    home: str, capsys: pytest.CaptureFixture[str], point: str
+) -> None:
+    killed_at(home, point)
+    code, report = run_json(capsys, "--home", home, "doctor", "--json")
+    assert code != 0
+    found = [f["hint"] for f in report["findings"] if f["code"] == "restore-unfinished"]
+    assert len(found) == 1, report
+    code, status = run_json(capsys, "--home", home, "status", "--json")
+    resume = status["unfinished_restores"][0]["resume"]
+    assert found[0].startswith(f"resume it ('{resume}')")
+    assert ("restore finish" in resume) == (point != "restore.fetch.file")  # before placing: 'restore run' again
+    assert f"or undo it ('shadowstore restore abort --sg '{SG}'')" in found[0]
+
+
 def test_quarantine_is_listed_and_purged_only_when_asked(home: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet")
     assert run(capsys, *args)[0] == 0

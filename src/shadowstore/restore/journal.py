@@ -112,22 +112,26 @@ def unfinished_restores(home: ServerHome) -> list[dict[str, Any]]:
     run had), and ``running``: the owner of the storage group's lock when a process holds it (the restore may
     be running). Reads
     only; a journal that cannot be read is reported with phase "unknown" and ``restore finish`` to resume."""
-    found = []
-    for config in _destinations(home):
-        path = restore_journal_path(config)
-        if not home.fs.exists(path):
-            continue
-        try:
-            data = load_journal(home.fs, path).data
-        except OSError:
-            data = {}
-        if data.get("phase") != "done":
-            entry = _unfinished(config.name, path, data, home.home_id)
-            # why look at the lock: a restore running now has a journal too; it is not one to resume
-            holder = home.fs.lock_holder(os.path.join(config.system_dir, f"{config.log_base}.lock"))
-            entry["running"] = holder or ""
-            found.append(entry)
-    return found
+    return [entry for config in _destinations(home) if (entry := unfinished_restore(home, config)) is not None]
+
+
+def unfinished_restore(home: ServerHome, config: SgConfig) -> dict[str, Any] | None:
+    """The unfinished restore into storage group ``config`` (resolved), as ``unfinished_restores`` describes
+    each, or None when there is none."""
+    path = restore_journal_path(config)
+    if not home.fs.exists(path):
+        return None
+    try:
+        data = load_journal(home.fs, path).data
+    except OSError:
+        data = {}
+    if data.get("phase") == "done":
+        return None
+    entry = _unfinished(config.name, path, data, home.home_id)
+    # why look at the lock: a restore running now has a journal too; it is not one to resume
+    holder = home.fs.lock_holder(os.path.join(config.system_dir, f"{config.log_base}.lock"))
+    entry["running"] = holder or ""
+    return entry
 
 
 def _destinations(home: ServerHome) -> list[SgConfig]:

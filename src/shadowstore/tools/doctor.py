@@ -29,7 +29,6 @@ from shadowstore.config import SgConfig
 from shadowstore.engine import configcheck
 from shadowstore.engine.backup import describe_session
 from shadowstore.engine.backupslot import abort_request_path, status_path
-from shadowstore.engine.mountlog import restore_journal_path
 from shadowstore.errors import (
     BackupTargetError,
     FileNotFoundError_,
@@ -41,6 +40,7 @@ from shadowstore.format.logfile import checkpoint_name
 from shadowstore.home import ServerHome
 from shadowstore.io import clone
 from shadowstore.io.fs import FileSystem, read_file
+from shadowstore.restore.journal import unfinished_restore
 from shadowstore.tools.doctorfindings import (
     BLOCKING,
     CLEARED,
@@ -97,7 +97,7 @@ def _check_group(
         group.add(ERROR, "config-mismatch", error.message, str(error.details.get("folder", config.log_dir)), error.hint)
     if group.findings:
         return group  # why: its files are not where the configuration says; nothing below would be true
-    _restore_finding(fs, group)
+    _restore_finding(home, group)
     check_move(home, group)
     if group.holder is not None:
         group.add(
@@ -118,17 +118,24 @@ def _check_group(
     return group
 
 
-def _restore_finding(fs: FileSystem, group: GroupFacts) -> None:
-    path = restore_journal_path(group.config)
-    if fs.exists(path):
-        group.add(
-            ERROR,
-            "restore-unfinished",
-            f"a restore into {group.name!r} is unfinished (its journal {path} is there)",
-            path,
-            f"finish it ('shadowstore restore finish --sg {group.name!r}') or undo it ('shadowstore restore abort "
-            f"--sg {group.name!r}'); 'shadowstore status' says which phase it reached",
-        )
+def _restore_finding(home: ServerHome, group: GroupFacts) -> None:
+    found = unfinished_restore(home, group.config)
+    if found is None:
+        return
+    # why the journal's own commands: before its files are placed a restore resumes with 'restore run', after
+    # with 'restore finish' (restore/journal.py says which)
+    todo = f"resume it ('{found['resume']}')"
+    if found["note"]:
+        todo += f" ({found['note']})"
+    if found["undo"]:
+        todo += f" or undo it ('{found['undo']}')"
+    group.add(
+        ERROR,
+        "restore-unfinished",
+        f"a restore into {group.name!r} is unfinished: {found['reached']} (its journal {found['journal']})",
+        found["journal"],
+        todo,
+    )
 
 
 # --- stores and checkpoint --------------------------------------------------------------------------------
