@@ -166,7 +166,11 @@ def plan_cmd(
 @_skip_set
 @_set
 @click.option("--into-recovery-group", is_flag=True, help='Restore into "Recovery Storage Group" (log base R00).')
-@click.option("--in-place", is_flag=True, help="Replace the storage group's own stores (they must be dismounted).")
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Replace the storage group's own stores (a running service dismounts and remounts them).",
+)
 @click.option("--yes", is_flag=True, help="Confirm --in-place: the current store files go to the quarantine folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @json_option
