@@ -15,6 +15,7 @@ from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.pace import (
     AUTO,
     CALM,
+    CHECK_SECONDS,
     FLOOR,
     HISTORY,
     MB,
@@ -32,7 +33,7 @@ from shadowstore.backup.pace import (
 )
 from shadowstore.cli.backup_cmd import _requested_waits
 from shadowstore.engine.flushwaits import BUCKETS
-from shadowstore.errors import InvalidParameterError, ServiceError
+from shadowstore.errors import BackupAbortedError, InvalidParameterError, ServiceError
 from shadowstore.io.directwrite import BUFFER, WRITERS
 from shadowstore.service.client import ServiceClient
 from tests.cli.clirun import run, run_json, worked_home
@@ -64,6 +65,24 @@ def test_a_pace_lets_a_burst_through_then_holds_the_rate() -> None:
         pace.take(MB)
     assert sum(clock.sleeps) == pytest.approx(2.0)
     assert pace.slept == pytest.approx(2.0)
+
+
+def test_a_long_wait_is_cut_into_slices_that_each_ask_whether_the_backup_still_runs() -> None:
+    clock = FakeClock()
+    pace = Pace(1 * MB, burst_seconds=0.1, clock=clock, sleep=clock.sleep)
+    asked: list[float] = []
+
+    def check() -> None:
+        asked.append(sum(clock.sleeps))
+        if len(asked) == 3:
+            raise BackupAbortedError("the backup session has ended: it was aborted")
+
+    pace.check = check
+    pace.take(int(0.1 * MB))  # the burst
+    with pytest.raises(BackupAbortedError):
+        pace.take(10 * MB)  # ten seconds of waiting, given up at the third slice
+    assert max(clock.sleeps) <= CHECK_SECONDS
+    assert asked == pytest.approx([CHECK_SECONDS, 2 * CHECK_SECONDS, 3 * CHECK_SECONDS])
 
 
 def test_time_spent_elsewhere_counts_but_is_not_saved_up_beyond_the_burst() -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from tests.service.running import Service, running_service
+from tests.service.running import Service, running_service, shadowstore_command
 
 SG = "First Storage Group"
 LEASE = 2.0
@@ -82,6 +82,29 @@ def test_an_administrator_ends_a_running_session(home_dir: str, tmp_path: object
         child.send_signal(signal.SIGKILL)  # why: its progress callback sleeps; the session is already gone
         child.wait()
         service.cli("backup", "run", "--sg", SG, "--kind", "full", "--to", target)
+
+
+def test_a_paced_backup_program_stops_soon_after_its_session_is_aborted(home_dir: str, tmp_path: object) -> None:
+    # why this rate: a store and a 1 MiB log at 20 kB/s take a minute, and one wait of the pace is many seconds
+    target = os.path.join(str(tmp_path), "backups")
+    with running_service(home_dir) as service:
+        args = ("--home", home_dir, "backup", "run", "--sg", SG, "--kind", "copy", "--to", target, "--max-rate", "0.02")
+        child = subprocess.Popen(shadowstore_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not _sessions(service) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sessions(service), "the paced backup did not begin"
+        time.sleep(1)  # why: the copy is inside a wait of its pace now
+        assert child.poll() is None
+        assert "was ended" in service.cli("backup", "abort", "--sg", SG).stdout
+        try:
+            _out, err = child.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise AssertionError("the backup program went on copying after its session was aborted") from None
+        assert child.returncode == 20, err
+        assert "aborted" in err
 
 
 def test_a_second_backup_while_one_runs_is_refused_naming_the_first(home_dir: str, tmp_path: object) -> None:

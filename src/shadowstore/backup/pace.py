@@ -49,6 +49,7 @@ CALM = 1.0  # seconds without a slow wait before an interval with few commits co
 HISTORY = 200  # commits whose waits tell what a normal wait is
 SLOW_BUCKETS = 3  # a wait this many buckets above the history's p99 is slow (1.6-1.75 times it)
 READ_SECONDS = 1.0  # the longest a reading of the waits over the service's API may take
+CHECK_SECONDS = 0.5  # the longest a paced copy sleeps before it looks whether its backup was aborted
 RETRY = 10 * READ_SECONDS  # seconds from a failed reading to the next: the copy waits at most a tenth of its time
 
 
@@ -71,6 +72,9 @@ class Pace:
         self._tokens = self.burst
         self._last = clock()
         self.slept = 0.0  # seconds spent waiting, for the report
+        # raises when the backup has ended meanwhile; called between slices of a long wait, so that a paced copy
+        # aborted by an administrator stops within CHECK_SECONDS instead of after its wait (run.py sets it)
+        self.check: Callable[[], None] | None = None
 
     def take(self, size: int) -> None:
         """Account for ``size`` bytes copied, sleeping first if they go beyond the rate."""
@@ -92,8 +96,13 @@ class Pace:
         self._tokens -= size
         if self._tokens < 0:
             wait = -self._tokens / self.rate
-            self._sleep(wait)
             self.slept += wait
+            while wait > 0:
+                piece = min(wait, CHECK_SECONDS)
+                self._sleep(piece)
+                wait -= piece
+                if self.check is not None:
+                    self.check()
 
 
 class AdaptivePace(Pace):

@@ -346,6 +346,8 @@ def run_backup(
         report.storage_group(sg_name, run.outcome.backup_id)
         begun = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with begin() as source:
+            if pace is not None:
+                pace.check = source.check_running
             run.call = "take_lease"
             run.find_previous(source)
             based_on = run.previous.backup_id if run.previous else None

@@ -199,5 +199,8 @@ class SnapshotSource:
     def abort(self, detail: str, error: ShadowStoreError | None = None) -> None:
         self.stored = False
 
+    def check_running(self) -> None:
+        """Nothing to check: the copy reads a shadow copy, which no session holds."""
+
     def crash_point(self, name: str) -> None:
         self.fs.crash_point(name)

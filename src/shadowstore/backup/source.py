@@ -17,7 +17,7 @@ from shadowstore.engine.backup import BackupSession, CompletionReport
 from shadowstore.engine.dbcopy import DatabaseCopy
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.engine.store import Store
-from shadowstore.errors import ShadowStoreError
+from shadowstore.errors import BackupAbortedError, ShadowStoreError
 from shadowstore.format.dbheader import DbHeader
 from shadowstore.io.blockread import Block
 from shadowstore.io.fs import read_file
@@ -57,6 +57,9 @@ class BackupSource(Protocol):
     def complete(self) -> CompletionReport: ...
     def abort(self, detail: str, error: ShadowStoreError | None = None) -> None: ...
     def crash_point(self, name: str) -> None: ...
+    def check_running(self) -> None:
+        """Raise ShadowStoreError when the session has ended meanwhile (``backup abort``, a dismount)."""
+        ...
 
 
 def database_entry(store: Store, copy: DatabaseCopy) -> DatabaseEntry:
@@ -137,6 +140,10 @@ class EngineSource:
 
     def abort(self, detail: str, error: ShadowStoreError | None = None) -> None:
         self.session.abort(detail, error=error)
+
+    def check_running(self) -> None:
+        if self.session.ended:
+            raise BackupAbortedError(f"the backup session of {self.sg_name!r} has ended: it was aborted")
 
     def crash_point(self, name: str) -> None:
         self.sg.fs.crash_point(name)

@@ -108,6 +108,9 @@ class RemoteSource:
     def heartbeat(self) -> None:
         self.client.post(self.path("/heartbeat"))
 
+    def check_running(self) -> None:
+        self.heartbeat()  # why a heartbeat: the service refuses it for a session that has ended
+
 
 def begin_remote(client: ServiceClient, sg: str, kind: str, owner: str) -> RemoteSource:
     return RemoteSource(client, client.post("/v1/backup-sessions", {"sg": sg, "kind": kind, "owner": owner}))
