@@ -71,6 +71,22 @@ def test_a_killed_backup_program_loses_its_session_when_its_lease_lapses(home_di
         assert sorted(s["state"] for s in sets) == ["complete", "incomplete"], sets
 
 
+def test_a_backup_begun_after_its_predecessor_was_killed_ends_that_session_at_once(
+    home_dir: str, tmp_path: object
+) -> None:
+    target = os.path.join(str(tmp_path), "backups")
+    with running_service(home_dir) as service:  # the default lease: 30 s
+        child = _stalled(service, target)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert len(_sessions(service)) == 1  # the lease has not lapsed
+        done = service.cli("backup", "run", "--sg", SG, "--kind", "full", "--to", target, "--json", check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["backups"][0]["kind"] == "full"
+        ended = str(_events(service, 215)[-1]["description"])
+        assert f"its program is gone (shadowstore backup run (pid {child.pid} on" in ended
+
+
 def test_an_administrator_ends_a_running_session(home_dir: str, tmp_path: object) -> None:
     target = os.path.join(str(tmp_path), "backups")
     with running_service(home_dir) as service:

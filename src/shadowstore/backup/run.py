@@ -13,7 +13,6 @@ tests stop a real process at those instants.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import socket
 import time
@@ -27,7 +26,7 @@ from shadowstore.backup.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, LeaseHol
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
 from shadowstore.backup.pace import Pace
 from shadowstore.backup.report import BackupReport
-from shadowstore.backup.sessions import running_elsewhere
+from shadowstore.backup.sessions import default_owner, running_elsewhere
 from shadowstore.backup.setfiles import store_file
 from shadowstore.backup.source import BackupSource, EngineSource
 from shadowstore.backup.target import Target
@@ -317,10 +316,6 @@ def back_up(
 def _engine_session(sg: StorageGroup, kind: str, owner: str) -> Iterator[BackupSource]:
     with sg.begin_backup(kind, owner=owner) as session:
         yield EngineSource(sg, session)
-
-
-def default_owner() -> str:
-    return f"shadowstore backup run (pid {os.getpid()} on {socket.gethostname()})"
 
 
 def run_backup(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import time
 
 from shadowstore.engine.backup import describe_session
@@ -20,6 +22,27 @@ from shadowstore.io.fs import read_file
 from shadowstore.io.replace import atomic_write
 
 ABORT_WAIT_SECONDS = 5.0
+_OWNER_PROCESS = re.compile(r"\(pid (\d+) on ([^)\s]+)\)")  # as default_owner names a program
+
+
+def default_owner() -> str:
+    """How a backup program names itself as a session's owner: ``shadowstore backup run (pid N on HOST)``."""
+    return f"shadowstore backup run (pid {os.getpid()} on {socket.gethostname()})"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the program an owner text names (``... (pid N on HOST)``) is known to be gone: a process of this
+    host that no longer exists. An owner on another host, or one the text does not name, is never judged gone."""
+    match = _OWNER_PROCESS.search(owner)
+    if match is None or match.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def running_sessions(home: ServerHome) -> list[dict[str, object]]:

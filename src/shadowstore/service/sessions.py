@@ -3,7 +3,9 @@
 A session is the engine's (engine/backup.py) begun with a lease: the program renews it with a heartbeat, and
 every call it makes renews it too. A program that dies (kill -9) or whose connection drops stops renewing, and
 the storage group's maintenance thread ends the session once the lease lapses (event 215); the next backup
-begins at once. Nothing of a session is written that a restart would trust.
+begins at once. A backup that begins before then, while the owner the session names is a process of this host
+that no longer exists, ends it first (event 215 too) instead of being refused. Nothing of a session is written
+that a restart would trust.
 
 Each session has an id the program names in every call; a call naming a session that ended says how it ended.
 The program reads one store at a time: ``open`` pins it, ``read`` streams its bytes, ``close`` gives the facts
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shadowstore.backup.sessions import owner_gone
 from shadowstore.backup.source import database_entry
 from shadowstore.engine.backup import KINDS, BackupSession
 from shadowstore.engine.dbcopy import DatabaseCopy
@@ -79,6 +82,7 @@ class SessionTable:
             raise InvalidParameterError(f"a lease of {lease:g} s is out of bounds ({MIN_LEASE:g}-{MAX_LEASE:g} s)")
         sg = self.host.storage_group(sg_name)
         self.reap()
+        self._end_orphans(sg_name)
         session = sg.begin_backup(kind, owner=owner, lease_seconds=lease)
         hosted = HostedSession(secrets.token_hex(8), session)
         with self._mutex:
@@ -132,6 +136,16 @@ class SessionTable:
             if not hosted.session.ended:
                 hosted.session.abort(detail, by_server=True)
         self.reap()
+
+    def _end_orphans(self, sg_name: str) -> None:
+        """End the storage group's session whose program is known to be gone (a process of this host that no
+        longer exists, killed for instance), at once rather than when its lease lapses: the backup beginning
+        now would otherwise be refused until then."""
+        with self._mutex:
+            found = [h for h in self._running.values() if h.session.sg.name == sg_name]
+        for hosted in found:
+            if owner_gone(hosted.session.owner):
+                self.end(hosted.id, f"its program is gone ({hosted.session.owner}); a new backup began")
 
     def end_all(self, detail: str) -> None:
         with self._mutex:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 from typing import Any
 
 from shadowstore.backup.catalog import INCOMPLETE, list_sets
+from shadowstore.backup.sessions import owner_gone
 from shadowstore.backup.target import Target
 from shadowstore.config import SgConfig
 from shadowstore.engine import configcheck
@@ -72,7 +71,6 @@ __all__ = [
     "diagnose",
     "owner_gone",
 ]
-_OWNER_PROCESS = re.compile(r"\(pid (\d+) on ([^)\s]+)\)")  # as backup/run.py default_owner() names a program
 
 
 def diagnose(
@@ -278,21 +276,6 @@ def _check_sessions(fs: FileSystem, group: GroupFacts, sessions: list[dict[str, 
             request,
             "harmless (a new session ignores it); 'shadowstore doctor --fix' sets it aside",
         )
-
-
-def owner_gone(owner: str) -> bool:
-    """Whether the program an owner text names (``... (pid N on HOST)``) is known to be gone: a process of this
-    host that no longer exists. An owner on another host, or one the text does not name, is never judged gone."""
-    match = _OWNER_PROCESS.search(owner)
-    if match is None or match.group(2) != socket.gethostname():
-        return False
-    try:
-        os.kill(int(match.group(1)), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _check_lock(fs: FileSystem, group: GroupFacts, lock: str) -> None:
