@@ -239,6 +239,24 @@ def test_changing_a_group_the_service_has_mounted_says_to_dismount_it_there(serv
     }
 
 
+def test_a_command_that_opens_the_stores_itself_says_to_have_the_service_dismount_them(service: Service) -> None:
+    """'store tables' and 'workload run' read and write the stores in their own process: while the service has
+    the group they are refused, and the hint's steps (dismount there, run again, mount) work."""
+    commands = (("store", "tables", SG, "Mailbox Store"), ("workload", "run", "--txns", "5", "--seed", "4"))
+    for args in commands:
+        refused = shadowstore(service.home, *args)
+        assert refused.returncode == 5, refused.stderr
+        error, hint = refused.stderr.splitlines()[:2]
+        assert f"pid {service.process.pid}" in error
+        assert "have it dismount the group ('shadowstore dismount 'First Storage Group'')" in hint
+        assert "then 'shadowstore mount 'First Storage Group''" in hint
+    service.cli("dismount", SG)
+    for args in commands:
+        done = shadowstore(service.home, *args)
+        assert done.returncode == 0, done.stderr
+    service.cli("mount", SG)
+
+
 # --- the same output with and without the service ----------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from shadowstore.engine.logstream import LogSet
 from shadowstore.engine.logwriter import LogWriter
 from shadowstore.engine.maintenance import Maintenance
 from shadowstore.engine.recovery import RecoveryReport, recover
-from shadowstore.errors import DatabaseNotFoundError, ShadowStoreError
+from shadowstore.errors import DatabaseNotFoundError, ShadowStoreError, StorageGroupBusyError
 from shadowstore.format.common import now_us
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.format.logfile import LogHeader
@@ -53,7 +53,10 @@ def mount(sg: StorageGroup) -> RecoveryReport:
             return sg.last_recovery or RecoveryReport()
         sg._offline_reason = None
         sg.stopped_because = None
-        sg._lock = sg.fs.lock(sg.lock_path, f"pid {os.getpid()} ({this_command()})")
+        try:
+            sg._lock = sg.fs.lock(sg.lock_path, f"pid {os.getpid()} ({this_command()})")
+        except StorageGroupBusyError as exc:
+            raise StorageGroupBusyError(exc.message, hint=_busy_hint(sg.name)) from None
         try:
             report = _phases(sg)
         except BaseException:
@@ -64,6 +67,16 @@ def mount(sg: StorageGroup) -> RecoveryReport:
         sg.last_recovery = report
         sg.events.emit(1000, sg=sg.name, stores=", ".join(sg.stores) or "no stores")
         return report
+
+
+def _busy_hint(name: str) -> str:
+    """What to do when another process has the storage group: a command that opens the stores itself (a table
+    read, a workload) cannot go through the service, so the service must let go of the group first."""
+    quoted = shlex.quote(name)
+    return (
+        f"when it is the Information Store service, have it dismount the group ('shadowstore dismount {quoted}'), "
+        f"run this again, then 'shadowstore mount {quoted}'; else wait for the other program or stop it"
+    )
 
 
 def _phases(sg: StorageGroup) -> RecoveryReport:
