@@ -34,6 +34,9 @@ def resolve_target(home: ServerHome, to: str | None) -> Target:
     """``--to`` (a relative path is taken from the current directory), else ``backup.target`` of the home's
     configuration (a relative path there is inside the home)."""
     if to is not None:
+        if not to.strip():
+            # why refuse: an empty path would be the current directory, where nobody looks for backups
+            raise InvalidParameterError("--to is empty", hint="give a directory or an s3://bucket/prefix URL")
         return open_target(_lasting(to, "--to") if "://" in to else os.path.abspath(to))
     return configured_target(home, str(home.config.settings.get("backup", {}).get("target", "backups")))
 
@@ -137,9 +140,7 @@ def backup_group() -> None:
 @click.option(
     "--provider",
     type=click.Choice(["auto", "btrfs", "reflink", "copy"]),
-    default="auto",
-    show_default=True,
-    help="With --method snapshot: which provider makes the shadow copy (auto says which it picked).",
+    help="With --method snapshot: which provider makes the shadow copy (auto says which it picked) [default: auto].",
 )
 @click.option(
     "--max-rate",
@@ -158,7 +159,7 @@ def run(
     to: str | None,
     compress: str | None,
     method: str,
-    provider: str,
+    provider: str | None,
     max_rate: str | None,
     quiet: bool,
     as_json: bool,
@@ -169,6 +170,11 @@ def run(
     home = ctx.open_home()
     if all_groups == bool(sg_names):
         raise InvalidParameterError("name the storage groups with --sg NAME, or pass --all (one of the two)")
+    if provider is not None and method != "snapshot":
+        raise InvalidParameterError(
+            f"--provider {provider} chooses how a shadow copy is made, and this is a {method} backup",
+            hint="add --method snapshot, or leave --provider out",
+        )
     groups = [g.name for g in home.config.storage_groups] if all_groups else list(sg_names)
     for name in groups:
         home.config.find(name)
@@ -190,7 +196,7 @@ def run(
 
         if method == "snapshot":
             snapshot = _snapshot_job(
-                ctx, home, groups, kind, target, provider, level, report, progress, outcomes, failures, pace
+                ctx, home, groups, kind, target, provider or "auto", level, report, progress, outcomes, failures, pace
             )
         else:
             _streaming(ctx, home, groups, kind, target, level, report, progress, outcomes, failures, pace)
