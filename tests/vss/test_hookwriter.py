@@ -17,6 +17,7 @@ from shadowstore.home import ServerHome
 from shadowstore.vss.hookwriter import CommandHookWriter, hook_writers
 from shadowstore.vss.states import WriterFailure, WriterState
 from shadowstore.vss.writer import WriterVeto
+from tests.cli.clirun import run
 
 SG = "First Storage Group"
 
@@ -73,6 +74,22 @@ def test_a_failing_pre_freeze_vetoes_and_a_hook_that_ran_always_resumes(tmp_path
     with pytest.raises(WriterVeto, match=r"within 0\.3 s"):
         hanging.freeze()
     assert hanging.failure == WriterFailure.TIMEOUT
+
+
+def test_a_vetoing_hook_fails_the_backup_as_a_refusal_that_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init")[0] == 0
+    server = ServerHome.open(home)
+    server.config.settings["vss"] = {"hook": [{"name": "mail filter", "pre_freeze": "/bin/false"}]}
+    save(server.fs, home, server.config)
+    target = str(tmp_path / "backups")
+    args = ("--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--method", "snapshot", "--to", target)
+    code, _out, err = run(capsys, *args)
+    assert code == 20, err  # a backup refused, not an unknown failure
+    assert "the pre_freeze command of hook 'mail filter' exited 1" in err
+    assert "hint: the application behind the hook refused; once it can pause, run the backup again" in err
 
 
 def test_a_malformed_hook_entry_is_named(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from shadowstore.config import parse_seconds
+from shadowstore.config import CONFIG_NAME, parse_seconds
 from shadowstore.errors import InvalidParameterError
 from shadowstore.vss.states import WriterFailure
 from shadowstore.vss.writer import (
@@ -91,17 +91,23 @@ class CommandHookWriter(Writer):
             raise WriterVeto(
                 f"the {which} command of hook {self.hook!r} did not finish within {self.timeout:g} s: {command}",
                 failure=WriterFailure.TIMEOUT,
+                hint=f"see why it hangs, or raise the hook's timeout in {CONFIG_NAME}; then run the backup again",
             ) from None
         except OSError as exc:
             raise WriterVeto(
                 f"the {which} command of hook {self.hook!r} could not run: {exc.strerror}: {command}",
                 failure=WriterFailure.NON_RETRYABLE,
+                hint=f"correct the hook's {which} in {CONFIG_NAME} ([[vss.hook]]); then run the backup again",
             ) from None
         if done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise WriterVeto(
                 f"the {which} command of hook {self.hook!r} exited {done.returncode} ({said[0]}): {command}",
                 failure=WriterFailure.RETRYABLE,
+                hint="the application behind the hook refused; once it can pause, run the backup again (no shadow "
+                "copy was kept)"
+                if which == "pre_freeze"
+                else "the application behind the hook may still be paused: resume it by hand, and correct the hook",
             )
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shadowstore.engine.backup import CompletionReport
-from shadowstore.errors import ShadowStoreError
+from shadowstore.errors import BackupError, ShadowStoreError
 from shadowstore.vss.states import FAILED_AT, WriterFailure, WriterState
 
 USAGE_USER_DATA = 3  # VSS_USAGE_TYPE
@@ -30,8 +30,9 @@ RESTORE_IF_CAN_REPLACE = 2  # VSS_RME_*
 RESTORE_CUSTOM = 7
 
 
-class WriterVeto(ShadowStoreError):
-    """A writer refuses a step of a shadow-copy job; ``failure`` says whether a retry may succeed."""
+class WriterVeto(BackupError):
+    """A writer refuses a step of a shadow-copy job; ``failure`` says whether a retry may succeed. The job fails
+    with it: a backup refused (exit code 20)."""
 
     def __init__(self, message: str, *, failure: WriterFailure, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
