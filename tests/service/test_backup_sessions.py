@@ -98,6 +98,9 @@ def test_an_administrator_ends_a_running_session(home_dir: str, tmp_path: object
         child.send_signal(signal.SIGKILL)  # why: its progress callback sleeps; the session is already gone
         child.wait()
         service.cli("backup", "run", "--sg", SG, "--kind", "full", "--to", target)
+        metrics = service.client.request("GET", "/metrics").text
+        for result in ("aborted", "completed"):
+            assert f'shadowstore_backups_total{{kind="full",result="{result}",sg="{SG}"}} 1.0' in metrics
 
 
 def test_a_paced_backup_program_stops_soon_after_its_session_is_aborted(home_dir: str, tmp_path: object) -> None:

@@ -103,6 +103,7 @@ class BackupSession:
         self.bytes_done = 0
         self.state = "databases" if kind in ("full", "copy") else "logs"
         self.ended = False
+        self.error: ShadowStoreError | None = None  # what failed the backup, when an error ended it (214/203)
         self.mark = sg.log.tail
         self.logs: LogRange | None = None
         self._open: DatabaseCopy | None = None
@@ -424,6 +425,7 @@ class BackupSession:
             if self.ended:
                 return
             if error is not None:
+                self.error = error
                 detail = f"{error.code} ({error.code_name}): {error.message}" if error.code else error.message
                 self.sg.events.emit(214, sg=self.sg.name, error=detail)
                 self.sg.events.emit(203, sg=self.sg.name, error=detail)

@@ -50,7 +50,7 @@ class ServiceMetrics:
         )
         self.backups = Counter(
             "shadowstore_backups",
-            "Streaming backup sessions by how they ended",
+            "Streaming backup sessions by how they ended: completed, failed or aborted",
             ["sg", "kind", "result"],
             registry=self.registry,
         )
@@ -58,7 +58,11 @@ class ServiceMetrics:
     def backup_done(self, sg: str, kind: str, seconds: float, count: int) -> None:
         self.backup_seconds.labels(sg, kind).observe(seconds)
         self.backup_bytes.labels(sg, kind).inc(count)
-        self.backups.labels(sg, kind, "completed").inc()
+
+    def backup_ended(self, sg: str, kind: str, result: str) -> None:
+        """A session ended: ``result`` is completed, failed (an error of the backup) or aborted (its program, an
+        administrator, a lapsed lease or a dismount ended it)."""
+        self.backups.labels(sg, kind, result).inc()
 
 
 class _EngineCollector(Collector):

@@ -160,6 +160,9 @@ class SessionTable:
                 if hosted.session.ended:
                     del self._running[session_id]
                     self._ended[session_id] = self._how_ended(hosted)
+                    failed = hosted.failure or hosted.session.error
+                    result = "completed" if hosted.completed else "failed" if failed else "aborted"
+                    self.host.metrics.backup_ended(hosted.session.sg.name, hosted.session.kind, result)
                     if hosted.copy is not None:
                         hosted.copy[1].close()
                         hosted.copy = None
