@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -325,11 +327,31 @@ def test_an_incremental_after_a_full_killed_once_its_set_was_written_says_what_h
     workload(capsys, home_dir, 3)
     code, _out, err = run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")
     assert code == 20, err
-    assert "the storage group never recorded that backup: its program ended after writing the set" in err
+    assert "the storage group never recorded that backup: either its program ended after writing the set" in err
     assert "another target" not in err  # not the guess for a chain broken elsewhere
     assert "take a full backup" in err
     assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full")[0] == 0
     assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental")[0] == 0
+
+
+def test_an_incremental_after_a_copy_of_the_home_backed_up_into_the_same_target_names_that_cause(
+    home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = str(tmp_path / "shared")
+    workload(capsys, home_dir, 1)
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--to", target)[0] == 0
+    clone = str(tmp_path / "clone")
+    shutil.copytree(home_dir, clone, symlinks=True)  # the same home id, log stream and backup history
+    workload(capsys, clone, 2)
+    assert run(capsys, "--home", clone, "backup", "run", "--sg", SG, "--kind", "incremental", "--to", target)[0] == 0
+    workload(capsys, home_dir, 3)
+    code, _out, err = run(
+        capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "incremental", "--to", target
+    )
+    assert code == 20, err
+    home_id = ServerHome.open(home_dir).home_id
+    assert f"or another copy of this home (home id {home_id}, its folder copied whole) backs up into this target" in err
+    assert "take a full backup" in err
 
 
 def test_status_and_abort_of_a_backup_running_in_another_process(

@@ -161,9 +161,10 @@ class _Run:
             found = f"its newest {base.kind} backup {base.backup_id} ends at log generation {base.last_gen}"
             if copied.start < expected:  # the storage group remembers an older backup than the target holds
                 found += (
-                    ", but the storage group never recorded that backup: its program ended after writing the set "
-                    "and before the storage group stamped and truncated (killed, or its connection lost); the set "
-                    "itself is whole"
+                    ", but the storage group never recorded that backup: either its program ended after writing the "
+                    "set and before the storage group stamped and truncated (killed, or its connection lost; the set "
+                    f"itself is whole), or another copy of this home (home id {self.home_id}, its folder copied "
+                    "whole) backs up into this target"
                 )
             else:
                 found += " (was the last backup taken to another target, or a set deleted from this one?)"
