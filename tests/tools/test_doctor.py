@@ -220,6 +220,20 @@ def test_a_healthy_home_exits_0(tmp_path: Path) -> None:
     assert not (home / "doctor").exists()
 
 
+def test_a_folder_that_is_gone_is_named_and_its_stores_are_not_called_lost(tmp_path: Path) -> None:
+    # as a disk not mounted at boot leaves it: the folder of a storage group's files is not there
+    home, folder = tmp_path / "home", tmp_path / "disk2" / "sg2"
+    cli(home, "init", "--log-file-size", "64K")
+    cli(home, "sg", "create", "Second Storage Group", "--log-dir", str(folder))
+    cli(home, "store", "create", "Second Storage Group", "Archive")
+    folder.rename(tmp_path / "disk2" / "elsewhere")
+    found = cli_json(home, "doctor", ok=False)["findings"]
+    assert [(f["code"], f["where"]) for f in found] == [("folder-missing", str(folder))]
+    assert "if its disk is not mounted, mount it" in found[0]["hint"]
+    (tmp_path / "disk2" / "elsewhere").rename(folder)
+    assert cli_json(home, "doctor")["healthy"] is True
+
+
 def test_dry_run_changes_nothing(broken: Broken) -> None:
     before = snapshot(broken.home)
     done = cli(broken.home, "doctor", "--fix", "--dry-run", "--json", ok=False)

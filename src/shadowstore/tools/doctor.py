@@ -95,6 +95,18 @@ def _check_group(
         group.add(ERROR, "config-mismatch", error.message, str(error.details.get("folder", config.log_dir)), error.hint)
     if group.findings:
         return group  # why: its files are not where the configuration says; nothing below would be true
+    for folder in dict.fromkeys((config.log_dir, config.system_dir, config.data_dir)):
+        if not fs.exists(folder):
+            group.add(
+                ERROR,
+                "folder-missing",
+                f"the folder {folder} of storage group {config.name!r} does not exist",
+                folder,
+                "if its disk is not mounted, mount it; if the folder was moved or renamed, put it back (the "
+                "configuration names it); the storage group refuses to mount until then, and nothing was changed",
+            )
+    if group.findings:
+        return group  # why: a disk not mounted is not a store lost; restoring it would be the wrong cure
     _restore_finding(home, group)
     check_move(home, group)
     if group.holder is not None:
