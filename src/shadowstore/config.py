@@ -34,6 +34,8 @@ an administrator can always see, and go back to, what the last change replaced.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import re
 import secrets
@@ -41,7 +43,7 @@ import shlex
 import socket
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import tomli_w
 
@@ -58,6 +60,8 @@ PREVIOUS_NAME = CONFIG_NAME + ".previous"  # the content the last save replaced
 FORMAT_VERSION = 1
 MAX_STORES_PER_SG = 5  # as in Exchange 2003
 MAX_STORAGE_GROUPS = 50
+MAX_NAME = 64  # characters in a storage group's or a store's name
+MAX_DBID = 255  # a store's number is one byte in the log's attach list (format/common.py ATTACHINFO)
 
 
 @dataclass
@@ -188,6 +192,63 @@ def parse_seconds(text: str | float, what: str) -> float:
     return seconds
 
 
+class NumberSetting(NamedTuple):
+    """The values a numeric setting takes: a number from ``least`` to ``most``, or one of ``words``."""
+
+    least: float
+    most: float
+    kind: str  # what a number of it is: "a number of seconds", "a rate in MB/s"
+    example: str  # for the hint: a value to give, and what the default is
+    words: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        words = "".join(f", or {word}" for word in self.words)
+        return f"{self.kind} from {self.least:,g} to {self.most:,g}{words}"
+
+    def check(self, name: str, value: object) -> float | str:
+        """``value`` (text from the command line, or what the TOML file holds) as a number in range, or as one of
+        ``words``. Raises InvalidParameterError naming ``name``, the value and the range."""
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return value.strip().lower()
+        number = math.nan
+        if isinstance(value, str | int | float) and not isinstance(value, bool):  # why not bool: true is not 1 s
+            with contextlib.suppress(ValueError, OverflowError):  # OverflowError: an int too large for a float
+                number = float(value)
+        if not self.least <= number <= self.most:  # why this way round: NaN fails it too
+            raise InvalidParameterError(
+                f"{name} must be {self.describe()}, not {value!r}", hint=f"for example {self.example}"
+            )
+        return number
+
+
+# The settings 'config set' takes that are numbers, and their ranges. Why bounded above: a value beyond these is
+# a typo, and one large enough (1e20 seconds) made a backup's threads die with OverflowError, long after the
+# setting was accepted. Why at least a second: below that, ordinary work (an fsync, a renewal's round trip to
+# the target) outlasts the bound.
+NUMBER_SETTINGS: dict[str, NumberSetting] = {
+    # a transaction holding its store's writer latch for an hour has stopped every other writer for that long
+    "engine.transaction_timeout": NumberSetting(1, 3600, "a number of seconds", "60 (the default)"),
+    # a backup killed under a day-long lease already keeps its set 'running', unprunable, for a day
+    "backup.lease_seconds": NumberSetting(1, 86400, "a number of seconds", "600 (the default)"),
+    # the bounds the service's API puts on a lease a program asks for itself (service/sessions.py)
+    "service.session_lease_seconds": NumberSetting(1, 3600, "a number of seconds", "30 (the default)"),
+    # commits wait while a storage group is frozen; the 'copy' provider copies the stores inside the freeze
+    "vss.freeze_seconds": NumberSetting(1, 86400, "a number of seconds", "60 (the default)"),
+    # as backup/pace.py MAX_RATE (a test keeps them equal); 0: no limit
+    "backup.max_rate": NumberSetting(
+        0, 100_000, "a rate in MB/s", "40 (0: no limit; auto: as fast as commits allow)", ("auto",)
+    ),
+}
+# ``timeout`` of a [[vss.hook]] entry (vss/hookwriter.py): an hour is beyond any pause an application needs
+HOOK_TIMEOUT = NumberSetting(1, 3600, "a number of seconds", "30 (the default)")
+
+
+def check_setting(key: str, value: object) -> float | str:
+    """The value of numeric setting ``key`` (one of NUMBER_SETTINGS) checked against its range: a float, or
+    one of its words ("auto"). Raises InvalidParameterError naming the setting, the value and the range."""
+    return NUMBER_SETTINGS[key].check(key, value)
+
+
 def validate_log_file_size(size: int) -> int:
     if not MIN_LOG_FILE_SIZE <= size <= MAX_LOG_FILE_SIZE or size % 4096:
         raise InvalidParameterError(
@@ -213,12 +274,6 @@ def next_log_base(config: HomeConfig) -> str:
     raise InvalidParameterError("every log base name E00-E99 is in use")
 
 
-def validate_name(name: str, what: str) -> str:
-    if not name or name != name.strip() or "/" in name or "\0" in name or len(name) > 64 or name in (".", ".."):
-        raise InvalidParameterError(f"{what} name {name!r} must be 1-64 characters without '/' or edge spaces")
-    return name
-
-
 def load(fs: FileSystem, home: str) -> HomeConfig:
     """Read ``<home>/shadowstore.toml``. Raises NotFoundError or InvalidParameterError naming the problem."""
     path = os.path.join(home, CONFIG_NAME)
@@ -230,7 +285,7 @@ def load(fs: FileSystem, home: str) -> HomeConfig:
     try:
         return _parse(read_file(fs, path), path)
     except InvalidParameterError as exc:
-        raise InvalidParameterError(exc.message, hint=broken_hint(fs, home)) from None
+        raise InvalidParameterError(exc.message, hint=exc.hint or broken_hint(fs, home)) from None
 
 
 def load_previous(fs: FileSystem, home: str) -> HomeConfig | None:
@@ -260,14 +315,17 @@ def _parse(raw: bytes, path: str) -> HomeConfig:
                 data_dir=g["data_dir"],
                 log_file_size=int(g.get("log_file_size", DEFAULT_LOG_FILE_SIZE)),
                 page_size=int(g.get("page_size", DEFAULT_PAGE_SIZE)),
-                circular_logging=bool(g.get("circular_logging", False)),
+                circular_logging=_boolean(g, "circular_logging", False, f"storage group {g.get('name')!r}", path),
                 stores=[_store(s, path) for s in g.get("store", [])],
             )
             for g in data.get("storage_group", [])
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidParameterError(f"{path}: a storage group entry is incomplete ({exc})") from None
+    for group in groups:
+        _check_numbers(group, path)
     settings = {k: v for k, v in data.items() if k not in ("format_version", "server_name", "home_id", "storage_group")}
+    _check_settings(settings, path)
     home_id = data.get("home_id")
     if home_id is not None:
         try:
@@ -280,12 +338,60 @@ def _parse(raw: bytes, path: str) -> HomeConfig:
 def _store(entry: dict[str, Any], path: str) -> StoreConfig:
     """A ``[[storage_group.store]]`` entry. Raises KeyError, TypeError, ValueError (the caller names the file),
     InvalidParameterError for a ``mount_at_start`` that is not a TOML boolean (``"no"`` would read as true)."""
-    mount_at_start = entry.get("mount_at_start", True)
-    if not isinstance(mount_at_start, bool):
-        raise InvalidParameterError(
-            f"{path}: mount_at_start of store {entry.get('name')!r} must be true or false, not {mount_at_start!r}"
-        )
+    mount_at_start = _boolean(entry, "mount_at_start", True, f"store {entry.get('name')!r}", path)
     return StoreConfig(entry["name"], entry["file"], int(entry["dbid"]), mount_at_start)
+
+
+def _boolean(entry: dict[str, Any], key: str, default: bool, what: str, path: str) -> bool:
+    """``entry[key]`` of ``what``, which must be a TOML boolean (``"no"`` would read as true). Raises
+    InvalidParameterError naming the file and ``what``."""
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"{path}: {key} of {what} must be true or false, not {value!r}")
+    return value
+
+
+def _check_numbers(group: SgConfig, path: str) -> None:
+    """Refuse a log file size, page size or store number of ``group`` that the engine cannot use (a hand-edited
+    file): each names the storage group. Raises InvalidParameterError."""
+    where = f"{path}: storage group {group.name!r}"
+    try:
+        validate_log_file_size(group.log_file_size)
+        validate_page_size(group.page_size)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{where}: {exc.message}") from None
+    for store in group.stores:
+        if not 1 <= store.dbid <= MAX_DBID:
+            raise InvalidParameterError(
+                f"{where}: dbid {store.dbid} of store {store.name!r} is not from 1 to {MAX_DBID}"
+            )
+
+
+def _check_settings(settings: dict[str, Any], path: str) -> None:
+    """Refuse a numeric setting out of its range (NUMBER_SETTINGS, HOOK_TIMEOUT). Why at load: a hand-edited
+    value then fails the next command, naming the line to change, instead of a backup's thread hours later.
+    Raises InvalidParameterError whose hint says where to change it."""
+    for key, rule in NUMBER_SETTINGS.items():
+        section, name = key.split(".", 1)
+        table = settings.get(section, {})
+        if not isinstance(table, dict):
+            raise InvalidParameterError(f"{path}: {section} must be a table ([{section}]), not {table!r}")
+        if name in table:
+            try:
+                rule.check(key, table[name])
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(
+                    f"{path}: {exc.message}",
+                    hint=f"change {name} in the [{section}] table of {path} to a value in that range, "
+                    f"{exc.hint}, or delete the line",
+                ) from None
+    hooks = settings.get("vss", {}).get("hook", [])
+    for entry in hooks if isinstance(hooks, list) else []:  # why only these: hook_writers names the rest
+        if isinstance(entry, dict) and "timeout" in entry:
+            try:
+                HOOK_TIMEOUT.check(f"timeout of [[vss.hook]] {entry.get('name')!r}", entry["timeout"])
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"{path}: {exc.message}", hint=f"change it in {path}") from None
 
 
 def broken_hint(fs: FileSystem, home: str) -> str:

@@ -21,6 +21,7 @@ import socket
 from types import TracebackType
 
 from shadowstore import config as cfg
+from shadowstore import names
 from shadowstore.config import DEFAULT_SG, DEFAULT_STORES, HomeConfig, SgConfig, StoreConfig, default_home
 from shadowstore.engine import configcheck
 from shadowstore.engine.checkpointfile import read_checkpoint
@@ -168,7 +169,10 @@ class ServerHome:
         stores: list[tuple[str, str]] | None = None,
     ) -> StorageGroup:
         """Create a storage group with the next free log base (E00, E01, ...) and its files."""
-        cfg.validate_name(name, "storage group")
+        names.validate_storage_group_name(name, self.config)
+        for folder, what in ((log_dir, "log_dir"), (system_dir, "system_dir"), (data_dir, "data_dir")):
+            if folder is not None:
+                names.check_home_folder(self.path, self.config, folder, what)
         if any(g.name == name for g in self.config.storage_groups):
             raise InvalidParameterError(f"storage group {name!r} already exists")
         if len(self.config.storage_groups) >= cfg.MAX_STORAGE_GROUPS:
@@ -192,7 +196,7 @@ class ServerHome:
             stores=[StoreConfig(store, file, dbid) for dbid, (store, file) in enumerate(stores or [], start=1)],
         )
         for store in sg_config.stores:
-            cfg.validate_name(store.name, "store")
+            names.validate_name(store.name, "store")
         sg = StorageGroup.create(
             sg_config.resolved(self.path), self.fs, self.events, policy=self.policy, waits=self.flush_waits
         )
@@ -204,7 +208,7 @@ class ServerHome:
     def set_storage_group_config(self, sg_config: SgConfig) -> None:
         """Add or replace (by name) the configuration of a storage group that is not mounted here, and save.
         Its files are the caller's business (a restore into the recovery storage group uses this)."""
-        cfg.validate_name(sg_config.name, "storage group")
+        names.validate_name(sg_config.name, "storage group")
         current = self._groups.get(sg_config.name)
         if current is not None and current.mounted:
             raise InvalidParameterError(f"dismount storage group {sg_config.name!r} before changing it")
@@ -215,15 +219,14 @@ class ServerHome:
 
     def create_store(self, sg_name: str, name: str, file: str | None = None) -> None:
         """Add a store to a dismounted storage group."""
-        cfg.validate_name(name, "store")
+        names.validate_name(name, "store")
         sg_config = self.config.find(sg_name)
         if any(s.name == name for s in sg_config.stores):
             raise InvalidParameterError(f"storage group {sg_name!r} already has a store {name!r}")
         if len(sg_config.stores) >= cfg.MAX_STORES_PER_SG:
             raise InvalidParameterError(f"a storage group holds at most {cfg.MAX_STORES_PER_SG} stores")
         file = file or _store_file_name(name, {s.file for s in sg_config.stores})
-        if "/" in file or not file.endswith(".edb"):
-            raise InvalidParameterError(f"store file name {file!r} must be a plain name ending in .edb")
+        names.validate_store_file(file)
         dbid = max((s.dbid for s in sg_config.stores), default=0) + 1
         sg = self.storage_group(sg_name)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,48 @@ def test_list_names_every_setting_with_its_value_or_none(home: str, capsys: pyte
     assert code == 0
     assert "vss.freeze_seconds = 20.0\n" in out
     assert "backup.lease_seconds = (not set)\n    seconds a running backup's lease" in out
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "allowed"),
+    [
+        ("backup.lease_seconds", "99999999999999999999", "a number of seconds from 1 to 86,400"),
+        ("backup.lease_seconds", "1e300", "a number of seconds from 1 to 86,400"),
+        ("backup.lease_seconds", "-1", "a number of seconds from 1 to 86,400"),
+        ("engine.transaction_timeout", "3601", "a number of seconds from 1 to 3,600"),
+        ("service.session_lease_seconds", "0.5", "a number of seconds from 1 to 3,600"),
+        ("vss.freeze_seconds", "nan", "a number of seconds from 1 to 86,400"),
+        ("vss.freeze_seconds", "100000", "a number of seconds from 1 to 86,400"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_naming_setting_value_and_range(
+    home: str, capsys: pytest.CaptureFixture[str], key: str, bad: str, allowed: str
+) -> None:
+    before = Path(home, "shadowstore.toml").read_bytes()
+    code, _out, err = run(capsys, "--home", home, "config", "set", "--", key, bad)
+    assert code == 3
+    assert f"error: [-1003 JET_errInvalidParameter] {key} must be {allowed}, not {bad!r}\n" in err
+    assert "hint: for example " in err
+    assert Path(home, "shadowstore.toml").read_bytes() == before  # nothing was stored
+
+
+def test_the_ends_of_each_range_are_taken(home: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in (("backup.lease_seconds", "86400"), ("vss.freeze_seconds", "1"), ("backup.max_rate", "0")):
+        code, stored = run_json(capsys, "--home", home, "config", "set", key, value, "--json")
+        assert (code, stored) == (0, {key: float(value)})
+
+
+def test_a_hand_edited_number_out_of_range_fails_the_next_command_naming_the_line(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = os.path.join(home, "shadowstore.toml")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("[backup]\n", "[backup]\nlease_seconds = 99999999999999999999\n"))
+    code, _out, err = run(capsys, "--home", home, "backup", "run", "--all", "--kind", "full", "--quiet")
+    assert code == 3
+    assert f"{path}: backup.lease_seconds must be a number of seconds from 1 to 86,400, not 99999999999999999999" in err
+    assert f"hint: change lease_seconds in the [backup] table of {path}" in err
+    assert "Traceback" not in err
+    assert not os.path.exists(os.path.join(home, "backups"))  # refused before anything was written

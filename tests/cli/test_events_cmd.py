@@ -62,3 +62,20 @@ def test_bad_since_is_a_usage_error(home_dir: str, capsys: pytest.CaptureFixture
     code, _out, err = run(capsys, "--home", home_dir, "events", "--since", "yesterday-ish")
     assert code == 3
     assert "is not a time" in err
+
+
+def test_a_negative_limit_is_refused(home_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "--home", home_dir, "events", "--limit", "-1")
+    assert code == 3
+    assert "Invalid value for '--limit': -1 is not in the range x>=0" in err
+    code, none = run_json(capsys, "--home", home_dir, "events", "--limit", "0", "--json")
+    assert (code, none) == (0, [])
+
+
+def test_an_age_before_the_calendar_begins_is_refused_not_a_crash(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run(capsys, "--home", home_dir, "events", "--since", "99999999999999999d")
+    assert code == 3
+    assert "--since '99999999999999999d' is not a time\n" in err
+    assert "hint: give an ISO 8601 time like 2026-11-25T08:00:00 (UTC unless it says) or an age like 30m" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 from pathlib import Path
@@ -319,3 +320,33 @@ def test_compare_matches_in_any_order_and_names_what_is_left() -> None:
         ("source", "Sent", "m4"),
         ("store", "INBOX", "uid 3"),
     ]
+
+
+@pytest.mark.parametrize("empty", ["empty.mbox", "/dev/null", "Maildir"])
+def test_an_import_that_finds_no_message_says_so(
+    home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], empty: str
+) -> None:
+    source = tmp_path / empty
+    if empty == "empty.mbox":
+        source.write_bytes(b"")
+    elif empty == "Maildir":
+        for part in ("tmp", "new", "cur"):
+            (source / part).mkdir(parents=True)
+    warning = f"warning: no message was found in {source}; nothing was imported into mailbox 'm'\n"
+    code, out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))
+    assert code == 0
+    assert "imported 0 message(s)" in out
+    assert err == warning
+    code, out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source), "--json")
+    assert code == 0
+    assert err == warning
+    summary = json.loads(out)
+    assert (summary["messages"], summary["warnings"]) == (0, [warning.removeprefix("warning: ").rstrip("\n")])
+
+
+def test_an_import_that_finds_messages_has_no_warning(
+    home_dir: str, source_mbox: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source_mbox), "--json")
+    assert (code, err) == (0, "")
+    assert (json.loads(out)["messages"], json.loads(out)["warnings"]) == (len(MESSAGES), [])

@@ -135,3 +135,111 @@ def test_store_set_mount_saves_mount_at_start_for_the_service(
     )
     assert code == 4
     assert "has no store 'Nonesuch'" in err
+
+
+def home_listing(home: str) -> tuple[list[str], bytes]:
+    """What the home's top folder holds and its configuration: a refused command changes neither."""
+    with open(os.path.join(home, "shadowstore.toml"), "rb") as f:
+        return sorted(os.listdir(home)), f.read()
+
+
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [
+        ("events", "the event log's folder"),
+        ("reports", "the folder of backup reports and crash reports"),
+        ("backups", "the folder of the default backup target"),
+        ("moves", "the folder of 'sg move' journals"),
+        ("quarantine-places.json", "the list of quarantine folders left behind"),
+        ("service.sock", "the Information Store service's socket"),
+        ("shadowstore.toml", "the configuration file"),
+        ("Events", "the event log's folder"),  # the same folder on a file system that ignores case
+    ],
+)
+def test_a_storage_group_may_not_take_the_name_of_the_homes_own_folders_and_files(
+    home_dir: str, capsys: pytest.CaptureFixture[str], name: str, taken: str
+) -> None:
+    before = home_listing(home_dir)
+    code, _out, err = run(capsys, "--home", home_dir, "sg", "create", name)
+    assert code == 3
+    assert f"storage group name {name!r} is the name of {taken} in the server home" in err
+    assert "hint: choose another name; the home keeps these for itself: shadowstore.toml, " in err
+    assert home_listing(home_dir) == before
+    assert not os.path.exists(os.path.join(home_dir, "events", "E01.log"))
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("new\nline", "holds a character that cannot be printed"),
+        ("bell\a", "holds a character that cannot be printed"),
+        ("a/b", "holds a '/'"),
+        ("", "is empty"),
+        ("   ", "is only blanks"),
+        (".", "is a folder's name for itself or its parent"),
+        ("..", "is a folder's name for itself or its parent"),
+        (".hidden", "starts with a dot"),
+    ],
+)
+def test_a_storage_group_name_that_cannot_be_a_folder_or_a_line_is_refused(
+    home_dir: str, capsys: pytest.CaptureFixture[str], name: str, problem: str
+) -> None:
+    before = home_listing(home_dir)
+    code, _out, err = run(capsys, "--home", home_dir, "sg", "create", "--", name)
+    assert code == 3
+    error = err.splitlines()[0]
+    assert error.startswith(f"error: [-1003 JET_errInvalidParameter] storage group name {name!r} {problem}")
+    assert home_listing(home_dir) == before
+
+
+def test_a_storage_group_may_not_take_the_name_of_a_backup_target_in_the_home(
+    home_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "--home", home_dir, "config", "set", "backup.target", "vault/nightly")[0] == 0
+    code, _out, err = run(capsys, "--home", home_dir, "sg", "create", "vault")
+    assert code == 3
+    assert "'vault' is the name of the folder of the backup target (backup.target)" in err
+    assert run(capsys, "--home", home_dir, "sg", "create", "nightly")[0] == 0  # only the top folder is the target's
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sg", "create", "Second", "--log-dir", "events"],
+        ["sg", "create", "Second", "--data-dir", "backups/stores"],
+        ["sg", "move", "First Storage Group", "--to", "events"],
+        ["sg", "move", "First Storage Group", "--system-dir", "./reports"],
+    ],
+)
+def test_a_storage_groups_folder_may_not_be_one_of_the_homes_own(
+    home_dir: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    before = home_listing(home_dir)
+    code, _out, err = run(capsys, "--home", home_dir, *args)
+    assert code == 3
+    option, folder = args[-2:]
+    assert f"{option} {folder!r} is the " in err
+    assert "of the server home" in err
+    assert "hint: choose a folder of the storage group's own" in err
+    assert home_listing(home_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tab\tname"], "store name 'tab\\tname' holds a character that cannot be printed"),
+        (["Other", "--file", "new\nline.edb"], "store file name 'new\\nline.edb' must be a plain name ending in .edb"),
+        (["Other", "--file", ".edb"], "store file name '.edb' must be a plain name ending in .edb"),
+        (["Other", "--file", ".hidden.edb"], "store file name '.hidden.edb' must be a plain name ending in .edb"),
+        (["Other", "--file", "tmp.edb"], "'tmp.edb' is the name of ESE's temporary database"),
+    ],
+)
+def test_a_store_name_or_file_that_cannot_be_shown_or_stored_is_refused(
+    home_dir: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    folder = os.path.join(home_dir, "First Storage Group")
+    before = sorted(os.listdir(folder)), home_listing(home_dir)
+    code, _out, err = run(capsys, "--home", home_dir, "store", "create", "First Storage Group", *args)
+    assert code == 3
+    assert message in err.splitlines()[0]
+    assert (sorted(os.listdir(folder)), home_listing(home_dir)) == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from shadowstore.backup import catalog
@@ -12,9 +14,11 @@ from shadowstore.backup.verified import read_verification, record_verification
 from shadowstore.backup.verify import VerifyReport, verify_set
 from shadowstore.cli.backup_cmd import readable_target
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json
-from shadowstore.config import parse_seconds
 from shadowstore.errors import BackupSetError, BackupTargetError, ExitCode, InvalidParameterError
 from shadowstore.format.common import now_us
+
+AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_AGE = 100 * 365 * 86400  # seconds; why: an age beyond a century is a typo (and 1e999 would be infinite)
 
 
 @click.command("verify")
@@ -102,11 +106,12 @@ def prune(
     deleted. A dry run unless --yes."""
     if keep_full < 1:
         raise InvalidParameterError(f"--keep-full {keep_full}: keep at least 1 full backup")
+    within = None if verified_within is None else parse_age(verified_within, "--verified-within")
     home = ctx.open_home()
     target = readable_target(home, to)
     owner = home.home_id if home_id == "this" else home_id
     sets = [s for s in catalog.list_sets(target, home=owner) if sg_name is None or s.sg == sg_name]
-    proven = None if verified_within is None else _proven(target, sets, parse_age(verified_within))
+    proven = None if within is None else _proven(target, sets, within)
     plan = plan_prune(sets, keep_full, proven=proven)
     if not as_json:
         click.echo(f"{'Pruning' if yes else 'Dry run (nothing is deleted; pass --yes to delete)'}: {target.url}")
@@ -132,12 +137,17 @@ def prune(
     click.echo(f"{verb} {count} set(s), kept {len(plan.to_keep) + len(skipped)}")
 
 
-def parse_age(text: str) -> float:
-    """``3600``, ``90m``, ``12h``, ``7d`` -> seconds. Raises InvalidParameterError."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    scale = units.get(text.strip()[-1:].lower(), 1)
-    number = text.strip()[:-1] if text.strip()[-1:].lower() in units else text
-    return parse_seconds(number, f"--verified-within {text!r}") * scale
+def parse_age(text: str, option: str) -> float:
+    """``3600``, ``90m``, ``12h``, ``7d`` (the value of ``option``) -> seconds, more than 0 and at most
+    MAX_AGE. Raises InvalidParameterError naming ``option``."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", text, re.IGNORECASE)
+    seconds = float(match[1]) * AGE_UNITS[match[2].lower()] if match else 0.0
+    if not 0 < seconds <= MAX_AGE:
+        raise InvalidParameterError(
+            f"{option} {text!r} is not an age of more than 0 seconds and at most 100 years",
+            hint="give seconds, or a number with s, m, h or d: 3600, 90m, 12h, 7d",
+        )
+    return seconds
 
 
 def _proven(target: Target, sets: list[catalog.SetInfo], within: float) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowstore import config as cfg
-from shadowstore.backup.pace import AUTO, parse_max_rate
+from shadowstore.backup.pace import parse_max_rate
 from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
 from shadowstore.errors import InvalidParameterError, NotFoundError
@@ -41,16 +41,10 @@ def set_value(ctx: CliContext, key: str, value: str, as_json: bool) -> None:
     if key == "backup.target":
         # why now: a target that can never work should be refused here, not at the next backup
         configured_target(home, value)
-    elif key in (
-        "engine.transaction_timeout",
-        "backup.lease_seconds",
-        "service.session_lease_seconds",
-        "vss.freeze_seconds",
-    ):
-        stored = cfg.parse_seconds(value, key)
-    elif key == "backup.max_rate":
-        rate = parse_max_rate(value, key)
-        stored = AUTO if rate == AUTO else float(value)
+    elif key in cfg.NUMBER_SETTINGS:
+        if key == "backup.max_rate":
+            parse_max_rate(value, key)  # why first: a bad rate is refused in the words --max-rate uses
+        stored = cfg.check_setting(key, value)  # the range that loading the file checks too
     section, name = key.split(".", 1)
     home.config.settings.setdefault(section, {})[name] = stored
     cfg.save(home.fs, home.path, home.config)

@@ -15,6 +15,8 @@ from shadowstore.home import open_event_log
 
 
 def _parse_since(text: str | None) -> dt.datetime | None:
+    """The time ``--since`` names: an ISO 8601 time (UTC unless it says), or an age before now. Raises
+    InvalidParameterError for anything else, an age reaching before the year 1 among it."""
     if text is None:
         return None
     try:
@@ -22,9 +24,13 @@ def _parse_since(text: str | None) -> dt.datetime | None:
     except ValueError:
         match_units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         if text[-1:] in match_units and text[:-1].isdigit():
-            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * match_units[text[-1]])
+            try:
+                return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * match_units[text[-1]])
+            except OverflowError:  # why: an age beyond the calendar's start (year 1), a typo
+                pass
         raise InvalidParameterError(
-            f"--since {text!r} is not a time (use ISO 8601 like 2026-11-25T08:00:00 or an age like 30m, 2h, 1d)"
+            f"--since {text!r} is not a time",
+            hint="give an ISO 8601 time like 2026-11-25T08:00:00 (UTC unless it says) or an age like 30m, 2h, 1d",
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -34,7 +40,7 @@ def _parse_since(text: str | None) -> dt.datetime | None:
 @click.option("--id", "event_id", type=int, help="Only events with this ID.")
 @click.option("--since", help="Only events at or after this time (ISO 8601, UTC unless stated) or age (30m, 2h).")
 @click.option("--sg", help="Only events of this storage group.")
-@click.option("--limit", type=int, help="Only the last N matching events.")
+@click.option("--limit", type=click.IntRange(min=0), help="Only the last N matching events (0: none).")
 @json_option
 @pass_ctx
 def events(

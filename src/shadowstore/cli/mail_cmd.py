@@ -99,7 +99,10 @@ def import_(ctx: CliContext, mailbox: str, folder: str, quiet: bool, path: str, 
             backend, mailbox, read_source(source, folder), lambda done: bar("import", done, source.size)
         )
     summary = _totals(folders) | {"mailbox": mailbox, "format": source.kind, "path": path}
-    summary |= {"seconds": round(time.monotonic() - started, 3), "ignored": source.ignored}
+    # why a warning and exit 0: an empty mbox is a valid one, but an import of nothing is more often a wrong path
+    empty = f"no message was found in {path}; nothing was imported into mailbox {mailbox!r}"
+    warnings = [] if summary["messages"] else [empty]
+    summary |= {"seconds": round(time.monotonic() - started, 3), "ignored": source.ignored, "warnings": warnings}
     if as_json:
         print_json(summary)
     elif not quiet:
@@ -107,8 +110,8 @@ def import_(ctx: CliContext, mailbox: str, folder: str, quiet: bool, path: str, 
             f"imported {summary['messages']} message(s), {summary['bytes']:,} bytes, from {source.kind} {path} into "
             f"mailbox {mailbox!r} ({_folder_counts(folders)}) in {summary['seconds']:.1f} s"
         )
-    for name in source.ignored if not as_json else []:
-        click.echo(f"warning: not imported: {name}", err=True)
+    for line in warnings + [f"not imported: {name}" for name in source.ignored if not as_json]:
+        click.echo(f"warning: {line}", err=True)
     return int(ExitCode.WARNING if source.ignored else ExitCode.OK)
 
 

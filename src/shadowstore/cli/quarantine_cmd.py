@@ -42,7 +42,7 @@ def list_cmd(ctx: CliContext, sg: str | None, as_json: bool) -> None:
 def purge_cmd(ctx: CliContext, sg: str | None, older_than: str | None, yes: bool, as_json: bool) -> None:
     """Delete quarantine folders: the one thing in ShadowStore that deletes files, and only when asked."""
     home = ctx.open_home()
-    limit = parse_age(older_than) if older_than is not None else None
+    limit = parse_age(older_than, "--older-than") if older_than is not None else None
     chosen = [f for f in list_quarantine(home, sg) if limit is None or f.age_seconds > limit]
     freed = purge(home, chosen) if yes else 0
     if as_json:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from shadowstore import config as cfg
+from shadowstore import names
 from shadowstore.cli.common import SIZE, CliContext, json_option, pass_ctx, print_json
 from shadowstore.config import validate_log_file_size, validate_page_size
 from shadowstore.engine import movepath
@@ -16,6 +18,9 @@ from shadowstore.errors import NotFoundError
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
 from shadowstore.tools import sgmove
+
+if TYPE_CHECKING:
+    from shadowstore.home import ServerHome
 
 
 @click.group("sg")
@@ -46,6 +51,8 @@ def sg_create(
 ) -> None:
     """Create storage group NAME (with the next free log base name) and no stores."""
     home = ctx.open_home()
+    names.validate_storage_group_name(name, home.config)
+    _own_folders(home, {"--log-dir": log_dir, "--system-dir": system_dir, "--data-dir": data_dir})
     sg = home.create_storage_group(
         name,
         log_dir=log_dir,
@@ -88,6 +95,7 @@ def sg_move(
     mounted. Relative folders are taken from the server home, as in 'sg create'. A move that was interrupted
     is finished by the same command, or by --resume."""
     home = ctx.open_home()
+    _own_folders(home, {"--to": to_dir, "--log-dir": log_dir, "--system-dir": system_dir, "--data-dir": data_dir})
     result = sgmove.move_storage_group(
         home,
         name,
@@ -102,6 +110,14 @@ def sg_move(
         return
     for line in _move_lines(home.path, result):
         click.echo(line)
+
+
+def _own_folders(home: ServerHome, folders: dict[str, str | None]) -> None:
+    """Refuse a folder given for a storage group's files that is one of the home's own (its event log's, the
+    backup target's, ...) or inside one. Raises InvalidParameterError naming the option."""
+    for option, folder in folders.items():
+        if folder is not None:
+            names.check_home_folder(home.path, home.config, folder, option)
 
 
 def _move_json(result: sgmove.MoveResult) -> dict[str, object]:
@@ -158,6 +174,8 @@ def store_group() -> None:
 def store_create(ctx: CliContext, sg: str, name: str, file_name: str | None, as_json: bool) -> None:
     """Create store NAME in storage group SG (which must not be mounted by another process)."""
     home = ctx.open_home()
+    if file_name is not None:
+        names.validate_store_file(file_name)
     home.create_store(sg, name, file_name)
     store = home.config.find(sg).find_store(name)
     if as_json:

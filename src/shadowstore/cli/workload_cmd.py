@@ -7,8 +7,15 @@ import sys
 import click
 
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
+from shadowstore.engine.transaction import MAX_VALUE_SIZE
 from shadowstore.home import DEFAULT_SG
 from shadowstore.tools import workload
+
+# Checked before the home is opened. Why --committed has the bound of --txns, not what the storage group holds:
+# that is known only once it is mounted, and check() costs what the store holds, so any count in range is quick.
+TXNS = click.IntRange(0, workload.MAX_TXNS)
+VALUE_SIZE = click.IntRange(0, MAX_VALUE_SIZE)  # the engine's largest value (a bigger one would never be stored)
+THREADS = click.IntRange(1, workload.MAX_THREADS)
 
 
 @click.group("workload")
@@ -19,10 +26,10 @@ def workload_group() -> None:
 @workload_group.command("run")
 @click.option("--sg", default=DEFAULT_SG, show_default=True, help="Storage group.")
 @click.option("--store", default="Mailbox Store", show_default=True, help="Store name or file name.")
-@click.option("--txns", type=int, required=True, help="Number of transactions to commit.")
+@click.option("--txns", type=TXNS, required=True, help="Number of transactions to commit.")
 @click.option("--seed", type=int, required=True, help="Seed that keys and values derive from.")
-@click.option("--value-size", type=int, default=100, show_default=True, help="Bytes per value.")
-@click.option("--threads", type=int, default=1, show_default=True, help="Committing threads.")
+@click.option("--value-size", type=VALUE_SIZE, default=100, show_default=True, help="Bytes per value.")
+@click.option("--threads", type=THREADS, default=1, show_default=True, help="Committing threads.")
 @click.option("--print-times", is_flag=True, help="Print 'committed <n> <commit time, µs since 1970>'.")
 @pass_ctx
 def run(
@@ -48,8 +55,8 @@ def run(
 @click.option("--sg", default=DEFAULT_SG, show_default=True)
 @click.option("--store", default="Mailbox Store", show_default=True)
 @click.option("--seed", type=int, required=True)
-@click.option("--committed", type=int, required=True, help="Transactions 1..N that must all be present.")
-@click.option("--value-size", type=int, default=100, show_default=True)
+@click.option("--committed", type=TXNS, required=True, help="Transactions 1..N that must all be present.")
+@click.option("--value-size", type=VALUE_SIZE, default=100, show_default=True)
 @click.option("--exact", is_flag=True, help="Also fail if a transaction after N is present (point-in-time restores).")
 @json_option
 @pass_ctx

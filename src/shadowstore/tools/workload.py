@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowstore.engine.store import Store
+from shadowstore.engine.transaction import MAX_VALUE_SIZE
 from shadowstore.errors import InvalidParameterError, WorkloadMismatchError
 
 TABLE = "workload"
+# The most transactions a workload numbers: key_for writes n in 10 digits, so up to here keys sort in the order
+# of their transactions. It bounds --txns and --committed; check() costs what the store holds, not this count.
+MAX_TXNS = 9_999_999_999
+# Committing threads: one write transaction of a store runs at a time (its writer latch), so beyond a few dozen
+# threads only wait, and thousands fail to start.
+MAX_THREADS = 64
 
 
 def keys_in(seed: int, n: int) -> int:
@@ -52,8 +59,11 @@ def run(
 
     Returns the number committed. Raises the first error a thread met (the others stop).
     """
-    if txns < 0 or threads < 1 or value_size < 0:
-        raise InvalidParameterError("--txns and --value-size must be >= 0 and --threads >= 1")
+    if not (0 <= txns <= MAX_TXNS and 1 <= threads <= MAX_THREADS and 0 <= value_size <= MAX_VALUE_SIZE):
+        raise InvalidParameterError(
+            f"--txns must be from 0 to {MAX_TXNS:,}, --threads from 1 to {MAX_THREADS} and --value-size from 0 "
+            f"to {MAX_VALUE_SIZE:,}; not {txns}, {threads} and {value_size}"
+        )
     with store.transaction() as tx:
         if not tx.has_table(TABLE):
             tx.create_table(TABLE)
@@ -118,13 +128,16 @@ def check(store: Store, *, seed: int, committed: int, value_size: int = 100, exa
                     continue
                 found.setdefault(int(parts[2]), {})[int(parts[3])] = value
     sizes = {len(v) for entries in found.values() for v in entries.values()}
-    for n in range(1, committed + 1):
-        entries = found.pop(n, {})
-        problem = _compare(seed, n, entries, value_size)
+    expected = 1  # the first committed transaction not looked at yet
+    for n in sorted(k for k in found if 1 <= k <= committed):
+        report.problems += _missing(expected, n - 1)
+        problem = _compare(seed, n, found.pop(n), value_size)
         if problem:
             report.problems.append(f"transaction {n} (committed): {problem}")
         else:
             report.present += 1
+        expected = n + 1
+    report.problems += _missing(expected, committed)
     for n in sorted(found):
         problem = _compare(seed, n, found[n], value_size)
         if problem:
@@ -141,6 +154,16 @@ def check(store: Store, *, seed: int, committed: int, value_size: int = 100, exa
             hint=_likely_cause(seed, seeds, sizes, value_size, report, exact),
         )
     return report
+
+
+def _missing(first: int, last: int) -> list[str]:
+    """The problem of committed transactions ``first``..``last`` being absent: one line for the whole run
+    (why: a --committed far beyond what the store holds is one mistake, not millions of lines)."""
+    if first > last:
+        return []
+    if first == last:
+        return [f"transaction {first} (committed): missing"]
+    return [f"transactions {first}-{last} (committed): missing ({last - first + 1:,} transactions)"]
 
 
 def _likely_cause(
@@ -175,7 +198,8 @@ def _compare(seed: int, n: int, entries: dict[int, bytes], value_size: int) -> s
     if sorted(entries) != list(range(want)):
         return f"has keys {sorted(entries)}, expected {list(range(want))}"
     for i, value in entries.items():
-        expected = value_for(seed, n, i, len(value) if value_size < 0 else value_size)
-        if value != expected:
-            return f"key {i} has {len(value)} bytes that differ from the expected {len(expected)}"
+        size = len(value) if value_size < 0 else value_size
+        # why the length first: the expected bytes are made only for a value of their length
+        if len(value) != size or value != value_for(seed, n, i, size):
+            return f"key {i} has {len(value)} bytes that differ from the expected {size}"
     return None
