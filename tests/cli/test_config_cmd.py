@@ -103,6 +103,10 @@ def test_list_names_every_setting_with_its_value_or_none(home: str, capsys: pyte
     assert code == 0
     assert "vss.freeze_seconds = 20.0\n" in out
     assert "backup.lease_seconds = (not set)\n    seconds a running backup's lease" in out
+    assert "; takes a number of seconds from 1 to 86,400\n" in out  # the range `config set` holds it to
+    takes = {row["key"]: row.get("takes") for row in rows}
+    assert takes["backup.target"] is None
+    assert takes["engine.transaction_timeout"] == "a number of seconds from 1 to 3,600"
 
 
 @pytest.mark.parametrize(

@@ -80,13 +80,16 @@ def list_values(ctx: CliContext, as_json: bool) -> None:
     rows = []
     for key, meaning in SETTINGS.items():
         section, name = key.split(".", 1)
-        rows.append({"key": key, "value": settings.get(section, {}).get(name), "meaning": meaning})
+        limits = cfg.NUMBER_SETTINGS.get(key)
+        row = {"key": key, "value": settings.get(section, {}).get(name), "meaning": meaning}
+        rows.append(row | ({"takes": limits.describe()} if limits else {}))
     if as_json:
         print_json(rows)
         return
     for row in rows:
         shown = "(not set)" if row["value"] is None else row["value"]
-        click.echo(f"{row['key']} = {shown}\n    {row['meaning']}")
+        takes = f"; takes {row['takes']}" if "takes" in row else ""
+        click.echo(f"{row['key']} = {shown}\n    {row['meaning']}{takes}")
 
 
 def register(cli: click.Group) -> None:
