@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -77,3 +78,44 @@ def test_home_defaults_to_the_environment(
     monkeypatch.setenv("SHADOWSTORE_HOME", home)
     assert run(capsys, "init")[0] == 0
     assert os.path.exists(os.path.join(home, "shadowstore.toml"))
+
+
+@pytest.mark.parametrize("args", [["--home", "", "init"], ["init", "--home", ""], ["--home", "", "status", "--json"]])
+def test_an_empty_home_is_refused_not_taken_for_the_default(
+    tmp_path: os.PathLike[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+) -> None:
+    default = os.path.join(tmp_path, "data")
+    monkeypatch.setenv("XDG_DATA_HOME", default)  # where the default home would be
+    monkeypatch.delenv("SHADOWSTORE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *args)
+    assert code == 3
+    message = "--home is empty: it names no server home"
+    hint = "name the server home's folder (--home /srv/shadowstore), or leave --home out for the default"
+    if "--json" in args:
+        assert (json.loads(out)["message"], json.loads(out)["hint"]) == (message, hint)
+    else:
+        assert err.splitlines() == [f"error: [-1003 JET_errInvalidParameter] {message}", f"hint: {hint}"]
+    assert os.listdir(tmp_path) == []  # neither the default home nor one in the current folder
+
+
+def test_an_empty_shadowstore_home_is_refused(
+    tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", os.path.join(tmp_path, "data"))
+    monkeypatch.setenv("SHADOWSTORE_HOME", "")
+    monkeypatch.chdir(tmp_path)
+    for command in ("init", "status"):
+        code, _out, err = run(capsys, command)
+        assert code == 3
+        assert err.splitlines() == [
+            "error: [-1003 JET_errInvalidParameter] $SHADOWSTORE_HOME is set but empty: it names no server home",
+            "hint: set SHADOWSTORE_HOME to the server home's folder, or unset it for the default, or pass --home DIR",
+        ]
+    assert os.listdir(tmp_path) == []
+    home = os.path.join(tmp_path, "named")
+    assert run(capsys, "init", "--home", home)[0] == 0  # --home after the command still names one
+    assert run(capsys, "--home", home, "status")[0] == 0

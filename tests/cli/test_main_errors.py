@@ -1,11 +1,15 @@
 """How ``main()`` shows a failure that is not a ShadowStoreError (a bug): one line naming the command, the
-exception and its text, and a hint naming the crash file that holds the traceback."""
+exception and its text, and a hint naming the crash file that holds the traceback. And how it shows what is not
+ours but no bug either (click's usage errors, Ctrl-C): with --json, as one JSON document too."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +183,101 @@ def test_unexpected_is_one_line_naming_what_was_done_the_type_and_the_text() -> 
     assert "\n" not in long
     assert len(long) < 700
     assert "yyy..." in long
+
+
+# --- --json: every failure is one document on stdout --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "command", "message"),
+    [
+        (
+            ["backup", "run", "--kind", "bogus", "--json"],
+            "backup run",
+            "Invalid value for '--kind': 'bogus' is not one of 'full', 'incremental', 'differential', 'copy'.",
+        ),
+        (["events", "--id", "abc", "--json"], "events", "Invalid value for '--id': 'abc' is not a valid integer."),
+        (["--json", "events"], "", "No such option '--json'. Did you mean '--version'?"),  # --json before the command
+        (
+            ["store", "read", "First Storage Group", "Mailbox Store", "--limit", "-1", "--json"],
+            "store read",
+            "Invalid value for '--limit': -1 is not in the range x>=0.",
+        ),
+        (["config", "set", "backup.lease_seconds", "-1", "--json"], "config set", "No such option '-1'."),
+    ],
+)
+def test_a_usage_error_with_json_is_one_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], command: str, message: str
+) -> None:
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init")[0] == 0
+    code, out, err = run(capsys, "--home", home, *args)
+    assert code == ExitCode.USAGE
+    assert err == ""
+    error = json.loads(out)
+    assert list(error) == ["error", "code", "code_name", "exit_code", "message", "hint"]
+    assert (error["error"], error["code"], error["exit_code"]) == ("InvalidParameterError", -1003, ExitCode.USAGE)
+    assert error["message"] == message
+    assert error["hint"].startswith(f"see '{' '.join(['shadowstore', *command.split()])} --help'")
+
+
+def test_a_negative_number_taken_for_an_option_gets_a_hint_to_use_dashes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(capsys, "--home", str(tmp_path), "config", "set", "backup.lease_seconds", "-1", "--json")
+    assert code == ExitCode.USAGE
+    assert json.loads(out)["hint"] == (
+        "see 'shadowstore config set --help' (a value that starts with '-' goes after '--': -- -1)"
+    )
+
+
+def test_a_usage_error_without_json_is_clicks_text_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--home", str(tmp_path), "backup", "run", "--kind", "bogus")
+    assert (code, out) == (ExitCode.USAGE, "")
+    assert "Error: Invalid value for '--kind'" in err
+    code, out, err = run(capsys, "--home", str(tmp_path), "mail", "import", "x", "--", "--json")
+    assert out == ""  # after '--' it is an argument, not the option
+
+
+def interrupted(*_args: object, **_kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_with_json_is_a_json_document_and_exit_code_99(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CliContext, "open_home", interrupted)
+    code, out, err = run(capsys, "--home", str(tmp_path), "status", "--json")
+    assert (code, err.strip()) == (ExitCode.INTERRUPTED, "")  # click ends the line the terminal showed ^C on
+    error = json.loads(out)
+    assert error["error"] == "CommandInterruptedError"
+    assert error["exit_code"] == ExitCode.INTERRUPTED
+    assert error["code"] is None
+    assert error["message"] == "the command was interrupted (Ctrl-C or SIGINT)"
+    assert error["hint"]
+    code, out, err = run(capsys, "--home", str(tmp_path), "status")
+    assert (code, out, err.strip()) == (ExitCode.INTERRUPTED, "", "interrupted")
+
+
+def test_sigint_during_a_backup_with_json_prints_a_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init")[0] == 0
+    command = [sys.executable, "-c", "from shadowstore.cli.main import entry; entry()", "--home", home]
+    backup = subprocess.Popen(
+        [*command, "backup", "run", "--sg", "First Storage Group", "--kind", "full", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SHADOWSTORE_PAUSE_AT": "backup.copy.database"},
+    )
+    assert backup.stderr is not None
+    assert backup.stderr.readline() == "paused at backup.copy.database\n"
+    backup.send_signal(signal.SIGINT)
+    out, err = backup.communicate(timeout=60)
+    assert backup.returncode == ExitCode.INTERRUPTED, err
+    assert json.loads(out)["error"] == "CommandInterruptedError"
+    assert "Traceback" not in err

@@ -12,11 +12,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import click
 
 from shadowstore.config import parse_size
-from shadowstore.errors import InvalidParameterError, ServiceError
+from shadowstore.errors import (
+    InvalidParameterError,
+    ServiceError,
+)
 
 if TYPE_CHECKING:
     from shadowstore.home import ServerHome
     from shadowstore.service.client import ServiceClient
+
+
+HOME_VARIABLE = "SHADOWSTORE_HOME"  # the server home when no --home is given (config.default_home)
 
 
 class CliContext:
@@ -24,10 +30,30 @@ class CliContext:
 
     last: ClassVar[CliContext | None] = None
 
-    def __init__(self, home: str) -> None:
-        self.home_path = home
+    def __init__(self, home: str, *, source: str = "--home") -> None:
+        self._home = home
+        self._home_source = source  # where the path came from, for the refusal of an empty one
         self.json = False
         CliContext.last = self
+
+    @property
+    def home_path(self) -> str:
+        """The server home's path. Raises InvalidParameterError when it is empty (an empty $SHADOWSTORE_HOME):
+        why not the default home then: a script whose variable came out empty must not act on another home."""
+        if not self._home:
+            raise _empty_home(self._home_source)
+        return self._home
+
+    def name_home(self, path: str) -> None:
+        """Use the home ``--home`` names. Raises InvalidParameterError for an empty path (``--home ""``), which
+        would otherwise name the default home, or the current folder, without a word."""
+        if not path:
+            raise _empty_home("--home")
+        self._home, self._home_source = path, "--home"
+
+    def named_home(self) -> str | None:
+        """The server home's path, or None when it is empty (for code that must not raise: the crash report)."""
+        return self._home or None
 
     def open_home(self) -> ServerHome:
         from shadowstore.home import ServerHome  # why here: a command the service answers needs no engine
@@ -52,6 +78,18 @@ class CliContext:
                 hint=f"start it with 'shadowstore serve --home {self.home_path}' (see docs/operations.md)",
             )
         return client
+
+
+def _empty_home(source: str) -> InvalidParameterError:
+    if source == "--home":
+        return InvalidParameterError(
+            "--home is empty: it names no server home",
+            hint="name the server home's folder (--home /srv/shadowstore), or leave --home out for the default",
+        )
+    return InvalidParameterError(
+        f"${HOME_VARIABLE} is set but empty: it names no server home",
+        hint=f"set {HOME_VARIABLE} to the server home's folder, or unset it for the default, or pass --home DIR",
+    )
 
 
 pass_ctx = click.make_pass_decorator(CliContext)

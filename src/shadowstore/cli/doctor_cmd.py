@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
-from urllib.parse import quote
 
 import click
 
@@ -18,7 +17,7 @@ from shadowstore.cli.backup_cmd import resolve_target
 from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx, print_json
 from shadowstore.errors import ExitCode, NoBackupError
 from shadowstore.home import ServerHome
-from shadowstore.service.client import ServiceClient
+from shadowstore.service.client import ServiceClient, segment
 from shadowstore.service.remotebackup import back_up_remote
 from shadowstore.tools.doctor import ERROR, INFO, WARNING, Diagnosis, Finding, diagnose, owner_gone
 from shadowstore.tools.doctorfix import Control, CureResult, DirectControl, cure, doctor_owner
@@ -42,7 +41,11 @@ def doctor(ctx: CliContext, fix: bool, to: str | None, dry_run: bool, as_json: b
     and the checkpoint into a dated quarantine folder, mount, a new full backup. A store whose logs are missing
     is never made clean without them: doctor stops and says how to get them back or restore; an unfinished
     storage group move stops it too, with the command that finishes the move. Killed, the same command finishes
-    the job."""
+    the job.
+
+    With --json the output is one document: the findings (with --fix or --dry-run also the plan, and what was
+    cured and found after). When --fix refuses a storage group it is the refusal's error document (error, code,
+    exit_code, message, hint), carrying those members too."""
     home = ctx.open_home()
     service = ctx.service()
     target = resolve_target(home, to)
@@ -54,8 +57,7 @@ def doctor(ctx: CliContext, fix: bool, to: str | None, dry_run: bool, as_json: b
     plan = plan_cure(diagnosis, journals, service=service is not None, target=target.url)
     if dry_run or not plan.steps:
         _show(diagnosis, as_json, plan=plan, dry_run=dry_run)
-        _raise_refusal(plan)
-        return _exit_code(diagnosis)
+        return _end(plan, _json(diagnosis, plan, dry_run) if as_json else None, _exit_code(diagnosis))
     if not as_json:
         _print_findings(diagnosis)
         _print_plan(plan, "The cure:")
@@ -63,12 +65,11 @@ def doctor(ctx: CliContext, fix: bool, to: str | None, dry_run: bool, as_json: b
         control = _control(home, service, target, plan, lambda f, done, size, _total: bar(f, done, size))
         results = cure(home, plan, journals, control, target=target.url, on_step=_progress(plan, as_json))
     after = _diagnose(ServerHome.open(home.path), service, target)
-    if as_json:
-        print_json({**_json(diagnosis, plan), "cured": [_result_json(r) for r in results], "after": _findings(after)})
-    else:
+    if not as_json:
         _print_results(results, after)
-    _raise_refusal(plan)
-    return _exit_code(after)
+        return _end(plan, None, _exit_code(after))
+    cured = {"cured": [_result_json(r) for r in results], "after": _findings(after)}
+    return _end(plan, {**_json(diagnosis, plan), **cured}, _exit_code(after))
 
 
 def register(cli: click.Group) -> None:
@@ -90,11 +91,23 @@ def _exit_code(diagnosis: Diagnosis) -> int:
     return int(ExitCode.WARNING if WARNING in severities else ExitCode.OK)
 
 
-def _raise_refusal(plan: CurePlan) -> None:
-    """Raise the error of the first storage group the cure refused (its exit code), after the others were cured."""
+def _end(plan: CurePlan, document: dict[str, object] | None, exit_code: int) -> int:
+    """The end of ``--fix`` or ``--dry-run`` once the others were cured: the error of the first storage group
+    the cure refused, if any, or ``exit_code``. As text, the refusal is raised (main() shows it below the report
+    printed already). With ``--json`` (``document``, the report) one document is printed: the report, or the
+    refusal's error document carrying the report's members (why one: a script reads stdout as one JSON value),
+    and the refusal's exit code is returned."""
     error = refusal(plan)
-    if error is not None:
-        raise error
+    if document is None:
+        if error is not None:
+            raise error
+        return exit_code
+    if error is None:
+        print_json(document)
+        return exit_code
+    refused = error.to_dict()
+    print_json({**refused, **{k: v for k, v in document.items() if k not in refused}})
+    return int(error.exit_code)
 
 
 # --- fixing ------------------------------------------------------------------------------------------------
@@ -120,7 +133,7 @@ class ServiceControl:
         self.progress = progress
 
     def _path(self, sg: str, action: str) -> str:
-        return f"/v1/storage-groups/{quote(sg, safe='')}/{action}"
+        return f"/v1/storage-groups/{segment(sg)}/{action}"
 
     def dismount(self, sg: str) -> str:
         self.client.post(self._path(sg, "dismount"))
@@ -214,8 +227,11 @@ def _json(diagnosis: Diagnosis, plan: CurePlan | None = None, dry_run: bool = Fa
 
 
 def _show(diagnosis: Diagnosis, as_json: bool, *, plan: CurePlan | None = None, dry_run: bool = False) -> None:
+    """The findings (and the plan) as text; with ``as_json`` the findings' document alone, without a plan
+    (``_end`` prints the plan's)."""
     if as_json:
-        print_json(_json(diagnosis, plan, dry_run))
+        if plan is None:
+            print_json(_json(diagnosis))
         return
     _print_findings(diagnosis)
     if plan is None:

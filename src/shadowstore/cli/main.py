@@ -1,9 +1,15 @@
 """The ``shadowstore`` command: one group, one module per command group, one place that maps errors to exit
 codes (0 ok, 1 warning, 2 error, 3-99 specific errors; see shadowstore.errors.ExitCode).
 
-An exception that is not a ShadowStoreError is a bug. It is shown as one line naming the command, the exception
-and its text, and a hint naming the crash file that holds the traceback (``crash-<time>-<pid>.log`` in the server
-home's ``reports/`` folder, else in ``$TMPDIR``); ``SHADOWSTORE_DEBUG=1`` prints the traceback too.
+An OSError that says something about the machine (no permission, no such folder, a file where a folder must be,
+a full disk, an address in use) is a refusal like any other: one line naming the path, and a hint
+(``oserrors.os_refusal``). Any other exception that is not a ShadowStoreError is a bug. It is shown as one line
+naming the command, the exception and its text, and a hint naming the crash file that holds the traceback
+(``crash-<time>-<pid>.log`` in the server home's ``reports/`` folder, else in ``$TMPDIR``); ``SHADOWSTORE_DEBUG=1``
+prints the traceback too.
+
+With ``--json`` among the arguments every failure is one JSON document on stdout, in the shape of
+``ShadowStoreError.to_dict``: ours, click's usage errors, and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from typing import Any
 
 import click
 
-from shadowstore.cli.common import CliContext
+from shadowstore.cli.common import HOME_VARIABLE, CliContext
+from shadowstore.cli.oserrors import os_refusal
 from shadowstore.config import CONFIG_NAME, default_home
-from shadowstore.errors import ExitCode, ShadowStoreError, UnexpectedError, unexpected
+from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError, UnexpectedError, unexpected
 
 DEBUG_VARIABLE = "SHADOWSTORE_DEBUG"  # "1": also print the traceback of an unexpected failure
 # Exceptions a command raises on purpose, which main() maps itself.
@@ -99,7 +106,13 @@ class _LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """ShadowStore: storage groups, transaction logs and backups that cannot wedge."""
-    ctx.obj = CliContext(home or default_home())
+    if os.environ.get(HOME_VARIABLE) == "":
+        # why not refused here: '--home DIR' after the command's name may still name the home
+        ctx.obj = CliContext("", source=HOME_VARIABLE)
+    else:
+        ctx.obj = CliContext(default_home(), source="the default")
+    if home is not None:
+        ctx.obj.name_home(home)
 
 
 def _naming_failures(command: click.Command) -> None:
@@ -131,7 +144,7 @@ def _naming_failures(command: click.Command) -> None:
 def _home_after(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     """``shadowstore status --home DIR`` means ``shadowstore --home DIR status``."""
     if value is not None:
-        ctx.ensure_object(CliContext).home_path = value
+        ctx.ensure_object(CliContext).name_home(value)
 
 
 def _reader_gone() -> click.exceptions.Exit:
@@ -153,9 +166,16 @@ def _named(callback: Callable[..., Any]) -> Callable[..., Any]:
         except _EXPECTED:
             raise
         except Exception as exc:
-            raise unexpected(exc, f"running '{click.get_current_context().command_path}'") from exc
+            raise _not_ours(exc, f"running '{click.get_current_context().command_path}'") from exc
 
     return run
+
+
+def _not_ours(exc: Exception, doing: str) -> ShadowStoreError:
+    """An exception that is not a ShadowStoreError as one: the refusal of an OSError that says something about
+    the machine (``os_refusal``), else a bug (UnexpectedError). Raise it ``from exc``."""
+    refusal = os_refusal(exc, doing) if isinstance(exc, OSError) else None
+    return refusal if refusal is not None else unexpected(exc, doing)
 
 
 def _quiet_events() -> None:
@@ -168,6 +188,13 @@ def _quiet_events() -> None:
         events.propagate = False
 
 
+class CommandInterruptedError(ShadowStoreError):
+    """The command was stopped by Ctrl-C or SIGINT (only ever reported, never raised)."""
+
+    exit_code = ExitCode.INTERRUPTED
+    default_hint = "run the command again to finish it; 'shadowstore doctor' finds what a stopped job left behind"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises, except SystemExit from Python itself)."""
     _quiet_events()
@@ -178,26 +205,50 @@ def main(argv: list[str] | None = None) -> int:
         code = int(result) if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        code = ExitCode.INTERRUPTED
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        code = _interrupted(args)
     except click.ClickException as exc:
-        exc.show()
-        code = ExitCode.USAGE
+        code = _usage_error(exc, args)
     except UnexpectedError as exc:
         code = _crashed(exc, args)
     except ShadowStoreError as exc:
-        code = _report(exc)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        code = ExitCode.INTERRUPTED
+        code = _report(exc, args)
     except BrokenPipeError:
         code = ExitCode.OK
-    except Exception as exc:  # a bug outside any command's own code (an option's callback, click itself)
-        failure = unexpected(exc, f"running '{shlex.join(['shadowstore', *args])}'")
+    except Exception as exc:  # outside any command's own code (an option's callback, click itself)
+        failure = _not_ours(exc, f"running '{shlex.join(['shadowstore', *args])}'")
         failure.__cause__ = exc
-        code = _crashed(failure, args)
+        code = _crashed(failure, args) if isinstance(failure, UnexpectedError) else _report(failure, args)
     return int(code)
+
+
+def _json_asked(args: list[str]) -> bool:
+    """``--json`` is among the options (not after ``--``): a failure is then a JSON document even when it came
+    before click read that option (a usage error, Ctrl-C)."""
+    context = CliContext.last
+    options = args[: args.index("--")] if "--" in args else args
+    return (context is not None and context.json) or "--json" in options
+
+
+def _usage_error(exc: click.ClickException, args: list[str]) -> int:
+    """Click's own refusal of the command line: its usage text on stderr, or with ``--json`` the same document
+    as any other error (exit code 3 either way)."""
+    if not _json_asked(args):
+        exc.show()
+        return int(ExitCode.USAGE)
+    context = getattr(exc, "ctx", None)
+    hint = f"see '{context.command_path if isinstance(context, click.Context) else 'shadowstore'} --help'"
+    if isinstance(exc, click.NoSuchOption) and exc.option_name.lstrip("-").replace(".", "", 1).isdigit():
+        hint += f" (a value that starts with '-' goes after '--': -- {exc.option_name})"
+    return _report(InvalidParameterError(exc.format_message(), hint=hint), args)
+
+
+def _interrupted(args: list[str]) -> int:
+    """Ctrl-C (SIGINT): "interrupted" on stderr, or with ``--json`` an error document; exit code 99."""
+    if _json_asked(args):
+        return _report(CommandInterruptedError("the command was interrupted (Ctrl-C or SIGINT)"), args)
+    click.echo("interrupted", err=True)
+    return int(ExitCode.INTERRUPTED)
 
 
 def _crashed(failure: UnexpectedError, args: list[str]) -> int:
@@ -212,7 +263,7 @@ def _crashed(failure: UnexpectedError, args: list[str]) -> int:
         where = f"the traceback could not be saved ({exc}); it is printed on stderr above"
     if saved is None or os.environ.get(DEBUG_VARIABLE) == "1":
         click.echo(text, err=True, nl=False)
-    return _report(UnexpectedError(failure.message, hint=where, crash_file=saved))  # None: left out of --json
+    return _report(UnexpectedError(failure.message, hint=where, crash_file=saved), args)  # None: left out of --json
 
 
 def _save_crash(text: str, args: list[str]) -> str:
@@ -242,10 +293,10 @@ def _save_crash(text: str, args: list[str]) -> str:
 def _crash_folders() -> list[Path]:
     """Where a crash file may go, best first: the server home's ``reports/`` (if the home exists), $TMPDIR."""
     context = CliContext.last
-    home = Path(context.home_path if context is not None else default_home())
+    named = context.named_home() if context is not None else default_home()
     folders = []
-    if (home / CONFIG_NAME).is_file():
-        reports = home / "reports"
+    if named and (Path(named) / CONFIG_NAME).is_file():
+        reports = Path(named) / "reports"
         with suppress(OSError):  # why quietly: $TMPDIR is next
             reports.mkdir(exist_ok=True)
             folders.append(reports)
@@ -253,14 +304,20 @@ def _crash_folders() -> list[Path]:
     return folders
 
 
-def _report(exc: ShadowStoreError) -> int:
-    context = CliContext.last
-    if context is not None and context.json:
-        click.echo(json.dumps(exc.to_dict(), indent=2))
-    else:
-        click.echo(f"error: {exc}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+def _report(exc: ShadowStoreError, args: list[str]) -> int:
+    """Show ``exc``: one JSON document on stdout with ``--json``, else its line and hint on stderr. Returns its
+    exit code. With SHADOWSTORE_DEBUG=1 a refusal made from an OSError shows the traceback too."""
+    if isinstance(exc.__cause__, OSError) and os.environ.get(DEBUG_VARIABLE) == "1":
+        click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+    try:
+        if _json_asked(args):
+            click.echo(json.dumps(exc.to_dict(), indent=2))
+        else:
+            click.echo(f"error: {exc}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+    except BrokenPipeError:
+        _reader_gone()  # why: the exit code still says what happened
     return int(exc.exit_code)
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
 
 import click
 
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
-from shadowstore.errors import ExitCode
+from shadowstore.errors import ExitCode, InvalidParameterError
+from shadowstore.service.client import segment
 
 
 @click.command()
@@ -28,11 +29,31 @@ def serve(ctx: CliContext, socket_path: str | None, listen: str | None, token_fi
     (then every store is dismounted in Clean Shutdown; exit code 1 names a store left otherwise)."""
     from shadowstore.service.server import serve as run_service
 
-    with _warning_events_on_stderr():
+    with _warning_events_on_stderr(), _listen_refusals(listen):
         unclean = run_service(
             ctx.home_path, socket_path=socket_path, listen=listen, token_file=token_file, announce=click.echo
         )
     return int(ExitCode.WARNING if unclean else ExitCode.OK)
+
+
+@contextmanager
+def _listen_refusals(listen: str | None) -> Iterator[None]:
+    """An address ``--listen`` cannot take as InvalidParameterError naming it. Why here: only a TCP bind
+    fails so (the Unix socket's failures are ServiceErrors), and the OSError does not say which option."""
+    try:
+        yield
+    except OSError as exc:
+        if listen is None or exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidParameterError(
+                f"cannot listen on {listen}: another program listens there",
+                hint="stop that program, or choose another port in --listen",
+            ) from exc
+        raise InvalidParameterError(
+            f"cannot listen on {listen}: no network interface of this machine has that address",
+            hint="name an address of this machine in --listen (127.0.0.1 for itself alone, 0.0.0.0 for all)",
+        ) from exc
 
 
 @contextmanager
@@ -51,13 +72,35 @@ def _warning_events_on_stderr() -> Iterator[None]:
 
 
 def _split(target: str) -> tuple[str, str | None]:
-    sg, _, store = target.partition("/")
-    return sg, store or None
+    """``SG`` or ``SG/STORE`` as the names. Raises InvalidParameterError for anything else. Why before any
+    request: such a name would build the URL of another route (or of none), and the service's answer would not
+    say what was wrong with the name."""
+    parts = target.split("/")
+    problem = _target_problem(parts)
+    if problem is not None:
+        raise InvalidParameterError(
+            f"{target!r} is not SG or SG/STORE: it has {problem}",
+            hint="name a storage group, or a storage group, '/' and one of its stores, as 'shadowstore status' "
+            "lists them (e.g. 'First Storage Group/Mailbox Store')",
+        )
+    return parts[0], parts[1] if len(parts) == 2 else None
+
+
+def _target_problem(parts: list[str]) -> str | None:
+    if len(parts) > 2:
+        return "more than one '/'"
+    if "" in parts:
+        return "an empty name"
+    if any(part in (".", "..") for part in parts):
+        return "'.' or '..' as a name"
+    if any(ord(c) < 32 or ord(c) == 127 for part in parts for c in part):
+        return "a control character"
+    return None
 
 
 def _path(sg: str, store: str | None, action: str) -> str:
-    tail = f"/stores/{quote(store, safe='')}" if store else ""
-    return f"/v1/storage-groups/{quote(sg, safe='')}{tail}/{action}"
+    tail = f"/stores/{segment(store)}" if store is not None else ""
+    return f"/v1/storage-groups/{segment(sg)}{tail}/{action}"
 
 
 def _show(result: dict[str, Any], target: str, action: str, as_json: bool) -> None:

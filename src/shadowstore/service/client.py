@@ -14,10 +14,11 @@ import os
 from collections.abc import Iterator
 from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from shadowstore.errors import ServiceError
+from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.io.fs import OsFileSystem, read_file
 from shadowstore.service.auth import read_token
 from shadowstore.service.homefiles import service_info_path, service_lock_path
@@ -69,6 +70,7 @@ class ServiceClient:
     # --- calls -----------------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        check_route(method, path)
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -88,6 +90,7 @@ class ServiceClient:
 
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[bytes]:
         """The body of a streamed answer in chunks as they arrive."""
+        check_route(method, path)
         try:
             with self.http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 400:
@@ -95,6 +98,30 @@ class ServiceClient:
                 yield from response.iter_bytes()
         except httpx.HTTPError as exc:
             raise ServiceError(f"{self.where} broke off {method} {path}: {exc}") from None
+
+
+def segment(name: str) -> str:
+    """``name`` (a storage group, store, mailbox, ...) as one segment of an API path: every character but
+    letters, digits and ``-._~`` percent-encoded ('/' too), and '.' or '..' as ``%2E`` so that no client or proxy
+    folds it into another route. Raises InvalidParameterError for an empty name, which would make the path of
+    another route (or of none)."""
+    if not name:
+        raise InvalidParameterError(
+            "an empty name cannot be sent to the Information Store service", hint="name it (see 'shadowstore status')"
+        )
+    return "%2E" * len(name) if name in (".", "..") else quote(name, safe="")
+
+
+def check_route(method: str, path: str) -> None:
+    """Refuse a path with an empty, '.' or '..' segment (InvalidParameterError): a name put into it without
+    :func:`segment`, which would reach another route than the one meant (``..`` is folded away on the way)."""
+    route = path.split("?", 1)[0]
+    if any(part in ("", ".", "..") for part in route.split("/")[1:]):
+        raise InvalidParameterError(
+            f"{method} {route}: a name in it is empty, '.' or '..', which would change the route",
+            hint="name the storage group, store or mailbox as 'shadowstore status' or 'shadowstore mail list' "
+            "show them",
+        )
 
 
 def find_service(home: str) -> ServiceClient | None:
