@@ -3,6 +3,8 @@ backup report and the caller as one clear line, and leaves nothing that blocks t
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import pytest
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.report import BackupReport
 from shadowstore.backup.run import back_up
+from shadowstore.backup.source import EngineSource
 from shadowstore.backup.target import Buffer
-from shadowstore.errors import BackupTargetError, UnexpectedError
+from shadowstore.errors import AccessDeniedError, BackupTargetError, UnexpectedError
 from shadowstore.home import ServerHome
 from tests.cli.clirun import run, run_json
 from tests.conftest import QUIET
@@ -36,6 +39,27 @@ def test_a_foreign_exception_becomes_one_line_in_the_report(tmp_path: Path) -> N
     errors = [line for line in lines if "returned" in line]
     assert len(errors) == 1
     assert "KeyError: 'a bug in some library'" in errors[0]
+    assert back_up(home, SG, "full", LocalTarget(str(tmp_path / "target"))).kind == "full"
+    home.close()
+
+
+def test_a_path_the_backup_may_not_read_is_a_refusal_naming_it_not_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = ServerHome.init(str(tmp_path / "home"), policy=QUIET)
+    checkpoint = str(tmp_path / "home" / SG / "E00.chk")
+
+    def denied(self: object) -> tuple[str, bytes]:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), checkpoint)
+
+    monkeypatch.setattr(EngineSource, "read_checkpoint", denied)
+    report = BackupReport(home.fs, home.path)
+    with pytest.raises(AccessDeniedError) as refused:
+        back_up(home, SG, "full", LocalTarget(str(tmp_path / "target")), report=report)
+    assert refused.value.message.startswith(f"permission denied: {checkpoint}, while backing up {SG!r}")
+    assert "check the permissions of" in refused.value.hint
+    assert "a bug" not in Path(report.path).read_text()
+    monkeypatch.undo()
     assert back_up(home, SG, "full", LocalTarget(str(tmp_path / "target"))).kind == "full"
     home.close()
 

@@ -43,6 +43,7 @@ from shadowstore.errors import (
 from shadowstore.format.logfile import archived_log_name
 from shadowstore.home import ServerHome
 from shadowstore.io.blockread import Block
+from shadowstore.oserrors import os_refusal
 
 # progress(file being copied, bytes of it so far, its size if known, bytes of the whole run so far)
 Progress = Callable[[str, int, int | None, int], None]
@@ -364,8 +365,10 @@ def run_backup(
     except ShadowStoreError as exc:
         report.error(run.call, exc)
         raise
-    except Exception as exc:  # why: not ours, so a bug; it still reaches the report and the caller as one line
-        error = unexpected(exc, f"backing up {sg_name!r} (in {run.call})")
+    except Exception as exc:  # why: not ours; it still reaches the report and the caller as one line
+        doing = f"backing up {sg_name!r} (in {run.call})"
+        # a path without permission or a full disk is the machine's refusal; anything else is a bug
+        error = (os_refusal(exc, doing) if isinstance(exc, OSError) else None) or unexpected(exc, doing)
         report.error(run.call, error)
         raise error from exc
     finally:

@@ -32,9 +32,9 @@ from typing import Any
 import click
 
 from shadowstore.cli.common import HOME_VARIABLE, CliContext
-from shadowstore.cli.oserrors import os_refusal
 from shadowstore.config import CONFIG_NAME, default_home
 from shadowstore.errors import ExitCode, InvalidParameterError, ShadowStoreError, UnexpectedError, unexpected
+from shadowstore.oserrors import os_refusal
 
 DEBUG_VARIABLE = "SHADOWSTORE_DEBUG"  # "1": also print the traceback of an unexpected failure
 # Exceptions a command raises on purpose, which main() maps itself.

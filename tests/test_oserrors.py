@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from shadowstore.cli.oserrors import os_refusal
 from shadowstore.errors import ExitCode
 from shadowstore.home import ServerHome
 from shadowstore.io.fs import OsFileSystem
+from shadowstore.oserrors import os_refusal
 from tests.cli.clirun import run
 from tests.service.running import shadowstore
 

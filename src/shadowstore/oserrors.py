@@ -1,6 +1,7 @@
 """OS errors that are not bugs: a path without permission, a file where a folder must be, a full disk, an
 address in use. Each becomes a refusal that names the path and what is wrong with it, with a hint and the exit
-code of its kind; any other OSError stays a bug, shown with its crash file (cli/main.py)."""
+code of its kind; any other OSError stays a bug, shown with its crash file (cli/main.py). The command line maps
+what a command raises; a backup maps what its copy meets, so its report says the same (backup/run.py)."""
 
 from __future__ import annotations
 
