@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -141,3 +142,13 @@ def small_ext4(tmp_path: os.PathLike[str]) -> Iterator[str]:
         if subprocess.run(["umount", mountpoint], check=False, capture_output=True).returncode != 0:
             # why: a test that failed may still hold files open there; detach it anyway, not leave it mounted
             subprocess.run(["umount", "--lazy", mountpoint], check=False)
+
+
+@pytest.fixture
+def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh $TMPDIR, where the command line saves a crash file, and SHADOWSTORE_DEBUG unset."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.delenv("SHADOWSTORE_DEBUG", raising=False)
+    return folder

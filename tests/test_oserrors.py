@@ -29,16 +29,6 @@ NOBODY = 65534
 CLI = [sys.executable, "-c", "import sys; from shadowstore.cli.main import main; sys.exit(main())"]
 
 
-@pytest.fixture
-def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh $TMPDIR, where a crash file would go: it must stay empty."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.delenv("SHADOWSTORE_DEBUG", raising=False)
-    return folder
-
-
 def assert_refused(err: str, message: str, hint: str) -> None:
     """``err`` is exactly the refusal's two lines (no traceback, no bug report)."""
     assert err.splitlines() == [f"error: {message}", f"hint: {hint}"], err

@@ -26,16 +26,6 @@ def broken(*_args: object, **_kwargs: object) -> None:
     raise KeyError("storage group index")
 
 
-@pytest.fixture
-def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh $TMPDIR for crash files; SHADOWSTORE_DEBUG unset."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.delenv("SHADOWSTORE_DEBUG", raising=False)
-    return folder
-
-
 def crash_file_named_in(err: str) -> Path:
     match = HINT.search(err)
     assert match is not None, err
