@@ -70,7 +70,7 @@ class ServerHome:
     ) -> ServerHome:
         """Open an existing home. Raises NotFoundError (with the init command as hint) if there is none."""
         fs = fs or OsFileSystem()
-        path = os.path.abspath(path or default_home())
+        path = _home_path(path)
         config = cfg.load(fs, path)
         if config.home_id is None:
             config = _give_home_id(fs, path)
@@ -89,7 +89,7 @@ class ServerHome:
     ) -> ServerHome:
         """Create a home with "First Storage Group" (E00) holding "Mailbox Store" and "Public Folder Store"."""
         fs = fs or OsFileSystem()
-        path = os.path.abspath(path or default_home())
+        path = _home_path(path)
         if fs.exists(os.path.join(path, cfg.CONFIG_NAME)):
             raise InvalidParameterError(f"{path} is already a server home")
         fs.makedirs(path)
@@ -353,6 +353,16 @@ def _configured_policy(config: HomeConfig) -> MaintenancePolicy:
     if timeout is None:
         return MaintenancePolicy()
     return MaintenancePolicy(transaction_timeout=cfg.parse_seconds(timeout, "engine.transaction_timeout"))
+
+
+def _home_path(path: str | None) -> str:
+    """``path`` made absolute; None means the default home. Raises InvalidParameterError for an empty path: it
+    would otherwise be the current folder, or with ``or`` the default home, without a word."""
+    if path is None:
+        return os.path.abspath(default_home())
+    if not path:
+        raise InvalidParameterError("the server home's path is empty", hint="name the home's folder, or pass None")
+    return os.path.abspath(path)
 
 
 def open_event_log(path: str, fs: FileSystem | None = None) -> EventLog:
