@@ -71,3 +71,12 @@ def test_the_library_refuses_what_the_command_line_refuses(tmp_path: Path) -> No
     with pytest.raises(InvalidParameterError, match="is the name of ESE's temporary database"):
         home.create_store("First Storage Group", "Archive", "tmp.edb")
     assert [g.name for g in home.config.storage_groups] == ["First Storage Group"]
+
+
+def test_the_recovery_storage_groups_name_is_kept_for_restores(tmp_path: Path) -> None:
+    # why: a restore into the recovery group took such a group over and its own store left the configuration
+    home = ServerHome.init(str(tmp_path / "home"))
+    for name in ("Recovery Storage Group", "recovery storage group"):
+        with pytest.raises(InvalidParameterError, match="the name restores into the recovery storage group use"):
+            home.create_storage_group(name)
+    assert [g.name for g in home.config.storage_groups] == ["First Storage Group"]

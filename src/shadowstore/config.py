@@ -55,6 +55,8 @@ from shadowstore.io.replace import atomic_write
 
 CONFIG_NAME = "shadowstore.toml"
 DEFAULT_SG = "First Storage Group"
+RECOVERY_SG = "Recovery Storage Group"  # where restore run --into-recovery-group restores (restore/run.py)
+RECOVERY_BASE = "R00"
 DEFAULT_STORES = (("Mailbox Store", "priv1.edb"), ("Public Folder Store", "pub1.edb"))
 PREVIOUS_NAME = CONFIG_NAME + ".previous"  # the content the last save replaced
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from shadowstore.config import CONFIG_NAME, MAX_NAME, PREVIOUS_NAME, HomeConfig
+from shadowstore.config import CONFIG_NAME, MAX_NAME, PREVIOUS_NAME, RECOVERY_SG, HomeConfig
 from shadowstore.errors import InvalidParameterError
 
 # What the server home holds beside its storage groups' folders, with what each is. A storage group may not be
@@ -69,6 +69,12 @@ def validate_storage_group_name(name: str, config: HomeConfig) -> str:
     (hidden, as the home's temporary files are), and none of the names of the home's own files and folders
     (HOME_ENTRIES, and the backup target's when it is a folder in the home). Raises InvalidParameterError."""
     validate_name(name, "storage group")
+    if name.casefold() == RECOVERY_SG.casefold():
+        # why: a restore into the recovery group would take this group over, configuration and all
+        raise InvalidParameterError(
+            f"{RECOVERY_SG!r} is the name restores into the recovery storage group use",
+            hint="choose another name; 'shadowstore restore run --into-recovery-group' makes that group itself",
+        )
     if name.startswith("."):
         raise InvalidParameterError(
             f"storage group name {name!r} starts with a dot (its folder would be hidden)",

@@ -57,8 +57,7 @@ from shadowstore.restore.place import highest_generation, move_store_into_place,
 from shadowstore.restore.plan import RestorePlan
 from shadowstore.restore.precheck import check_stores_left_alone
 
-RECOVERY_SG = "Recovery Storage Group"
-RECOVERY_BASE = "R00"
+RECOVERY_SG, RECOVERY_BASE = cfg.RECOVERY_SG, cfg.RECOVERY_BASE
 INTO_RECOVERY_GROUP = "recovery-group"
 INTO_PLACE = "in-place"
 JOURNAL_FORMAT = "shadowstore-restore"
