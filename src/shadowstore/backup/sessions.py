@@ -36,13 +36,24 @@ def owner_gone(owner: str) -> bool:
     match = _OWNER_PROCESS.search(owner)
     if match is None or match.group(2) != socket.gethostname():
         return False
+    pid = int(match.group(1))
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether process ``pid`` has exited and waits only to be reaped (state Z): killed, under a parent that
+    does not reap at once (a container's first process, a shell in the background)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"  # why after ')': the name may hold blanks
+    except (OSError, IndexError):
+        return False
 
 
 def running_sessions(home: ServerHome) -> list[dict[str, object]]:
