@@ -179,3 +179,37 @@ with sg.store("Extra Store").transaction() as tx:
 print("ready", flush=True)
 time.sleep(120)
 """
+
+
+def test_the_latest_state_is_the_newest_log_streams_even_where_its_generations_number_lower(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The log disk is lost after a chain that reached a high generation; the restore in place to an earlier
+    # generation begins a new stream numbered from there, below the old one's end. Its backups are the latest.
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init", "--log-file-size", "64K")[0] == 0
+    workload(capsys, home, 1, 100)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")[0] == 0
+    workload(capsys, home, 2, 2000)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "incremental", "--quiet")[0] == 0
+    for name in os.listdir(os.path.join(home, SG)):
+        if name.startswith("E00") and name.endswith((".log", ".chk")):
+            os.unlink(os.path.join(home, SG, name))
+    args = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--until-gen", "3", "--quiet")
+    assert run(capsys, *args)[0] == 0
+    workload(capsys, home, 5, 300)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")[0] == 0
+    workload(capsys, home, 6, 300)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "incremental", "--quiet")[0] == 0
+    code, sets = run_json(capsys, "--home", home, "backup", "list", "--json")
+    assert code == 0
+    assert len({s["stream"] for s in sets}) == 2
+    assert max(s["last_gen"] for s in sets[2:]) < sets[1]["last_gen"]  # the new stream ends lower
+
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--json")
+    assert code == 0
+    assert [s["id"] for s in plan["sets"]] == [sets[2]["id"], sets[3]["id"]]
+    assert run(capsys, "--home", home, "restore", "run", "--into-recovery-group", "--quiet")[0] == 0
+    for seed, committed in ((5, 300), (6, 300)):
+        args = ("--home", home, "workload", "check", "--sg", "Recovery Storage Group", "--seed", str(seed))
+        assert run(capsys, *args, "--committed", str(committed))[0] == 0, f"seed {seed} missing from the restore"

@@ -133,12 +133,22 @@ def plan_restore(
     if not plans:
         assert refusal is not None
         raise refusal
-    plan = max(plans, key=lambda p: p.last_gen)  # the first (newest base) of the furthest
+    # The newest log stream first (as prune and --until-gen judge sets: catalog.age), then the furthest plan in
+    # it, the first (newest base) of those: generation numbers of two streams say nothing about which is newer,
+    # since a stream begun by a restore or by doctor may number from 1 again.
+    newest = max(plans, key=lambda p: age(p.sets[0]))
+    plan = max((p for p in plans if p.log_signature == newest.log_signature), key=lambda p: p.last_gen)
     ignored = [
         f"backup set {s.backup_id} ({s.kind}) is {s.why_not_usable()}"
         for s in mine
         if not s.whole and (age(s) > age(plan.sets[0]) if s.manifest else s.backup_id > plan.sets[0].backup_id)
     ]
+    newer = [s for s in bases if age(s) > age(plan.sets[0]) and _m(s).log_signature != plan.log_signature]
+    if newer:  # why say so: a restore of the latest state that is not of the newest stream restores older data
+        ignored.append(
+            f"the newer backups of another log stream (from {newer[0].backup_id}) cannot start this restore"
+            + (f": {refusal.message}" if refusal is not None else "")
+        )
     ignored += [f"backup set {i} was skipped (--skip-set)" for i in sorted(set(skip))]
     used = {(log.backup_id, log.entry.name) for log in plan.logs} | {
         (d.backup_id, d.entry.name) for d in plan.databases
