@@ -213,3 +213,24 @@ def test_the_latest_state_is_the_newest_log_streams_even_where_its_generations_n
     for seed, committed in ((5, 300), (6, 300)):
         args = ("--home", home, "workload", "check", "--sg", "Recovery Storage Group", "--seed", str(seed))
         assert run(capsys, *args, "--committed", str(committed))[0] == 0, f"seed {seed} missing from the restore"
+
+
+def test_a_latest_state_cut_short_by_a_damaged_set_says_which_generations_it_leaves_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init", "--log-file-size", "64K")[0] == 0
+    for seed, kind in ((1, "full"), (2, "incremental"), (3, "full"), (4, "incremental")):
+        workload(capsys, home, seed, 300)
+        assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", kind, "--quiet")[0] == 0
+    code, sets = run_json(capsys, "--home", home, "backup", "list", "--json")
+    assert code == 0
+    newest_full = next(Path(home, "backups").rglob(f"{sets[2]['id']}/priv1.edb"))
+    data = bytearray(newest_full.read_bytes())
+    data[20000] ^= 0xFF  # the newer full's store copy is damaged; the logs it truncated are in no other set
+    newest_full.write_bytes(bytes(data))
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--verify", "--json")
+    assert code == 0
+    assert plan["last_gen"] < sets[3]["last_gen"]
+    expected = f"generations {plan['last_gen'] + 1}-{sets[3]['last_gen']} of this log stream, which the backups hold"
+    assert any(why.startswith(expected) for why in plan["ignored"]), plan["ignored"]

@@ -143,10 +143,16 @@ def plan_restore(
         for s in mine
         if not s.whole and (age(s) > age(plan.sets[0]) if s.manifest else s.backup_id > plan.sets[0].backup_id)
     ]
+    reach = _reach(donors, [plan])
+    if target.kind == LATEST and reach > plan.last_gen:  # why: "the latest state" must not hide an older one
+        ignored.append(
+            f"generations {plan.last_gen + 1}-{reach} of this log stream, which the backups hold: the sets that "
+            f"would carry the restore there cannot be used (see above), so it stops at generation {plan.last_gen}"
+        )
     newer = [s for s in bases if age(s) > age(plan.sets[0]) and _m(s).log_signature != plan.log_signature]
     if newer:  # why say so: a restore of the latest state that is not of the newest stream restores older data
         ignored.append(
-            f"the newer backups of another log stream (from {newer[0].backup_id}) cannot start this restore"
+            f"the newer backups of another log stream (from {newer[0].backup_id}): they cannot start this restore"
             + (f": {refusal.message}" if refusal is not None else "")
         )
     ignored += [f"backup set {i} was skipped (--skip-set)" for i in sorted(set(skip))]
