@@ -62,6 +62,19 @@ def test_abort_undoes_a_killed_restore_in_place(home: str, capsys: pytest.Captur
         assert not [name for name in kept if name.startswith("restore-")], "what was put back left no folder"
 
 
+def test_a_restore_killed_once_every_file_was_placed_is_finished_not_undone(
+    home: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed_at(home, "restore.done")
+    code, _out, err = run(capsys, "--home", home, "restore", "abort", "--sg", SG)
+    assert code == 23, err
+    assert f"the restore into '{SG}' had finished: its stores are in place" in err
+    assert f"hint: shadowstore restore finish --sg '{SG}' clears what it left behind" in err
+    assert run(capsys, "--home", home, "restore", "finish", "--sg", SG)[0] == 0
+    assert holds(capsys, home, 1, 60)
+    assert not holds(capsys, home, 2, 90), "the restore stopped at the backup, as it was asked to"
+
+
 @pytest.mark.parametrize("point", ["restore.fetch.file", "restore.place.store"])
 def test_doctor_gives_the_command_that_resumes_a_killed_restore_in_its_phase(
     home: str, capsys: pytest.CaptureFixture[str], point: str

@@ -7,6 +7,9 @@ where it was and moves what the restore had put in its place into ``aborted-rest
 Nothing is deleted but the restore's own copies, and every step can run again after a crash: each looks at
 where the files are now. The storage group is then as it was before the restore, and mounts.
 
+A restore killed once it had placed every file (its journal says "done") is finished, not undone: abort refuses
+and names where the files it replaced are.
+
 A restore into the recovery storage group never touches a live storage group: finishing it is always safe
 (``restore finish``), so it is not aborted once it places files.
 """
@@ -46,6 +49,16 @@ def abort_restore(home: ServerHome, sg_name: str) -> dict[str, object]:
         journal = load_journal(fs, path)
         staging = os.path.dirname(path)
         moved: list[str] = []
+        if journal.data.get("phase") == "done":
+            # why refuse: every file is in place and the journal only waits to be cleared; removing it as if
+            # nothing had changed would leave the user believing the old stores were back
+            stamp = f"restore-{journal.data.get('started')}"
+            raise RestoreError(
+                f"the restore into {dest.name!r} had finished: its stores are in place, and what it replaced is in "
+                f"{os.path.join(dest.log_dir, 'quarantine', stamp)} (and the same folder beside the stores); "
+                "there is nothing left to undo",
+                hint=f"shadowstore restore finish --sg {dest.name!r} clears what it left behind",
+            )
         if journal.data.get("phase") == "place":
             if into == INTO_RECOVERY_GROUP:
                 raise RestoreError(

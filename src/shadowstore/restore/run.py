@@ -203,6 +203,7 @@ def _finish(
     _place(home, dest, journal)
     journal.data["phase"] = "done"
     journal.save(fs)
+    fs.crash_point("restore.done")
     clear_copies(fs, dest, os.path.dirname(journal.path))
     data = journal.data
     recovery = data["recovery"]
