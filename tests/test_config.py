@@ -169,9 +169,3 @@ def test_a_storage_group_number_the_engine_cannot_use_is_refused_at_load(
     assert info.value.message.startswith(f"{path}: ")
     assert named in info.value.message
     assert f"'{DEFAULT_SG}'" in info.value.message
-
-
-def test_the_max_rate_range_is_the_one_backups_read_it_with() -> None:
-    from shadowstore.backup import pace
-
-    assert cfg.NUMBER_SETTINGS["backup.max_rate"].most == pace.MAX_RATE

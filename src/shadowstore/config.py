@@ -232,11 +232,11 @@ NUMBER_SETTINGS: dict[str, NumberSetting] = {
     "engine.transaction_timeout": NumberSetting(1, 3600, "a number of seconds", "60 (the default)"),
     # a backup killed under a day-long lease already keeps its set 'running', unprunable, for a day
     "backup.lease_seconds": NumberSetting(1, 86400, "a number of seconds", "600 (the default)"),
-    # the bounds the service's API puts on a lease a program asks for itself (service/sessions.py)
+    # also the bounds the service's API puts on a lease a program asks for itself (service/sessions.py)
     "service.session_lease_seconds": NumberSetting(1, 3600, "a number of seconds", "30 (the default)"),
     # commits wait while a storage group is frozen; the 'copy' provider copies the stores inside the freeze
     "vss.freeze_seconds": NumberSetting(1, 86400, "a number of seconds", "60 (the default)"),
-    # as backup/pace.py MAX_RATE (a test keeps them equal); 0: no limit
+    # backup/pace.py takes its MAX_RATE from here; 0: no limit
     "backup.max_rate": NumberSetting(
         0, 100_000, "a rate in MB/s", "40 (0: no limit; auto: as fast as commits allow)", ("auto",)
     ),

@@ -30,13 +30,14 @@ from typing import Literal
 
 from shadowstore.backup.localtarget import LocalTarget
 from shadowstore.backup.target import Target
+from shadowstore.config import NUMBER_SETTINGS
 from shadowstore.engine.flushwaits import BUCKETS, split
 from shadowstore.errors import InvalidParameterError, ShadowStoreError
 
 MB = 1_000_000
 PACED_READ = 256 << 10  # bytes per read of a shadow copy when the copy is paced
 PACED_WRITE = 256 << 10  # bytes per write into a folder target, one write in flight, when the copy is paced
-MAX_RATE = 100_000  # MB/s; any number above is a typo
+MAX_RATE = int(NUMBER_SETTINGS["backup.max_rate"].most)  # MB/s; any number above is a typo
 AUTO: Literal["auto"] = "auto"
 # --max-rate auto (AdaptivePace):
 INTERVAL = 0.1  # seconds between two readings of the commits' waits

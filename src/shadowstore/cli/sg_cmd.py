@@ -51,7 +51,6 @@ def sg_create(
 ) -> None:
     """Create storage group NAME (with the next free log base name) and no stores."""
     home = ctx.open_home()
-    names.validate_storage_group_name(name, home.config)
     _own_folders(home, {"--log-dir": log_dir, "--system-dir": system_dir, "--data-dir": data_dir})
     sg = home.create_storage_group(
         name,
@@ -174,8 +173,6 @@ def store_group() -> None:
 def store_create(ctx: CliContext, sg: str, name: str, file_name: str | None, as_json: bool) -> None:
     """Create store NAME in storage group SG (which must not be mounted by another process)."""
     home = ctx.open_home()
-    if file_name is not None:
-        names.validate_store_file(file_name)
     home.create_store(sg, name, file_name)
     store = home.config.find(sg).find_store(name)
     if as_json:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from shadowstore.backup.sessions import owner_gone
 from shadowstore.backup.source import database_entry
+from shadowstore.config import NUMBER_SETTINGS
 from shadowstore.engine.backup import KINDS, BackupSession
 from shadowstore.engine.dbcopy import DatabaseCopy
 from shadowstore.engine.store import Store
@@ -40,7 +41,8 @@ from shadowstore.io.fs import read_file
 if TYPE_CHECKING:
     from shadowstore.service.host import InformationStore
 
-MIN_LEASE, MAX_LEASE = 1.0, 3600.0
+_LEASE = NUMBER_SETTINGS["service.session_lease_seconds"]
+MIN_LEASE, MAX_LEASE = _LEASE.least, _LEASE.most  # what a program may ask for, as the setting may say
 _ENDED_KEPT = 64  # ended sessions remembered, so a late call learns how its session ended
 
 
