@@ -32,6 +32,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.acked: dict[str, dict[int, tuple[str, float]]] = {}
         self.errors: list[str] = []
+        self.first = threading.Event()
 
     def add(self, mailbox: str, uids: list[int], raws: list[bytes]) -> None:
         now = time.time()
@@ -39,6 +40,7 @@ class Ledger:
             box = self.acked.setdefault(mailbox, {})
             for uid, raw in zip(uids, raws, strict=True):
                 box[uid] = (hashlib.sha256(raw).hexdigest(), now)
+        self.first.set()
 
 
 def _client(service: Service, index: int, ledger: Ledger, backups_done: threading.Event) -> None:
@@ -65,11 +67,14 @@ def _client(service: Service, index: int, ledger: Ledger, backups_done: threadin
             ledger.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
-def _backups(
-    service: Service, target: str, taken: list[tuple[str, float, dict[str, object]]], errors: list[str]
-) -> None:
+def _backups(service: Service, target: str, taken: list[tuple[str, float, dict[str, object]]], ledger: Ledger) -> None:
+    errors = ledger.errors
     try:
-        time.sleep(0.3)  # why: some mail first, so the full backup has something to carry
+        # why: some mail acknowledged first, so the full backup has something to carry; a fixed sleep was
+        # not enough on a loaded CI machine
+        if not ledger.first.wait(timeout=120):
+            errors.append("backups: no mail was acknowledged within 120 s")
+            return
         for kind in KINDS:
             began = time.time()
             done = service.cli("backup", "run", "--sg", SG, "--kind", kind, "--to", target, "--json", "--quiet")
@@ -107,7 +112,7 @@ def test_clients_and_backups_together_lose_nothing(home_dir: str, tmp_path: Path
         clients = [threading.Thread(target=_client, args=(service, i, ledger, backups_done)) for i in range(CLIENTS)]
         for thread in clients:
             thread.start()
-        _backups(service, target, taken, ledger.errors)
+        _backups(service, target, taken, ledger)
         backups_done.set()
         for thread in clients:
             thread.join(timeout=300)
