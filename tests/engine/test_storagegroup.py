@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -121,6 +122,29 @@ def test_no_logs_and_clean_stores_start_a_new_log_stream() -> None:
     assert sg.signature != old_signature
     with sg.store("Mailbox Store").snapshot() as snap:
         assert snap.get("t", b"kept") == b"v"
+    sg.dismount()
+
+
+def test_a_new_log_stream_is_created_after_the_one_it_follows_when_the_clock_stepped_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Backup sets are ordered by their stream's creation time: a stream begun with the clock an hour behind
+    # must not look older than the stream the stores were attached to.
+    fs = FaultFileSystem(seed=46)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    commit(home, b"kept")
+    sg.dismount()
+    old_signature = sg.signature
+    logs = LogSet.scan(fs, sg.config.log_dir, "E00")
+    for path in [*logs.archived.values(), logs.current]:
+        assert path is not None
+        fs.unlink(path)
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() - 3600 * 10**9)
+    sg.mount()
+    assert sg.signature.created_us > old_signature.created_us
     sg.dismount()
 
 

@@ -8,6 +8,7 @@ test exercises.
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 
@@ -28,6 +29,7 @@ from shadowstore.format.common import (
     crc32c,
     format_time,
     iso_time,
+    iso_us,
     pack_attach_list,
     seal_checksum,
     stored_and_computed_checksum,
@@ -158,6 +160,19 @@ def test_zero_signature_is_zero_and_a_new_one_is_not() -> None:
     assert ZERO_SIGNATURE.is_zero
     assert Signature.unpack_from(bytes(28)).is_zero
     assert not Signature.new().is_zero
+
+
+def test_a_new_signature_is_created_after_the_stream_it_follows_even_when_the_clock_is_behind() -> None:
+    ahead = time.time_ns() // 1000 + 86_400_000_000  # the stream followed was made with a clock a day ahead
+    assert Signature.new(after_us=ahead).created_us == ahead + 1
+    before = time.time_ns() // 1000
+    assert Signature.new(after_us=1_000).created_us >= before  # an older stream leaves the clock's time
+
+
+def test_iso_us_reads_back_what_iso_time_wrote_and_nothing_else() -> None:
+    for us in (1, 1_700_000_000_123_456, 253_402_300_799_999_999):
+        assert iso_us(iso_time(us)) == us
+    assert iso_us(None) == iso_us("yesterday") == iso_us("2026-12-07T10:00:00") == 0
 
 
 @pytest.mark.parametrize("kind", [BACKUP_STREAMING, BACKUP_SNAPSHOT])

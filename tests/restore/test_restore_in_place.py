@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,44 @@ def test_the_latest_state_is_the_newest_log_streams_even_where_its_generations_n
     for seed, committed in ((5, 300), (6, 300)):
         args = ("--home", home, "workload", "check", "--sg", "Recovery Storage Group", "--seed", str(seed))
         assert run(capsys, *args, "--committed", str(committed))[0] == 0, f"seed {seed} missing from the restore"
+
+
+def test_a_stream_begun_while_the_clock_is_behind_still_holds_the_newest_backups(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The log disk is lost and the restore in place runs on a machine whose clock is a day behind (a new
+    # server, a clock stepped back): the stream it begins must still be the newest, or prune deletes its backups
+    # and the latest-state restore brings back the old stream's data.
+    home = str(tmp_path / "home")
+    assert run(capsys, "--home", home, "init", "--log-file-size", "64K")[0] == 0
+    workload(capsys, home, 1, 200)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")[0] == 0
+    code, (first,) = run_json(capsys, "--home", home, "backup", "list", "--json")
+    assert code == 0
+    for name in os.listdir(os.path.join(home, SG)):
+        if name.startswith("E00") and name.endswith((".log", ".chk")):
+            os.unlink(os.path.join(home, SG, name))
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() - 86_400 * 10**9)
+    assert run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--quiet")[0] == 0
+    workload(capsys, home, 2, 200)
+    assert run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--quiet")[0] == 0
+    code, sets = run_json(capsys, "--home", home, "backup", "list", "--json")
+    assert code == 0
+    assert len({s["stream"] for s in sets}) == 2
+    (oldest,) = [s["id"] for s in sets if s["stream"] == first["stream"]]
+    (newest,) = [s["id"] for s in sets if s["stream"] != first["stream"]]
+
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--json")
+    assert code == 0
+    assert [s["id"] for s in plan["sets"]] == [newest]
+    prune = ("backup", "prune", "--to", os.path.join(home, "backups"), "--keep-full", "1", "--yes", "--json")
+    code, pruned = run_json(capsys, "--home", home, *prune)
+    assert code == 0
+    assert {s["id"]: s["action"] for s in pruned["sets"]} == {oldest: "delete", newest: "keep"}
+    assert run(capsys, "--home", home, "restore", "run", "--into-recovery-group", "--quiet")[0] == 0
+    args = ("--home", home, "workload", "check", "--sg", "Recovery Storage Group")
+    assert run(capsys, *args, "--seed", "2", "--committed", "200")[0] == 0
 
 
 def test_a_latest_state_cut_short_by_a_damaged_set_says_which_generations_it_leaves_out(

@@ -271,6 +271,8 @@ def previous_in_chain(
 
 def age(info: SetInfo) -> tuple[str, int, str]:
     """Orders the complete sets of one home and storage group from oldest to newest by what cannot step back:
-    the log stream's creation, then the last log generation in the set (the id's clock time breaks ties)."""
+    the log stream's creation, then the last log generation in the set (the id's clock time breaks ties). A
+    stream's creation time is after that of the streams it follows even when the clock stepped back in between
+    (format/common.Signature.new)."""
     assert info.manifest is not None, info.backup_id
     return (str(info.manifest.log_signature.get("created", "")), info.manifest.last_gen, info.backup_id)

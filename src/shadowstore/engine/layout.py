@@ -64,15 +64,17 @@ def create_log_stream(
     page_size: int,
     circular: bool,
     first_gen: int = 1,
+    after_us: int = 0,
 ) -> LogHeader:
-    """Write the first generation ``E00.log`` of a new stream with a new log signature."""
+    """Write the first generation ``E00.log`` of a new stream with a new log signature, created after
+    ``after_us`` (the creation time of the newest stream it follows: format/common.Signature.new)."""
     header = LogHeader(
         generation=first_gen,
         file_size=file_size,
         page_size=page_size,
         created_us=now_us(),
         prev_created_us=0,
-        signature=Signature.new(),
+        signature=Signature.new(after_us),
         checkpoint=LgPos(first_gen, LOG_HEADER_SIZE),
         flags=FLAG_CIRCULAR if circular else 0,
         base=base,
@@ -85,9 +87,10 @@ def create_log_stream(
     return header
 
 
-def start_log_stream(fs: FileSystem, config: SgConfig, first_gen: int = 1) -> LogHeader:
+def start_log_stream(fs: FileSystem, config: SgConfig, first_gen: int = 1, after_us: int = 0) -> LogHeader:
     """A new log stream for storage group ``config``: its first log ``E00.log`` (generation ``first_gen``,
-    a new log signature) and the reserve logs. The caller writes the checkpoint file."""
+    a new log signature created after ``after_us``) and the reserve logs. The caller writes the checkpoint
+    file."""
     header = create_log_stream(
         fs,
         config.log_dir,
@@ -96,6 +99,7 @@ def start_log_stream(fs: FileSystem, config: SgConfig, first_gen: int = 1) -> Lo
         config.page_size,
         config.circular_logging,
         first_gen=first_gen,
+        after_us=after_us,
     )
     ensure_reserve_logs(fs, config.log_dir, config.log_file_size)
     return header

@@ -92,7 +92,8 @@ def _phases(sg: StorageGroup) -> RecoveryReport:
         for s in sg.stores.values()
         if s.header is not None and s.header.state == STATE_DIRTY_SHUTDOWN
     ]
-    current, logs = mountlog.open_current_log(sg.fs, sg.config, logs, dirty, sg.events)
+    followed = max((s.header.log_signature.created_us for s in sg.stores.values() if s.header), default=0)
+    current, logs = mountlog.open_current_log(sg.fs, sg.config, logs, dirty, sg.events, followed)
     sg.signature = current.signature
     current_scan = scan_generation(
         logs.current or sg.current_log_path,

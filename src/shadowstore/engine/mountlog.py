@@ -68,9 +68,10 @@ def complete_interrupted_roll(fs: FileSystem, config: SgConfig, logs: LogSet) ->
 
 
 def open_current_log(
-    fs: FileSystem, config: SgConfig, logs: LogSet, dirty_stores: list[str], events: EventLog
+    fs: FileSystem, config: SgConfig, logs: LogSet, dirty_stores: list[str], events: EventLog, after_us: int = 0
 ) -> tuple[LogHeader, LogSet]:
-    """The current log's header. With no log at all and no store in Dirty Shutdown, a new stream is started.
+    """The current log's header. With no log at all and no store in Dirty Shutdown, a new stream is started,
+    created after ``after_us`` (the creation time of the stream the stores were last attached to).
 
     Raises MissingLogFileError (-528, event 450) when E00.log is missing but archived generations exist, and
     RequiredLogFilesMissingError (-543) when stores in Dirty Shutdown (``dirty_stores``) need logs that are gone.
@@ -87,7 +88,13 @@ def open_current_log(
             + (f"; stores in Dirty Shutdown need it: {', '.join(dirty_stores)}" if dirty_stores else ""),
         )
     layout.create_log_stream(
-        fs, config.log_dir, config.log_base, config.log_file_size, config.page_size, config.circular_logging
+        fs,
+        config.log_dir,
+        config.log_base,
+        config.log_file_size,
+        config.page_size,
+        config.circular_logging,
+        after_us=after_us,
     )
     logs = LogSet.scan(fs, config.log_dir, config.log_base)
     assert logs.current is not None

@@ -86,6 +86,19 @@ def iso_time(us: int) -> str | None:
     return (_EPOCH + dt.timedelta(microseconds=us)).isoformat(timespec="microseconds")
 
 
+def iso_us(text: object) -> int:
+    """The microseconds ``iso_time`` wrote as ``text``; 0 for None or a text that is not such a time."""
+    if not isinstance(text, str):
+        return 0
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return 0
+    if moment.tzinfo is None:
+        return 0
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
 # --- SIGNATURE: binds logs, checkpoint and databases together --------------------------------------------
 #   0  u32  random
 #   4  u64  creation time (us)
@@ -100,9 +113,13 @@ class Signature(NamedTuple):
     computer: str
 
     @classmethod
-    def new(cls) -> Signature:
+    def new(cls, after_us: int = 0) -> Signature:
+        """A new signature, created now; but never at or before ``after_us``, the creation time of the newest
+        stream this one follows. Backup sets of one storage group are ordered by their stream's creation time
+        (backup/catalog.age), so a stream begun while the clock is behind must still order after the streams it
+        replaces, or prune and the latest-state restore would take it for the oldest."""
         rand = int.from_bytes(os.urandom(4), "little") or 1
-        return cls(rand, now_us(), socket.gethostname()[:15])
+        return cls(rand, max(now_us(), after_us + 1), socket.gethostname()[:15])
 
     def pack(self) -> bytes:
         return SIGNATURE.pack(self.random, self.created_us, self.computer.encode()[:16])

@@ -48,13 +48,26 @@ def move_store_into_place(fs: FileSystem, staged: str, destination: str, quarant
 
 
 def replace_log_stream(
-    fs: FileSystem, config: SgConfig, quarantine: str, first_gen: int, *, checkpoint_quarantine: str | None = None
+    fs: FileSystem,
+    config: SgConfig,
+    quarantine: str,
+    first_gen: int,
+    *,
+    checkpoint_quarantine: str | None = None,
+    after_us: int = 0,
 ) -> LogHeader:
     """Quarantine the storage group's log files (into ``quarantine``/logs, on the log folder's file system) and
     checkpoint (into ``checkpoint_quarantine``, on the system folder's; default: beside the logs), then start a
     new stream at ``first_gen`` with a new log signature, its reserve logs and a checkpoint file. Safe to run
-    again after a crash (a new stream that was half made is quarantined too)."""
+    again after a crash (a new stream that was half made is quarantined too).
+
+    The new stream is created after ``after_us`` and after the stream it replaces, whatever the clock says:
+    its backups are the newest (format/common.Signature.new)."""
     logs = LogSet.scan(fs, config.log_dir, config.log_base)
+    for path in (logs.current, logs.archived.get(max(logs.archived, default=0))):
+        if path is not None:
+            with suppress(ShadowStoreError):  # why: a damaged log leaves the other times to follow
+                after_us = max(after_us, read_header(fs, path).signature.created_us)
     old = [(path, os.path.join(quarantine, "logs")) for path in (*logs.archived.values(), logs.current, logs.tmp)]
     old += [(path, os.path.join(quarantine, "logs")) for path in logs.reserves]
     checkpoint = os.path.join(config.system_dir, checkpoint_name(config.log_base))
@@ -67,7 +80,7 @@ def replace_log_stream(
             touched |= {folder, os.path.dirname(path)}
     for folder in sorted(touched):
         fs.fsync_dir(folder)
-    header = layout.start_log_stream(fs, config, first_gen)
+    header = layout.start_log_stream(fs, config, first_gen, after_us)
     fs.fsync_dir(config.log_dir)
     CheckpointFile.create(
         fs,

@@ -160,7 +160,8 @@ def plan_restore(
         (d.backup_id, d.entry.name) for d in plan.databases
     }
     ignored += [f"{name} of backup set {i} does not match its manifest: not used" for i, name in sorted(bad - used)]
-    return dataclasses.replace(plan, ignored=tuple(ignored))
+    created = [str(s.manifest.log_signature.get("created") or "") for s in mine if s.manifest is not None]
+    return dataclasses.replace(plan, ignored=tuple(ignored), newest_stream=max(created, default="") or None)
 
 
 def _reach(donors: list[SetInfo], plans: list[RestorePlan]) -> int:

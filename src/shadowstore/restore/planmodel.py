@@ -81,6 +81,9 @@ class RestorePlan:
     last_gen: int
     live_from: int | None = None  # continue with the live log folder from this generation
     ignored: tuple[str, ...] = ()  # newer sets left out, each with why (incomplete ones)
+    # the creation time of the newest log stream the target holds for this home and group: a stream the
+    # restore begins is created after it (restore/place.replace_log_stream)
+    newest_stream: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,7 @@ class RestorePlan:
             "last_gen": self.last_gen,
             "live_from": self.live_from,
             "ignored": list(self.ignored),
+            "newest_stream": self.newest_stream,
             "bytes": sum(d.entry.size for d in self.databases) + sum(log.entry.size for log in self.logs),
         }
 

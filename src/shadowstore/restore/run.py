@@ -48,7 +48,7 @@ from shadowstore.errors import (
     ShadowStoreError,
     StorageGroupBusyError,
 )
-from shadowstore.format.common import iso_time
+from shadowstore.format.common import iso_time, iso_us
 from shadowstore.home import ServerHome, dismount_first
 from shadowstore.io.fs import FileSystem
 from shadowstore.restore.journal import Journal, clear_staging, load_journal, open_journal
@@ -366,7 +366,9 @@ def _place(home: ServerHome, dest: SgConfig, journal: Journal) -> None:
     if data["new_stream"] and not data.get("stream_done"):
         stop_gen = data["recovery"]["stop_gen"]
         first = 1 if data["into"] == INTO_RECOVERY_GROUP else max(highest_generation(fs, dest), stop_gen) + 1
-        replace_log_stream(fs, dest, quarantines[0], first, checkpoint_quarantine=system_quarantine)
+        plan = data["plan"]
+        after_us = max(iso_us(plan.get("newest_stream")), iso_us(plan["log_signature"].get("created")))
+        replace_log_stream(fs, dest, quarantines[0], first, checkpoint_quarantine=system_quarantine, after_us=after_us)
         data["stream_done"] = True
         journal.save(fs)
         fs.crash_point("restore.place.stream")
