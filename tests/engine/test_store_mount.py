@@ -250,6 +250,7 @@ def test_a_backup_with_a_store_dismounted_holds_the_other_and_restores_it(
     assert sorted(f.source for f in outcome.files if f.role == "db") == ["priv1.edb"]
     assert outcome.completion is not None
     assert outcome.completion.stamped == [MAIL]
+    assert outcome.left_out == [PUBLIC]
     assert not mail.read_header().full_prev.is_empty
     assert public.read_header().full_prev.is_empty, "a store not in the set is not stamped"
     after_backup = put_rows(mail, 250, 40, b"m")  # committed after the backup: only in the live logs

@@ -194,6 +194,25 @@ def test_mount_and_dismount_through_the_service(service: Service) -> None:
     assert "(store dismounted)" not in public_line(service)
 
 
+def test_a_full_backup_with_a_store_dismounted_says_which_store_it_does_not_hold(
+    service: Service, tmp_path: Path
+) -> None:
+    target = str(tmp_path / "backups")
+    service.cli("dismount", PUBLIC)
+    done = service.cli("backup", "run", "--sg", SG, "--kind", "full", "--to", target)
+    assert (
+        "  not in this set, not mounted: Public Folder Store; mount them and take a full backup to cover them"
+        in done.stdout.splitlines()
+    )
+    report = done.stdout.splitlines()[-1].removeprefix("report: ")
+    assert "Not in this set (not mounted): Public Folder Store." in Path(report).read_text()
+    document = json.loads(service.cli("backup", "run", "--sg", SG, "--kind", "copy", "--to", target, "--json").stdout)
+    assert document["backups"][0]["stores_left_out"] == ["Public Folder Store"]
+    service.cli("mount", PUBLIC)
+    document = json.loads(service.cli("backup", "run", "--sg", SG, "--kind", "full", "--to", target, "--json").stdout)
+    assert document["backups"][0]["stores_left_out"] == []
+
+
 def test_a_group_moved_while_dismounted_mounts_from_its_new_folders(service: Service, tmp_path: Path) -> None:
     """``sg move`` runs beside the service on a group it dismounted; the service's next status and mount must use
     the folders the configuration names now, not those it read before (it refused the mount with -1203 and

@@ -57,6 +57,7 @@ class BackupOutcome:
     files: list[FileEntry] = field(default_factory=list)
     completion: CompletionReport | None = None
     seconds: float = 0.0
+    left_out: list[str] = field(default_factory=list)  # stores of the group a full or copy set lacks: not mounted
 
     @property
     def bytes(self) -> int:
@@ -81,6 +82,7 @@ class BackupOutcome:
             "seconds": round(self.seconds, 3),
             "truncated": done.truncated if done else [],
             "missing_when_truncating": done.missing if done else [],
+            "stores_left_out": list(self.left_out),
         }
 
 
@@ -129,6 +131,17 @@ class _Run:
                 self._keep(store_file(self.target, self.folder, name, "db", chunks, level=self.level, size=copy.size))
                 self.databases.append(copy.entry())
             self.call = "open_database"
+
+    def note_left_out(self, configured: list[str]) -> None:
+        """Name the stores of the group that a full or copy set does not hold (dismounted on their own, they
+        were not offered), so that no one takes the set for a backup of every store."""
+        copied = {d.store for d in self.databases}
+        self.outcome.left_out = [name for name in configured if name not in copied]
+        if self.outcome.left_out:
+            self.report.note(
+                f"Not in this set (not mounted): {', '.join(self.outcome.left_out)}. Mount them and take a full "
+                "backup to cover them."
+            )
 
     def copy_logs(self, source: BackupSource) -> range:
         self.call = "prepare_logs"
@@ -352,6 +365,7 @@ def run_backup(
             holder.take()  # why first: a set folder without a live lease is a dead backup to every prune
             if kind in ("full", "copy"):
                 run.copy_databases(source)
+                run.note_left_out([s.name for s in home.config.find(sg_name).stores])
             copied = run.copy_logs(source)
             run.call = "prove_coverage"
             source.prove_coverage()  # why before the manifest: a set the catalog lists must restore

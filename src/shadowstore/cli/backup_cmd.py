@@ -315,6 +315,9 @@ def _summary(o: BackupOutcome) -> None:
         f"{o.sg}: {o.kind} backup {o.backup_id}: {len(o.files)} files, {o.bytes:,} bytes "
         f"({o.stored_bytes:,} stored) in {o.seconds:.1f} s"
     )
+    if o.left_out:
+        names = ", ".join(o.left_out)
+        click.echo(f"  not in this set, not mounted: {names}; mount them and take a full backup to cover them")
     done = o.completion
     if done and done.truncated:
         click.echo(f"  truncated {len(done.truncated)} log file(s): generations {_gens(done.truncated)}")
