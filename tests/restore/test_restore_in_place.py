@@ -141,6 +141,35 @@ def test_a_restore_in_place_over_a_newer_log_stream_needs_a_stop_option(
     assert holds(capsys, home, 3, 40)
 
 
+def test_a_newer_streams_changes_whose_logs_its_backups_truncated_are_not_thrown_away_without_a_stop_option(
+    home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A restore in place begins a new stream; its changes (seed 3) are backed up twice to another target, which
+    # truncates every log that holds them. Restoring the fixture target's older stream in place discards them.
+    first = ("--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes", "--stop-at-backup", "--quiet")
+    assert run(capsys, *first)[0] == 0
+    workload(capsys, home, 3, 300)
+    later = str(tmp_path / "later")
+    for _ in range(2):
+        code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--to", later)
+        assert code == 0, err
+    args = ("--home", home, "restore", "plan", "--sg", SG, "--in-place")
+    code, plan = run_json(capsys, *args, "--json")
+    assert code == 0
+    assert plan["discards"]["other_stream"]
+    assert plan["discards"]["transactions"] == 0  # the live logs left hold none of seed 3
+    before, reached = plan["discards"]["unlogged"]
+    assert before == plan["discards"]["generations"][0] - 1
+    assert reached >= before
+    code, out, _err = run(capsys, *args)
+    assert f"the live stores' changes from the live stream's generations up to {before}, how many unknown" in out
+
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code == 23
+    assert "would discard committed data" in err
+    assert holds(capsys, home, 3, 300), "the refusal changed nothing"
+
+
 def test_a_store_outside_the_backup_in_dirty_shutdown_stops_the_restore_before_anything_moves(
     home: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -84,7 +84,14 @@ class Discard:
             stream = " of a log stream that is not the backups'" if self.other_stream else ""
             span = f", committed from {self.first_commit} to {self.last_commit}" if self.first_commit else ""
             parts.append(f"{self.transactions} committed transaction(s) in {gens}{stream}{span}")
-        if self.unlogged is not None:
+        if self.unlogged is not None and self.other_stream:
+            before, reached = self.unlogged
+            parts.append(
+                f"the live stores' changes from the live stream's generations up to {before}, how many unknown: "
+                f"the stores reached generation {reached}, and a full or incremental backup of that stream "
+                "truncated those generations from the live folder (restore from that backup to keep them)"
+            )
+        elif self.unlogged is not None:
             missing, reached = self.unlogged
             parts.append(
                 f"the live stores' changes after generation {missing - 1}, how many unknown: the stores reached "
@@ -135,7 +142,10 @@ def in_place_discards(fs: FileSystem, config: SgConfig, plan: RestorePlan, quara
         if stop is None:
             return None  # why: the replay goes on through every live generation, none of them missing
         wanted = [g for g in live.generations if g > stop]
-    unlogged = None if other else _unlogged(fs, config, live, plan.last_gen if stop is None else stop)
+    if other:
+        unlogged = _unlogged_before(fs, config, live)
+    else:
+        unlogged = _unlogged(fs, config, live, plan.last_gen if stop is None else stop)
     count, first_us, last_us = _transactions(fs, config, wanted, live.current, after_us) if wanted else (0, 0, 0)
     if count == 0 and unlogged is None:
         return None
@@ -151,6 +161,32 @@ def _unlogged(fs: FileSystem, config: SgConfig, live: LiveLogs, stop: int) -> tu
     the live stores hold changes past ``stop`` that no live log has; None otherwise. A store is taken to hold
     changes up to its Log Required (Dirty Shutdown) or its last consistent position (Clean Shutdown), which may
     be generations with no transaction in them: what is uncounted is reported, never assumed empty."""
+    reached = _reached(fs, config, live)
+    present = set(live.generations)
+    missing = [g for g in range(stop + 1, reached + 1) if g not in present]
+    return (missing[0], reached) if missing else None
+
+
+def _unlogged_before(fs: FileSystem, config: SgConfig, live: LiveLogs) -> tuple[int, int] | None:
+    """For a restore of another stream's backups, which discards all the live stream holds: (the generation
+    before the oldest live one, generation the live stores reached) when the live stream began before its
+    oldest log in the folder (that log names a previous generation: a backup truncated the ones before it) and
+    the live stores hold its changes; None otherwise."""
+    reached = _reached(fs, config, live)
+    if reached == 0 or not live.generations:
+        return None
+    oldest = live.generations[0]
+    found = LogSet.scan(fs, config.log_dir, config.log_base)
+    path = found.current if oldest == live.current else found.archived.get(oldest)
+    begins = False  # why: a log that cannot be read is not known to begin the stream
+    if path is not None:
+        with suppress(LogError, OSError):
+            begins = read_header(fs, path).prev_created_us == 0
+    return None if begins or oldest <= 1 else (oldest - 1, reached)
+
+
+def _reached(fs: FileSystem, config: SgConfig, live: LiveLogs) -> int:
+    """The generation the live stores attached to the live stream reached (0 when none is)."""
     assert live.signature is not None
     reached = 0
     for store in config.stores:
@@ -162,9 +198,7 @@ def _unlogged(fs: FileSystem, config: SgConfig, live: LiveLogs, stop: int) -> tu
             continue
         dirty = header.state == STATE_DIRTY_SHUTDOWN
         reached = max(reached, header.log_required_max if dirty else header.last_consistent.gen)
-    present = set(live.generations)
-    missing = [g for g in range(stop + 1, reached + 1) if g not in present]
-    return (missing[0], reached) if missing else None
+    return reached
 
 
 def _transactions(
