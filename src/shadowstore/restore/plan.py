@@ -435,14 +435,14 @@ def _with_logs(
     if missing:
         where = next(s for s in path if _m(s).first_gen <= missing[0] <= _m(s).last_gen or s is path[-1])
         # why a hint only from the full's end on: before it the restored stores are not yet consistent
-        intact = missing[0] - 1 if missing[0] - 1 >= mb.last_gen else None
+        stop_before = missing[0] - 1 if missing[0] - 1 >= mb.last_gen else None
         raise MissingRestoreLogFilesError(
             f"the restore of {base.sg!r} needs log generations {low}-{high}, but {_are(missing)} in no backup "
             "set of the chain "
             f"({where.kind} backup {where.backup_id} holds {_m(where).first_gen}-{_m(where).last_gen})",
             hint=None
-            if intact is None
-            else f"restore with --until-gen {intact} to use what is intact before the gap, or find the backup set "
+            if stop_before is None
+            else f"restore with --until-gen {stop_before} to use what is intact before the gap, or find the backup set "
             f"that holds generation {missing[0]}; 'shadowstore backup list' shows them",
         )
     logs = [LogSource(g, *holders[g]) for g in range(low, high + 1)]
