@@ -246,12 +246,15 @@ def token_file(tmp_path: Path) -> str:
 def test_serve_on_a_port_in_use_names_the_address(tmp_path: Path, token_file: str) -> None:
     home = str(tmp_path / "home")
     ServerHome.init(home)
+    mounts = shadowstore(home, "events", "--id", "1000", "--json")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         done = shadowstore(home, "serve", "--listen", address, "--token-file", token_file)
     assert done.returncode == ExitCode.USAGE, done.stdout + done.stderr
+    # refused before it mounted anything: a mount may first replay logs for minutes
+    assert shadowstore(home, "events", "--id", "1000", "--json").stdout == mounts.stdout
     assert_refused(
         done.stderr,
         f"[-1003 JET_errInvalidParameter] cannot listen on {address}: another program listens there",

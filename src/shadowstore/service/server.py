@@ -1,12 +1,12 @@
 """``shadowstore serve``: the Information Store service in the foreground.
 
-Order of a start: read the token file (refused if others can read it), own the home (service.lock) and mount
-what is configured to mount, bind the Unix socket (mode 0600 before it listens) and the TCP listener, publish
-``service.json``, serve. SIGTERM or SIGINT stops the listeners, ends backup sessions and dismounts every
-storage group before the process exits, saying which store is not in Clean Shutdown (one a full disk
-or an I/O error left in Dirty Shutdown) and exiting 1 then. A service killed with SIGKILL leaves a
-socket file and ``service.json`` behind; both are informational and the next start replaces them (its lock
-proves nobody else serves the home).
+Order of a start: read the token file (refused if others can read it), bind the TCP listener (a port in use is
+refused before any mount), own the home (service.lock) and mount what is configured to mount, bind the Unix
+socket (mode 0600 before it listens), publish ``service.json``, serve. SIGTERM or SIGINT stops the listeners,
+ends backup sessions and dismounts every storage group before the process exits, saying which store is not in
+Clean Shutdown (one a full disk or an I/O error left in Dirty Shutdown) and exiting 1 then. A service killed
+with SIGKILL leaves a socket file and ``service.json`` behind; both are informational and the next start
+replaces them (its lock proves nobody else serves the home).
 """
 
 from __future__ import annotations
@@ -74,10 +74,17 @@ def serve(
         raise InvalidParameterError("--listen needs --token-file: every TCP request must carry the token")
     token = read_token(token_file) if token_file is not None else None
     address = parse_listen(listen) if listen is not None else None
+    # why before the mounts: a port in use is refused at once, not after a recovery that may take minutes
+    tcp = socket.create_server(address, reuse_port=False) if address is not None else None
     host = InformationStore(home)
     host.announce = announce
-    started = host.start()
-    sockets: list[socket.socket] = []
+    try:
+        started = host.start()
+    except BaseException:
+        if tcp is not None:
+            tcp.close()
+        raise
+    sockets: list[socket.socket] = []  # in the order of the servers that serve them: Unix socket, then TCP
     path = socket_path or default_socket(host.home_path)
     mail: MailSocket | None = None
     try:
@@ -89,9 +96,8 @@ def serve(
         app = create_app(host)
         servers = [_Server(_config(app))]
         endpoints: dict[str, object] = {"socket": path, "mail_socket": mail_path, "listen": None}
-        if address is not None:
+        if tcp is not None:
             assert token is not None
-            tcp = socket.create_server(address, reuse_port=False)
             sockets.append(tcp)
             bound = tcp.getsockname()
             endpoints["listen"] = f"{bound[0]}:{bound[1]}"
@@ -108,8 +114,8 @@ def serve(
             runner.run(_run(servers, sockets))
         announce("Stopping: dismounting every storage group.")
     finally:
-        for sock in sockets:
-            sock.close()
+        for sock in [*sockets, *([tcp] if tcp is not None else [])]:
+            sock.close()  # why tcp again: not yet in the list when the Unix socket failed; closing twice is harmless
         remove_socket(path)
         if mail is not None:
             mail.stop()  # why before host.stop(): deliveries being stored finish before the dismount
