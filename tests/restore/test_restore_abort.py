@@ -70,7 +70,19 @@ def test_a_restore_killed_once_every_file_was_placed_is_finished_not_undone(
     assert code == 23, err
     assert f"the restore into '{SG}' had finished: its stores are in place" in err
     assert f"hint: shadowstore restore finish --sg '{SG}' clears what it left behind" in err
-    assert run(capsys, "--home", home, "restore", "finish", "--sg", SG)[0] == 0
+    code, status = run_json(capsys, "--home", home, "status", "--json")
+    (left,) = status["unfinished_restores"]  # its copies are still in the staging folder: said, not hidden
+    assert (left["phase"], left["resume"], left["undo"]) == ("done", f"shadowstore restore finish --sg '{SG}'", "")
+    assert os.listdir(os.path.join(home, SG, "restore"))
+
+    code, out, err = run(capsys, "--home", home, "restore", "finish", "--sg", SG)
+    assert code == 0, err
+    assert out.startswith("Restored Mailbox Store, Public Folder Store of 'First Storage Group' in place (resumed).")
+    assert not os.path.exists(os.path.join(home, SG, "restore"))
+    code, status = run_json(capsys, "--home", home, "status", "--json")
+    assert status["unfinished_restores"] == []
+    code, ended = run_json(capsys, "--home", home, "events", "--id", "1040", "--json")
+    assert ended, "where the restore stopped is logged once it is finished"
     assert holds(capsys, home, 1, 60)
     assert not holds(capsys, home, 2, 90), "the restore stopped at the backup, as it was asked to"
 

@@ -32,6 +32,8 @@ PHASES = {
     "fetch": "copying the backup files into the staging folder; the storage group is not changed yet",
     "recover": "replaying logs in the staging folder; the storage group is not changed yet",
     "place": "putting the restored files in place; the storage group does not mount until the restore is finished",
+    "done": "every file is in place and the storage group mounts; the copies the restore made are still in its "
+    "staging folder",
 }
 
 
@@ -125,8 +127,6 @@ def unfinished_restore(home: ServerHome, config: SgConfig) -> dict[str, Any] | N
         data = load_journal(home.fs, path).data
     except OSError:
         data = {}
-    if data.get("phase") == "done":
-        return None
     entry = _unfinished(config.name, path, data, home.home_id)
     # why look at the lock: a restore running now has a journal too; it is not one to resume
     holder = home.fs.lock_holder(os.path.join(config.system_dir, f"{config.log_base}.lock"))
@@ -164,7 +164,7 @@ def _unfinished(dest: str, path: str, data: dict[str, Any], home_id: str) -> dic
         "resume": shlex.join(["shadowstore", "restore", "finish", "--sg", dest]),
         # why no undo for the recovery group once it places files: finishing it is always safe (restore/abort.py)
         "undo": shlex.join(["shadowstore", "restore", "abort", "--sg", dest])
-        if into == INTO_PLACE or before_place
+        if (into == INTO_PLACE and phase != "done") or before_place
         else "",
         "note": "",
     }

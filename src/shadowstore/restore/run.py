@@ -182,6 +182,8 @@ def finish_restore(home: ServerHome, sg_name: str) -> RestoreOutcome | None:
     lock = lock_destination(home.fs, dest, into)
     try:
         journal = load_journal(home.fs, path)
+        if journal.data.get("phase") == "done":  # why: killed before it removed its copies and said so
+            return _end(home, dest, journal, 0, started, True)
         if journal.data.get("phase") != "place":
             clear_copies(home.fs, dest, os.path.dirname(path))
             return None
@@ -204,7 +206,14 @@ def _finish(
     journal.data["phase"] = "done"
     journal.save(fs)
     fs.crash_point("restore.done")
-    clear_copies(fs, dest, os.path.dirname(journal.path))
+    return _end(home, dest, journal, fetched, started, resumed)
+
+
+def _end(
+    home: ServerHome, dest: SgConfig, journal: Journal, fetched: int, started: float, resumed: bool
+) -> RestoreOutcome:
+    """After phase "done": remove the copies (the journal with them), say where the restore stopped."""
+    clear_copies(home.fs, dest, os.path.dirname(journal.path))
     data = journal.data
     recovery = data["recovery"]
     outcome = RestoreOutcome(
