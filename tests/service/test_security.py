@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +188,26 @@ def test_cli_reaches_the_service_over_tcp_with_the_token_file(
     assert "Traceback" not in refused.stderr
     assert refused.stderr.startswith("error: this listener needs the service's bearer token")
     assert "hint: pass --token-file" in refused.stderr
+
+
+def test_the_cli_refuses_a_tcp_service_of_another_home_than_its_own(
+    tcp_service: Service, token_file: str, tmp_path: Path
+) -> None:
+    # A backup through another home's service copied that home's stores and filed the set under this home's
+    # id: a restore of this home would then bring back the other server's data.
+    other = str(tmp_path / "other-home")
+    assert shadowstore(other, "init").returncode == 0
+    target = str(tmp_path / "backups")
+    env = {URL_VARIABLE: f"http://{tcp_service.listen}", TOKEN_VARIABLE: token_file}
+    done = shadowstore(other, "backup", "run", "--sg", "First Storage Group", "--kind", "full", "--to", target, env=env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    first, hint = done.stderr.splitlines()
+    served = tomllib.loads(Path(tcp_service.home, "shadowstore.toml").read_text())["home_id"]
+    assert f"is the Information Store service of home {served}" in first
+    assert "backups and restores through it would mix the two homes" in first
+    assert hint.startswith("hint: name that home with --home on the machine that has it")
+    assert not os.path.exists(target), "nothing was backed up"
+    assert shadowstore(tcp_service.home, "status", env=env).returncode == 0, "its own home is served as before"
 
 
 # --- refused at start --------------------------------------------------------------------------------------------

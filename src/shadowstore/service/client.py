@@ -4,7 +4,8 @@
 for the socket, and asks ``/v1/health``. No file there, or a socket that refuses: no service, and the CLI opens
 the home itself. A service that holds the home's lock but does not answer is an error (the CLI must not open a
 home another process owns). ``SHADOWSTORE_URL`` (``http://host:port``) with ``SHADOWSTORE_TOKEN_FILE`` reaches
-a service over TCP instead.
+a service over TCP instead; when the command's home is on this machine too, the service must be that home's
+(the same home id), or what the command does would be filed under the wrong home.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shadowstore.config import CONFIG_NAME, load
 from shadowstore.errors import InvalidParameterError, ServiceError
 from shadowstore.io.fs import OsFileSystem, read_file
 from shadowstore.service.auth import read_token
@@ -133,6 +135,11 @@ def find_service(home: str) -> ServiceClient | None:
         token = read_token(token_file) if token_file else None
         client = ServiceClient(url=url, token=token)
         _probe(client)
+        try:
+            _check_same_home(client, url, home)
+        except InvalidParameterError:
+            client.close()
+            raise
         return client
     socket = socket_of(home)
     if socket is not None:
@@ -165,3 +172,25 @@ def socket_of(home: str) -> str | None:
 
 def _probe(client: ServiceClient) -> None:
     client.health()
+
+
+def _check_same_home(client: ServiceClient, url: str, home: str) -> None:
+    """Refuse (InvalidParameterError) a service reached at ``url`` that serves another home than ``home``, when
+    ``home`` is a server home here. Why: a backup through it copies that home's stores but files the set under
+    this home's id, so that a restore of this home would bring back the other server's data."""
+    fs = OsFileSystem()
+    if not home or not fs.exists(os.path.join(home, CONFIG_NAME)):
+        return
+    try:
+        mine = load(fs, home).home_id
+    except (InvalidParameterError, OSError):
+        return  # why: the command itself reports a broken configuration, with its own hint
+    theirs = client.health().get("home_id")
+    if mine and theirs and mine != theirs:
+        raise InvalidParameterError(
+            f"{URL_VARIABLE}={url} is the Information Store service of home {theirs} ({client.health().get('home')} "
+            f"on its machine), but this command's home, {home}, is home {mine}: backups and restores through it "
+            "would mix the two homes",
+            hint=f"name that home with --home on the machine that has it, or unset {URL_VARIABLE} to use this "
+            "home's own service",
+        )

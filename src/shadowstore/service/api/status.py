@@ -23,6 +23,7 @@ def health(request: Request) -> dict[str, Any]:
         "version": version("shadowstore"),
         "pid": os.getpid(),
         "home": host.home_path,
+        "home_id": host.home.home_id if host.home is not None else None,  # a TCP client checks it is its home's
         "mail_socket": host.endpoints.get("mail_socket"),  # deliveries without HTTP (service/mailsocket.py)
         "mail_shared_read": shared_reads_work(),  # reads on it may ask for shared memory (service/sharedread.py)
         "flush_waits": host.shared_waits,  # the commits' waits, for a paced backup to map (service/sharedwaits.py)
