@@ -15,6 +15,7 @@ from shadowstore.errors import (
     StorageGroupBusyError,
     StorageGroupOfflineError,
 )
+from shadowstore.format.common import Signature
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
@@ -106,18 +107,25 @@ def test_a_failed_fsync_takes_the_storage_group_offline_and_remount_recovers() -
     after.storage_group().dismount()
 
 
-def test_no_logs_and_clean_stores_start_a_new_log_stream() -> None:
-    fs = FaultFileSystem(seed=44)
+def committed_then_logs_lost(seed: int) -> tuple[ServerHome, Signature]:
+    """A home whose one commit reached the stores in Clean Shutdown, then every log file lost; with the lost
+    stream's signature."""
+    fs = FaultFileSystem(seed=seed)
     home = fault_home(fs)
     sg = home.storage_group()
     sg.mount()
     commit(home, b"kept")
     sg.dismount()
-    old_signature = sg.signature
     logs = LogSet.scan(fs, sg.config.log_dir, "E00")
     for path in [*logs.archived.values(), logs.current]:
         assert path is not None
         fs.unlink(path)
+    return home, sg.signature
+
+
+def test_no_logs_and_clean_stores_start_a_new_log_stream() -> None:
+    home, old_signature = committed_then_logs_lost(44)
+    sg = home.storage_group()
     sg.mount()
     assert sg.signature != old_signature
     with sg.store("Mailbox Store").snapshot() as snap:
@@ -130,17 +138,8 @@ def test_a_new_log_stream_is_created_after_the_one_it_follows_when_the_clock_ste
 ) -> None:
     # Backup sets are ordered by their stream's creation time: a stream begun with the clock an hour behind
     # must not look older than the stream the stores were attached to.
-    fs = FaultFileSystem(seed=46)
-    home = fault_home(fs)
+    home, old_signature = committed_then_logs_lost(46)
     sg = home.storage_group()
-    sg.mount()
-    commit(home, b"kept")
-    sg.dismount()
-    old_signature = sg.signature
-    logs = LogSet.scan(fs, sg.config.log_dir, "E00")
-    for path in [*logs.archived.values(), logs.current]:
-        assert path is not None
-        fs.unlink(path)
     real = time.time_ns
     monkeypatch.setattr(time, "time_ns", lambda: real() - 3600 * 10**9)
     sg.mount()

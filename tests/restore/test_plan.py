@@ -234,15 +234,21 @@ def test_a_generation_missing_from_the_full_backup_is_named() -> None:
     assert "--until-gen" not in str(err.value.hint), "no generation before the gap makes the stores consistent"
 
 
+def refused_with_a_stop_before(h: History, missing: int, hint: str) -> None:
+    """The latest state is refused naming generation ``missing``, with a hint that starts with ``hint`` and
+    names a --until-gen that plans."""
+    with pytest.raises(MissingRestoreLogFilesError, match=f"generation {missing} is in no backup") as err:
+        plan_restore(h.sets, RestoreTarget.latest())
+    assert err.value.hint is not None
+    assert err.value.hint.startswith(hint)
+    assert plan_restore(h.sets, RestoreTarget.at_generation(missing - 1)).last_gen == missing - 1
+
+
 def test_a_gap_between_sets_is_named() -> None:
     h = History()
     full = h.take("full", 5, checkpoint=4)
     h.take("incremental", 9, based_on=full, first=7)
-    with pytest.raises(MissingRestoreLogFilesError, match="generation 6 is in no backup") as err:
-        plan_restore(h.sets, RestoreTarget.latest())
-    assert err.value.hint is not None
-    assert err.value.hint.startswith("restore with --until-gen 5 to use what is intact")
-    assert plan_restore(h.sets, RestoreTarget.at_generation(5)).last_gen == 5  # the hint's command works
+    refused_with_a_stop_before(h, 6, "restore with --until-gen 5 to use what is intact")
 
 
 def test_a_generation_missing_inside_a_set_names_the_generation_to_stop_at() -> None:
@@ -251,11 +257,7 @@ def test_a_generation_missing_inside_a_set_names_the_generation_to_stop_at() -> 
     inc = h.take("incremental", 9, based_on=full)
     assert inc.manifest is not None
     inc.manifest.files = [f for f in inc.manifest.files if f.generation != 8]  # its range still claims 8
-    with pytest.raises(MissingRestoreLogFilesError, match="generation 8 is in no backup") as err:
-        plan_restore(h.sets, RestoreTarget.latest())
-    assert err.value.hint is not None
-    assert err.value.hint.startswith("restore with --until-gen 7 to use what is intact before the gap")
-    assert plan_restore(h.sets, RestoreTarget.at_generation(7)).last_gen == 7  # the hint's command works
+    refused_with_a_stop_before(h, 8, "restore with --until-gen 7 to use what is intact before the gap")
 
 
 def test_a_set_of_another_log_stream_does_not_join_the_chain() -> None:

@@ -100,18 +100,25 @@ def test_live_logs_that_cannot_continue_the_backups_are_not_thrown_away_without_
     assert holds(capsys, home, 2, 300), "the refusal changed nothing"
 
 
+def plan_after_two_fulls_to(capsys: pytest.CaptureFixture[str], home: str, later: str) -> dict[str, Any]:
+    """The in-place plan (from the fixture's target) once two full backups into ``later`` truncated every log
+    that holds the live stores' newest changes."""
+    for _ in range(2):
+        code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--to", later)
+        assert code == 0, err
+    code, plan = run_json(capsys, "--home", home, "restore", "plan", "--sg", SG, "--in-place", "--json")
+    assert code == 0
+    return dict(plan)
+
+
 def test_changes_whose_logs_a_later_backup_truncated_are_not_thrown_away_without_a_stop_option(
     home: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Two full backups to another target truncate the generations that hold seed 2: its transactions are then
     # in the live stores and that target, and in no live log. The set of the fixture's target stops before them.
     later = str(tmp_path / "later")
-    for _ in range(2):
-        code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--to", later)
-        assert code == 0, err
+    plan = plan_after_two_fulls_to(capsys, home, later)
     args = ("--home", home, "restore", "plan", "--sg", SG, "--in-place")
-    code, plan = run_json(capsys, *args, "--json")
-    assert code == 0
     missing, reached = plan["discards"]["unlogged"]
     assert missing == plan["last_gen"] + 1
     assert reached > missing
@@ -150,12 +157,8 @@ def test_a_newer_streams_changes_whose_logs_its_backups_truncated_are_not_thrown
     assert run(capsys, *first)[0] == 0
     workload(capsys, home, 3, 300)
     later = str(tmp_path / "later")
-    for _ in range(2):
-        code, _out, err = run(capsys, "--home", home, "backup", "run", "--sg", SG, "--kind", "full", "--to", later)
-        assert code == 0, err
+    plan = plan_after_two_fulls_to(capsys, home, later)
     args = ("--home", home, "restore", "plan", "--sg", SG, "--in-place")
-    code, plan = run_json(capsys, *args, "--json")
-    assert code == 0
     assert plan["discards"]["other_stream"]
     assert plan["discards"]["transactions"] == 0  # the live logs left hold none of seed 3
     before, reached = plan["discards"]["unlogged"]

@@ -87,15 +87,7 @@ def open_current_log(
             + (f"; archived generations {min(logs.archived)}-{max(logs.archived)} exist" if logs.archived else "")
             + (f"; stores in Dirty Shutdown need it: {', '.join(dirty_stores)}" if dirty_stores else ""),
         )
-    layout.create_log_stream(
-        fs,
-        config.log_dir,
-        config.log_base,
-        config.log_file_size,
-        config.page_size,
-        config.circular_logging,
-        after_us=after_us,
-    )
+    layout.start_log_stream(fs, config, after_us=after_us)
     logs = LogSet.scan(fs, config.log_dir, config.log_base)
     assert logs.current is not None
     return read_header(fs, logs.current), logs
