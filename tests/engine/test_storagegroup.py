@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -9,7 +10,8 @@ import time
 import pytest
 
 from shadowstore.engine.checkpointfile import read_checkpoint
-from shadowstore.engine.logstream import LogSet
+from shadowstore.engine.logreader import RecordAssembler, scan_generation
+from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.errors import (
     DatabaseNotFoundError,
     StorageGroupBusyError,
@@ -17,8 +19,10 @@ from shadowstore.errors import (
 )
 from shadowstore.format.common import Signature
 from shadowstore.format.dbheader import STATE_DIRTY_SHUTDOWN
+from shadowstore.format.logrecord import KIND_TXN, txn_header
 from shadowstore.home import ServerHome
 from shadowstore.io.faulty import FaultFileSystem, SimulatedCrash
+from shadowstore.io.fs import read_file
 from shadowstore.io.replace import temporary_name
 from tests.conftest import QUIET, PausingFS, fault_home, reopen
 from tests.engine.test_backup_session import run_backup
@@ -145,6 +149,48 @@ def test_a_new_log_stream_is_created_after_the_one_it_follows_when_the_clock_ste
     sg.mount()
     assert sg.signature.created_us > old_signature.created_us
     sg.dismount()
+
+
+def commit_times(fs: FaultFileSystem, log_dir: str) -> list[int]:
+    """The commit time of every transaction in the log folder, in log order."""
+    logs = LogSet.scan(fs, log_dir, "E00")
+    paths = [logs.archived[g] for g in sorted(logs.archived)] + ([logs.current] if logs.current else [])
+    assembler, times = RecordAssembler(), []
+    for path in paths:
+        scan = scan_generation(path, read_file(fs, path), read_header(fs, path), tolerate_torn_tail=True)
+        times += [txn_header(r.data).commit_us for r in assembler.feed(scan) if r.data[0] == KIND_TXN]
+    return times
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["dismounted", "crashed"])
+def test_commit_times_rise_in_log_order_across_a_mount_with_the_clock_stepped_back(
+    monkeypatch: pytest.MonkeyPatch, crash: bool
+) -> None:
+    # A restore to a point in time stops at the first commit after it, and a store copy records the newest
+    # commit it holds from the log writer: both need times that rise in log order, also when a mount finds the
+    # clock behind the stream's last commits.
+    fs = FaultFileSystem(seed=47)
+    home = fault_home(fs)
+    sg = home.storage_group()
+    sg.mount()
+    for i in range(20):
+        commit(home, b"before%d" % i)
+    if crash:
+        fs = fs.crash("drop")
+        home = reopen(fs)
+    else:
+        sg.dismount()
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() - 3600 * 10**9)
+    sg = home.storage_group()
+    sg.mount()
+    assert sg.log.last_time >= max(commit_times(fs, sg.config.log_dir)), "a store copy now would understate it"
+    for i in range(20):
+        commit(home, b"after%d" % i)
+    sg.dismount()
+    times = commit_times(fs, sg.config.log_dir)
+    assert len(times) >= 40
+    assert all(a < b for a, b in itertools.pairwise(times)), "a commit time stepped back"
 
 
 def test_a_missing_store_file_fails_the_mount_naming_it() -> None:

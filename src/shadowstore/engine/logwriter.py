@@ -132,13 +132,16 @@ class LogWriter:
 
     # --- life cycle -----------------------------------------------------------------------------------
 
-    def start(self, header: LogHeader, handle: FileHandle, end_offset: int, next_block: int) -> None:
-        """Continue the stream in ``handle`` (E00.log, generation ``header.generation``) at ``end_offset``."""
+    def start(
+        self, header: LogHeader, handle: FileHandle, end_offset: int, next_block: int, last_time: int = 0
+    ) -> None:
+        """Continue the stream in ``handle`` (E00.log, generation ``header.generation``) at ``end_offset``; the
+        times given out from here are after ``last_time``, the newest the stream already holds."""
         self._gen = header.generation
         self._next_offset = end_offset
         self._next_number = next_block
         self._appended = self._flushed = LgPos(header.generation, end_offset)
-        self._last_time = header.created_us
+        self._last_time = max(header.created_us, last_time)
         self._disk.start(header, handle)
 
     def close(self) -> None:

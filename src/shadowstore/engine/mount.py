@@ -101,7 +101,7 @@ def _phases(sg: StorageGroup) -> RecoveryReport:
         current,
         tolerate_torn_tail=True,
     )
-    _start_log_writer(sg, current, current_scan)
+    _start_log_writer(sg, current, current_scan, logs)
     handle = sg.log.current_file()
     assert handle is not None
     resync.resync_last_block(handle, current_scan)  # before recovery writes anything that relies on it
@@ -143,7 +143,7 @@ def store_missing(sg: StorageGroup, store: Store) -> DatabaseNotFoundError:
     )
 
 
-def _start_log_writer(sg: StorageGroup, current: LogHeader, scan: Generation) -> None:
+def _start_log_writer(sg: StorageGroup, current: LogHeader, scan: Generation, logs: LogSet) -> None:
     sg.log = LogWriter(
         fs=sg.fs,
         log_dir=sg.config.log_dir,
@@ -160,7 +160,8 @@ def _start_log_writer(sg: StorageGroup, current: LogHeader, scan: Generation) ->
     )
     sg.log.on_roll.append(sg._on_roll)
     sg.log.on_disk_full.append(sg._on_disk_full)
-    sg.log.start(current, sg.fs.open(sg.current_log_path), scan.end_offset, scan.blocks)
+    newest = mountlog.newest_time(sg.fs, logs, scan)
+    sg.log.start(current, sg.fs.open(sg.current_log_path), scan.end_offset, scan.blocks, newest)
 
 
 def _open_checkpoint_file(sg: StorageGroup) -> None:

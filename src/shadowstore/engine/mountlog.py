@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 
 from shadowstore.config import SgConfig
 from shadowstore.engine import layout
-from shadowstore.engine.logreader import Generation
+from shadowstore.engine.logreader import Generation, RecordAssembler, scan_generation
 from shadowstore.engine.logstream import LogSet, read_header
 from shadowstore.errors import (
     MissingLogFileError,
@@ -22,6 +23,7 @@ from shadowstore.errors import (
 )
 from shadowstore.events import EventLog
 from shadowstore.format.logfile import LogHeader, current_log_name
+from shadowstore.format.logrecord import KIND_TXN, txn_header
 from shadowstore.io.fs import FileHandle, FileSystem, read_file
 
 
@@ -108,3 +110,27 @@ def quarantine_torn_tail(fs: FileSystem, config: SgConfig, scan: Generation, han
     layout.write_zero_file(fs, layout.free_name(fs, os.path.join(folder, name)), 0, data)
     handle.pwrite(bytes(len(data)), scan.torn.offset)
     handle.fdatasync()
+
+
+def newest_time(fs: FileSystem, logs: LogSet, current: Generation) -> int:
+    """The newest time the stream has given out: the current generation's creation or the commit time of a
+    transaction in it (the generation before it is read too, for a record begun there), as the log writer
+    gives out both in log order. The writer goes on after it, so that commit times rise in log order (a
+    restore to a point in time relies on that) even when the clock is now behind the stream's last commits,
+    and a store copy records its newest commit from it. Not a block's flush time: that is later than the
+    commits, and a copy that claimed to hold commits that late would be refused for a restore to its own
+    last commit."""
+    newest = current.header.created_us
+    feed = [current]
+    before = logs.archived.get(current.header.generation - 1)
+    if before is not None:
+        with suppress(ShadowStoreError, OSError):  # why: a damaged earlier log only hides a record begun there
+            feed.insert(
+                0, scan_generation(before, read_file(fs, before), read_header(fs, before), tolerate_torn_tail=False)
+            )
+    assembler = RecordAssembler()
+    for gen in feed:
+        for record in assembler.feed(gen):
+            if record.data[0] == KIND_TXN:
+                newest = max(newest, txn_header(record.data).commit_us)
+    return newest
