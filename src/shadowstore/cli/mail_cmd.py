@@ -21,7 +21,15 @@ from shadowstore.cli.common import CliContext, byte_bars, json_option, pass_ctx,
 from shadowstore.config import DEFAULT_SG
 from shadowstore.errors import ExitCode, InvalidParameterError, NotFoundError, ShadowStoreError
 from shadowstore.mail.backend import DEFAULT_STORE, DirectMail, MailBackend
-from shadowstore.mail.formats import FORMATS, MBOX, export_maildir, export_mbox, open_source, read_source
+from shadowstore.mail.formats import (
+    FORMATS,
+    MBOX,
+    check_folders,
+    export_maildir,
+    export_mbox,
+    open_source,
+    read_source,
+)
 from shadowstore.mail.generate import generate_messages
 from shadowstore.mail.schema import DEFAULT_FOLDER, validate_name
 from shadowstore.service.remotemail import RemoteMail
@@ -92,6 +100,7 @@ def import_(ctx: CliContext, mailbox: str, folder: str, quiet: bool, path: str, 
     source = open_source(path)  # why first: bad input is refused before the store is opened
     validate_name(mailbox, "mailbox")
     validate_name(folder, "folder")
+    check_folders(source, folder)
     started = time.monotonic()
     with _opened(ctx) as backend, byte_bars(enabled=not (quiet or as_json)) as bar:
         backend.create_mailbox(mailbox)
@@ -122,25 +131,41 @@ def _store_all(
     progress: Callable[[int], None],
 ) -> dict[str, list[int]]:
     """Add ``items`` (folder, raw, props) in batches of BATCH_MESSAGES or BATCH_BYTES, one folder per batch;
-    returns [messages, bytes] per folder. A failure says how many messages were stored before it."""
+    returns [messages, bytes] per folder. A failure, in storing a batch or in reading the source for it, says
+    how many messages were stored before it."""
     done: dict[str, list[int]] = {}
     batch: list[tuple[bytes, dict[str, Any]]] = []
     batch_folder, batch_bytes, total = "", 0, 0
+
+    def noted(exc: ShadowStoreError) -> ShadowStoreError:
+        stored = sum(n for n, _ in done.values())
+        return _noted(exc, f"in the batch from message {stored + 1}; the {stored} message(s) before it are stored")
+
+    def read() -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+        # why: a source that fails to be read half way (a Maildir changed meanwhile) leaves the batches before
+        # it stored, which the error must say as a failed batch does
+        reading = iter(items)
+        while True:
+            try:
+                item = next(reading)
+            except StopIteration:
+                return
+            except ShadowStoreError as exc:
+                raise noted(exc) from exc
+            yield item
 
     def flush() -> None:
         nonlocal batch, batch_bytes
         try:
             backend.add(mailbox, batch_folder, [raw for raw, _ in batch], [props for _, props in batch])
         except ShadowStoreError as exc:
-            stored = sum(n for n, _ in done.values())
-            note = f"in the batch from message {stored + 1}; the {stored} message(s) before it are stored"
-            raise _noted(exc, note) from exc
+            raise noted(exc) from exc
         counts = done.setdefault(batch_folder, [0, 0])
         counts[0] += len(batch)
         counts[1] += batch_bytes
         batch, batch_bytes = [], 0
 
-    for folder, raw, props in items:
+    for folder, raw, props in read():
         if batch and (folder != batch_folder or len(batch) >= BATCH_MESSAGES or batch_bytes + len(raw) > BATCH_BYTES):
             flush()
         batch_folder = folder
@@ -357,30 +382,48 @@ def _progress(bar: Callable[[str, int, int | None], None], name: str) -> Callabl
 @pass_ctx
 def check(ctx: CliContext, mailbox: str, folder: str, path: str, as_json: bool) -> int:
     """Compare a mailbox with the mbox file or Maildir PATH byte for byte (in any order); exit 1 naming every
-    message found on one side only. An mbox is compared with FOLDER; a Maildir with every folder."""
+    message found on one side only, and every file of PATH not compared. An mbox is compared with FOLDER; a
+    Maildir with every folder."""
     source = open_source(path)
+    check_folders(source, folder)
     with _opened(ctx) as backend:
-        _find_mailbox(backend, mailbox)
+        record = _find_mailbox(backend, mailbox)
+        # why a missing folder is an empty one here: an import of an empty mbox makes no folder, and a check of
+        # it must say "ok"; with messages in the source, each is named as missing, and the note says why
+        missing = source.kind == MBOX and folder not in record["folders"]
+        notes = [f"mailbox {mailbox!r} has no folder {folder!r} (it has: {', '.join(record['folders']) or 'none'})"]
         stored = (
             (r.folder, f"{r.folder} uid {r.uid}", r.raw)
-            for r in backend.messages(mailbox, folder if source.kind == MBOX else None)
+            for r in ([] if missing else backend.messages(mailbox, folder if source.kind == MBOX else None))
         )
         sourced = (
             (name, _source_label(path, name, k, props), raw)
             for k, (name, raw, props) in enumerate(read_source(source, folder), start=1)
         )
         matched, differences = compare(stored, sourced)
+    notes = notes if missing and differences else []
+    # why files not compared make the check fail: they are in PATH and not (as far as it can tell) in the mailbox
+    ok = not differences and not source.ignored
     if as_json:
-        print_json({"ok": not differences, "matched": matched, "differences": [vars(d) for d in differences]})
-    elif not differences:
+        print_json(
+            {"ok": ok, "matched": matched, "differences": [vars(d) for d in differences]}
+            | {"ignored": source.ignored, "notes": notes}
+        )
+    elif ok:
         click.echo(f"ok: the {matched} message(s) of {path} are in mailbox {mailbox!r}, byte for byte, and no others")
     else:
-        click.echo(f"{len(differences)} difference(s); {matched} message(s) match byte for byte")
+        unread = f"; {len(source.ignored)} file(s) of {path} not compared" if source.ignored else ""
+        click.echo(f"{len(differences)} difference(s); {matched} message(s) match byte for byte{unread}")
         for d in differences[:SHOWN_DIFFERENCES]:
             click.echo(f"  only in the {d.side}: {d.label} ({d.size:,} bytes, sha256 {d.sha256[:16]})")
         if len(differences) > SHOWN_DIFFERENCES:
             click.echo(f"  and {len(differences) - SHOWN_DIFFERENCES} more (--json lists them all)")
-    return int(ExitCode.WARNING if differences else ExitCode.OK)
+        for note in notes:
+            click.echo(f"  note: {note}")
+    if not as_json:
+        for name in source.ignored:
+            click.echo(f"warning: not compared: {name}", err=True)
+    return int(ExitCode.OK if ok else ExitCode.WARNING)
 
 
 def _source_label(path: str, folder: str, k: int, props: dict[str, Any]) -> str:

@@ -8,25 +8,26 @@ writer renames files (losing flags). An mbox cannot hold two kinds of message ex
 "From " (a reader splits it there) and, except as the file's last, one without a final line break: an mbox
 export refuses them, naming each, or quotes them when asked (``escape_from``) and says so.
 
-Exports never overwrite: the target must be new or empty; an mbox goes through a temporary file beside it
+Exports never overwrite: the target must be new or empty (an empty file or folder, never a link, FIFO or device,
+which a rename would replace); an mbox goes through a temporary file beside it
 (fsync, rename, fsync of the folder), a Maildir is built in a temporary folder beside it and renamed into place
 once every file and folder is synced, so a failure leaves nothing under the target's name.
 """
 
 from __future__ import annotations
 
-import errno
 import mailbox
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, NotFoundError
+from shadowstore.errors import InvalidParameterError, NotFoundError
 from shadowstore.io.fs import FileHandle, FileSystem, OsFileSystem
 from shadowstore.io.replace import replace_durably, temporary_name
+from shadowstore.mail.mailpaths import check_target, is_folder, os_errors, special_file
 from shadowstore.mail.schema import DEFAULT_FOLDER, MessageRecord, validate_name
 
 MBOX, MAILDIR = "mbox", "maildir"
@@ -75,7 +76,7 @@ def open_source(path: str, fs: FileSystem | None = None) -> Source:
     cur/ and new/, plus its Maildir++ subfolders). Raises NotFoundError when it does not exist and
     InvalidParameterError, with a hint, when it is neither."""
     fs = fs or OsFileSystem()
-    with _os_errors(path, "reading"):
+    with os_errors(path, "reading"):
         try:
             names = fs.listdir(path)
         except FileNotFoundError:
@@ -95,10 +96,24 @@ def read_source(source: Source, top_folder: str = DEFAULT_FOLDER) -> Iterator[tu
     top folder's messages go to ``top_folder``, a Maildir++ subfolder's to its own name."""
     for folder in source.folders:
         name = folder.name or top_folder
-        with _os_errors(folder.path, "reading"):
+        with os_errors(folder.path, "reading"):
             items = read_mbox(folder.path) if source.kind == MBOX else read_maildir(folder.path)
             for raw, props in items:
                 yield name, raw, props
+
+
+def check_folders(source: Source, top_folder: str = DEFAULT_FOLDER) -> None:
+    """Refuse a source with a Maildir++ subfolder named as the folder its top folder goes to: the two folders'
+    messages would be stored in one, and no export could give them back apart. Raises InvalidParameterError
+    saying how to import it (before anything is stored)."""
+    for folder in source.folders:
+        if folder.name == top_folder:
+            raise InvalidParameterError(
+                f"{source.path} has a Maildir++ subfolder .{top_folder}, and its top folder's messages go to folder "
+                f"{top_folder!r} too: the two folders would be merged into one",
+                hint=f"choose another folder for the top folder's messages with --folder NAME (the subfolder's go "
+                f"to {top_folder!r})",
+            )
 
 
 def read_mbox(path: str) -> Iterator[Item]:
@@ -119,7 +134,18 @@ def read_maildir(path: str, fs: FileSystem | None = None) -> Iterator[Item]:
     fs = fs or OsFileSystem()
     box = mailbox.Maildir(path, factory=None, create=False)
     for key in sorted(box.iterkeys()):
-        where = _maildir_location(box, key)
+        try:
+            where = _maildir_location(box, key)
+            raw = box.get_bytes(key)
+        except (KeyError, FileNotFoundError):
+            # why an error and not a skip: the file was listed as a message, so leaving it out would drop it
+            # silently; why not KeyError: that is what the reader raises for it, which is no bug of ours
+            raise NotFoundError(
+                f"the message file {key} (in new/ or cur/ of {path}) was removed or moved away while it was being "
+                "imported",
+                hint="a mail program changed the Maildir meanwhile: stop it (or import a copy of the Maildir), then "
+                "import again into a new mailbox, or compare with 'shadowstore mail check'",
+            ) from None
         subdir, name = os.path.split(where)
         info = name.split(box.colon, 1)[1] if box.colon in name else ""
         props: dict[str, Any] = {"source": MAILDIR, "maildir": {"subdir": subdir, "name": name}}
@@ -127,7 +153,7 @@ def read_maildir(path: str, fs: FileSystem | None = None) -> Iterator[Item]:
         stat = fs.stat(os.path.join(path, where))
         if stat is not None:
             props["received"] = stat.mtime_ns / 1e9
-        yield box.get_bytes(key), props
+        yield raw, props
 
 
 def _maildir_location(box: mailbox.Maildir, key: str) -> str:
@@ -136,7 +162,19 @@ def _maildir_location(box: mailbox.Maildir, key: str) -> str:
     return str(box._lookup(key))  # type: ignore[attr-defined]
 
 
+def _maildir_locations(box: mailbox.Maildir) -> Iterator[str]:
+    """subdir/name of each message of ``box``; one whose file went away since it was listed is no message."""
+    for key in box.iterkeys():
+        with suppress(KeyError):
+            yield _maildir_location(box, key)
+
+
 def _mbox_source(fs: FileSystem, path: str) -> Source:
+    special = special_file(fs, path, follow=True)
+    if special in ("a FIFO", "a socket"):  # why: opening a FIFO waits for a writer (a device, /dev/null, reads)
+        raise InvalidParameterError(
+            f"{path} is {special}, not an mbox file", hint="name an mbox file (a regular file) or a Maildir folder"
+        )
     handle = fs.open(path, readonly=True)
     try:
         size, start = handle.size(), handle.pread(5, 0)
@@ -157,30 +195,22 @@ def _maildir_source(fs: FileSystem, path: str, names: list[str]) -> Source:
     source = Source(MAILDIR, path, [])
     for name in [None, *sorted(n[1:] for n in names if n.startswith(".") and len(n) > 1)]:
         folder = path if name is None else os.path.join(path, "." + name)
-        if name is not None and not _is_folder(fs, folder):
+        if name is not None and not is_folder(fs, folder):
             continue  # a dot file (.uidvalidity, ...): not mail
         if name is not None and not {"cur", "new"} <= set(fs.listdir(folder)):
             source.ignored.append(f"{folder} (not a Maildir++ subfolder: no cur/ and new/)")
             continue
         box = mailbox.Maildir(folder, factory=None, create=False)
-        seen = {_maildir_location(box, key) for key in box.iterkeys()}
+        seen = set(_maildir_locations(box))
         size = 0
         for where in (os.path.join(sub, n) for sub in ("new", "cur") for n in sorted(fs.listdir(f"{folder}/{sub}"))):
             stat = fs.stat(os.path.join(folder, where))
             if where in seen:
                 size += stat.size if stat else 0
-            elif not _is_folder(fs, os.path.join(folder, where)):
+            elif not is_folder(fs, os.path.join(folder, where)):
                 source.ignored.append(f"{os.path.join(folder, where)} (its unique name is another file's)")
         source.folders.append(SourceFolder(None if name is None else validate_name(name, "folder"), folder, size))
     return source
-
-
-def _is_folder(fs: FileSystem, path: str) -> bool:
-    try:
-        fs.listdir(path)
-    except OSError:
-        return False
-    return True
 
 
 # --- mbox ---------------------------------------------------------------------------------------------------------
@@ -232,7 +262,8 @@ def export_mbox(
     (:func:`mbox_problem`) unless ``escape_from``, which quotes such messages and lists them in ``altered``.
     Durable when it returns (temporary file, fsync, rename, fsync of the folder)."""
     fs, path = fs or OsFileSystem(), os.path.abspath(path)
-    _check_target(fs, path, folder=False)
+    with os_errors(path, "writing"):  # why: a name too long, a folder not searchable, ... are no bugs
+        check_target(fs, path, folder=False)
     result = ExportResult(path, MBOX)
     refused: list[str] = []
 
@@ -260,9 +291,9 @@ def export_mbox(
                 hint="export with --format maildir, which keeps every message exactly, or pass --escape-from to "
                 "quote those messages as mbox writers do (they then differ from the stored ones)",
             )
-        _check_target(fs, path, folder=False)  # why again: nothing may have appeared there meanwhile
+        check_target(fs, path, folder=False)  # why again: nothing may have appeared there meanwhile
 
-    with _os_errors(path, "writing"):
+    with os_errors(path, "writing"):
         replace_durably(fs, path, fill)
     return result
 
@@ -296,10 +327,11 @@ def export_maildir(
     Built in a temporary folder beside ``path`` and renamed into place when every file and folder is synced;
     on failure that folder is removed and ``path`` is untouched."""
     fs, path = fs or OsFileSystem(), os.path.abspath(path)  # why abspath: "out/" must not put staging inside it
-    _check_target(fs, path, folder=True)
+    with os_errors(path, "writing"):  # why: a name too long, a folder not searchable, ... are no bugs
+        check_target(fs, path, folder=True)
     staging = temporary_name(path)
     writer = _MaildirWriter(fs, staging)
-    with _os_errors(path, "writing"):
+    with os_errors(path, "writing"):
         try:
             writer.folder(None)
             result = ExportResult(path, MAILDIR)
@@ -307,7 +339,7 @@ def export_maildir(
                 writer.write(None if record.folder == top_folder else record.folder, record)
                 _count(result, record)
             writer.sync()
-            _check_target(fs, path, folder=True)
+            check_target(fs, path, folder=True)
             fs.rename(staging, path)
         except BaseException:
             writer.remove()
@@ -385,51 +417,10 @@ class _MaildirWriter:
 
 
 def _valid_file_name(name: object) -> bool:
-    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\0" in name:
+    """Whether ``name`` can be a file in a Maildir's cur/ or new/. A name starting with '.' can: the stdlib reader
+    takes such a file as a message (so the import did), and renaming it would lose its subdir and flags."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
         return False
     with suppress(UnicodeError):  # a name with lone surrogates that no file system name can carry
         return len(os.fsencode(name)) <= 255
     return False
-
-
-@contextmanager
-def _os_errors(path: str, doing: str) -> Iterator[None]:
-    """Turn what the OS or the ``mailbox`` module raises into a ShadowStore error naming the file and a hint."""
-    try:
-        yield
-    except mailbox.NoSuchMailboxError:
-        raise NotFoundError(f"{path} does not exist (any more)", hint="name an mbox file or a Maildir folder") from None
-    except OSError as exc:
-        text = f"{doing} {exc.filename or path} failed: {exc.strerror or exc}"
-        if isinstance(exc, PermissionError):
-            raise InvalidParameterError(text, hint="check the permissions of the file or folder") from exc
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(text, hint="free space there, or choose another place") from exc
-        raise DiskIOError(text, hint="check the disk and the path, then run the command again") from exc
-
-
-# --- targets ------------------------------------------------------------------------------------------------------
-
-
-def _check_target(fs: FileSystem, path: str, *, folder: bool) -> None:
-    """Refuse a target that holds something (an export never overwrites): InvalidParameterError, or
-    NotFoundError when the folder it would go in does not exist."""
-    try:
-        names = fs.listdir(path)
-    except FileNotFoundError:
-        if not _is_folder(fs, os.path.dirname(path)):
-            raise NotFoundError(f"the folder {os.path.dirname(path)} does not exist", hint="create it first") from None
-        return
-    except NotADirectoryError:
-        stat = fs.stat(path)
-        if folder or (stat is not None and stat.size > 0):
-            kind = "a file" if folder else "a file that is not empty"
-            raise InvalidParameterError(f"{path} exists and is {kind}; nothing is overwritten", hint=_NEW) from None
-        return
-    if not folder:
-        raise InvalidParameterError(f"{path} is a folder; an mbox export writes one file", hint=_NEW)
-    if names:
-        raise InvalidParameterError(f"{path} is a folder that is not empty; nothing is overwritten", hint=_NEW)
-
-
-_NEW = "choose a path that does not exist (or an empty file for mbox, an empty folder for Maildir)"
