@@ -260,6 +260,33 @@ def test_a_generation_missing_inside_a_set_names_the_generation_to_stop_at() -> 
     refused_with_a_stop_before(h, 8, "restore with --until-gen 7 to use what is intact before the gap")
 
 
+def test_a_set_left_out_with_skip_set_is_named_so_in_the_broken_chain() -> None:
+    h = History()
+    h.take("full", 5, checkpoint=4)
+    newer = h.take("full", 9, checkpoint=8)
+    h.take("incremental", 12, based_on=newer)
+    with pytest.raises(MissingRestoreLogFilesError) as err:
+        plan_restore(h.sets, RestoreTarget.latest(), skip=[newer.backup_id])
+    assert f"builds on {newer.backup_id}, which was left out with --skip-set" in err.value.message
+
+
+def test_a_broken_chain_names_the_furthest_stop_any_full_backup_reaches() -> None:
+    # the newest base, a copy backup, ends before the incremental built on the older full: the hint must name
+    # the stop that keeps that incremental's transactions
+    h = History()
+    full1 = h.take("full", 5, checkpoint=4)
+    h.take("copy", 7, checkpoint=6)
+    inc = h.take("incremental", 9, based_on=full1)
+    full2 = h.take("full", 12, checkpoint=11)
+    h.take("differential", 14, based_on=full2)
+    with pytest.raises(MissingRestoreLogFilesError) as err:
+        plan_restore(h.sets, RestoreTarget.latest(), skip=[full2.backup_id])
+    assert err.value.hint is not None
+    assert err.value.hint.startswith("restore with --until-gen 9 to use what is intact")
+    stop = RestoreTarget.at_generation(9)
+    assert plan_restore(h.sets, stop, skip=[full2.backup_id]).sets[-1].backup_id == inc.backup_id
+
+
 def test_a_set_of_another_log_stream_does_not_join_the_chain() -> None:
     h = History()
     full = h.take("full", 5, checkpoint=4)
@@ -274,7 +301,8 @@ def test_a_target_after_the_backups_needs_the_live_logs() -> None:
         plan_restore(h.sets, RestoreTarget.at_time(created(20)))
     with pytest.raises(MissingRestoreLogFilesError) as err:
         plan_restore(h.sets, RestoreTarget.at_time(created(20)))
-    assert f"generation 14, which holds every transaction committed before {iso_time(created(15))};" in str(err.value)
+    assert f"generation 14, which holds every transaction committed up to {iso_time(created(15))};" in str(err.value)
+    assert plan_restore(h.sets, RestoreTarget.at_time(created(15))).last_gen == 14  # the time it names plans
     plan = plan_restore(h.sets, RestoreTarget.at_time(created(20)), roll_forward_live=True)
     assert (plan.last_gen, plan.live_from) == (14, 15)
     assert plan_restore(h.sets, RestoreTarget.latest(), roll_forward_live=True).live_from == 15
@@ -373,8 +401,22 @@ def reaches(s: SetInfo, target: RestoreTarget) -> bool:
     if target.until_gen is not None:
         return s.manifest.last_gen >= target.until_gen
     if target.until_us is not None:
-        return s.manifest.logs_end_us > target.until_us
+        return s.manifest.logs_end_us >= target.until_us  # nothing is committed at a generation's creation time
     return True
+
+
+def onward(h: History, base: SetInfo, target: RestoreTarget) -> bool:
+    """Whether other sets of the stream carry ``base``'s furthest chain on to ``target``: a set past its end that
+    reaches the target, every generation in between held by some set (restore/plan.py: _onward)."""
+    end = max(s.manifest.last_gen for s in family(h, base) if s.manifest)
+    held = {e.generation for s in h.sets if s.manifest for e in s.manifest.logs() if e.generation is not None}
+    return any(
+        s.manifest.last_gen > end
+        and reaches(s, target)
+        and all(g in held for g in range(end + 1, s.manifest.first_gen))
+        for s in h.sets
+        if s.manifest
+    )
 
 
 def usable(base: SetInfo, target: RestoreTarget) -> bool:
@@ -403,6 +445,7 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     bases = [s for s in h.sets if s.kind in ("full", "copy")]
     startable = [b for b in bases if usable(b, target)]
     reachable = [b for b in startable if any(reaches(s, target) for s in family(h, b))]
+    carried = [b for b in startable if onward(h, b, target)]  # by logs of sets outside the chain
     live = data.draw(st.booleans(), label="roll forward live")
     try:
         plan = plan_restore(h.sets, target, roll_forward_live=live)
@@ -412,8 +455,9 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     except MissingRestoreLogFilesError:
         assert startable
         assert not reachable
+        assert not carried or target.kind == "latest"
         return
-    assert reachable or live
+    assert reachable or carried or live
     if reachable:  # the backups reach it: the live logs are not used
         assert plan.live_from is None or target.kind == "latest"
     base = plan.sets[0].manifest
@@ -424,17 +468,18 @@ def test_plans_are_sound_and_an_intact_history_covers_what_its_chains_cover(
     assert gens == list(range(plan.first_gen, plan.last_gen + 1))
     assert plan.first_gen == min(d.replay_start_gen for d in base.databases)
     by_id = {s.backup_id: s.manifest for s in h.sets}
-    for log in plan.logs:  # every generation comes from a set of the base's family that holds it
+    for log in plan.logs:  # every generation comes from a set that holds it: of the base's family, if it reaches
         m = by_id[log.backup_id]
         assert m is not None
         assert m.first_gen <= log.generation <= m.last_gen
-        assert log.backup_id in {s.backup_id for s in family(h, plan.sets[0])}
+        if reachable:
+            assert log.backup_id in {s.backup_id for s in family(h, plan.sets[0])}
     if plan.live_from is not None:
         assert plan.live_from == plan.last_gen + 1
     elif target.until_gen is not None:
         assert plan.last_gen == target.until_gen
     elif target.until_us is not None:
-        assert created(plan.last_gen + 1) > target.until_us  # every commit up to the target is in the logs
+        assert created(plan.last_gen + 1) >= target.until_us  # every commit up to the target is in the logs
     if target.kind == "latest":
         furthest = max(max(s.manifest.last_gen for s in family(h, b) if s.manifest) for b in bases)
         assert plan.last_gen == furthest

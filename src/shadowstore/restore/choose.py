@@ -27,6 +27,7 @@ from shadowstore.backup.target import Target
 from shadowstore.errors import (
     BackupSetError,
     InvalidParameterError,
+    MissingRestoreLogFilesError,
     NoRestorableBackupError,
     NotFoundError,
     RestoreError,
@@ -74,14 +75,21 @@ def choose_plan(home: ServerHome, request: Request) -> Choice:
     own = request.from_home is None or request.from_home == home.home_id
     rolls = request.live or (request.in_place and own and not request.stop_at_backup)
     plan = _plan(sets, request, rolls)
-    if not request.in_place:
-        return Choice(plan)
     try:
         config = home.config.find(plan.sg).resolved(home.path)
     except NotFoundError:
         return Choice(plan)  # the restore itself refuses, naming the recovery storage group
     why = live_logs(home.fs, config).continues(plan) if plan.live_from is not None else None
-    if why is not None and not request.live:
+    if why is not None and request.live:
+        # why refuse here: the plan would pass and the run fail, after fetching every file
+        raise MissingRestoreLogFilesError(
+            f"--roll-forward-live: the backups of {plan.sg!r} end at generation {plan.last_gen}, and the live logs "
+            f"cannot go on from there: {why}",
+            hint="restore to a point the backups reach (restore plan without --roll-forward-live says how far)",
+        )
+    if not request.in_place:
+        return Choice(plan)
+    if why is not None:
         plan = _plan(sets, request, False)
     return Choice(plan, in_place_discards(home.fs, config, plan, quarantine_root(config)), why)
 

@@ -18,8 +18,10 @@ What a backup set says about time (see backup/manifest.py):
 * a database copy holds no transaction committed after its ``max_commit_us`` and is consistent from its
   ``replay_start_gen``: it can start a restore to time T when ``max_commit_us <= T``, to generation N when
   ``replay_start_gen <= N``;
-* every transaction committed before a set's ``logs_end_us`` is in its logs or earlier ones: a path reaches
-  time T when one of its sets has ``logs_end_us > T``, generation N when it holds logs through N.
+* every transaction committed before a set's ``logs_end_us`` is in its logs or earlier ones, and none is
+  committed at it (the creation time of the next generation: the log writer gives out each time once, in log
+  order): a path reaches time T when one of its sets has ``logs_end_us >= T``, generation N when it holds logs
+  through N.
 
 When nothing can reach the target the planner refuses with the exact missing piece: -560 when no full backup
 can start it, -557 when the chain is broken (naming the set that is missing or incomplete and the set that
@@ -128,8 +130,14 @@ def plan_restore(
         further, refused = _attempt(usable, complete, donors, mine, target, live, bad, extend=True)
         if further and (not plans or max(p.last_gen for p in further) > max(p.last_gen for p in plans)):
             plans, refusal = further, refused
+    if not plans and target.kind != LATEST:
+        # no chain reaches the target: the logs of the stream's other sets may carry one on (as for the latest
+        # state), before the live logs are asked for
+        plans, _ = _attempt(usable, complete, donors, mine, target, False, bad, extend=True)
     if not plans and roll_forward_live and target.kind != LATEST:
-        plans, _ = _attempt(usable, complete, donors, mine, target, True, bad)
+        # why every base: the live logs must start where the backups end, so the path that reaches furthest
+        # (chosen below) needs the fewest of them
+        plans = [p for b in usable for p in _attempt([b], complete, donors, mine, target, True, bad)[0]]
     if not plans:
         assert refusal is not None
         raise refusal
@@ -143,11 +151,18 @@ def plan_restore(
         for s in mine
         if not s.whole and (age(s) > age(plan.sets[0]) if s.manifest else s.backup_id > plan.sets[0].backup_id)
     ]
-    reach = _reach(donors, [plan])
+    reach, held = _reach(donors, [plan]), _held(donors, plan)
     if target.kind == LATEST and reach > plan.last_gen:  # why: "the latest state" must not hide an older one
         ignored.append(
             f"generations {plan.last_gen + 1}-{reach} of this log stream, which the backups hold: the sets that "
             f"would carry the restore there cannot be used (see above), so it stops at generation {plan.last_gen}"
+        )
+    beyond = sorted(g for g in held if g > reach)
+    if target.kind == LATEST and beyond:
+        ignored.append(
+            f"generations {_ranges(beyond)} of this log stream, which backups hold past a gap: generation "
+            f"{reach + 1} is in no backup set, so no restore from these sets reaches them (a set that starts after "
+            "the gap, a full backup, may be one this restore cannot use: see above)"
         )
     newer = [s for s in bases if age(s) > age(plan.sets[0]) and _m(s).log_signature != plan.log_signature]
     if newer:  # why say so: a restore of the latest state that is not of the newest stream restores older data
@@ -165,10 +180,34 @@ def plan_restore(
 
 
 def _reach(donors: list[SetInfo], plans: list[RestorePlan]) -> int:
-    """The newest generation a set holds (of the stream of the plans, when there are any)."""
-    streams = [p.log_signature for p in plans]
-    held = [_m(s).last_gen for s in donors if not streams or _m(s).log_signature in streams]
-    return max(held, default=0)
+    """How far the sets of a plan's log stream carry on after its end without a gap: the newest generation
+    such that every one from the plan's end to it is in some set (the furthest of ``plans``). A generation
+    after a gap is not counted: no restore from these plans can replay it."""
+    reach = 0
+    for plan in plans:
+        held = _held(donors, plan)
+        end = plan.last_gen
+        while end + 1 in held:
+            end += 1
+        reach = max(reach, end)
+    return reach
+
+
+def _held(donors: list[SetInfo], plan: RestorePlan) -> set[int]:
+    """The generations of ``plan``'s log stream that some set holds."""
+    return {
+        entry.generation
+        for s in donors
+        if _m(s).log_signature == plan.log_signature
+        for entry in _m(s).logs()
+        if entry.generation is not None
+    }
+
+
+def _intact(refusal: MissingRestoreLogFilesError) -> int:
+    """The generation a refusal's hint says to stop at (0 when it names none)."""
+    value = refusal.details.get("intact_gen")
+    return value if isinstance(value, int) else 0
 
 
 def _damaged_stores(s: SetInfo, bad: frozenset[tuple[str, str]]) -> bool:
@@ -186,14 +225,17 @@ def _attempt(
     extend: bool = False,
 ) -> tuple[list[RestorePlan], MissingRestoreLogFilesError | None]:
     """Plans from the usable full backups, newest first (all of them for the latest state, else up to the
-    first that works), and the refusal of the newest that did not."""
+    first that works), and the refusal of the newest that did not, or of an older one whose intact part goes
+    further (its hint names the furthest --until-gen that works)."""
     plans: list[RestorePlan] = []
     refusal: MissingRestoreLogFilesError | None = None
     for base in usable:
         try:
             plans.append(_plan_from(base, complete, donors, mine, target, live, bad, extend))
         except MissingRestoreLogFilesError as exc:
-            refusal = refusal or exc
+            # why not simply the newest base's: its hint may name a stop short of what an older base reaches
+            if refusal is None or _intact(exc) > _intact(refusal):
+                refusal = exc
         if plans and target.kind != LATEST:
             break
     return plans, refusal
@@ -276,6 +318,9 @@ def _plan_from(
         return dataclasses.replace(plan, live_from=plan.last_gen + 1) if live else plan
     # the shortest prefix of each path that reaches the target; a differential first on a tie
     reaching = [p for p in (_prefix_reaching(path, target) for path in paths) if p is not None]
+    if not reaching and extend:
+        onward = _onward(max(paths, key=lambda p: _m(p[-1]).last_gen), stream, target)
+        reaching = [onward] if onward is not None else []
     if reaching:
         path = min(reaching, key=lambda p: (_m(p[-1]).last_gen, len(p)))
     elif live:
@@ -284,6 +329,24 @@ def _plan_from(
     else:
         raise MissingRestoreLogFilesError(_short_of(base, paths, complete, mine, target))
     return _with_logs(base, path, target, live_from, stream, bad)
+
+
+def _onward(path: list[SetInfo], stream: list[SetInfo], target: RestoreTarget) -> list[SetInfo] | None:
+    """``path`` and the nearest other set of the log stream that reaches ``target`` past its end, whose logs
+    (with those of the stream's other sets in between) carry the restore on, as they do for the latest state: a
+    skipped or damaged incremental, or a copy backup as the base, need not stop a restore to a point. None when
+    no set of the stream reaches it."""
+    end = _m(path[-1]).last_gen
+    held = {e.generation for s in stream for e in _m(s).logs() if e.generation is not None}
+    later = [
+        s
+        for s in stream
+        if s not in path
+        and _m(s).last_gen > end
+        and _prefix_reaching([s], target)
+        and all(g in held for g in range(end + 1, _m(s).first_gen))
+    ]
+    return [*path, min(later, key=lambda s: _m(s).last_gen)] if later else None
 
 
 def _incremental_chain(base: SetInfo, complete: dict[str, SetInfo]) -> list[SetInfo]:
@@ -323,7 +386,7 @@ def _prefix_reaching(path: list[SetInfo], target: RestoreTarget) -> list[SetInfo
         m = _m(s)
         if target.until_gen is not None and m.last_gen >= target.until_gen:
             return path[: i + 1]
-        if target.until_us is not None and m.logs_end_us is not None and m.logs_end_us > target.until_us:
+        if target.until_us is not None and m.logs_end_us is not None and m.logs_end_us >= target.until_us:
             return path[: i + 1]
     return path if target.kind == "latest" else None
 
@@ -354,7 +417,12 @@ def _missing_link(s: SetInfo, complete: dict[str, SetInfo], by_id: dict[str, Set
         parent = complete.get(parent_id)
         if parent is None:
             found = by_id.get(parent_id)
-            why = f"is {found.why_not_usable()}" if found is not None else "is not in the target"
+            if found is None:
+                why = "is not in the target"
+            elif found.whole:  # why: a whole set is left out of ``complete`` only when the restore skips it
+                why = "was left out with --skip-set"
+            else:
+                why = f"is {found.why_not_usable()}"
             return f"{current.kind} backup {current.backup_id} builds on {parent_id}, which {why}"
         p = _m(parent)
         if p.log_signature != m.log_signature:
@@ -378,6 +446,7 @@ def _refuse_broken_tail(base: SetInfo, end: int, complete: dict[str, SetInfo], m
             f"the chain of backups of {base.sg!r} is broken: {why}; without it the restore ends at generation "
             f"{end}, before the logs of {s.backup_id} ({_m(s).first_gen}-{_m(s).last_gen})",
             hint=f"restore with --until-gen {end} to use what is intact, or find the missing backup set",
+            intact_gen=end,
         )
 
 
@@ -391,7 +460,7 @@ def _short_of(
     text += f"generation {end.last_gen}"
     if target.until_us is not None:
         text += (
-            f", which holds every transaction committed before {iso_time(end.logs_end_us)}"
+            f", which holds every transaction committed up to {iso_time(end.logs_end_us)}"
             if end.logs_end_us
             else " (when it ends is not recorded)"
         )
@@ -444,6 +513,7 @@ def _with_logs(
             if stop_before is None
             else f"restore with --until-gen {stop_before} to use what is intact before the gap, or find the backup set "
             f"that holds generation {missing[0]}; 'shadowstore backup list' shows them",
+            intact_gen=stop_before or 0,
         )
     logs = [LogSource(g, *holders[g]) for g in range(low, high + 1)]
     if live_from is not None and target.until_gen is not None and live_from > target.until_gen:
