@@ -97,6 +97,20 @@ def test_deliveries_over_the_mail_socket_are_stored_byte_for_byte_with_the_servi
     mail.close()
 
 
+def test_an_mbox_with_a_long_from_line_imports_through_the_mail_socket(service: Service, tmp_path: object) -> None:
+    # an unescaped "From " line in a body begins a message whose From_ line (a property) is that whole line;
+    # 8-bit text takes six bytes each in JSON: 20,000 of them passed the properties frame's old 64 KiB bound
+    source = os.path.join(str(tmp_path), "long.mbox")
+    with open(source, "wb") as f:
+        f.write(b"From a@example.com Mon Dec  7 10:00:00 2026\nSubject: one\n\nbody\n\nFrom " + b"\xe9" * 20_000)
+        f.write(b"\nSubject: two\n\nsecond\n")
+    before = _socket_deliveries(service)
+    done = service.cli("mail", "import", "--mailbox", "long", source)
+    assert "2 message" in done.stdout, done.stdout
+    assert _socket_deliveries(service) > before  # it came on the mail socket
+    assert service.cli("mail", "check", "--mailbox", "long", source).stdout.startswith("ok: the 2 message(s)")
+
+
 def test_a_refused_delivery_gives_the_apis_error_and_the_connection_serves_the_next(service: Service) -> None:
     mail = RemoteMail(service.client)
     mail.create_mailbox("alice")

@@ -78,7 +78,10 @@ log = logging.getLogger("shadowstore.service")
 
 MAX_CONNECTIONS = 64  # each is a thread; the next connection is refused (503, naming the bound)
 MAX_MESSAGES = 100_000  # per delivery
-MAX_HEADER = 64 << 10  # bytes of a delivery's header or a message's properties
+MAX_HEADER = 64 << 10  # bytes of a request's header
+# why as large as a message: a message's properties carry what its source gave (an mbox From_ line, which an
+# unescaped "From " line of a body makes as long as that line), and over HTTP they may be as large
+MAX_PROPERTIES = MAX_FRAME
 IDLE_SECONDS = 600.0  # a connection that sends nothing for this long is closed (the client reconnects)
 READ_BUFFER = 1 << 20
 STREAM_PIECE = 1 << 20  # bytes of a read sent in one call
@@ -213,9 +216,12 @@ class MailSocket:
         try:
             size = 0
             for n in range(1, request.messages + 1):
-                props_bytes = _read_frame(stream, MAX_HEADER, f"message {n}'s properties")
+                props_bytes = _read_frame(stream, MAX_PROPERTIES, f"message {n}'s properties")
+                assert props_bytes is not None
+                size += len(props_bytes)  # why: held until the commit, as the messages are
+                _check_size(size)
                 raw = _read_frame(stream, MAX_FRAME, f"message {n}'s bytes")
-                assert props_bytes is not None and raw is not None
+                assert raw is not None
                 props = _json_object(props_bytes, f"message {n}'s properties")
                 found = None
                 if request.parsed:
