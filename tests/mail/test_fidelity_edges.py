@@ -125,15 +125,17 @@ def test_a_maildir_message_removed_during_the_import_is_a_clear_error(
 def test_check_does_not_say_ok_about_source_files_it_did_not_compare(
     home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # two files with one unique name are one message to the reader: the import names the other one; a check
-    # must not then call the mailbox and the Maildir identical "and no others"
+    # a dot folder without cur/ and new/ is no Maildir++ subfolder: the import names it; a check must not then
+    # call the mailbox and the Maildir identical "and no others"
     source = tmp_path / "Maildir"
-    make_maildir(source, {"new/17.same.host": b"one", "cur/17.same.host:2,S": b"two"})
+    make_maildir(source, {"new/17.one.host": b"one"})
+    (source / ".Odd").mkdir()
+    (source / ".Odd" / "17.two.host").write_bytes(b"two")
     assert run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))[0] == 1
     code, out, err = run(capsys, "--home", home_dir, "mail", "check", "--mailbox", "m", str(source))
     assert code == 1, out
     assert "ok:" not in out
-    assert ("not compared:" in err, "17.same.host" in err) == (True, True)
+    assert ("not compared:" in err, ".Odd" in err) == (True, True)
     code, verdict = run_json(capsys, "--home", home_dir, "mail", "check", "--mailbox", "m", str(source), "--json")
     assert (code, verdict["ok"], verdict["matched"], len(verdict["ignored"])) == (1, False, 1, 1)
 

@@ -228,13 +228,17 @@ def test_maildir_export_names_messages_that_came_without_a_file_name(mail: MailS
     }
 
 
-def test_duplicate_unique_names_are_reported_not_silently_dropped(tmp_path: Path) -> None:
+def test_files_with_one_unique_name_are_each_a_message_with_its_own_name_and_flags(tmp_path: Path) -> None:
     source = tmp_path / "Maildir"
     make_maildir(source, {"new/1700.same.host": b"one", "cur/1700.same.host:2,S": b"two"})
     found = open_source(str(source))
-    assert len(found.ignored) == 1
-    assert "its unique name is another file's" in found.ignored[0]
-    assert len(list(read_source(found))) == 1
+    assert found.ignored == []
+    read = [(raw, props["maildir"], props["flags"]) for _folder, raw, props in read_source(found)]
+    assert sorted(read, key=lambda r: r[0]) == [
+        (b"one", {"subdir": "new", "name": "1700.same.host"}, ""),
+        (b"two", {"subdir": "cur", "name": "1700.same.host:2,S"}, "S"),
+    ]
+    assert found.folders[0].size == 6
 
 
 def test_a_failed_maildir_export_leaves_nothing(mail: MailStore, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowstore.errors import InvalidParameterError, NotFoundError
-from shadowstore.io.fs import FileHandle, FileSystem, OsFileSystem
+from shadowstore.io.fs import FileHandle, FileSystem, OsFileSystem, read_file
 from shadowstore.io.replace import replace_durably, temporary_name
 from shadowstore.mail.mailpaths import check_target, is_folder, os_errors, special_file
 from shadowstore.mail.schema import DEFAULT_FOLDER, MessageRecord, validate_name
@@ -130,9 +130,12 @@ def read_mbox(path: str) -> Iterator[Item]:
 
 def read_maildir(path: str, fs: FileSystem | None = None) -> Iterator[Item]:
     """The messages of one Maildir (not its subfolders) in file-name order (unique names start with the delivery
-    time), each with ``maildir`` (subdir and file name), ``flags`` and ``received`` (the file's mtime)."""
+    time), each with ``maildir`` (subdir and file name), ``flags`` and ``received`` (the file's mtime). Then the
+    files of new/ and cur/ that the stdlib reader does not give because their unique name (the part before ':')
+    is another file's: each is a message too, and leaving it out would drop it."""
     fs = fs or OsFileSystem()
     box = mailbox.Maildir(path, factory=None, create=False)
+    given: set[str] = set()
     for key in sorted(box.iterkeys()):
         try:
             where = _maildir_location(box, key)
@@ -140,20 +143,40 @@ def read_maildir(path: str, fs: FileSystem | None = None) -> Iterator[Item]:
         except (KeyError, FileNotFoundError):
             # why an error and not a skip: the file was listed as a message, so leaving it out would drop it
             # silently; why not KeyError: that is what the reader raises for it, which is no bug of ours
-            raise NotFoundError(
-                f"the message file {key} (in new/ or cur/ of {path}) was removed or moved away while it was being "
-                "imported",
-                hint="a mail program changed the Maildir meanwhile: stop it (or import a copy of the Maildir), then "
-                "import again into a new mailbox, or compare with 'shadowstore mail check'",
-            ) from None
-        subdir, name = os.path.split(where)
-        info = name.split(box.colon, 1)[1] if box.colon in name else ""
-        props: dict[str, Any] = {"source": MAILDIR, "maildir": {"subdir": subdir, "name": name}}
-        props["flags"] = info[2:] if info.startswith("2,") else ""
-        stat = fs.stat(os.path.join(path, where))
-        if stat is not None:
-            props["received"] = stat.mtime_ns / 1e9
-        yield raw, props
+            raise _removed(key, path) from None
+        given.add(where)
+        yield raw, _maildir_props(fs, path, where, box.colon)
+    for where in _unique_name_twins(fs, path, given):
+        try:
+            raw = read_file(fs, os.path.join(path, where))
+        except FileNotFoundError:
+            raise _removed(where, path) from None
+        yield raw, _maildir_props(fs, path, where, box.colon)
+
+
+def _maildir_props(fs: FileSystem, path: str, where: str, colon: str) -> dict[str, Any]:
+    subdir, name = os.path.split(where)
+    info = name.split(colon, 1)[1] if colon in name else ""
+    props: dict[str, Any] = {"source": MAILDIR, "maildir": {"subdir": subdir, "name": name}}
+    props["flags"] = info[2:] if info.startswith("2,") else ""
+    stat = fs.stat(os.path.join(path, where))
+    if stat is not None:
+        props["received"] = stat.mtime_ns / 1e9
+    return props
+
+
+def _unique_name_twins(fs: FileSystem, path: str, given: set[str]) -> list[str]:
+    """subdir/name of the files in new/ and cur/ of ``path`` that are not folders and not in ``given``."""
+    found = (os.path.join(sub, n) for sub in ("new", "cur") for n in sorted(fs.listdir(os.path.join(path, sub))))
+    return [where for where in found if where not in given and not is_folder(fs, os.path.join(path, where))]
+
+
+def _removed(name: str, path: str) -> NotFoundError:
+    return NotFoundError(
+        f"the message file {name} (in new/ or cur/ of {path}) was removed or moved away while it was being imported",
+        hint="a mail program changed the Maildir meanwhile: stop it (or import a copy of the Maildir), then import "
+        "again into a new mailbox, or compare with 'shadowstore mail check'",
+    )
 
 
 def _maildir_location(box: mailbox.Maildir, key: str) -> str:
@@ -190,8 +213,8 @@ def _mbox_source(fs: FileSystem, path: str) -> Source:
 
 def _maildir_source(fs: FileSystem, path: str, names: list[str]) -> Source:
     """The top Maildir and its Maildir++ subfolders (``.<name>`` holding cur/ and new/), each with the bytes of
-    its messages; the files the stdlib reader will not give are named in ``ignored`` (two files whose unique
-    names, the part before ':', are the same are one message to it)."""
+    its messages (a file whose unique name is another's included: read_maildir gives it too); what is no
+    Maildir++ subfolder is named in ``ignored``."""
     source = Source(MAILDIR, path, [])
     for name in [None, *sorted(n[1:] for n in names if n.startswith(".") and len(n) > 1)]:
         folder = path if name is None else os.path.join(path, "." + name)
@@ -201,14 +224,12 @@ def _maildir_source(fs: FileSystem, path: str, names: list[str]) -> Source:
             source.ignored.append(f"{folder} (not a Maildir++ subfolder: no cur/ and new/)")
             continue
         box = mailbox.Maildir(folder, factory=None, create=False)
-        seen = set(_maildir_locations(box))
+        messages = [*_maildir_locations(box)]
+        messages += _unique_name_twins(fs, folder, set(messages))
         size = 0
-        for where in (os.path.join(sub, n) for sub in ("new", "cur") for n in sorted(fs.listdir(f"{folder}/{sub}"))):
+        for where in messages:
             stat = fs.stat(os.path.join(folder, where))
-            if where in seen:
-                size += stat.size if stat else 0
-            elif not is_folder(fs, os.path.join(folder, where)):
-                source.ignored.append(f"{os.path.join(folder, where)} (its unique name is another file's)")
+            size += stat.size if stat else 0
         source.folders.append(SourceFolder(None if name is None else validate_name(name, "folder"), folder, size))
     return source
 
