@@ -218,3 +218,15 @@ def test_a_fifo_is_refused_as_an_mbox_source_instead_of_waiting_forever(
     os.mkfifo(tmp_path / "in.mbox")
     code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(tmp_path / "in.mbox"))
     assert (code, "is a FIFO, not an mbox file" in err) == (3, True), err
+
+
+@pytest.mark.timeout(30)  # without the check, reading the FIFO as a message waits for a writer forever
+def test_a_fifo_in_a_maildir_is_refused_before_anything_is_stored(
+    home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "Maildir"
+    make_maildir(source, {"new/1.one.host": b"one"})
+    os.mkfifo(source / "cur" / "2.two.host:2,S")
+    code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))
+    assert (code, "is a FIFO, not a message file" in err) == (3, True), err
+    assert run_json(capsys, "--home", home_dir, "mail", "list", "--json")[1] == []

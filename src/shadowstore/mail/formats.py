@@ -171,6 +171,18 @@ def _unique_name_twins(fs: FileSystem, path: str, given: set[str]) -> list[str]:
     return [where for where in found if where not in given and not is_folder(fs, os.path.join(path, where))]
 
 
+def _refuse_special_files(fs: FileSystem, folder: str) -> None:
+    """InvalidParameterError for a FIFO, socket or device among the files of ``folder``: reading one as a message
+    would wait for a writer forever, or read a device."""
+    for name in fs.listdir(folder):
+        kind = special_file(fs, os.path.join(folder, name), follow=True)
+        if kind is not None and kind != "a symbolic link":
+            raise InvalidParameterError(
+                f"{os.path.join(folder, name)} is {kind}, not a message file",
+                hint="move it out of the Maildir (or import a copy without it); nothing was imported",
+            )
+
+
 def _removed(name: str, path: str) -> NotFoundError:
     return NotFoundError(
         f"the message file {name} (in new/ or cur/ of {path}) was removed or moved away while it was being imported",
@@ -223,6 +235,8 @@ def _maildir_source(fs: FileSystem, path: str, names: list[str]) -> Source:
         if name is not None and not {"cur", "new"} <= set(fs.listdir(folder)):
             source.ignored.append(f"{folder} (not a Maildir++ subfolder: no cur/ and new/)")
             continue
+        for sub in ("new", "cur"):
+            _refuse_special_files(fs, os.path.join(folder, sub))
         box = mailbox.Maildir(folder, factory=None, create=False)
         messages = [*_maildir_locations(box)]
         messages += _unique_name_twins(fs, folder, set(messages))
