@@ -354,6 +354,43 @@ def test_an_incremental_after_a_copy_of_the_home_backed_up_into_the_same_target_
     assert "take a full backup" in err
 
 
+def test_full_backups_of_two_copies_of_a_home_into_one_target_are_not_mixed(
+    home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both copies go on with the same home id, log stream and generation numbers: their sets would mix, and the
+    # latest-state restore of one would take the other's furthest set. The second is refused, and the copy given
+    # an id of its own backs up and restores its own data.
+    target = str(tmp_path / "shared")
+    workload(capsys, home_dir, 1, txns=100)
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--to", target)[0] == 0
+    clone = str(tmp_path / "clone")
+    shutil.copytree(home_dir, clone, symlinks=True)
+    workload(capsys, home_dir, 2, txns=100)
+    workload(capsys, clone, 3, txns=100)
+    assert run(capsys, "--home", home_dir, "backup", "run", "--sg", SG, "--kind", "full", "--to", target)[0] == 0
+    before = log_generations(clone)
+    code, _out, err = run(capsys, "--home", clone, "backup", "run", "--sg", SG, "--kind", "full", "--to", target)
+    assert code == 20, err
+    assert "with other bytes" in err
+    assert "two copies of this home back up into one target, or this machine was rolled back" in err
+    assert "hint: give this home an id of its own ('shadowstore config new-home-id --yes'" in err
+    assert set(before) <= set(log_generations(clone)), "no log was truncated"
+
+    code, out, _err = run(capsys, "--home", clone, "config", "new-home-id")
+    assert code == 0
+    assert "Nothing changed" in out
+    code, changed = run_json(capsys, "--home", clone, "config", "new-home-id", "--yes", "--json")
+    assert code == 0
+    assert changed["old"] == ServerHome.open(home_dir).home_id != changed["new"] == ServerHome.open(clone).home_id
+    assert run(capsys, "--home", clone, "backup", "run", "--sg", SG, "--kind", "full", "--to", target)[0] == 0
+    for home, own, other in ((home_dir, 2, 3), (clone, 3, 2)):
+        args = ("--home", home, "restore", "run", "--from", target, "--into-recovery-group", "--quiet")
+        assert run(capsys, *args)[0] == 0
+        check = ("--home", home, "workload", "check", "--sg", "Recovery Storage Group", "--committed", "100")
+        assert run(capsys, *check, "--seed", str(own))[0] == 0
+        assert run(capsys, *check, "--seed", str(other))[0] != 0, "the other copy's data came back"
+
+
 def test_status_and_abort_of_a_backup_running_in_another_process(
     home_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

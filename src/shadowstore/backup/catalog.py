@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from shadowstore.backup.layout import home_prefix, parse_set_path, set_folder, stream_id
 from shadowstore.backup.lease import LEASE_NAME, Lease, read_lease
-from shadowstore.backup.manifest import MANIFEST_NAME, Manifest, parse_manifest
+from shadowstore.backup.manifest import MANIFEST_NAME, FileEntry, Manifest, parse_manifest
 from shadowstore.backup.target import Target
 from shadowstore.errors import (
     BackupSetError,
@@ -267,6 +267,26 @@ def previous_in_chain(
         if s.whole and s.kind in wanted and s.manifest is not None and s.manifest.log_signature == log_signature
     ]
     return max(candidates, key=age, default=None)
+
+
+def other_history(
+    target: Target, home: str, sg: str, log_signature: dict[str, object], logs: list[FileEntry]
+) -> tuple[SetInfo, int] | None:
+    """A set of ``target`` (of this home, storage group and log stream) holding one of the generations ``logs``
+    copies with other bytes, and that generation; None when there is none.
+
+    An archived log never changes, so two copies of one generation differ only when two histories share the
+    home id and the stream: the home's folder was copied whole to another server (a cloned machine) and both
+    back up here, or the machine was rolled back to an earlier image and wrote those generations again. Their
+    sets would mix in one chain, and a restore of one home could bring back the other's data."""
+    mine = {e.generation: e.sha256 for e in logs if e.generation is not None}
+    for s in list_sets(target, sg, home=home, unfinished_writes=False):
+        if s.manifest is None or s.manifest.log_signature != log_signature:
+            continue
+        for entry in s.manifest.logs():
+            if entry.generation in mine and mine[entry.generation] != entry.sha256:
+                return s, entry.generation
+    return None
 
 
 def age(info: SetInfo) -> tuple[str, int, str]:

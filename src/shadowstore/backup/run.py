@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
-from shadowstore.backup.catalog import SetInfo, previous_in_chain
+from shadowstore.backup.catalog import SetInfo, other_history, previous_in_chain
 from shadowstore.backup.layout import set_folder
 from shadowstore.backup.lease import DEFAULT_LEASE_SECONDS, LEASE_NAME, LeaseHolder
 from shadowstore.backup.manifest import MANIFEST_NAME, DatabaseEntry, FileEntry, Manifest
@@ -34,6 +34,7 @@ from shadowstore.config import parse_seconds
 from shadowstore.engine.backup import CompletionReport
 from shadowstore.engine.storagegroup import StorageGroup
 from shadowstore.errors import (
+    BackupError,
     BackupSetError,
     MissingFullBackupError,
     ShadowStoreError,
@@ -193,6 +194,27 @@ class _Run:
             hint=f"take a full backup into {self.target.url} first",
         )
         source.abort("its target does not hold the chain it builds on", error=error)
+        raise error
+
+    def check_history(self, source: BackupSource) -> None:
+        """Refuse (before the manifest: no log is truncated) when the target holds a generation this set copied
+        with other bytes: another history of this home and stream backs up there (catalog.other_history)."""
+        self.call = "check_history"
+        logs = [f for f in self.outcome.files if f.role == "log"]
+        found = other_history(self.target, self.home_id, self.sg_name, source.signature, logs)
+        if found is None:
+            return
+        other, generation = found
+        error = BackupError(
+            f"{self.target.url} holds log generation {generation} of {self.sg_name!r} (home {self.home_id}, the same "
+            f"log stream) with other bytes, in {other.kind} backup {other.backup_id} from server "
+            f"{other.manifest.server if other.manifest else '?'}: two copies of this home back up into one target, "
+            "or this machine was rolled back to an earlier image. Mixed in one chain, a restore of one could bring "
+            "back the other's data; this set is left incomplete and no log is truncated",
+            hint="give this home an id of its own ('shadowstore config new-home-id --yes'; its sets so far stay "
+            f"restorable with --from-home {self.home_id}) and take a full backup",
+        )
+        source.abort("another history of this home's log stream is in the target", error=error)
         raise error
 
     def find_previous(self, source: BackupSource) -> None:
@@ -367,6 +389,7 @@ def run_backup(
                 run.copy_databases(source)
                 run.note_left_out([s.name for s in home.config.find(sg_name).stores])
             copied = run.copy_logs(source)
+            run.check_history(source)
             run.call = "prove_coverage"
             source.prove_coverage()  # why before the manifest: a set the catalog lists must restore
             holder.finish()  # why: renewing while checking could only hide a removal from the check

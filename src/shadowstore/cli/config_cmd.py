@@ -1,6 +1,9 @@
-"""``shadowstore config get|set|list``: settings of the server home (``backup.target``, ...)."""
+"""``shadowstore config get|set|list|new-home-id``: settings of the server home (``backup.target``, ...) and
+its home id."""
 
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -8,7 +11,7 @@ from shadowstore import config as cfg
 from shadowstore.backup.pace import parse_max_rate
 from shadowstore.cli.backup_cmd import configured_target
 from shadowstore.cli.common import CliContext, json_option, pass_ctx, print_json
-from shadowstore.errors import InvalidParameterError, NotFoundError
+from shadowstore.errors import InvalidParameterError, NotFoundError, ServiceError
 
 SETTINGS = {
     "backup.target": "where 'backup run' writes when --to is not given (a directory or a URL)",
@@ -90,6 +93,37 @@ def list_values(ctx: CliContext, as_json: bool) -> None:
         shown = "(not set)" if row["value"] is None else row["value"]
         takes = f"; takes {row['takes']}" if "takes" in row else ""
         click.echo(f"{row['key']} = {shown}\n    {row['meaning']}{takes}")
+
+
+@config_group.command("new-home-id")
+@click.option("--yes", is_flag=True, help="Change it; without it nothing changes and what would is printed.")
+@json_option
+@pass_ctx
+def new_home_id(ctx: CliContext, yes: bool, as_json: bool) -> None:
+    """Give this home a new home id: for a copy of a home (its folder copied whole to another server that runs
+    too) or a machine rolled back to an earlier image, whose backups must not be filed with the other history's.
+    The sets already taken keep the old id (restore them with --from-home OLD); take a full backup next."""
+    home = ctx.open_home()
+    if ctx.service() is not None:
+        raise ServiceError(
+            "the Information Store service runs for this home, and names its backups and shared files by the id",
+            hint="stop it (systemctl stop shadowstore, or kill -TERM its pid), change the id, then start it again",
+        )
+    old, new = home.home_id, cfg.new_home_id(home.config.server_name)
+    if yes:
+        # why under the lock that gives old homes their id: one process at a time writes the id
+        with home.fs.locked(os.path.join(home.path, "home-id.lock")):
+            config = cfg.load(home.fs, home.path)
+            config.home_id = new
+            cfg.save(home.fs, home.path, config)
+    if as_json:
+        print_json({"old": old, "new": new if yes else None, "changed": yes})
+        return
+    if not yes:
+        click.echo(f"Home id {old} would be replaced by a new one. Nothing changed: add --yes to change it.")
+        return
+    click.echo(f"Home id {old} is now {new}. The backup sets taken so far keep {old}: restore them with")
+    click.echo(f"--from-home {old}. Take a full backup now: incrementals cannot build on {old}'s sets.")
 
 
 def register(cli: click.Group) -> None:
