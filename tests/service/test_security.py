@@ -190,6 +190,20 @@ def test_cli_reaches_the_service_over_tcp_with_the_token_file(
     assert "hint: pass --token-file" in refused.stderr
 
 
+def test_status_over_tcp_needs_no_copy_of_the_home_on_the_clients_machine(
+    tcp_service: Service, token_file: str, tmp_path: Path
+) -> None:
+    env = {URL_VARIABLE: f"http://{tcp_service.listen}", TOKEN_VARIABLE: token_file}
+    away = str(tmp_path / "no-home-here")  # a monitoring machine: no server home at all
+    done = shadowstore(away, "status", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"Server home: {tcp_service.home} ")
+    document = json.loads(shadowstore(away, "status", "--json", env=env).stdout)
+    assert document["unfinished_restores"] == []
+    assert all("quarantine" in sg for sg in document["storage_groups"])
+    assert document == json.loads(shadowstore(tcp_service.home, "status", "--json").stdout)  # as on the server
+
+
 def test_the_cli_refuses_a_tcp_service_of_another_home_than_its_own(
     tcp_service: Service, token_file: str, tmp_path: Path
 ) -> None:

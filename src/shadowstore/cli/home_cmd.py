@@ -13,8 +13,7 @@ from shadowstore.config import CONFIG_NAME, validate_log_file_size, validate_pag
 from shadowstore.format.dbheader import DEFAULT_PAGE_SIZE
 from shadowstore.format.logfile import DEFAULT_LOG_FILE_SIZE
 from shadowstore.home import DEFAULT_SG, ServerHome
-from shadowstore.quarantine import total_bytes
-from shadowstore.restore.journal import unfinished_restores
+from shadowstore.leftovers import add_leftovers
 from shadowstore.restore.run import INTO_PLACE, INTO_RECOVERY_GROUP
 from shadowstore.vss.providers import make_subvolume
 
@@ -63,16 +62,15 @@ def init(ctx: CliContext, log_file_size: int, page_size: int, circular_logging: 
 def status(ctx: CliContext, as_json: bool) -> None:
     """Show each storage group and store (read from disk; nothing is mounted), unfinished restores, and the log
     streams and stores on disk that the configuration does not name."""
-    home = ctx.open_home()
     service = ctx.service()
-    data = service.get("/v1/status") if service is not None else home.status()
+    # why the service's document whole: it reads the restores and quarantines too, so a status over TCP needs no
+    # copy of the home on this machine
+    if service is not None:
+        data = service.get("/v1/status")
+    else:
+        home = ctx.open_home()
+        data = add_leftovers(home, home.status())
     data.pop("service", None)  # why: the same document either way; 'backup status' shows the sessions
-    data["unfinished_restores"] = unfinished_restores(home)
-    groups = data["storage_groups"]
-    assert isinstance(groups, list)
-    for sg in groups:
-        folders, size = total_bytes(home, sg["name"])
-        sg["quarantine"] = {"folders": folders, "bytes": size}
     if as_json:
         print_json(data)
         return

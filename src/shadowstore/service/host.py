@@ -30,6 +30,7 @@ from shadowstore.format.dbheader import STATE_CLEAN_SHUTDOWN
 from shadowstore.home import ServerHome, offline_status
 from shadowstore.io.fs import FileSystem, Lock, OsFileSystem
 from shadowstore.io.replace import atomic_write
+from shadowstore.leftovers import add_leftovers
 from shadowstore.service.homefiles import service_info_path, service_lock_path
 from shadowstore.service.mailhost import MailHost
 from shadowstore.service.metrics import ServiceMetrics
@@ -263,6 +264,7 @@ class InformationStore:
             disk["config_mismatches"] = entry["config_mismatches"]
             groups.append(disk)
         status["storage_groups"] = groups
+        add_leftovers(home, status)  # why here: a client over TCP may have no copy of the home to read them from
         status["service"] = {
             "pid": os.getpid(),
             "started": self.started,
