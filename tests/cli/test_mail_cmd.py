@@ -234,7 +234,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     (broken / "cur").mkdir(parents=True)
     (broken / "new").write_bytes(b"a file where a folder belongs")
     code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "a", str(broken))
-    assert (code, f"reading {broken}/new failed: Not a directory" in err, "Traceback" in err) == (15, True, False)
+    assert (code, f"{broken}/new is a file, not a folder" in err, "Traceback" in err) == (3, True, False)
     code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "a/b", str(source_mbox))
     assert (code, "mailbox name 'a/b'" in err) == (3, True)
     code, boxes = run_json(capsys, "--home", home_dir, "mail", "list", "--json")

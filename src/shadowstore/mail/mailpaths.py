@@ -15,6 +15,7 @@ from stat import S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
 
 from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, NotFoundError
 from shadowstore.io.fs import FileSystem, OsFileSystem
+from shadowstore.oserrors import os_refusal
 
 
 @contextmanager
@@ -36,6 +37,10 @@ def os_errors(path: str, doing: str) -> Iterator[None]:
             ) from exc
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(text, hint="free space there, or choose another place") from exc
+        if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT):  # a path mistaken, not a disk failing
+            refusal = os_refusal(exc, f"{doing} {path}")
+            if refusal is not None:
+                raise refusal from exc
         raise DiskIOError(text, hint="check the disk and the path, then run the command again") from exc
 
 
