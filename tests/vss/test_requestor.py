@@ -105,7 +105,7 @@ def test_a_job_calls_every_step_in_order_and_cleans_up() -> None:
     report = Requestor([a, b], provider).run("full", {a: ["sg"]}, _copy(calls))  # type: ignore[arg-type]
     steps = ["identify", "prepare_backup", "prepare_snapshot", "freeze"]
     expected = [f"{w}:{s}" for s in steps for w in "ab"] + ["provider:commit"]
-    expected += [f"{w}:thaw" for w in "ab"] + [f"{w}:post_snapshot" for w in "ab"]
+    expected += [f"{w}:thaw" for w in "ba"] + [f"{w}:post_snapshot" for w in "ab"]  # thawed in reverse
     expected += ["copy:['/data/a.edb', '/data/b.edb']"] + [f"{w}:backup_complete" for w in "ab"]
     expected += [f"{w}:backup_shutdown" for w in "ab"]
     assert calls == expected
@@ -122,7 +122,7 @@ def test_a_veto_at_freeze_thaws_the_others_shows_failed_at_freeze_and_the_next_j
     with pytest.raises(OSSnapshotNotAllowedError):
         Requestor([a, b], provider).run("full", {a: ["sg"]}, _copy(calls))  # type: ignore[arg-type]
     assert "provider:commit" not in calls
-    assert calls[-4:] == ["a:abort", "b:abort", "a:backup_shutdown", "b:backup_shutdown"]
+    assert calls[-4:] == ["b:abort", "a:abort", "a:backup_shutdown", "b:backup_shutdown"]  # aborted in reverse
     assert b.state == WriterState.FAILED_AT_FREEZE
     assert b.failure == WriterFailure.RETRYABLE
     assert b.status()["last_error"] == "Retryable error"

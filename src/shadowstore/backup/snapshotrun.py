@@ -93,7 +93,9 @@ def back_up_snapshot(
                 succeeded[config.name] = source.stored
             return succeeded
 
-        requestor = Requestor([writer, *writers], chosen, commit_seconds=commit_seconds)
+        # why the hooks first: they pause before the store freezes and resume after it thaws (the requestor thaws
+        # in reverse), so a slow hook command neither holds commits nor counts against the store's freeze deadline
+        requestor = Requestor([*writers, writer], chosen, commit_seconds=commit_seconds)
         run.job = requestor.run(kind, {writer: sg_names}, copy)
         for outcome in run.outcomes:
             outcome.completion = writer.completed.get(outcome.sg)

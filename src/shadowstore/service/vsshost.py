@@ -106,37 +106,49 @@ class VssHost:
     def step(self, job_id: str, step: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self._own(job_id)
-            writer, job = self.writer(), self.job
+            job = self.job
             assert job is not None
-            if step == "prepare-snapshot":
-                for each in self._all():
-                    each.prepare_for_snapshot()
-            elif step == "freeze":
-                job.frozen_at = time.monotonic()
-                for each in self._all():
-                    each.freeze()
-                return self._frozen(writer, self._hooks)
-            elif step == "thaw":
-                for each in reversed(self._all()):
-                    each.thaw()
-                job.frozen_at = None
-            elif step == "post-snapshot":
-                files = {str(k): str(v) for k, v in dict(body.get("files") or {}).items()}
-                for each in self._all():
-                    each.post_snapshot(files)
-            elif step == "backup-complete":
-                succeeded = {str(k): bool(v) for k, v in dict(body.get("succeeded") or {}).items()}
-                for each in self._all():
-                    each.backup_complete(succeeded)
-                return {
-                    sg: {"truncated": r.truncated, "missing": r.missing, "stamped": r.stamped}
-                    for sg, r in writer.completed.items()
-                }
-            elif step == "abort":
-                self._abort_all()
-            elif step != "heartbeat":
-                raise InvalidBackupSequenceError(f"no such step of a shadow-copy job: {step!r}")
-            return {"id": job_id, "state": writer.status()}
+            try:
+                return self._step(job, step, body)
+            finally:
+                # why renew at the end too: a requestor waiting for a long step (hooks pausing) is not silent,
+                # and the lease must not lapse under it the moment the step returns
+                job.renewed = time.monotonic()
+
+    def _step(self, job: _Job, step: str, body: dict[str, Any]) -> dict[str, Any]:
+        writer = self.writer()
+        if step == "prepare-snapshot":
+            for each in self._all():
+                each.prepare_for_snapshot()
+        elif step == "freeze":
+            for each in self._all():
+                each.freeze()
+            # why after: the bound is on the time frozen, as the store's own deadline is, not on how long the
+            # hooks took to pause (their timeout bounds that); set before, a slow pre_freeze had the watchdog
+            # resume the hooks right after the step, before the provider committed
+            job.frozen_at = time.monotonic()
+            return self._frozen(writer, self._hooks)
+        elif step == "thaw":
+            for each in reversed(self._all()):
+                each.thaw()
+            job.frozen_at = None
+        elif step == "post-snapshot":
+            files = {str(k): str(v) for k, v in dict(body.get("files") or {}).items()}
+            for each in self._all():
+                each.post_snapshot(files)
+        elif step == "backup-complete":
+            succeeded = {str(k): bool(v) for k, v in dict(body.get("succeeded") or {}).items()}
+            for each in self._all():
+                each.backup_complete(succeeded)
+            return {
+                sg: {"truncated": r.truncated, "missing": r.missing, "stamped": r.stamped}
+                for sg, r in writer.completed.items()
+            }
+        elif step == "abort":
+            self._abort_all()
+        elif step != "heartbeat":
+            raise InvalidBackupSequenceError(f"no such step of a shadow-copy job: {step!r}")
+        return {"id": job.id, "state": writer.status()}
 
     def end(self, job_id: str) -> dict[str, Any]:
         """BackupShutdown: the job ends, whatever happened in it."""
@@ -164,7 +176,11 @@ class VssHost:
     def _own(self, job_id: str) -> None:
         self._reap()
         if self.job is None or self.job.id != job_id:
-            raise NoBackupError(f"shadow-copy job {job_id} is not running (it ended, or its lease lapsed)")
+            raise NoBackupError(
+                f"shadow-copy job {job_id} is not running (it ended, or its lease lapsed)",
+                hint="the service ended it and thawed its writers (event 1062 if its lease lapsed); run the backup "
+                "again, and if the lease lapses again raise service.session_lease_seconds",
+            )  # why a hint of its own: the default one says nothing needs doing, but this job's backup failed
         self.job.renewed = time.monotonic()
 
     def _abort_all(self) -> None:

@@ -1,7 +1,9 @@
 """The requestor: drives one shadow-copy job through its writers and a provider (research/vss.md §1.2).
 
 ``Requestor.run`` calls every writer's Identify, PrepareForBackup, PrepareForSnapshot and Freeze, has the
-provider commit the snapshot within ``commit_seconds`` (10 s, as VSS bounds a provider), thaws, calls
+provider commit the snapshot within ``commit_seconds`` (10 s, as VSS bounds a provider), thaws (the writers in
+the reverse of their freeze order, as the service does: a writer listed first, such as a command hook, pauses
+before and resumes after the ones behind it, so the store holds commits only while the provider commits), calls
 PostSnapshot, hands the snapshot to the backup program's ``copy`` (which stores and verifies the sets and says
 which components succeeded), calls BackupComplete, and — always, whatever failed — Abort where needed,
 BackupShutdown on every writer and the removal of the snapshot.
@@ -33,7 +35,7 @@ class JobReport:
     snapshot_id: str
     provider: str
     commit_seconds: float = 0.0
-    freeze_seconds: float = 0.0  # from the first freeze to the last thaw: how long commits were held
+    freeze_seconds: float = 0.0  # the last writer's freeze to its thaw: how long the store held commits
     succeeded: dict[str, bool] = field(default_factory=dict)
 
 
@@ -59,6 +61,7 @@ class Requestor:
                 writer.prepare_for_snapshot()
             frozen_at = time.monotonic()
             for writer in self.writers:
+                frozen_at = time.monotonic()  # why per writer: the last one (the store) is the one holding commits
                 writer.freeze()
             paths = [path for writer in self.writers for path in writer.snapshot_files()]
             try:
@@ -67,16 +70,17 @@ class Requestor:
                 self._deadline_first(exc)
                 raise
             report.commit_seconds = snap.commit_seconds
-            for writer in self.writers:
+            for index, writer in enumerate(reversed(self.writers)):
                 writer.thaw()
-            report.freeze_seconds = time.monotonic() - frozen_at
+                if index == 0:
+                    report.freeze_seconds = time.monotonic() - frozen_at
             for writer in self.writers:
                 writer.post_snapshot(snap.files)
             report.succeeded = copy(snap.files)
             for writer in self.writers:
                 writer.backup_complete(report.succeeded)
         except BaseException:
-            for writer in self.writers:
+            for writer in reversed(self.writers):
                 writer.abort()
             raise
         finally:
@@ -89,7 +93,7 @@ class Requestor:
     def _deadline_first(self, failure: SnapshotProviderError) -> None:
         """The provider failed or hung: thaw now. A writer whose freeze deadline passed meanwhile (it thawed by
         itself) answers -2402, which is then what the job failed with: the writers' bound came first."""
-        for writer in self.writers:
+        for writer in reversed(self.writers):
             try:
                 writer.thaw()
             except OSSnapshotTimeOutError as timeout:
