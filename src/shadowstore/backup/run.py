@@ -178,8 +178,8 @@ class _Run:
                 found += (
                     ", but the storage group never recorded that backup: either its program ended after writing the "
                     "set and before the storage group stamped and truncated (killed, or its connection lost; the set "
-                    f"itself is whole), or another copy of this home (home id {self.home_id}, its folder copied "
-                    "whole) backs up into this target"
+                    "itself is whole), or its stores were restored in place from an older backup since, or another "
+                    f"copy of this home (home id {self.home_id}, its folder copied whole) backs up into this target"
                 )
             else:
                 found += " (was the last backup taken to another target, or a set deleted from this one?)"
