@@ -186,7 +186,12 @@ def test_an_export_never_replaces_a_link_device_or_fifo_that_looks_empty(
     (tmp_path / "dirlink").symlink_to(tmp_path / "emptydir")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     os.mkfifo(tmp_path / "fifo")
-    targets = {"link": "a symbolic link", "dangling": "a symbolic link", "fifo": "a FIFO", "dirlink": "a symbolic link"}
+    targets = {
+        "link": "a symbolic link",
+        "dangling": "a symbolic link",
+        "fifo": "a FIFO (named pipe)",
+        "dirlink": "a symbolic link",
+    }
     for name, kind in targets.items():
         for fmt in ("mbox", "maildir"):
             target = tmp_path / name
@@ -217,7 +222,7 @@ def test_a_fifo_is_refused_as_an_mbox_source_instead_of_waiting_forever(
 ) -> None:
     os.mkfifo(tmp_path / "in.mbox")
     code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(tmp_path / "in.mbox"))
-    assert (code, "is a FIFO, not an mbox file" in err) == (3, True), err
+    assert (code, "is a FIFO (named pipe), not an mbox file" in err) == (3, True), err
 
 
 @pytest.mark.timeout(30)  # without the check, reading the FIFO as a message waits for a writer forever
@@ -228,5 +233,5 @@ def test_a_fifo_in_a_maildir_is_refused_before_anything_is_stored(
     make_maildir(source, {"new/1.one.host": b"one"})
     os.mkfifo(source / "cur" / "2.two.host:2,S")
     code, _out, err = run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))
-    assert (code, "is a FIFO, not a message file" in err) == (3, True), err
+    assert (code, "is a FIFO (named pipe), not a message file" in err) == (3, True), err
     assert run_json(capsys, "--home", home_dir, "mail", "list", "--json")[1] == []

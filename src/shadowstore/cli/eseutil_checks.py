@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from shadowstore.cli.common import CliContext
 from shadowstore.config import default_home
+from shadowstore.errors import InvalidParameterError
 from shadowstore.format.common import LgPos
+from shadowstore.format.logfile import MAX_LOG_FILE_SIZE
+from shadowstore.io.fs import OsFileSystem
 from shadowstore.tools.checksums import (
+    ROLE_LOG,
+    ROLE_STORE,
     CheckpointChecksums,
     LogChecksums,
     StoreChecksums,
     check_file,
+    file_role,
 )
 from shadowstore.tools.integrity import IntegrityDump, TableResult, check_integrity
 from shadowstore.tools.softrecovery import RecoveryDump, soft_recover
@@ -36,10 +43,30 @@ def current_home() -> str:
 
 
 def checksum(path: str) -> AnyChecksums:
+    """/k. Why the size check: tools/checksums.check_log reads a log file whole, and a file named like a log
+    that is far larger than any log can be (a sparse file of many GiB) would exhaust memory."""
+    size = Path(path).stat().st_size if file_role(OsFileSystem(), path) == ROLE_LOG else 0
+    if size > MAX_LOG_FILE_SIZE:
+        raise InvalidParameterError(
+            f"{path} is {size:,} bytes, larger than any ShadowStore log file can be "
+            f"({MAX_LOG_FILE_SIZE // (1 << 20)} MiB at most): it is not a log file, or one extended by damage",
+            hint="'eseutil /ml' reads its header and the bytes the header gives",
+            file=path,
+        )
     return check_file(path, current_home())
 
 
 def integrity(path: str) -> IntegrityDump:
+    """/g. A file that is not a store is refused as a usage error (exit 3), not called a damaged database
+    (tools/integrity.check_integrity raises DatabaseCorruptedError, exit 12, for it)."""
+    role = file_role(OsFileSystem(), path)
+    if role != ROLE_STORE:
+        raise InvalidParameterError(
+            f"{path} is read as a ShadowStore {role} file (by its first bytes, else its name), not a store; "
+            "eseutil /g checks stores (.edb)",
+            hint="'eseutil /k' checks the checksums of log and checkpoint files",
+            file=path,
+        )
     return check_integrity(path, current_home())
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -35,7 +36,7 @@ from shadowstore.errors import InvalidParameterError, ShadowStoreError
 from shadowstore.service.client import URL_VARIABLE
 from shadowstore.service.wire import raise_from_body
 from shadowstore.tools.esekind import is_real_ese
-from shadowstore.tools.eseutil import Report, dump_checkpoint, dump_database, dump_logs
+from shadowstore.tools.eseutil import Report, dump_checkpoint, dump_database, dump_logs, refuse_special
 
 # --- the command ---------------------------------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
     if key == "mh" and os.environ.get(URL_VARIABLE) and not _local_ese_file(path):
         return _remote_header(path, started, as_json)
     try:
+        _refuse_special_files(key, path)
         dump, render, to_json = pick_mode(key, path)
         report: Report = dump(path)
     except ShadowStoreError as exc:
@@ -114,6 +116,29 @@ def eseutil(mode: str, path: str, as_json: bool) -> int:
         report.raise_first_error()
     click.echo(f"\nOperation completed successfully in {time.monotonic() - started:.1f} seconds.")
     return exit_code(report)
+
+
+SET_SUFFIXES = (".log", ".jtx", ".chk", ".jcp")  # what /ml reads in a folder: logs and the checkpoint
+
+
+def _refuse_special_files(key: str, path: str) -> None:
+    """Refuse a FIFO, socket or device before anything opens it: opening a FIFO waits for a writer forever.
+    For /ml of a folder (or DIR/E00) the log and checkpoint names in that folder are checked too, since every
+    one of them is opened to tell ours from real ESE logs. /r takes a base name, not a file."""
+    if key == "r":
+        return
+    refuse_special(path, "file")
+    named = Path(path)
+    if key != "ml" or (named.exists() and not named.is_dir()):
+        return
+    folder, base = (named, "") if named.is_dir() else (named.parent, named.name)
+    try:
+        names = [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return  # the dump says what is wrong with the folder
+    for name in names:
+        if name.lower().startswith(base.lower()) and name.lower().endswith(SET_SUFFIXES):
+            refuse_special(os.path.join(folder, name), "log or checkpoint file")
 
 
 def _local_ese_file(path: str) -> bool:

@@ -206,7 +206,8 @@ def _maildir_locations(box: mailbox.Maildir) -> Iterator[str]:
 
 def _mbox_source(fs: FileSystem, path: str) -> Source:
     special = special_file(fs, path, follow=True)
-    if special in ("a FIFO", "a socket"):  # why: opening a FIFO waits for a writer (a device, /dev/null, reads)
+    # why: opening a FIFO waits for a writer (a device, /dev/null, reads: an empty mbox)
+    if special in ("a FIFO (named pipe)", "a socket"):
         raise InvalidParameterError(
             f"{path} is {special}, not an mbox file", hint="name an mbox file (a regular file) or a Maildir folder"
         )

@@ -10,10 +10,9 @@ import mailbox
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from stat import S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
 
 from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, NotFoundError
+from shadowstore.io.filekinds import special_kind
 from shadowstore.io.fs import FileSystem, OsFileSystem
 from shadowstore.oserrors import os_refusal
 
@@ -76,20 +75,10 @@ def check_target(fs: FileSystem, path: str, *, folder: bool) -> None:
 
 
 def special_file(fs: FileSystem, path: str, *, follow: bool = False) -> str | None:
-    """What ``path`` is when it is neither a regular file nor a folder (a symbolic link, even a dangling one,
-    unless ``follow``; a device, FIFO or socket), else None. Why os.lstat and only for OsFileSystem: the
+    """What ``path`` is when it is neither a regular file nor a folder (io/filekinds.py: a symbolic link, even
+    a dangling one, unless ``follow``; a FIFO, socket or device), else None. Only for OsFileSystem: the
     FileSystem interface knows no kinds of file, and no other file system has them."""
-    if not isinstance(fs, OsFileSystem):
-        return None
-    try:
-        mode = (Path(path).stat() if follow else Path(path).lstat()).st_mode
-    except FileNotFoundError:
-        return None
-    if S_ISLNK(mode):
-        return "a symbolic link"
-    if S_ISREG(mode) or S_ISDIR(mode):
-        return None
-    return "a FIFO" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode) else "a device"
+    return special_kind(path, follow=follow) if isinstance(fs, OsFileSystem) else None
 
 
 NEW_TARGET = "choose a path that does not exist (or an empty file for mbox, an empty folder for Maildir)"

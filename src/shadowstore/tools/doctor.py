@@ -108,6 +108,7 @@ def _check_group(
     if group.findings:
         return group  # why: a disk not mounted is not a store lost; restoring it would be the wrong cure
     _restore_finding(home, group)
+    _cure_finding(home, group)
     check_move(home, group)
     if group.holder is not None:
         group.add(
@@ -126,6 +127,37 @@ def _check_group(
     _check_lock(fs, group, lock)
     _check_snapshots(group)
     return group
+
+
+def _cure_finding(home: ServerHome, group: GroupFacts) -> None:
+    """An earlier 'doctor --fix' of this storage group that did not finish (killed, or stopped by a full disk):
+    its logs may be set aside already and no new full backup taken, which the folder alone does not show, so
+    without this finding doctor would call the home healthy. Its journal says what is left; reads only."""
+    from shadowstore.tools.doctorplan import JOURNAL_FORMAT, journal_path, remaining_steps  # why here: it imports us
+
+    path = journal_path(home.path, group.config.log_base)
+    if not home.fs.exists(path):
+        return
+    try:
+        journal = json.loads(read_file(home.fs, path))
+        left = remaining_steps(journal) if journal.get("phase") != "done" else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        journal, left = None, ["?"]
+    if not isinstance(journal, dict) or journal.get("format") != JOURNAL_FORMAT:
+        what = f"the doctor journal {path} of {group.name!r} cannot be read"
+        group.add(WARNING, "cure-unfinished", what, path, "look at it; 'shadowstore doctor --fix' says what is wrong")
+        return
+    if not left or journal.get("sg") != group.name:
+        return
+    group.add(
+        WARNING,
+        "cure-unfinished",
+        f"a 'doctor --fix' cure of {group.name!r} started {journal.get('started')} is unfinished: done "
+        f"{', '.join(journal.get('done', [])) or 'nothing'}; left {', '.join(left)} (its journal {path})",
+        path,
+        "run 'shadowstore doctor --fix' again: it finishes this cure from where it stopped (what it set aside is "
+        "in the quarantine folder; nothing was deleted)",
+    )
 
 
 def _restore_finding(home: ServerHome, group: GroupFacts) -> None:

@@ -31,6 +31,7 @@ CURED = frozenset(
         "checkpoint-damaged",
         "checkpoint-foreign",
         "checkpoint-mismatch",
+        "cure-unfinished",  # an earlier doctor --fix, which the next one finishes from its journal
     }
 )
 CLEARED = frozenset({"session-stale", "abort-request-stale", "session-orphaned"})

@@ -47,7 +47,8 @@ from shadowstore.format.logfile import (
     parse_archived_log_name,
 )
 from shadowstore.format.logrecord import KIND_NAMES
-from shadowstore.io.fs import FileSystem, OsFileSystem, opened, read_file
+from shadowstore.io.filekinds import special_kind
+from shadowstore.io.fs import FileSystem, OsFileSystem, opened
 from shadowstore.tools.esekind import ESE_DB_MAGIC as ESE_DB_MAGIC  # re-exported: named from here by callers
 from shadowstore.tools.esekind import (
     HEAD_SIZE,
@@ -64,6 +65,23 @@ from shadowstore.tools.logsetcheck import check_sequence, set_signature
 # --- what a file is (identify, is_real_ese: tools/esekind.py) -----------------------------------------------
 
 
+def special_file(path: str) -> str | None:
+    """What ``path`` is when it is a FIFO, socket or device (io/filekinds.py), else None: every reader here asks
+    before it opens a file a user may have replaced, since a FIFO would be waited on forever."""
+    return special_kind(path)
+
+
+def refuse_special(path: str, wanted: str) -> None:
+    """Raise InvalidParameterError when ``path`` is a FIFO, socket or device (see ``special_file``)."""
+    what = special_file(path)
+    if what is not None:
+        raise InvalidParameterError(
+            f"{path} is {what}, not a {wanted}: eseutil reads regular files only (a FIFO would be waited on forever)",
+            hint="name a regular file; move the special file out of the log folder if it is in the way",
+            file=path,
+        )
+
+
 def _check_kind(fs: FileSystem, path: str, wanted: str) -> None:
     """Return if ``path`` may be a ``wanted`` file (one whose first bytes are damaged included).
 
@@ -74,6 +92,7 @@ def _check_kind(fs: FileSystem, path: str, wanted: str) -> None:
         raise FileNotFoundError_(f"{path} does not exist", file=path)
     if is_dir(fs, path):
         raise InvalidParameterError(f"{path} is a folder, not a {wanted}", file=path)
+    refuse_special(path, wanted)
     try:
         with opened(fs, path) as handle:
             kind = identify(handle.pread(HEAD_SIZE, 0))
@@ -263,6 +282,10 @@ def dump_logs(target: str, fs: FileSystem | None = None) -> LogSetDump:
     fs = fs or OsFileSystem()
     directory, base, logs = _log_files(fs, target)
     for log in logs:
+        what = special_file(log.path)
+        if what is not None:  # why not opened: a FIFO would block the dump (and doctor) forever
+            log.fail(LogFileCorruptError, f"{log.path} has a log file's name but is {what}, not a log file")
+            continue
         try:
             log.header = read_header(fs, log.path)
         except LogFileCorruptError as exc:
@@ -348,7 +371,7 @@ def _scan_logs(fs: FileSystem, logs: list[LogDump]) -> None:
             continue
         owners[number] = log
         try:
-            data = read_file(fs, log.path)
+            data = _read_log(fs, log)
             log.scan = scan_generation(log.path, data, log.header, tolerate_torn_tail=log.current)
         except LogFileCorruptError as exc:
             offset = exc.details.get("offset")
@@ -364,6 +387,21 @@ def _scan_logs(fs: FileSystem, logs: list[LogDump]) -> None:
                 f"{log.path} ends in a torn flush at offset {torn.offset} ({torn.dropped} bytes dropped: "
                 f"{torn.reason}); normal in the current log after a crash: those commits were never acknowledged"
             )
+
+
+def _read_log(fs: FileSystem, log: LogDump) -> bytes:
+    """The bytes of ``log`` up to the size its (verified) header gives: the scan reads no further, and a file
+    extended far past it (a sparse file of many GiB) must not be read into memory. A file longer than its
+    header says gets a note."""
+    assert log.header is not None
+    with opened(fs, log.path) as handle:
+        size = handle.size()
+        if size > log.header.file_size:
+            log.notes.append(
+                f"{log.path} is {size} bytes, longer than the {log.header.file_size} bytes its header gives; "
+                "the bytes after those were not read"
+            )
+        return handle.pread(min(size, log.header.file_size), 0)
 
 
 def _count_records(log: LogDump, scan: Generation, assembler: RecordAssembler, owners: dict[int, LogDump]) -> bool:
@@ -383,7 +421,7 @@ def _count_records(log: LogDump, scan: Generation, assembler: RecordAssembler, o
 
 def _checkpoint_in(fs: FileSystem, directory: str, base: str) -> LgPos | None:
     path = os.path.join(directory, checkpoint_name(base))
-    if not base or not fs.exists(path):
+    if not base or not fs.exists(path) or special_file(path) is not None:
         return None
     try:
         return read_checkpoint(fs, path)[0].checkpoint
