@@ -44,6 +44,13 @@ def stdlib_maildir(path: Path) -> dict[str, bytes]:
     return {box._lookup(k): box.get_bytes(k) for k in box.iterkeys()}  # type: ignore[attr-defined]
 
 
+def one_message_mailbox(capsys: pytest.CaptureFixture[str], home_dir: str, tmp_path: Path) -> None:
+    """Mailbox "m" holding one message, imported from an mbox, to export."""
+    source = tmp_path / "in.mbox"
+    source.write_bytes(b"From a\nSubject: x\n\n")
+    assert run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))[0] == 0
+
+
 # --- Maildir file names -------------------------------------------------------------------------------------------
 
 
@@ -160,9 +167,7 @@ def test_check_of_a_mailbox_imported_from_an_empty_mbox_is_ok(
 def test_an_export_name_too_long_for_its_temporary_file_is_a_clear_refusal(
     home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = tmp_path / "in.mbox"
-    source.write_bytes(b"From a\nSubject: x\n\n")
-    assert run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))[0] == 0
+    one_message_mailbox(capsys, home_dir, tmp_path)
     for kind in ("mbox", "maildir"):
         target = tmp_path / ("x" * 250)
         code, _out, err = run(
@@ -177,9 +182,7 @@ def test_an_export_never_replaces_a_link_device_or_fifo_that_looks_empty(
 ) -> None:
     # each of these has size 0, as an empty file has: the export's rename would replace it with a new file (as
     # root, /dev/null itself), or the link rather than write where it points
-    source = tmp_path / "in.mbox"
-    source.write_bytes(b"From a\nSubject: x\n\n")
-    assert run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))[0] == 0
+    one_message_mailbox(capsys, home_dir, tmp_path)
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "emptydir").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "empty")
@@ -206,9 +209,7 @@ def test_an_export_never_replaces_a_link_device_or_fifo_that_looks_empty(
 def test_a_target_name_the_file_system_refuses_is_a_clear_refusal(
     home_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = tmp_path / "in.mbox"
-    source.write_bytes(b"From a\nSubject: x\n\n")
-    assert run(capsys, "--home", home_dir, "mail", "import", "--mailbox", "m", str(source))[0] == 0
+    one_message_mailbox(capsys, home_dir, tmp_path)
     for fmt in ("mbox", "maildir"):
         code, _out, err = run(
             capsys, "--home", home_dir, "mail", "export", "--mailbox", "m", "--format", fmt, str(tmp_path / ("y" * 300))

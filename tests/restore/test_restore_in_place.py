@@ -100,6 +100,15 @@ def test_live_logs_that_cannot_continue_the_backups_are_not_thrown_away_without_
     assert holds(capsys, home, 2, 300), "the refusal changed nothing"
 
 
+def refused_unless_told(capsys: pytest.CaptureFixture[str], home: str, seed: int) -> None:
+    """An in-place restore without a stop option is refused for what it would discard, and changes nothing:
+    seed ``seed``'s 300 transactions are still there."""
+    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
+    assert code == 23
+    assert "would discard committed data" in err
+    assert holds(capsys, home, seed, 300), "the refusal changed nothing"
+
+
 def plan_after_two_fulls_to(capsys: pytest.CaptureFixture[str], home: str, later: str) -> dict[str, Any]:
     """The in-place plan (from the fixture's target) once two full backups into ``later`` truncated every log
     that holds the live stores' newest changes."""
@@ -124,12 +133,10 @@ def test_changes_whose_logs_a_later_backup_truncated_are_not_thrown_away_without
     assert reached > missing
     assert plan["discards"]["transactions"] == 0  # the live logs left hold none of seed 2
     code, out, _err = run(capsys, *args)
+    assert code == 0
     assert f"the live stores' changes after generation {missing - 1}, how many unknown" in out
 
-    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
-    assert code == 23
-    assert "would discard committed data" in err
-    assert holds(capsys, home, 2, 300), "the refusal changed nothing"
+    refused_unless_told(capsys, home, 2)
     code, _out, err = run(capsys, "--home", home, "restore", "run", "--from", later, "--sg", SG, "--in-place", "--yes")
     assert code == 0, err
     assert holds(capsys, home, 2, 300)
@@ -165,12 +172,10 @@ def test_a_newer_streams_changes_whose_logs_its_backups_truncated_are_not_thrown
     assert before == plan["discards"]["generations"][0] - 1
     assert reached >= before
     code, out, _err = run(capsys, *args)
+    assert code == 0
     assert f"the live stores' changes from the live stream's generations up to {before}, how many unknown" in out
 
-    code, _out, err = run(capsys, "--home", home, "restore", "run", "--sg", SG, "--in-place", "--yes")
-    assert code == 23
-    assert "would discard committed data" in err
-    assert holds(capsys, home, 3, 300), "the refusal changed nothing"
+    refused_unless_told(capsys, home, 3)
 
 
 def test_a_store_outside_the_backup_in_dirty_shutdown_stops_the_restore_before_anything_moves(
