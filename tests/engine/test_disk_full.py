@@ -67,6 +67,11 @@ def test_full_log_disk_refuses_updates_dismounts_cleanly_and_loses_nothing() -> 
     assert not sg.mounted
     for store in sg.stores.values():
         assert store.read_header().state == STATE_CLEAN_SHUTDOWN
+    # A backup that begins now is told why it cannot, as a store's user is: not only "not mounted"
+    with pytest.raises(LogDiskFullError, match=r"is not mounted: .* its log disk .* is full") as refused:
+        sg.begin_backup("full", owner="test")
+    assert refused.value.hint is not None
+    assert "shadowstore sg move" in refused.value.hint
     # Space is freed (a bigger disk); the storage group mounts again and goes on.
     fs.capacity = None
     sg.mount()

@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 from shadowstore.engine.backup import BackupSession, check_can_begin
-from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError
+from shadowstore.errors import BackupInProgressError, NoBackupError, NotMountedError, ShadowStoreError
 from shadowstore.format.common import BackupInfo, now_us
 from shadowstore.io.fs import read_file
 from shadowstore.io.replace import temporary_name
@@ -59,17 +59,28 @@ class BackupSlot:
         self.status_path = status_path(sg.config.system_dir, sg.base)
         self.abort_path = abort_request_path(sg.config.system_dir, sg.base)
 
+    def _not_mounted(self) -> ShadowStoreError:
+        """Why a backup cannot begin on a storage group that is not mounted: the reason the engine itself
+        dismounted it (a full log disk, an I/O error), or that it is not mounted."""
+        stopped = self.sg.stopped_because
+        if stopped is not None:
+            return type(stopped)(f"storage group {self.sg.name!r} is not mounted: {stopped.message}", hint=stopped.hint)
+        return NotMountedError(f"storage group {self.sg.name!r} is not mounted")
+
     def begin(self, kind: str, owner: str, lease_seconds: float | None) -> BackupSession:
         """Start a backup session. Raises -505 (naming the running session's owner, start and lease), -526,
         -560 (event 206) and NotMountedError."""
         sg = self.sg
         if not sg.mounted:
-            raise NotMountedError(f"storage group {sg.name!r} is not mounted")
+            raise self._not_mounted()
         self._refuse_if_snapshot()  # why before the checkpoint: a freeze would make it wait for the thaw
         if self.session is None and kind in ("full", "copy"):
             # why: the copies are consistent at their durable headers; writing everything first makes them
             # need only the logs from now on, not every generation since the last checkpoint.
-            sg.checkpoint()
+            try:
+                sg.checkpoint()
+            except NotMountedError:
+                raise self._not_mounted() from None  # the engine dismounted it meanwhile (a full log disk)
         with self._lock:
             if self.session is not None:
                 raise BackupInProgressError(
