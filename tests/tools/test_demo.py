@@ -46,3 +46,14 @@ def test_the_demo_never_replaces_a_folder_it_did_not_make(tmp_path: Path, capsys
     assert demo.main(["--home", str(tmp_path / "precious")]) == 3
     assert "was not made by the demo" in capsys.readouterr().err
     assert (tmp_path / "precious" / "mail.edb").read_bytes() == b"keep me"
+
+
+def test_an_export_folder_left_without_its_demo_home_is_refused_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "home-mail" / "user01").mkdir(parents=True)  # an earlier demo's, its home removed by hand
+    (tmp_path / "home-mail" / "user01" / "note").write_bytes(b"keep me")
+    assert demo.main(["--home", str(tmp_path / "home")]) == 3
+    assert "home-mail exists" in capsys.readouterr().err
+    assert (tmp_path / "home-mail" / "user01" / "note").read_bytes() == b"keep me"
+    assert not (tmp_path / "home").exists()

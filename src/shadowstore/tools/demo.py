@@ -174,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         shutil.rmtree(home)
         shutil.rmtree(f"{home}-mail", ignore_errors=True)
+    elif Path(f"{home}-mail").exists():
+        # why refuse: with its home gone, nothing shows the folder is an earlier demo's exports, not the user's
+        print(
+            f"{home}-mail exists (the mail an earlier demo exported, if its home {home} was removed by hand); "
+            "remove it, or pass another --home",
+            file=sys.stderr,
+        )
+        return 3
     demo = Demo(home, args.mailboxes, args.messages)
     try:
         demo.main_job()
