@@ -62,10 +62,8 @@ class BackupSlot:
     def _not_mounted(self) -> ShadowStoreError:
         """Why a backup cannot begin on a storage group that is not mounted: the reason the engine itself
         dismounted it (a full log disk, an I/O error), or that it is not mounted."""
-        stopped = self.sg.stopped_because
-        if stopped is not None:
-            return type(stopped)(f"storage group {self.sg.name!r} is not mounted: {stopped.message}", hint=stopped.hint)
-        return NotMountedError(f"storage group {self.sg.name!r} is not mounted")
+        what = f"storage group {self.sg.name!r}"
+        return self.sg.stopped_error(what) or NotMountedError(f"{what} is not mounted")
 
     def begin(self, kind: str, owner: str, lease_seconds: float | None) -> BackupSession:
         """Start a backup session. Raises -505 (naming the running session's owner, start and lease), -526,

@@ -239,6 +239,14 @@ class StorageGroup:
                 hint=f"mount {self.name!r} again: soft recovery replays the log from the last durable state",
             )
 
+    def stopped_error(self, what: str) -> ShadowStoreError | None:
+        """``what`` (a store, a backup of this group) cannot be used because the engine itself dismounted the
+        group (a full log disk, an I/O error): that reason as an error of its kind, or None when it did not."""
+        stopped = self.stopped_because
+        if stopped is None:
+            return None
+        return type(stopped)(f"{what} is not mounted: {stopped.message}", hint=stopped.hint)
+
     def go_offline(self, reason: str) -> None:
         """After an I/O failure: stop everything without writing; the next mount replays the log."""
         self.backups.terminate()  # why first: a session thread completing would wait for the mutex

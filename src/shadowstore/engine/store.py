@@ -198,9 +198,9 @@ class Store:
 
     def _not_mounted(self) -> Exception:
         """The error for using a store that is not mounted: why the storage group stopped, if it did."""
-        stopped = self.sg.stopped_because
+        stopped = self.sg.stopped_error(f"store {self.name}")
         if stopped is not None:
-            return type(stopped)(f"store {self.name} is not mounted: {stopped.message}", hint=stopped.hint)
+            return stopped
         if self.sg.mounted:  # why say so: "mount the storage group first" would not help (engine/storemount.py)
             return NotMountedError(
                 f"store {self.name} of {self.sg.name} is not mounted, while its storage group is",

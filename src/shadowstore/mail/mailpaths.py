@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shadowstore.errors import DiskFullError, DiskIOError, InvalidParameterError, NotFoundError
+from shadowstore.errors import DiskIOError, InvalidParameterError, NotFoundError
 from shadowstore.io.filekinds import special_kind
 from shadowstore.io.fs import FileSystem, OsFileSystem
 from shadowstore.oserrors import os_refusal
@@ -25,22 +25,21 @@ def os_errors(path: str, doing: str) -> Iterator[None]:
     except mailbox.NoSuchMailboxError:
         raise NotFoundError(f"{path} does not exist (any more)", hint="name an mbox file or a Maildir folder") from None
     except OSError as exc:
-        text = f"{doing} {exc.filename or path} failed: {exc.strerror or exc}"
-        if isinstance(exc, PermissionError):
-            raise InvalidParameterError(text, hint="check the permissions of the file or folder") from exc
         if exc.errno == errno.ENAMETOOLONG:
             raise InvalidParameterError(
-                text,
+                f"{doing} {exc.filename or path} failed: {exc.strerror or exc}",
                 hint="choose a shorter name: an export is written under a temporary name beside its target first, "
                 "'.' + its name + '.tmp-' and 16 hex digits, which must fit in the file system's 255 bytes",
             ) from exc
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(text, hint="free space there, or choose another place") from exc
-        if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT):  # a path mistaken, not a disk failing
-            refusal = os_refusal(exc, f"{doing} {path}")
-            if refusal is not None:
-                raise refusal from exc
-        raise DiskIOError(text, hint="check the disk and the path, then run the command again") from exc
+        # the command line's own mapping (oserrors.py): permission, a missing folder, a file where a folder must
+        # be, a full disk; anything else an I/O error naming the path
+        refusal = os_refusal(exc, f"{doing} {path}")
+        if refusal is not None:
+            raise refusal from exc
+        raise DiskIOError(
+            f"{doing} {exc.filename or path} failed: {exc.strerror or exc}",
+            hint="check the disk and the path, then run the command again",
+        ) from exc
 
 
 # --- targets ------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ needs it) or a generation is missing (naming it and the set that should hold it)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from shadowstore.backup.catalog import SetInfo, age
 from shadowstore.backup.manifest import DatabaseEntry, FileEntry, Manifest
@@ -195,13 +195,12 @@ def _reach(donors: list[SetInfo], plans: list[RestorePlan]) -> int:
 
 def _held(donors: list[SetInfo], plan: RestorePlan) -> set[int]:
     """The generations of ``plan``'s log stream that some set holds."""
-    return {
-        entry.generation
-        for s in donors
-        if _m(s).log_signature == plan.log_signature
-        for entry in _m(s).logs()
-        if entry.generation is not None
-    }
+    return _generations(s for s in donors if _m(s).log_signature == plan.log_signature)
+
+
+def _generations(sets: Iterable[SetInfo]) -> set[int]:
+    """The log generations ``sets`` hold."""
+    return {entry.generation for s in sets for entry in _m(s).logs() if entry.generation is not None}
 
 
 def _intact(refusal: MissingRestoreLogFilesError) -> int:
@@ -337,7 +336,7 @@ def _onward(path: list[SetInfo], stream: list[SetInfo], target: RestoreTarget) -
     skipped or damaged incremental, or a copy backup as the base, need not stop a restore to a point. None when
     no set of the stream reaches it."""
     end = _m(path[-1]).last_gen
-    held = {e.generation for s in stream for e in _m(s).logs() if e.generation is not None}
+    held = _generations(stream)
     later = [
         s
         for s in stream

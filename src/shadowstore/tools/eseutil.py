@@ -65,15 +65,10 @@ from shadowstore.tools.logsetcheck import check_sequence, set_signature
 # --- what a file is (identify, is_real_ese: tools/esekind.py) -----------------------------------------------
 
 
-def special_file(path: str) -> str | None:
-    """What ``path`` is when it is a FIFO, socket or device (io/filekinds.py), else None: every reader here asks
-    before it opens a file a user may have replaced, since a FIFO would be waited on forever."""
-    return special_kind(path)
-
-
 def refuse_special(path: str, wanted: str) -> None:
-    """Raise InvalidParameterError when ``path`` is a FIFO, socket or device (see ``special_file``)."""
-    what = special_file(path)
+    """Raise InvalidParameterError when ``path`` is a FIFO, socket or device (io/filekinds.py): opening a FIFO
+    would wait for a writer forever."""
+    what = special_kind(path)
     if what is not None:
         raise InvalidParameterError(
             f"{path} is {what}, not a {wanted}: eseutil reads regular files only (a FIFO would be waited on forever)",
@@ -282,7 +277,7 @@ def dump_logs(target: str, fs: FileSystem | None = None) -> LogSetDump:
     fs = fs or OsFileSystem()
     directory, base, logs = _log_files(fs, target)
     for log in logs:
-        what = special_file(log.path)
+        what = special_kind(log.path)
         if what is not None:  # why not opened: a FIFO would block the dump (and doctor) forever
             log.fail(LogFileCorruptError, f"{log.path} has a log file's name but is {what}, not a log file")
             continue
@@ -421,7 +416,7 @@ def _count_records(log: LogDump, scan: Generation, assembler: RecordAssembler, o
 
 def _checkpoint_in(fs: FileSystem, directory: str, base: str) -> LgPos | None:
     path = os.path.join(directory, checkpoint_name(base))
-    if not base or not fs.exists(path) or special_file(path) is not None:
+    if not base or not fs.exists(path) or special_kind(path) is not None:
         return None
     try:
         return read_checkpoint(fs, path)[0].checkpoint
